@@ -1,0 +1,65 @@
+# agency-crm developer commands. `make install` once, then `make lint test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP_CONSTRAINT_FILE := constraints.txt
+PYTEST_ARGS ?=
+
+.PHONY: help install test lint fmt db-upgrade db-status schema-dump schema-check docs docs-check bench demo clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+$(BIN)/agency-crm: pyproject.toml $(PIP_CONSTRAINT_FILE)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c $(PIP_CONSTRAINT_FILE) -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/agency-crm ## Create .venv and install agency-crm (editable) with the dev tools
+
+test: install ## Run the test suite (starts a throwaway PostgreSQL unless TEST_DATABASE_URL is set)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install ## ruff, ruff format --check, mypy, sqlfluff (plpgsql_check runs in the suite)
+	$(BIN)/ruff check python tests
+	$(BIN)/ruff format --check python tests
+	$(BIN)/mypy
+	$(BIN)/sqlfluff lint sql --processes 1
+
+fmt: install ## Format Python (ruff) and SQL (sqlfluff fix)
+	$(BIN)/ruff check --fix python tests
+	$(BIN)/ruff format python tests
+	$(BIN)/sqlfluff fix sql --processes 1
+
+db-upgrade: install ## Upgrade the database named by DATABASE_URL
+	$(BIN)/agency-crm db upgrade
+
+db-status: install ## Show migrations applied to the database named by DATABASE_URL
+	$(BIN)/agency-crm db status
+
+schema-dump: install ## Regenerate sql/schema.dump.sql from a fresh install
+	$(BIN)/python -m agency_crm.devtools schema-dump sql/schema.dump.sql
+
+schema-check: install ## Fail when sql/schema.dump.sql is stale
+	$(BIN)/python -m agency_crm.devtools schema-dump --check sql/schema.dump.sql
+
+docs: install ## Regenerate docs/sql-api.md from the catalog comments
+	$(BIN)/python -m agency_crm.devtools sql-api docs/sql-api.md
+
+docs-check: install ## Fail when docs/sql-api.md is stale
+	$(BIN)/python -m agency_crm.devtools sql-api --check docs/sql-api.md
+
+bench: ## Benchmarks (none yet: they arrive with the lifecycle, analytics and push runner issues)
+	@echo "make bench: no benchmarks yet; they arrive with the lifecycle, analytics and push-runner work" >&2
+	@exit 2
+
+demo: ## The demo (not built yet: it arrives with the demo issue)
+	@echo "make demo: no demo yet; it arrives once meetings, deals and the push runner exist" >&2
+	@exit 2
+
+clean: ## Remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

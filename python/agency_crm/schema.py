@@ -1,0 +1,383 @@
+"""Install and upgrade the agency-crm schema.
+
+Tables are state: they change only through the numbered files of ``sql/migrations/``, each
+applied once and recorded with its checksum in ``crm.schema_migrations``. Functions and
+triggers are code: every file of ``sql/functions/`` and ``sql/triggers/`` is re-applied
+(``CREATE OR REPLACE``) whenever it changed or a migration ran. One upgrade runs in one
+transaction under an advisory lock, so it either applies everything or nothing and two
+upgrades never interleave.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+import psycopg
+
+from agency_crm import __version__
+from agency_crm.errors import AgencyCrmError
+
+MIGRATION_NAME = re.compile(r"^(?P<number>[0-9]{4})_[a-z0-9_]+\.sql$")
+CODE_DIRS = ("functions", "triggers")
+# pg_advisory_xact_lock key shared by every agency-crm upgrade: "acrm" as an int32.
+UPGRADE_LOCK_KEY = 0x6163726D
+
+
+class SchemaError(AgencyCrmError):
+    """The schema cannot be upgraded as asked; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    """One SQL file of the package, with the checksum of its text."""
+
+    name: str
+    text: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SqlSource:
+    """The package's SQL: bootstrap, ordered migrations and code files."""
+
+    bootstrap: SqlFile
+    migrations: tuple[SqlFile, ...]
+    code: tuple[SqlFile, ...]
+
+    @property
+    def code_checksum(self) -> str:
+        digest = hashlib.sha256()
+        for item in self.code:
+            digest.update(f"{item.name}\0{item.checksum}\0".encode())
+        return digest.hexdigest()
+
+    def migration(self, name: str) -> SqlFile:
+        for item in self.migrations:
+            if item.name == name:
+                return item
+        raise SchemaError(
+            f"unknown migration {name!r}",
+            hint="Run `agency-crm db status` to list the migrations this version knows.",
+        )
+
+
+class MigrationState(enum.StrEnum):
+    APPLIED = "applied"
+    PENDING = "pending"
+    CHANGED = "changed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    name: str
+    state: MigrationState
+    applied_at: str | None = None
+    package_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Status:
+    """What `db status` reports: each migration's state and whether the code is current."""
+
+    migrations: tuple[MigrationStatus, ...]
+    code_current: bool
+    code_applied_at: str | None
+
+    @property
+    def pending(self) -> tuple[MigrationStatus, ...]:
+        return tuple(m for m in self.migrations if m.state is MigrationState.PENDING)
+
+    @property
+    def problems(self) -> tuple[MigrationStatus, ...]:
+        bad = (MigrationState.CHANGED, MigrationState.UNKNOWN)
+        return tuple(m for m in self.migrations if m.state in bad)
+
+    @property
+    def up_to_date(self) -> bool:
+        return not self.pending and not self.problems and self.code_current
+
+
+@dataclass
+class UpgradeResult:
+    applied: list[str] = field(default_factory=list)
+    code_applied: bool = False
+    code_checksum: str = ""
+    waited_for_lock: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied) or self.code_applied
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    """Default progress callback: say nothing."""
+
+
+def _read(item: Traversable) -> SqlFile:
+    # Normalise line endings so a checkout with CRLF does not look like a changed file.
+    text = item.read_text(encoding="utf-8").replace("\r\n", "\n")
+    return SqlFile(name=item.name, text=text)
+
+
+def default_sql_dir() -> Traversable:
+    """The SQL shipped with the package (wheel), or the repository's sql/ (editable install)."""
+    packaged = resources.files("agency_crm").joinpath("sql")
+    if packaged.is_dir():
+        return packaged
+    repo = Path(__file__).resolve().parents[2] / "sql"
+    if repo.is_dir():
+        return repo
+    raise SchemaError(
+        "cannot find the package's sql/ directory",
+        hint="Reinstall agency-crm; the wheel ships its SQL under agency_crm/sql.",
+    )
+
+
+def load_source(sql_dir: Traversable | Path | None = None) -> SqlSource:
+    """Read bootstrap, migrations and code from ``sql_dir`` (default: the package's)."""
+    root: Traversable = default_sql_dir() if sql_dir is None else sql_dir
+    migrations_dir = root.joinpath("migrations")
+    migrations: list[SqlFile] = []
+    numbers: dict[str, str] = {}
+    for item in sorted(migrations_dir.iterdir(), key=lambda t: t.name):
+        if not item.name.endswith(".sql"):
+            continue
+        match = MIGRATION_NAME.match(item.name)
+        if match is None:
+            raise SchemaError(
+                f"migration file name {item.name!r} is not NNNN_lower_snake_case.sql",
+                hint="Rename the file, e.g. 0005_add_meeting_reschedules.sql.",
+            )
+        number = match["number"]
+        if number in numbers:
+            raise SchemaError(
+                f"migrations {numbers[number]!r} and {item.name!r} share number {number}",
+                hint="Give every migration its own four-digit number.",
+            )
+        numbers[number] = item.name
+        migrations.append(_read(item))
+    code: list[SqlFile] = []
+    for sub in CODE_DIRS:
+        directory = root.joinpath(sub)
+        if not directory.is_dir():
+            continue
+        files = sorted(
+            (i for i in directory.iterdir() if i.name.endswith(".sql")), key=lambda t: t.name
+        )
+        code.extend(SqlFile(name=f"{sub}/{f.name}", text=_read(f).text) for f in files)
+    return SqlSource(
+        bootstrap=_read(root.joinpath("bootstrap.sql")),
+        migrations=tuple(migrations),
+        code=tuple(code),
+    )
+
+
+def _execute_file(conn: psycopg.Connection[tuple[object, ...]], item: SqlFile, what: str) -> None:
+    """Run a whole SQL file (simple query protocol) and name the file in any error."""
+    try:
+        # bytes: the text is our own file, not a query assembled from input.
+        conn.execute(item.text.encode())
+    except psycopg.Error as exc:
+        diag = exc.diag
+        where = ""
+        if diag.statement_position:
+            line = item.text.count("\n", 0, int(diag.statement_position) - 1) + 1
+            where = f" at line {line}"
+        raise SchemaError(
+            f"{what} {item.name} failed{where}: {diag.message_primary or exc}"
+            f" (SQLSTATE {exc.sqlstate})",
+            hint=diag.message_hint
+            or "Nothing was applied: the upgrade runs in one transaction and was rolled back.",
+        ) from exc
+
+
+def _crm_schema_is_foreign(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    """True when a schema named crm exists, holds objects, and is not ours."""
+    row = conn.execute(
+        """
+        SELECT
+            to_regclass('crm.schema_migrations') IS NULL
+            AND EXISTS (
+                SELECT 1
+                FROM pg_catalog.pg_class AS c
+                WHERE c.relnamespace = n.oid
+            )
+        FROM pg_catalog.pg_namespace AS n
+        WHERE n.nspname = 'crm'
+        """
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _applied(conn: psycopg.Connection[tuple[object, ...]]) -> dict[str, tuple[str, str, str]]:
+    if conn.execute("SELECT to_regclass('crm.schema_migrations') IS NOT NULL").fetchone() != (
+        True,
+    ):
+        return {}
+    rows = conn.execute(
+        """
+        SELECT name, checksum, applied_at::text, package_version
+        FROM crm.schema_migrations
+        ORDER BY name
+        """
+    ).fetchall()
+    return {str(r[0]): (str(r[1]), str(r[2]), str(r[3])) for r in rows}
+
+
+def _code_row(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[str, str] | None:
+    if conn.execute("SELECT to_regclass('crm.schema_code') IS NOT NULL").fetchone() != (True,):
+        return None
+    row = conn.execute("SELECT checksum, applied_at::text FROM crm.schema_code").fetchone()
+    return (str(row[0]), str(row[1])) if row else None
+
+
+def _classify(
+    source: SqlSource, applied: dict[str, tuple[str, str, str]]
+) -> tuple[MigrationStatus, ...]:
+    known = {m.name for m in source.migrations}
+    result: list[MigrationStatus] = []
+    for item in source.migrations:
+        if item.name not in applied:
+            result.append(MigrationStatus(item.name, MigrationState.PENDING))
+            continue
+        checksum, applied_at, version = applied[item.name]
+        state = MigrationState.APPLIED if checksum == item.checksum else MigrationState.CHANGED
+        result.append(MigrationStatus(item.name, state, applied_at, version))
+    for name in sorted(set(applied) - known):
+        _, applied_at, version = applied[name]
+        result.append(MigrationStatus(name, MigrationState.UNKNOWN, applied_at, version))
+    return tuple(sorted(result, key=lambda m: m.name))
+
+
+def status(conn: psycopg.Connection[tuple[object, ...]], source: SqlSource | None = None) -> Status:
+    """Report applied, pending, changed and unknown migrations; read-only."""
+    source = source or load_source()
+    with conn.transaction():
+        migrations = _classify(source, _applied(conn))
+        code = _code_row(conn)
+    return Status(
+        migrations=migrations,
+        code_current=code is not None and code[0] == source.code_checksum,
+        code_applied_at=code[1] if code else None,
+    )
+
+
+def _refuse_problems(migrations: Iterable[MigrationStatus], source: SqlSource) -> None:
+    for item in migrations:
+        if item.state is MigrationState.CHANGED:
+            raise SchemaError(
+                f"migration {item.name} was changed after it was applied"
+                f" (applied {item.applied_at} by agency-crm {item.package_version})",
+                hint="Applied migrations must never be edited: restore the file and put the"
+                " change in a new migration.",
+            )
+        if item.state is MigrationState.UNKNOWN:
+            newest = source.migrations[-1].name if source.migrations else "none"
+            raise SchemaError(
+                f"the database has migration {item.name}, which this agency-crm"
+                f" ({__version__}, newest {newest}) does not know",
+                hint="The database was upgraded by a newer agency-crm: upgrade the package.",
+            )
+
+
+def upgrade(
+    conn: psycopg.Connection[tuple[object, ...]],
+    *,
+    source: SqlSource | None = None,
+    target: str | None = None,
+    apply_code: bool = True,
+    reapply_code: bool = False,
+    progress: Progress = _quiet,
+) -> UpgradeResult:
+    """Apply pending migrations (up to ``target``), then the functions and triggers.
+
+    Everything happens in one transaction under an advisory lock. Refuses, changing
+    nothing, when an applied migration's file changed or the database knows a migration
+    this package does not. ``apply_code=False`` stops after the migrations (tests use it
+    to stand in for an older release).
+    """
+    source = source or load_source()
+    if target is not None:
+        source.migration(target)  # raises on an unknown name
+    result = UpgradeResult(code_checksum=source.code_checksum)
+    with conn.transaction():
+        got = conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (UPGRADE_LOCK_KEY,))
+        if got.fetchone() != (True,):
+            result.waited_for_lock = True
+            progress("waiting for another agency-crm upgrade of this database to finish")
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (UPGRADE_LOCK_KEY,))
+        if _crm_schema_is_foreign(conn):
+            raise SchemaError(
+                "schema crm already exists and was not created by agency-crm",
+                hint="Install into a database without a crm schema, or rename the existing"
+                " schema first.",
+            )
+        _execute_file(conn, source.bootstrap, "bootstrap")
+        classified = _classify(source, _applied(conn))
+        _refuse_problems(classified, source)
+        pending = {m.name for m in classified if m.state is MigrationState.PENDING}
+        for item in source.migrations:
+            if target is not None and item.name > target:
+                break
+            if item.name not in pending:
+                continue
+            started = time.perf_counter()
+            _execute_file(conn, item, "migration")
+            elapsed_ms = round((time.perf_counter() - started) * 1000)
+            conn.execute(
+                """
+                INSERT INTO crm.schema_migrations (name, checksum, package_version, duration_ms)
+                VALUES (%(name)s, %(checksum)s, %(version)s, %(ms)s)
+                """,
+                {
+                    "name": item.name,
+                    "checksum": item.checksum,
+                    "version": __version__,
+                    "ms": elapsed_ms,
+                },
+            )
+            result.applied.append(item.name)
+            progress(f"applied migration {item.name} ({elapsed_ms} ms)")
+        if not apply_code:
+            return result
+        code = _code_row(conn)
+        stale = code is None or code[0] != source.code_checksum
+        if result.applied or stale or reapply_code:
+            started = time.perf_counter()
+            for item in source.code:
+                _execute_file(conn, item, "code file")
+            conn.execute(
+                """
+                INSERT INTO crm.schema_code (singleton, checksum, package_version)
+                VALUES (true, %(checksum)s, %(version)s)
+                ON CONFLICT (singleton) DO UPDATE
+                SET checksum = excluded.checksum,
+                    package_version = excluded.package_version,
+                    applied_at = now()
+                """,
+                {"checksum": source.code_checksum, "version": __version__},
+            )
+            result.code_applied = True
+            elapsed_ms = round((time.perf_counter() - started) * 1000)
+            progress(f"applied {len(source.code)} function and trigger files ({elapsed_ms} ms)")
+    return result
+
+
+def migration_names(source: SqlSource | None = None) -> Sequence[str]:
+    """Names of the package's migrations, in order."""
+    return [m.name for m in (source or load_source()).migrations]
