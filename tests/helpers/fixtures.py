@@ -1,0 +1,152 @@
+"""Factory fixtures: insert valid rows with defaults, override any column."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+Row = dict[str, Any]
+
+
+def insert(conn: psycopg.Connection[Any], table: str, values: Row) -> Row:
+    """INSERT INTO crm.<table> (...) VALUES (...) RETURNING *, as a dict."""
+    query = sql.SQL("INSERT INTO crm.{table} ({cols}) VALUES ({vals}) RETURNING *").format(
+        table=sql.Identifier(table),
+        cols=sql.SQL(", ").join(map(sql.Identifier, values)),
+        vals=sql.SQL(", ").join(map(sql.Placeholder, values)),
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(query, values).fetchone()
+    assert row is not None
+    return row
+
+
+def count(conn: psycopg.Connection[Any], table: str) -> int:
+    query = sql.SQL("SELECT count(*) FROM crm.{}").format(sql.Identifier(table))
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@contextmanager
+def raises_sqlstate(
+    conn: psycopg.Connection[Any], sqlstate: str
+) -> Iterator[pytest.ExceptionInfo[psycopg.Error]]:
+    """Expect the block to fail with ``sqlstate``; roll back to a savepoint so the test's
+    transaction stays usable."""
+    with pytest.raises(psycopg.Error) as info:
+        with conn.transaction():
+            yield info
+    assert info.value.sqlstate == sqlstate, (
+        f"expected SQLSTATE {sqlstate}, got {info.value.sqlstate}: {info.value}"
+    )
+
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+class Make:
+    """Row factories. Each takes the parent row (or client) and column overrides."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def client(self, **kw: Any) -> Row:
+        return insert(self.conn, "clients", {"name": f"Client {uuid.uuid4().hex[:6]}", **kw})
+
+    def campaign(self, client: Row, **kw: Any) -> Row:
+        return insert(self.conn, "campaigns", {"client_id": client["id"], "name": "Q1", **kw})
+
+    def lead(self, client: Row, **kw: Any) -> Row:
+        values = {
+            "client_id": client["id"],
+            "email": f"{uuid.uuid4().hex[:10]}@example.com",
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "company": "Analytical Engines",
+            **kw,
+        }
+        return insert(self.conn, "leads", values)
+
+    def activity(self, lead: Row, **kw: Any) -> Row:
+        values = {"client_id": lead["client_id"], "lead_id": lead["id"], "channel": "email", **kw}
+        return insert(self.conn, "activities", values)
+
+    def meeting(self, lead: Row, **kw: Any) -> Row:
+        values = {
+            "client_id": lead["client_id"],
+            "lead_id": lead["id"],
+            "scheduled_at": T0 + timedelta(days=7),
+            "duration_minutes": 30,
+            **kw,
+        }
+        return insert(self.conn, "meetings", values)
+
+    def deal(self, lead: Row, **kw: Any) -> Row:
+        values = {
+            "client_id": lead["client_id"],
+            "lead_id": lead["id"],
+            "name": "Pilot",
+            "value": 1000,
+            "currency": "AUD",
+            "probability": 20,
+            **kw,
+        }
+        return insert(self.conn, "deals", values)
+
+    def stage_change(self, deal: Row, **kw: Any) -> Row:
+        values = {
+            "client_id": deal["client_id"],
+            "deal_id": deal["id"],
+            "to_stage": "qualification",
+            "probability": 20,
+            "value": 1000,
+            **kw,
+        }
+        return insert(self.conn, "deal_stage_history", values)
+
+    def crm_config(self, client: Row, **kw: Any) -> Row:
+        values = {"client_id": client["id"], "crm_type": "pipedrive", "api_key": "pd-key", **kw}
+        return insert(self.conn, "client_crm_configs", values)
+
+    def external_id(self, config: Row, **kw: Any) -> Row:
+        values = {
+            "client_id": config["client_id"],
+            "crm_config_id": config["id"],
+            "entity_type": "lead",
+            "external_key": f"lead:{uuid.uuid4()}",
+            "crm_id": "123",
+            **kw,
+        }
+        return insert(self.conn, "crm_external_ids", values)
+
+    def push(self, lead: Row, **kw: Any) -> Row:
+        values = {
+            "client_id": lead["client_id"],
+            "operation": "meeting_booked",
+            "lead_id": lead["id"],
+            **kw,
+        }
+        return insert(self.conn, "crm_push_queue", values)
+
+    def push_log(self, client: Row, **kw: Any) -> Row:
+        values = {
+            "client_id": client["id"],
+            "operation": "create_deal",
+            "status": "success",
+            **kw,
+        }
+        return insert(self.conn, "crm_push_log", values)
+
+
+@pytest.fixture
+def make(db: psycopg.Connection[Any]) -> Make:
+    return Make(db)
