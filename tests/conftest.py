@@ -84,21 +84,27 @@ def server_url(server: NoopExecutor, dbname: str) -> str:
     )
 
 
+def janitor(server: NoopExecutor, dbname: str, template: str | None = None) -> DatabaseJanitor:
+    """Creates the database on enter (from ``template`` if given), drops it on exit."""
+    return DatabaseJanitor(
+        user=server.user,
+        host=server.host,
+        port=server.port,
+        password=server.password,
+        dbname=dbname,
+        template_dbname=template,
+        maintenance_dbname=server.maintenance_dbname,
+    )
+
+
 @pytest.fixture(scope="session")
 def _shared_db(postgresql_noproc: NoopExecutor) -> Iterator[psycopg.Connection[Any]]:
     """One clone of the template for the whole session, behind the rolled-back `db`."""
-    janitor = DatabaseJanitor(
-        user=postgresql_noproc.user,
-        host=postgresql_noproc.host,
-        port=postgresql_noproc.port,
-        password=postgresql_noproc.password,
-        dbname=f"{postgresql_noproc.template_dbname}_shared",
-        template_dbname=postgresql_noproc.template_dbname,
-        maintenance_dbname=postgresql_noproc.maintenance_dbname,
-    )
-    janitor.drop()
-    with janitor:
-        with psycopg.connect(server_url(postgresql_noproc, janitor.dbname)) as conn:
+    template = postgresql_noproc.template_dbname
+    shared = janitor(postgresql_noproc, f"{template}_shared", template)
+    shared.drop()
+    with shared:
+        with psycopg.connect(server_url(postgresql_noproc, shared.dbname)) as conn:
             yield conn
 
 
@@ -112,16 +118,8 @@ def db(_shared_db: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]
 @pytest.fixture
 def empty_db_url(postgresql_noproc: NoopExecutor) -> Iterator[str]:
     """URL of a new, empty database (no schema), dropped after the test."""
-    janitor = DatabaseJanitor(
-        user=postgresql_noproc.user,
-        host=postgresql_noproc.host,
-        port=postgresql_noproc.port,
-        password=postgresql_noproc.password,
-        dbname=f"agency_crm_empty_{uuid.uuid4().hex[:10]}",
-        maintenance_dbname=postgresql_noproc.maintenance_dbname,
-    )
-    with janitor:
-        yield server_url(postgresql_noproc, janitor.dbname)
+    with janitor(postgresql_noproc, f"agency_crm_empty_{uuid.uuid4().hex[:10]}") as empty:
+        yield server_url(postgresql_noproc, empty.dbname)
 
 
 @pytest.fixture

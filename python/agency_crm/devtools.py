@@ -171,6 +171,17 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def _markdown_table(headers: tuple[str, ...], rows: list[tuple[object, ...]]) -> list[str]:
+    """A markdown table: the first two cells as code (name, definition), the rest as text."""
+    if not rows:
+        return []
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        cells = [f"`{_cell(str(v))}`" if i < 2 else _cell(str(v)) for i, v in enumerate(row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def render_sql_api(url: str) -> str:
     """Markdown reference of schema crm, generated from the catalog and its comments."""
     out: list[str] = [
@@ -201,24 +212,12 @@ def render_sql_api(url: str) -> str:
                 dflt = f"`{_cell(str(default))}`" if default else ""
                 out.append(f"| `{col}` | `{typ}` | {null} | {dflt} | {_cell(str(ccomment))} |")
             out.append("")
-            constraints = conn.execute(Q_CONSTRAINTS, (oid,)).fetchall()
-            if constraints:
-                out += ["| constraint | definition | rule |", "|---|---|---|"]
-                for cname, cdef, ccomment in constraints:
-                    out.append(f"| `{cname}` | `{_cell(str(cdef))}` | {_cell(str(ccomment))} |")
-                out.append("")
-            indexes = conn.execute(Q_INDEXES, (oid,)).fetchall()
-            if indexes:
-                out += ["| index | definition | purpose |", "|---|---|---|"]
-                for iname, idef, icomment in indexes:
-                    out.append(f"| `{iname}` | `{_cell(str(idef))}` | {_cell(str(icomment))} |")
-                out.append("")
-            triggers = conn.execute(Q_TRIGGERS, (oid,)).fetchall()
-            if triggers:
-                out += ["| trigger | definition |", "|---|---|"]
-                for tname, tdef in triggers:
-                    out.append(f"| `{tname}` | `{_cell(str(tdef))}` |")
-                out.append("")
+            for query, headers in (
+                (Q_CONSTRAINTS, ("constraint", "definition", "rule")),
+                (Q_INDEXES, ("index", "definition", "purpose")),
+                (Q_TRIGGERS, ("trigger", "definition")),
+            ):
+                out += _markdown_table(headers, conn.execute(query, (oid,)).fetchall())
     return "\n".join(out).rstrip() + "\n"
 
 
