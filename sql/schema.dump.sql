@@ -94,6 +94,472 @@ COMMENT ON TYPE crm.deal_stage_type IS 'Pipeline stage of a deal, in pipeline or
 proposal 40, negotiation 60, verbal_commit 80, contract_sent 90, closed_won 100, closed_lost 0.';
 
 --
+-- Name: deals; Type: TABLE; Schema: crm; Owner: -
+--
+
+CREATE TABLE crm.deals (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    client_id uuid NOT NULL,
+    lead_id uuid NOT NULL,
+    meeting_id uuid,
+    name text NOT NULL,
+    value numeric(12,2) DEFAULT 0 NOT NULL,
+    currency text NOT NULL,
+    probability integer NOT NULL,
+    stage crm.deal_stage_type DEFAULT 'qualification'::crm.deal_stage_type NOT NULL,
+    stage_changed_at timestamp with time zone NOT NULL,
+    expected_close_date date,
+    closed_at timestamp with time zone,
+    won boolean,
+    lost_reason crm.deal_lost_reason_type,
+    lost_notes text,
+    days_to_close integer,
+    converting_activity_id uuid,
+    converting_channel crm.channel_type,
+    first_touch_channel crm.channel_type,
+    touches_before_deal integer,
+    external_crm text,
+    external_deal_id text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    deleted_at timestamp with time zone,
+    CONSTRAINT deals_closed_at_check CHECK ((((stage = ANY (ARRAY['closed_won'::crm.deal_stage_type, 'closed_lost'::crm.deal_stage_type])) = (closed_at IS NOT NULL)) AND (closed_at >= created_at))),
+    CONSTRAINT deals_currency_check CHECK ((currency ~ '^[A-Z]{3}$'::text)),
+    CONSTRAINT deals_days_to_close_check CHECK ((days_to_close >= 0)),
+    CONSTRAINT deals_external_crm_check CHECK ((external_crm = ANY (ARRAY['hubspot'::text, 'pipedrive'::text, 'close'::text]))),
+    CONSTRAINT deals_lost_reason_check CHECK (((stage = 'closed_lost'::crm.deal_stage_type) = (lost_reason IS NOT NULL))),
+    CONSTRAINT deals_name_check CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 500))),
+    CONSTRAINT deals_probability_check CHECK (((probability >= 0) AND (probability <= 100))),
+    CONSTRAINT deals_touches_before_deal_check CHECK ((touches_before_deal >= 0)),
+    CONSTRAINT deals_value_check CHECK ((value >= (0)::numeric)),
+    CONSTRAINT deals_won_check CHECK ((NOT (won IS DISTINCT FROM
+CASE stage
+    WHEN 'closed_won'::crm.deal_stage_type THEN true
+    WHEN 'closed_lost'::crm.deal_stage_type THEN false
+    ELSE NULL::boolean
+END)))
+);
+
+--
+-- Name: TABLE deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON TABLE crm.deals IS 'A sales opportunity for a lead, moving through the pipeline stages to closed_won or
+closed_lost. Every stage change is recorded in crm.deal_stage_history.';
+
+--
+-- Name: COLUMN deals.id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.id IS 'Deal id.';
+
+--
+-- Name: COLUMN deals.client_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.client_id IS 'Owning client.';
+
+--
+-- Name: COLUMN deals.lead_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.lead_id IS 'Lead the deal is with.';
+
+--
+-- Name: COLUMN deals.meeting_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.meeting_id IS 'Meeting the deal came from, if any.';
+
+--
+-- Name: COLUMN deals.name; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.name IS 'Deal name, 1-500 characters.';
+
+--
+-- Name: COLUMN deals.value; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.value IS 'Deal value in currency, >= 0, two decimals.';
+
+--
+-- Name: COLUMN deals.currency; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.currency IS 'ISO-4217 code (three upper-case letters); defaults to the client''s default_currency.';
+
+--
+-- Name: COLUMN deals.probability; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.probability IS 'Win probability in percent, 0-100; defaults from the stage.';
+
+--
+-- Name: COLUMN deals.stage; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.stage IS 'Pipeline stage (crm.deal_stage_type).';
+
+--
+-- Name: COLUMN deals.stage_changed_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.stage_changed_at IS 'When the stage last changed; when not supplied, created_at (or closed_at for a deal inserted
+closed), then the time of each stage change. Always equals the changed_at of the deal''s latest
+crm.deal_stage_history row.';
+
+--
+-- Name: COLUMN deals.expected_close_date; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.expected_close_date IS 'Target close date.';
+
+--
+-- Name: COLUMN deals.closed_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.closed_at IS 'When the deal closed; set exactly when the stage is closed_won or closed_lost.';
+
+--
+-- Name: COLUMN deals.won; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.won IS 'true when closed_won, false when closed_lost, NULL while open.';
+
+--
+-- Name: COLUMN deals.lost_reason; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.lost_reason IS 'Why the deal was lost; set exactly when the stage is closed_lost.';
+
+--
+-- Name: COLUMN deals.lost_notes; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.lost_notes IS 'Details of the loss.';
+
+--
+-- Name: COLUMN deals.days_to_close; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.days_to_close IS 'Whole days from created_at to closed_at.';
+
+--
+-- Name: COLUMN deals.converting_activity_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.converting_activity_id IS 'The touch that led to the deal.';
+
+--
+-- Name: COLUMN deals.converting_channel; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.converting_channel IS 'Channel of the converting touch.';
+
+--
+-- Name: COLUMN deals.first_touch_channel; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.first_touch_channel IS 'Channel of the lead''s first touch.';
+
+--
+-- Name: COLUMN deals.touches_before_deal; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.touches_before_deal IS 'Number of touches before the deal was created.';
+
+--
+-- Name: COLUMN deals.external_crm; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.external_crm IS 'CRM the deal was pushed to: hubspot, pipedrive or close.';
+
+--
+-- Name: COLUMN deals.external_deal_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.external_deal_id IS 'Id of the deal in that CRM.';
+
+--
+-- Name: COLUMN deals.created_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.created_at IS 'When the deal was created (may be supplied on insert for historical imports).';
+
+--
+-- Name: COLUMN deals.updated_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.updated_at IS 'When the row last changed (maintained by trigger).';
+
+--
+-- Name: COLUMN deals.deleted_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deals.deleted_at IS 'Soft-delete time; NULL while the row is live.';
+
+--
+-- Name: CONSTRAINT deals_closed_at_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_closed_at_check ON crm.deals IS 'closed_at must be set when, and only when, the stage is closed_won or closed_lost, and must
+not be before created_at.';
+
+--
+-- Name: CONSTRAINT deals_currency_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_currency_check ON crm.deals IS 'currency must be an ISO-4217 code: three upper-case letters, e.g. AUD, USD, EUR.';
+
+--
+-- Name: CONSTRAINT deals_days_to_close_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_days_to_close_check ON crm.deals IS 'days_to_close must not be negative.';
+
+--
+-- Name: CONSTRAINT deals_external_crm_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_external_crm_check ON crm.deals IS 'external_crm must be one of hubspot, pipedrive, close (or NULL).';
+
+--
+-- Name: CONSTRAINT deals_lost_reason_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_lost_reason_check ON crm.deals IS 'lost_reason must be set when, and only when, stage is closed_lost.';
+
+--
+-- Name: CONSTRAINT deals_name_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_name_check ON crm.deals IS 'name must be 1-500 characters after trimming spaces.';
+
+--
+-- Name: CONSTRAINT deals_probability_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_probability_check ON crm.deals IS 'probability must be a percentage between 0 and 100.';
+
+--
+-- Name: CONSTRAINT deals_touches_before_deal_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_touches_before_deal_check ON crm.deals IS 'touches_before_deal must not be negative.';
+
+--
+-- Name: CONSTRAINT deals_value_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_value_check ON crm.deals IS 'value must be zero or more.';
+
+--
+-- Name: CONSTRAINT deals_won_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_won_check ON crm.deals IS 'won must be true for closed_won, false for closed_lost and NULL for open stages.';
+
+--
+-- Name: reopen_deal(uuid, text, crm.deal_stage_type); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type DEFAULT NULL::crm.deal_stage_type) RETURNS crm.deals
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_deal crm.deals;
+    v_stage crm.deal_stage_type;
+BEGIN
+    IF p_reason IS NULL OR pg_catalog.btrim(p_reason) = '' THEN
+        RAISE EXCEPTION 'reopen_deal: p_reason must say why deal % is reopened', p_deal_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a reason, e.g. crm.reopen_deal(id, ''budget approved after all'').';
+    END IF;
+    IF p_stage IN ('closed_won', 'closed_lost') THEN
+        RAISE EXCEPTION 'reopen_deal: p_stage % is not an open stage', p_stage
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Reopen into qualification, proposal, negotiation, verbal_commit or '
+                      'contract_sent (default: the stage the deal closed from).';
+    END IF;
+    SELECT d.* INTO v_deal
+    FROM crm.deals AS d
+    WHERE d.id = p_deal_id AND d.deleted_at IS NULL
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'reopen_deal: no live deal with id %', p_deal_id
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'Check the id; a soft-deleted deal must be restored first.';
+    END IF;
+    IF v_deal.stage NOT IN ('closed_won', 'closed_lost') THEN
+        RAISE EXCEPTION 'reopen_deal: deal % is not closed (stage %)', p_deal_id, v_deal.stage
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only closed_won and closed_lost deals are reopened; change the stage of '
+                      'an open deal directly.';
+    END IF;
+    -- Default: back to the stage the deal closed from.
+    v_stage := coalesce(
+        p_stage,
+        (
+            SELECT h.from_stage
+            FROM crm.deal_stage_history AS h
+            WHERE h.client_id = v_deal.client_id
+              AND h.deal_id = p_deal_id
+              AND h.to_stage = v_deal.stage
+            ORDER BY h.seq DESC
+            LIMIT 1
+        ),
+        'qualification'
+    );
+    PERFORM pg_catalog.set_config('crm.reopening_deal', p_deal_id::text, TRUE);
+    PERFORM pg_catalog.set_config('crm.stage_change_reason', p_reason, TRUE);
+    UPDATE crm.deals AS d
+    SET stage = v_stage
+    WHERE d.client_id = v_deal.client_id AND d.id = p_deal_id
+    RETURNING d.* INTO v_deal;
+    PERFORM pg_catalog.set_config('crm.reopening_deal', '', TRUE);
+    PERFORM pg_catalog.set_config('crm.stage_change_reason', '', TRUE);
+    RETURN v_deal;
+END;
+$$;
+
+--
+-- Name: FUNCTION reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type) IS 'Reopen a closed deal: the only way a closed_won or closed_lost deal changes stage. Moves it to
+p_stage (default: the stage it closed from, else qualification), clears won, closed_at,
+days_to_close and lost_reason, resets probability to the stage default, and records the change in
+crm.deal_stage_history with p_reason. Returns the updated deal.
+Raises 22023 for an empty reason or a closed p_stage, P0002 for an unknown or soft-deleted deal,
+55000 for a deal that is not closed.';
+
+--
+-- Name: create_deal_for_meeting(uuid, uuid); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_meeting crm.meetings;
+    v_lead crm.leads;
+    v_deal_id uuid;
+    v_who text;
+BEGIN
+    SELECT m.* INTO v_meeting
+    FROM crm.meetings AS m
+    WHERE m.client_id = p_client_id AND m.id = p_meeting_id;
+    IF v_meeting.deal_id IS NOT NULL OR v_meeting.deleted_at IS NOT NULL
+        OR v_meeting.meeting_outcome IS DISTINCT FROM 'good'
+        OR NOT EXISTS (
+            SELECT 1
+            FROM crm.clients AS c
+            WHERE c.id = p_client_id AND c.auto_create_deals
+        ) THEN
+        RETURN NULL;
+    END IF;
+    -- A live deal already made from this meeting (by hand, or before a soft delete of the
+    -- link): link it instead of making a second one.
+    SELECT d.id INTO v_deal_id
+    FROM crm.deals AS d
+    WHERE d.client_id = p_client_id AND d.meeting_id = p_meeting_id AND d.deleted_at IS NULL;
+    IF v_deal_id IS NULL THEN
+        SELECT l.* INTO v_lead
+        FROM crm.leads AS l
+        WHERE l.client_id = p_client_id AND l.id = v_meeting.lead_id;
+        v_who := coalesce(
+            nullif(pg_catalog.btrim(v_lead.company), ''),
+            nullif(pg_catalog.btrim(concat_ws(' ', v_lead.first_name, v_lead.last_name)), ''),
+            v_lead.email,
+            'Lead'
+        );
+        INSERT INTO crm.deals (
+            client_id, lead_id, meeting_id, name, stage,
+            converting_activity_id, converting_channel, created_at
+        )
+        VALUES (
+            p_client_id,
+            v_meeting.lead_id,
+            p_meeting_id,
+            pg_catalog.left(
+                v_who || ' (' || pg_catalog.replace(v_meeting.meeting_type, '_', ' ')
+                || ' meeting)',
+                500
+            ),
+            'qualification',
+            v_meeting.converting_activity_id,
+            v_meeting.converting_channel,
+            coalesce(v_meeting.outcome_recorded_at, pg_catalog.now())
+        )
+        RETURNING id INTO v_deal_id;
+    END IF;
+    UPDATE crm.meetings AS m
+    SET deal_id = v_deal_id, deal_created = TRUE
+    WHERE m.client_id = p_client_id AND m.id = p_meeting_id;
+    RETURN v_deal_id;
+END;
+$$;
+
+--
+-- Name: FUNCTION create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) IS 'Deal auto-creation: for a live meeting with outcome good, no deal yet, and a client with
+auto_create_deals, create a deal in qualification linked to the meeting and its lead (attribution
+copied from the meeting, created when the outcome was recorded) and set the meeting''s deal_id and
+deal_created. Links an existing live deal of the meeting instead of creating a second one.
+Returns the deal id, or NULL when nothing was done.';
+
+--
+-- Name: enqueue_push(uuid, text, uuid, uuid, uuid); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    -- No live, active CRM config: nothing to push (the spec's "skipped").
+    IF NOT EXISTS (
+        SELECT 1
+        FROM crm.client_crm_configs AS cfg
+        WHERE cfg.client_id = p_client_id
+          AND cfg.deleted_at IS NULL
+          AND cfg.is_active
+    ) THEN
+        RETURN;
+    END IF;
+    -- A pending deal_created sends the deal's state at send time: an update adds nothing.
+    IF p_operation = 'deal_updated' AND EXISTS (
+        SELECT 1
+        FROM crm.crm_push_queue AS q
+        WHERE q.client_id = p_client_id
+          AND q.operation = 'deal_created'
+          AND coalesce(q.deal_id, q.meeting_id, q.lead_id) = p_deal_id
+          AND q.status = 'pending'
+    ) THEN
+        RETURN;
+    END IF;
+    INSERT INTO crm.crm_push_queue AS q (client_id, operation, lead_id, meeting_id, deal_id)
+    VALUES (p_client_id, p_operation, p_lead_id, p_meeting_id, p_deal_id)
+    ON CONFLICT (client_id, operation, (coalesce(deal_id, meeting_id, lead_id)))
+    WHERE status = 'pending'
+    DO UPDATE SET updated_at = pg_catalog.now();
+END;
+$$;
+
+--
+-- Name: FUNCTION enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) IS 'Enqueue one CRM push in the caller''s transaction, when the client has a live, active CRM
+config. A second change to the same entity and operation before the drainer runs collapses into
+the pending row; a deal_updated collapses into a pending deal_created of the same deal.';
+
+--
 -- Name: is_valid_time_zone(text); Type: FUNCTION; Schema: crm_private; Owner: -
 --
 
@@ -117,6 +583,430 @@ $$;
 COMMENT ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) IS 'True when PostgreSQL knows the time zone name (e.g. Australia/Sydney, UTC). Used by CHECKs.';
 
 --
+-- Name: meetings; Type: TABLE; Schema: crm; Owner: -
+--
+
+CREATE TABLE crm.meetings (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    client_id uuid NOT NULL,
+    lead_id uuid NOT NULL,
+    campaign_id uuid,
+    scheduled_at timestamp with time zone NOT NULL,
+    duration_minutes integer NOT NULL,
+    meeting_type text DEFAULT 'discovery'::text NOT NULL,
+    booked_by text,
+    booking_method text,
+    meeting_link text,
+    calendar_event_id text,
+    confirmed boolean DEFAULT false NOT NULL,
+    reminder_sent boolean DEFAULT false NOT NULL,
+    showed_up boolean,
+    meeting_outcome text,
+    meeting_notes text,
+    next_steps text,
+    deal_created boolean DEFAULT false NOT NULL,
+    deal_id uuid,
+    converting_activity_id uuid,
+    converting_channel crm.channel_type,
+    touches_before_booking integer,
+    days_to_booking integer,
+    rescheduled_count integer DEFAULT 0 NOT NULL,
+    booked_at timestamp with time zone NOT NULL,
+    confirmed_at timestamp with time zone,
+    reminder_sent_at timestamp with time zone,
+    showed_up_confirmed_at timestamp with time zone,
+    outcome_recorded_at timestamp with time zone,
+    cancelled_at timestamp with time zone,
+    no_show_reason text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    deleted_at timestamp with time zone,
+    cancellation_reason text,
+    CONSTRAINT meetings_booked_by_check CHECK ((booked_by = ANY (ARRAY['ai'::text, 'human'::text, 'lead'::text]))),
+    CONSTRAINT meetings_booking_method_check CHECK ((booking_method = ANY (ARRAY['calendly'::text, 'direct'::text, 'phone'::text]))),
+    CONSTRAINT meetings_days_to_booking_check CHECK ((days_to_booking >= 0)),
+    CONSTRAINT meetings_deal_created_check CHECK (((NOT deal_created) OR (deal_id IS NOT NULL))),
+    CONSTRAINT meetings_duration_minutes_check CHECK (((duration_minutes >= 1) AND (duration_minutes <= 1440))),
+    CONSTRAINT meetings_meeting_outcome_check CHECK ((meeting_outcome = ANY (ARRAY['good'::text, 'bad'::text, 'rescheduled'::text, 'no_show'::text, 'cancelled'::text, 'pending'::text]))),
+    CONSTRAINT meetings_meeting_type_check CHECK ((meeting_type = ANY (ARRAY['discovery'::text, 'demo'::text, 'follow_up'::text, 'close'::text, 'onboarding'::text, 'other'::text]))),
+    CONSTRAINT meetings_rescheduled_count_check CHECK ((rescheduled_count >= 0)),
+    CONSTRAINT meetings_showed_up_check CHECK (((NOT ((showed_up IS TRUE) AND (meeting_outcome = 'no_show'::text))) AND (NOT ((showed_up IS FALSE) AND (meeting_outcome = ANY (ARRAY['good'::text, 'bad'::text, 'pending'::text])))))),
+    CONSTRAINT meetings_touches_before_booking_check CHECK ((touches_before_booking >= 0))
+);
+
+--
+-- Name: TABLE meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON TABLE crm.meetings IS 'A meeting booked with a lead, tracked from booking to outcome: booked, confirmed, reminder
+sent, showed up, outcome recorded, deal created.';
+
+--
+-- Name: COLUMN meetings.id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.id IS 'Meeting id.';
+
+--
+-- Name: COLUMN meetings.client_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.client_id IS 'Owning client.';
+
+--
+-- Name: COLUMN meetings.lead_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.lead_id IS 'Lead the meeting is with.';
+
+--
+-- Name: COLUMN meetings.campaign_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.campaign_id IS 'Campaign that produced the meeting, if any.';
+
+--
+-- Name: COLUMN meetings.scheduled_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.scheduled_at IS 'When the meeting takes place.';
+
+--
+-- Name: COLUMN meetings.duration_minutes; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.duration_minutes IS 'Length in minutes, 1-1440. Defaults by meeting_type: discovery 30, demo 45, follow_up 30,
+close 30, onboarding 60, other 30.';
+
+--
+-- Name: COLUMN meetings.meeting_type; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.meeting_type IS 'discovery, demo, follow_up, close, onboarding or other. Default discovery.';
+
+--
+-- Name: COLUMN meetings.booked_by; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.booked_by IS 'Who booked it: ai, human or lead. NULL if unknown.';
+
+--
+-- Name: COLUMN meetings.booking_method; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.booking_method IS 'How it was booked: calendly, direct or phone. NULL if unknown.';
+
+--
+-- Name: COLUMN meetings.meeting_link; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.meeting_link IS 'Video call URL.';
+
+--
+-- Name: COLUMN meetings.calendar_event_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.calendar_event_id IS 'External calendar event id.';
+
+--
+-- Name: COLUMN meetings.confirmed; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.confirmed IS 'The lead confirmed attendance.';
+
+--
+-- Name: COLUMN meetings.reminder_sent; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.reminder_sent IS 'A reminder was sent.';
+
+--
+-- Name: COLUMN meetings.showed_up; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.showed_up IS 'Attendance: true held, false no-show, NULL not known yet (never assumed).';
+
+--
+-- Name: COLUMN meetings.meeting_outcome; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.meeting_outcome IS 'good, bad, rescheduled, no_show, cancelled or pending (happened, outcome to be decided).
+NULL until an outcome is recorded.';
+
+--
+-- Name: COLUMN meetings.meeting_notes; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.meeting_notes IS 'Notes from the meeting.';
+
+--
+-- Name: COLUMN meetings.next_steps; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.next_steps IS 'Agreed next actions.';
+
+--
+-- Name: COLUMN meetings.deal_created; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.deal_created IS 'A deal was created from this meeting.';
+
+--
+-- Name: COLUMN meetings.deal_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.deal_id IS 'Deal created from or linked to this meeting.';
+
+--
+-- Name: COLUMN meetings.converting_activity_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.converting_activity_id IS 'The touch that led to the booking (the lead''s last touch before booking).';
+
+--
+-- Name: COLUMN meetings.converting_channel; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.converting_channel IS 'Channel of the converting touch.';
+
+--
+-- Name: COLUMN meetings.touches_before_booking; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.touches_before_booking IS 'Number of touches to the lead before the booking.';
+
+--
+-- Name: COLUMN meetings.days_to_booking; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.days_to_booking IS 'Whole days from the first touch to booking.';
+
+--
+-- Name: COLUMN meetings.rescheduled_count; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.rescheduled_count IS 'How many times the meeting was rescheduled.';
+
+--
+-- Name: COLUMN meetings.booked_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.booked_at IS 'When the meeting was booked; when not supplied, the row''s created_at.';
+
+--
+-- Name: COLUMN meetings.confirmed_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.confirmed_at IS 'When confirmed first became true.';
+
+--
+-- Name: COLUMN meetings.reminder_sent_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.reminder_sent_at IS 'When reminder_sent first became true.';
+
+--
+-- Name: COLUMN meetings.showed_up_confirmed_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.showed_up_confirmed_at IS 'When showed_up was first recorded.';
+
+--
+-- Name: COLUMN meetings.outcome_recorded_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.outcome_recorded_at IS 'When meeting_outcome was recorded.';
+
+--
+-- Name: COLUMN meetings.cancelled_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.cancelled_at IS 'When the meeting was cancelled.';
+
+--
+-- Name: COLUMN meetings.no_show_reason; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.no_show_reason IS 'Why the lead did not attend, if known.';
+
+--
+-- Name: COLUMN meetings.created_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.created_at IS 'When the row was created.';
+
+--
+-- Name: COLUMN meetings.updated_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.updated_at IS 'When the row last changed (maintained by trigger).';
+
+--
+-- Name: COLUMN meetings.deleted_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.deleted_at IS 'Soft-delete time; NULL while the row is live.';
+
+--
+-- Name: COLUMN meetings.cancellation_reason; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.meetings.cancellation_reason IS 'Why the meeting was cancelled; recorded in meeting_notes when the outcome becomes cancelled.';
+
+--
+-- Name: CONSTRAINT meetings_booked_by_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meetings_booked_by_check ON crm.meetings IS 'booked_by must be one of ai, human, lead (or NULL).';
+
+--
+-- Name: CONSTRAINT meetings_booking_method_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meetings_booking_method_check ON crm.meetings IS 'booking_method must be one of calendly, direct, phone (or NULL).';
+
+--
+-- Name: CONSTRAINT meetings_days_to_booking_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meetings_days_to_booking_check ON crm.meetings IS 'days_to_booking must not be negative.';
+
+--
+-- Name: CONSTRAINT meetings_deal_created_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meetings_deal_created_check ON crm.meetings IS 'deal_created may only be true when deal_id is set.';
+
+--
+-- Name: CONSTRAINT meetings_duration_minutes_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meetings_duration_minutes_check ON crm.meetings IS 'duration_minutes must be between 1 and 1440 (one day).';
+
+--
+-- Name: CONSTRAINT meetings_meeting_outcome_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meetings_meeting_outcome_check ON crm.meetings IS 'meeting_outcome must be one of good, bad, rescheduled, no_show, cancelled, pending (or NULL).';
+
+--
+-- Name: CONSTRAINT meetings_meeting_type_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meetings_meeting_type_check ON crm.meetings IS 'meeting_type must be one of discovery, demo, follow_up, close, onboarding, other.';
+
+--
+-- Name: CONSTRAINT meetings_rescheduled_count_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meetings_rescheduled_count_check ON crm.meetings IS 'rescheduled_count must not be negative.';
+
+--
+-- Name: CONSTRAINT meetings_showed_up_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meetings_showed_up_check ON crm.meetings IS 'showed_up must agree with meeting_outcome: not true with no_show, not false with good, bad
+or pending.';
+
+--
+-- Name: CONSTRAINT meetings_touches_before_booking_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meetings_touches_before_booking_check ON crm.meetings IS 'touches_before_booking must not be negative.';
+
+--
+-- Name: meeting_reschedule_kind(crm.meetings, crm.meetings); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_time_changed boolean := p_new.scheduled_at IS DISTINCT FROM p_old.scheduled_at;
+    v_became_rescheduled boolean := p_new.meeting_outcome IS NOT DISTINCT FROM 'rescheduled'
+        AND p_old.meeting_outcome IS DISTINCT FROM 'rescheduled';
+BEGIN
+    IF NOT (v_time_changed OR v_became_rescheduled) THEN
+        RETURN 'none';
+    END IF;
+    -- Outcome set to rescheduled earlier without a new time: this time change completes
+    -- that reschedule rather than starting another one.
+    IF v_time_changed AND NOT v_became_rescheduled
+        AND p_old.meeting_outcome IS NOT DISTINCT FROM 'rescheduled'
+        AND EXISTS (
+            SELECT 1
+            FROM crm.meeting_reschedules AS r
+            WHERE r.client_id = p_old.client_id
+              AND r.meeting_id = p_old.id
+              AND r.new_scheduled_at IS NULL
+        ) THEN
+        RETURN 'complete';
+    END IF;
+    RETURN 'new';
+END;
+$$;
+
+--
+-- Name: FUNCTION meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) IS 'What an update of a meeting means for reschedules: none; new (scheduled_at changed or the
+outcome became rescheduled; both at once are one reschedule); or complete (scheduled_at set on a
+meeting whose rescheduled outcome was recorded without a new time).';
+
+--
+-- Name: stage_probability(crm.deal_stage_type); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN CASE p_stage WHEN 'qualification'::crm.deal_stage_type THEN 20 WHEN 'proposal'::crm.deal_stage_type THEN 40 WHEN 'negotiation'::crm.deal_stage_type THEN 60 WHEN 'verbal_commit'::crm.deal_stage_type THEN 80 WHEN 'contract_sent'::crm.deal_stage_type THEN 90 WHEN 'closed_won'::crm.deal_stage_type THEN 100 WHEN 'closed_lost'::crm.deal_stage_type THEN 0 ELSE NULL::integer END;
+
+--
+-- Name: FUNCTION stage_probability(p_stage crm.deal_stage_type); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) IS 'Default win probability (percent) of a deal stage, from the spec: qualification 20, proposal 40,
+negotiation 60, verbal_commit 80, contract_sent 90, closed_won 100, closed_lost 0.';
+
+--
+-- Name: tg__refuse_hard_delete(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg__refuse_hard_delete() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_what text := pg_catalog.lower(TG_OP);
+BEGIN
+    IF TG_ARGV[0] = 'append-only' THEN
+        RAISE EXCEPTION '% on crm.% is not allowed: the table is an append-only history',
+            TG_OP, TG_TABLE_NAME
+            USING ERRCODE = 'feature_not_supported',
+                  TABLE = TG_TABLE_NAME, SCHEMA = TG_TABLE_SCHEMA,
+                  HINT = 'History rows are written by the lifecycle triggers and never changed.';
+    END IF;
+    RAISE EXCEPTION '% on crm.% is not allowed: agency-crm only soft-deletes', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'feature_not_supported',
+              TABLE = TG_TABLE_NAME, SCHEMA = TG_TABLE_SCHEMA,
+              HINT = pg_catalog.format(
+                  'Instead of %s, set deleted_at: UPDATE crm.%I SET deleted_at = now() WHERE id = ...',
+                  v_what, TG_TABLE_NAME
+              );
+END;
+$$;
+
+--
+-- Name: FUNCTION tg__refuse_hard_delete(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg__refuse_hard_delete() IS 'Trigger: refuses DELETE and TRUNCATE (and UPDATE on append-only history) with SQLSTATE 0A000
+and a hint to soft-delete by setting deleted_at.';
+
+--
 -- Name: tg__set_updated_at(); Type: FUNCTION; Schema: crm_private; Owner: -
 --
 
@@ -138,6 +1028,646 @@ $$;
 
 COMMENT ON FUNCTION crm_private.tg__set_updated_at() IS 'Trigger: sets updated_at to now() on an update that changes the row, unless the writer set
 it.';
+
+--
+-- Name: tg_deals__after_insert(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_deals__after_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    -- The initial stage: one history row per deal, entered when stage_changed_at says.
+    INSERT INTO crm.deal_stage_history (
+        client_id, deal_id, from_stage, to_stage, probability, value, changed_at, reason
+    )
+    SELECT
+        n.client_id,
+        n.id,
+        NULL,
+        n.stage,
+        n.probability,
+        n.value,
+        n.stage_changed_at,
+        nullif(pg_catalog.current_setting('crm.stage_change_reason', TRUE), '')
+    FROM new_deals AS n;
+
+    INSERT INTO crm.crm_push_queue (client_id, operation, lead_id, meeting_id, deal_id)
+    SELECT n.client_id, 'deal_created', n.lead_id, n.meeting_id, n.id
+    FROM new_deals AS n
+    WHERE n.deleted_at IS NULL
+      AND EXISTS (
+          SELECT 1
+          FROM crm.client_crm_configs AS cfg
+          WHERE cfg.client_id = n.client_id AND cfg.deleted_at IS NULL AND cfg.is_active
+      )
+    ORDER BY n.client_id, n.id
+    ON CONFLICT (client_id, operation, (coalesce(deal_id, meeting_id, lead_id)))
+    WHERE status = 'pending'
+    DO UPDATE SET updated_at = pg_catalog.now();
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_deals__after_insert(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_deals__after_insert() IS 'Trigger (AFTER INSERT on crm.deals, per statement): writes each deal''s initial
+crm.deal_stage_history row and enqueues the deal_created pushes.';
+
+--
+-- Name: tg_deals__after_update(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_deals__after_update() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    IF NEW.stage IS DISTINCT FROM OLD.stage THEN
+        -- OLD is the row this update replaced (the latest committed version, even when two
+        -- sessions update the deal at once), so each row's from_stage is the previous to_stage.
+        INSERT INTO crm.deal_stage_history (
+            client_id, deal_id, from_stage, to_stage, probability, value, changed_at,
+            time_in_from_stage, reason
+        )
+        VALUES (
+            NEW.client_id,
+            NEW.id,
+            OLD.stage,
+            NEW.stage,
+            NEW.probability,
+            NEW.value,
+            NEW.stage_changed_at,
+            NEW.stage_changed_at - OLD.stage_changed_at,
+            nullif(pg_catalog.current_setting('crm.stage_change_reason', TRUE), '')
+        );
+    END IF;
+    IF NEW.deleted_at IS NULL THEN
+        PERFORM crm_private.enqueue_push(NEW.client_id, 'deal_updated', NEW.lead_id, NULL, NEW.id);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_deals__after_update(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_deals__after_update() IS 'Trigger (AFTER UPDATE on crm.deals, when stage, value or won changed): records the stage
+change in crm.deal_stage_history and enqueues the deal_updated push.';
+
+--
+-- Name: tg_deals__lifecycle(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_deals__lifecycle() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_old crm.deals;
+    v_now timestamptz := pg_catalog.now();
+    v_lead_live boolean;
+    v_currency text;
+    v_touches integer;
+    v_first_channel crm.channel_type;
+    v_last_id uuid;
+    v_last_channel crm.channel_type;
+    v_closed boolean := NEW.stage IN ('closed_won', 'closed_lost');
+    v_stage_changed boolean;
+    v_default integer := crm_private.stage_probability(NEW.stage);
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        v_old := OLD;
+    END IF;
+    v_stage_changed := NEW.stage IS DISTINCT FROM v_old.stage;
+
+    IF TG_OP = 'INSERT' OR NEW.lead_id IS DISTINCT FROM v_old.lead_id
+        OR NEW.client_id IS DISTINCT FROM v_old.client_id THEN
+        SELECT l.deleted_at IS NULL, c.default_currency, t.touches, t.first_channel, t.last_id,
+               t.last_channel
+        INTO v_lead_live, v_currency, v_touches, v_first_channel, v_last_id, v_last_channel
+        FROM crm.leads AS l
+        INNER JOIN crm.clients AS c ON c.id = l.client_id
+        LEFT JOIN LATERAL (
+            SELECT
+                count(*)::integer AS touches,
+                (array_agg(a.channel ORDER BY a.occurred_at, a.id))[1] AS first_channel,
+                (array_agg(a.id ORDER BY a.occurred_at DESC, a.id DESC))[1] AS last_id,
+                (array_agg(a.channel ORDER BY a.occurred_at DESC, a.id DESC))[1] AS last_channel
+            FROM crm.activities AS a
+            WHERE a.client_id = l.client_id
+              AND a.lead_id = l.id
+              AND a.deleted_at IS NULL
+              AND a.occurred_at <= NEW.created_at
+        ) AS t ON TG_OP = 'INSERT'
+        WHERE l.client_id = NEW.client_id AND l.id = NEW.lead_id;
+        IF v_lead_live IS NULL THEN
+            RAISE EXCEPTION 'deal lead_id % is not a lead of client %', NEW.lead_id, NEW.client_id
+                USING ERRCODE = 'foreign_key_violation',
+                      COLUMN = 'lead_id', TABLE = 'deals', SCHEMA = 'crm',
+                      CONSTRAINT = 'deals_client_id_lead_id_fkey',
+                      HINT = 'Use the id of a lead of the same client (crm.leads.client_id).';
+        ELSIF NOT v_lead_live THEN
+            RAISE EXCEPTION 'deal lead_id % names a soft-deleted lead', NEW.lead_id
+                USING ERRCODE = 'foreign_key_violation',
+                      COLUMN = 'lead_id', TABLE = 'deals', SCHEMA = 'crm',
+                      HINT = 'Restore the lead first (UPDATE crm.leads SET deleted_at = NULL).';
+        END IF;
+    END IF;
+    IF NEW.meeting_id IS NOT NULL AND (
+        TG_OP = 'INSERT' OR NEW.meeting_id IS DISTINCT FROM v_old.meeting_id
+        OR NEW.client_id IS DISTINCT FROM v_old.client_id
+    ) AND NOT EXISTS (
+        SELECT 1
+        FROM crm.meetings AS m
+        WHERE m.client_id = NEW.client_id AND m.id = NEW.meeting_id
+    ) THEN
+        RAISE EXCEPTION 'deal meeting_id % is not a meeting of client %',
+            NEW.meeting_id, NEW.client_id
+            USING ERRCODE = 'foreign_key_violation',
+                  COLUMN = 'meeting_id', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_client_id_meeting_id_fkey',
+                  HINT = 'Use the id of a meeting of the same client, or NULL.';
+    END IF;
+
+    IF TG_OP = 'INSERT' THEN
+        NEW.currency := coalesce(NEW.currency, v_currency);
+        NEW.first_touch_channel := coalesce(NEW.first_touch_channel, v_first_channel);
+        NEW.touches_before_deal := coalesce(NEW.touches_before_deal, v_touches);
+        IF NEW.converting_activity_id IS NULL THEN
+            NEW.converting_activity_id := v_last_id;
+            NEW.converting_channel := coalesce(NEW.converting_channel, v_last_channel);
+        ELSIF NEW.converting_channel IS NULL THEN
+            SELECT a.channel INTO NEW.converting_channel
+            FROM crm.activities AS a
+            WHERE a.client_id = NEW.client_id AND a.id = NEW.converting_activity_id;
+        END IF;
+    ELSIF v_stage_changed AND v_old.stage IN ('closed_won', 'closed_lost')
+        AND pg_catalog.current_setting('crm.reopening_deal', TRUE) IS DISTINCT FROM NEW.id::text THEN
+        RAISE EXCEPTION 'deal %: stage cannot change from % to % while the deal is closed',
+            NEW.id, OLD.stage, NEW.stage
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  COLUMN = 'stage', TABLE = 'deals', SCHEMA = 'crm',
+                  HINT = pg_catalog.format(
+                      'Reopen it first: SELECT crm.reopen_deal(%L, ''<reason>'').', NEW.id
+                  );
+    END IF;
+
+    IF NEW.value < 0 THEN
+        RAISE EXCEPTION 'deal %: value % must not be negative', NEW.id, NEW.value
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'value', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_value_check',
+                  HINT = 'Give the deal value as an amount of 0 or more.';
+    END IF;
+    IF NEW.probability NOT BETWEEN 0 AND 100 THEN
+        RAISE EXCEPTION 'deal %: probability % must be between 0 and 100', NEW.id, NEW.probability
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'probability', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_probability_check',
+                  HINT = 'probability is a percentage; leave it out to use the stage default.';
+    END IF;
+
+    -- Probability: the stage's default unless the writer sets one; fixed on closed stages.
+    IF NEW.probability IS NOT DISTINCT FROM v_old.probability OR NEW.probability IS NULL THEN
+        IF v_stage_changed OR NEW.probability IS NULL THEN
+            NEW.probability := v_default;
+        END IF;
+    ELSIF v_closed AND NEW.probability <> v_default THEN
+        RAISE EXCEPTION 'deal %: probability % contradicts stage % (always %)',
+            NEW.id, NEW.probability, NEW.stage, v_default
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'probability', TABLE = 'deals', SCHEMA = 'crm',
+                  HINT = 'Closed deals have probability 100 (won) or 0 (lost): leave '
+                      'probability out.';
+    END IF;
+
+    IF v_closed THEN
+        IF NEW.won IS DISTINCT FROM v_old.won AND NEW.won IS DISTINCT FROM (NEW.stage = 'closed_won')
+            AND NEW.won IS NOT NULL THEN
+            RAISE EXCEPTION 'deal %: won % contradicts stage %', NEW.id, NEW.won::text, NEW.stage
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'won', TABLE = 'deals', SCHEMA = 'crm',
+                      CONSTRAINT = 'deals_won_check',
+                      HINT = 'The stage sets won: leave won out of the write.';
+        END IF;
+        NEW.won := NEW.stage = 'closed_won';
+        IF NEW.stage = 'closed_lost' AND NEW.lost_reason IS NULL THEN
+            RAISE EXCEPTION 'deal %: stage closed_lost needs a lost_reason', NEW.id
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'lost_reason', TABLE = 'deals', SCHEMA = 'crm',
+                      CONSTRAINT = 'deals_lost_reason_check',
+                      HINT = 'Set lost_reason in the same write, one of: price_too_high, '
+                          'chose_competitor, no_budget, timing_not_right, no_decision, '
+                          'champion_left, project_cancelled, went_silent, bad_fit, other.';
+        END IF;
+        IF v_stage_changed AND NEW.closed_at IS NOT DISTINCT FROM v_old.closed_at THEN
+            NEW.closed_at := v_now;
+        END IF;
+        IF NEW.days_to_close IS NOT DISTINCT FROM v_old.days_to_close THEN
+            NEW.days_to_close := pg_catalog.floor(
+                extract(EPOCH FROM NEW.closed_at - NEW.created_at) / 86400
+            )::integer;
+        END IF;
+    ELSIF v_stage_changed AND v_old.stage IN ('closed_won', 'closed_lost') THEN
+        -- Reopened (crm.reopen_deal): the close is undone.
+        NEW.won := NULL;
+        NEW.closed_at := NULL;
+        NEW.days_to_close := NULL;
+        NEW.lost_reason := NULL;
+    ELSIF NEW.won IS NOT NULL OR NEW.closed_at IS NOT NULL THEN
+        RAISE EXCEPTION 'deal %: won % and closed_at % need a closed stage, but stage is %',
+            NEW.id, NEW.won::text, NEW.closed_at, NEW.stage
+            USING ERRCODE = 'check_violation',
+                  COLUMN = CASE WHEN NEW.won IS NOT NULL THEN 'won' ELSE 'closed_at' END,
+                  TABLE = 'deals', SCHEMA = 'crm',
+                  HINT = 'Close a deal by setting stage to closed_won or closed_lost; won and '
+                      'closed_at follow.';
+    END IF;
+    IF NEW.lost_reason IS NOT NULL AND NEW.stage <> 'closed_lost' THEN
+        RAISE EXCEPTION 'deal %: lost_reason % is only for stage closed_lost, but stage is %',
+            NEW.id, NEW.lost_reason, NEW.stage
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'lost_reason', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_lost_reason_check',
+                  HINT = 'Set stage = closed_lost together with lost_reason.';
+    END IF;
+    IF NEW.closed_at < NEW.created_at THEN
+        RAISE EXCEPTION 'deal %: closed_at % is before created_at %',
+            NEW.id, NEW.closed_at, NEW.created_at
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'closed_at', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_closed_at_check',
+                  HINT = 'When importing a closed deal, give its created_at too.';
+    END IF;
+
+    -- stage_changed_at: the writer's, else when this stage began.
+    IF TG_OP = 'INSERT' THEN
+        NEW.stage_changed_at := coalesce(
+            NEW.stage_changed_at,
+            CASE WHEN v_closed THEN NEW.closed_at END,
+            NEW.created_at
+        );
+    ELSIF v_stage_changed THEN
+        IF NEW.stage_changed_at IS NOT DISTINCT FROM OLD.stage_changed_at THEN
+            NEW.stage_changed_at := CASE WHEN v_closed THEN NEW.closed_at ELSE v_now END;
+        END IF;
+        IF NEW.stage_changed_at < OLD.stage_changed_at THEN
+            RAISE EXCEPTION 'deal %: stage_changed_at % is before the previous stage change %',
+                NEW.id, NEW.stage_changed_at, OLD.stage_changed_at
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'stage_changed_at', TABLE = 'deals', SCHEMA = 'crm',
+                      HINT = 'Stage changes are recorded in time order: give a stage_changed_at '
+                          '(or closed_at) after the previous stage change.';
+        END IF;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_deals__lifecycle(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_deals__lifecycle() IS 'Trigger (BEFORE INSERT OR UPDATE on crm.deals): stage probabilities, closing rules, the
+closed-deal guard, attribution and currency defaults, and rejection of impossible states.';
+
+--
+-- Name: tg_meetings__after_insert(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_meetings__after_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_row record;
+BEGIN
+    -- The lead booked: meeting_booked, the first booking time, and status meeting_booked
+    -- unless the lead is already further on (qualified, customer).
+    UPDATE crm.leads AS l
+    SET meeting_booked = TRUE,
+        meeting_booked_at = least(l.meeting_booked_at, b.first_booked_at),
+        status = CASE WHEN l.status IN ('qualified', 'customer') THEN l.status
+            ELSE 'meeting_booked' END
+    FROM (
+        SELECT n.client_id, n.lead_id, min(n.booked_at) AS first_booked_at
+        FROM new_meetings AS n
+        WHERE n.deleted_at IS NULL
+        GROUP BY n.client_id, n.lead_id
+    ) AS b
+    WHERE l.client_id = b.client_id
+      AND l.id = b.lead_id
+      AND (
+          NOT l.meeting_booked
+          OR l.meeting_booked_at > b.first_booked_at
+          OR l.status NOT IN ('meeting_booked', 'qualified', 'customer')
+      );
+
+    INSERT INTO crm.crm_push_queue (client_id, operation, lead_id, meeting_id)
+    SELECT n.client_id, 'meeting_booked', n.lead_id, n.id
+    FROM new_meetings AS n
+    WHERE n.deleted_at IS NULL
+      AND EXISTS (
+          SELECT 1
+          FROM crm.client_crm_configs AS cfg
+          WHERE cfg.client_id = n.client_id AND cfg.deleted_at IS NULL AND cfg.is_active
+      )
+    ORDER BY n.client_id, n.id
+    ON CONFLICT (client_id, operation, (coalesce(deal_id, meeting_id, lead_id)))
+    WHERE status = 'pending'
+    DO UPDATE SET updated_at = pg_catalog.now();
+
+    -- Meetings inserted with an outcome already recorded (historical imports).
+    FOR v_row IN
+        SELECT n.client_id, n.lead_id, n.id, n.meeting_outcome
+        FROM new_meetings AS n
+        WHERE n.deleted_at IS NULL
+          AND n.meeting_outcome IS NOT NULL
+          AND n.meeting_outcome <> 'pending'
+        ORDER BY n.client_id, n.id
+    LOOP
+        PERFORM crm_private.create_deal_for_meeting(v_row.client_id, v_row.id);
+        PERFORM crm_private.enqueue_push(
+            v_row.client_id, 'meeting_outcome', v_row.lead_id, v_row.id, NULL
+        );
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_meetings__after_insert(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_meetings__after_insert() IS 'Trigger (AFTER INSERT on crm.meetings, per statement): marks the leads as having booked,
+enqueues meeting_booked pushes, and for meetings inserted with an outcome creates the deal and
+enqueues the outcome push.';
+
+--
+-- Name: tg_meetings__after_update(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_meetings__after_update() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    CASE crm_private.meeting_reschedule_kind(OLD, NEW)
+        WHEN 'new' THEN
+            INSERT INTO crm.meeting_reschedules (
+                client_id, meeting_id, previous_scheduled_at, new_scheduled_at
+            )
+            VALUES (
+                NEW.client_id,
+                NEW.id,
+                OLD.scheduled_at,
+                nullif(NEW.scheduled_at, OLD.scheduled_at)
+            );
+        WHEN 'complete' THEN
+            UPDATE crm.meeting_reschedules AS r
+            SET new_scheduled_at = NEW.scheduled_at
+            WHERE r.client_id = NEW.client_id
+              AND r.meeting_id = NEW.id
+              AND r.new_scheduled_at IS NULL;
+        ELSE
+            NULL;
+    END CASE;
+    IF NEW.meeting_outcome IS DISTINCT FROM OLD.meeting_outcome
+        AND NEW.meeting_outcome IS NOT NULL
+        AND NEW.meeting_outcome <> 'pending'
+        AND NEW.deleted_at IS NULL THEN
+        IF NEW.meeting_outcome = 'good' THEN
+            PERFORM crm_private.create_deal_for_meeting(NEW.client_id, NEW.id);
+        END IF;
+        PERFORM crm_private.enqueue_push(NEW.client_id, 'meeting_outcome', NEW.lead_id, NEW.id, NULL);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_meetings__after_update(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_meetings__after_update() IS 'Trigger (AFTER UPDATE on crm.meetings): records reschedules, creates the deal for a good
+outcome, and enqueues the meeting_outcome push when an outcome is recorded.';
+
+--
+-- Name: tg_meetings__lifecycle(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_meetings__lifecycle() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_old crm.meetings;
+    v_now timestamptz := pg_catalog.now();
+    v_lead_live boolean;
+    v_touches integer;
+    v_first_touch_at timestamptz;
+    v_last_touch_id uuid;
+    v_last_touch_channel crm.channel_type;
+    v_showed_set boolean;
+    v_outcome_changed boolean;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        v_old := OLD;
+    END IF;
+
+    -- The lead (and campaign) must belong to the meeting's client.
+    IF TG_OP = 'INSERT' OR NEW.lead_id IS DISTINCT FROM v_old.lead_id
+        OR NEW.client_id IS DISTINCT FROM v_old.client_id THEN
+        NEW.booked_at := coalesce(NEW.booked_at, NEW.created_at);
+        SELECT
+            l.deleted_at IS NULL,
+            t.touches,
+            t.first_at,
+            t.last_id,
+            t.last_channel
+        INTO v_lead_live, v_touches, v_first_touch_at, v_last_touch_id, v_last_touch_channel
+        FROM crm.leads AS l
+        LEFT JOIN LATERAL (
+            SELECT
+                count(*)::integer AS touches,
+                min(a.occurred_at) AS first_at,
+                (array_agg(a.id ORDER BY a.occurred_at DESC, a.id DESC))[1] AS last_id,
+                (array_agg(a.channel ORDER BY a.occurred_at DESC, a.id DESC))[1] AS last_channel
+            FROM crm.activities AS a
+            WHERE a.client_id = l.client_id
+              AND a.lead_id = l.id
+              AND a.deleted_at IS NULL
+              AND a.occurred_at <= NEW.booked_at
+        ) AS t ON TG_OP = 'INSERT'
+        WHERE l.client_id = NEW.client_id AND l.id = NEW.lead_id;
+        IF v_lead_live IS NULL THEN
+            RAISE EXCEPTION 'meeting lead_id % is not a lead of client %', NEW.lead_id, NEW.client_id
+                USING ERRCODE = 'foreign_key_violation',
+                      COLUMN = 'lead_id', TABLE = 'meetings', SCHEMA = 'crm',
+                      CONSTRAINT = 'meetings_client_id_lead_id_fkey',
+                      HINT = 'Use the id of a lead of the same client (crm.leads.client_id).';
+        ELSIF NOT v_lead_live THEN
+            RAISE EXCEPTION 'meeting lead_id % names a soft-deleted lead', NEW.lead_id
+                USING ERRCODE = 'foreign_key_violation',
+                      COLUMN = 'lead_id', TABLE = 'meetings', SCHEMA = 'crm',
+                      HINT = 'Restore the lead first (UPDATE crm.leads SET deleted_at = NULL).';
+        END IF;
+    END IF;
+    IF NEW.campaign_id IS NOT NULL AND (
+        TG_OP = 'INSERT' OR NEW.campaign_id IS DISTINCT FROM v_old.campaign_id
+        OR NEW.client_id IS DISTINCT FROM v_old.client_id
+    ) AND NOT EXISTS (
+        SELECT 1
+        FROM crm.campaigns AS c
+        WHERE c.client_id = NEW.client_id AND c.id = NEW.campaign_id
+    ) THEN
+        RAISE EXCEPTION 'meeting campaign_id % is not a campaign of client %',
+            NEW.campaign_id, NEW.client_id
+            USING ERRCODE = 'foreign_key_violation',
+                  COLUMN = 'campaign_id', TABLE = 'meetings', SCHEMA = 'crm',
+                  CONSTRAINT = 'meetings_client_id_campaign_id_fkey',
+                  HINT = 'Use the id of a campaign of the same client, or NULL.';
+    END IF;
+
+    IF TG_OP = 'INSERT' THEN
+        -- Booking: duration by meeting type, attribution from the lead's touches.
+        NEW.duration_minutes := coalesce(
+            NEW.duration_minutes,
+            CASE NEW.meeting_type WHEN 'demo' THEN 45 WHEN 'onboarding' THEN 60 ELSE 30 END
+        );
+        IF NEW.converting_activity_id IS NULL THEN
+            NEW.converting_activity_id := v_last_touch_id;
+            NEW.converting_channel := coalesce(NEW.converting_channel, v_last_touch_channel);
+        ELSIF NEW.converting_channel IS NULL THEN
+            SELECT a.channel INTO NEW.converting_channel
+            FROM crm.activities AS a
+            WHERE a.client_id = NEW.client_id AND a.id = NEW.converting_activity_id;
+        END IF;
+        NEW.touches_before_booking := coalesce(NEW.touches_before_booking, v_touches);
+        NEW.days_to_booking := coalesce(
+            NEW.days_to_booking,
+            pg_catalog.floor(
+                extract(EPOCH FROM NEW.booked_at - v_first_touch_at) / 86400
+            )::integer
+        );
+        IF NEW.meeting_outcome = 'rescheduled' THEN
+            NEW.rescheduled_count := greatest(NEW.rescheduled_count, 1);
+        END IF;
+    ELSIF crm_private.meeting_reschedule_kind(OLD, NEW) = 'new'
+        AND NEW.rescheduled_count IS NOT DISTINCT FROM OLD.rescheduled_count THEN
+        NEW.rescheduled_count := OLD.rescheduled_count + 1;
+    END IF;
+
+    -- Outcomes (the spec's table). v_old is all NULL on INSERT.
+    v_showed_set := NEW.showed_up IS DISTINCT FROM v_old.showed_up;
+    v_outcome_changed := NEW.meeting_outcome IS DISTINCT FROM v_old.meeting_outcome;
+    IF v_outcome_changed AND NEW.meeting_outcome IN ('good', 'bad', 'no_show', 'pending')
+        AND NEW.scheduled_at > v_now THEN
+        RAISE EXCEPTION 'meeting %: meeting_outcome % needs a past scheduled_at, but it is %',
+            NEW.id, NEW.meeting_outcome, NEW.scheduled_at
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm',
+                  HINT = 'Record good, bad, no_show or pending once the meeting has started; a '
+                      'meeting still to come can only be cancelled or rescheduled.';
+    END IF;
+    IF v_showed_set AND NEW.showed_up IS NOT NULL AND NEW.scheduled_at > v_now THEN
+        RAISE EXCEPTION 'meeting %: showed_up % needs a past scheduled_at, but it is %',
+            NEW.id, NEW.showed_up::text, NEW.scheduled_at
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'showed_up', TABLE = 'meetings', SCHEMA = 'crm',
+                  HINT = 'Attendance is recorded once the meeting has started.';
+    END IF;
+    IF v_outcome_changed THEN
+        CASE NEW.meeting_outcome
+            WHEN 'good', 'bad', 'pending' THEN
+                IF v_showed_set AND NEW.showed_up IS FALSE THEN
+                    RAISE EXCEPTION 'meeting %: showed_up false contradicts meeting_outcome %',
+                        NEW.id, NEW.meeting_outcome
+                        USING ERRCODE = 'check_violation',
+                              COLUMN = 'showed_up', TABLE = 'meetings', SCHEMA = 'crm',
+                              CONSTRAINT = 'meetings_showed_up_check',
+                              HINT = 'Outcomes good, bad and pending set showed_up = true: '
+                                  'leave showed_up out of the update.';
+                END IF;
+                NEW.showed_up := TRUE;
+            WHEN 'no_show' THEN
+                IF v_showed_set AND NEW.showed_up IS TRUE THEN
+                    RAISE EXCEPTION 'meeting %: showed_up true contradicts meeting_outcome no_show',
+                        NEW.id
+                        USING ERRCODE = 'check_violation',
+                              COLUMN = 'showed_up', TABLE = 'meetings', SCHEMA = 'crm',
+                              CONSTRAINT = 'meetings_showed_up_check',
+                              HINT = 'Outcome no_show sets showed_up = false: leave showed_up '
+                                  'out of the update.';
+                END IF;
+                NEW.showed_up := FALSE;
+            WHEN 'cancelled' THEN
+                IF NEW.cancelled_at IS NOT DISTINCT FROM v_old.cancelled_at THEN
+                    NEW.cancelled_at := v_now;
+                END IF;
+                NEW.meeting_notes := concat_ws(
+                    E'\n',
+                    NEW.meeting_notes,
+                    'Cancelled: ' || coalesce(NEW.cancellation_reason, 'no reason given')
+                );
+            ELSE
+                NULL;  -- rescheduled (counted above) or cleared (NULL)
+        END CASE;
+        IF NEW.meeting_outcome IS NOT NULL AND NEW.meeting_outcome <> 'pending'
+            AND NEW.outcome_recorded_at IS NOT DISTINCT FROM v_old.outcome_recorded_at THEN
+            NEW.outcome_recorded_at := v_now;
+        END IF;
+    ELSIF v_showed_set THEN
+        -- Attendance recorded without an outcome.
+        IF NEW.showed_up IS TRUE AND NEW.meeting_outcome = 'no_show'
+            OR NEW.showed_up IS FALSE AND NEW.meeting_outcome IN ('good', 'bad', 'pending') THEN
+            RAISE EXCEPTION 'meeting %: showed_up % contradicts meeting_outcome %',
+                NEW.id, NEW.showed_up::text, NEW.meeting_outcome
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'showed_up', TABLE = 'meetings', SCHEMA = 'crm',
+                      CONSTRAINT = 'meetings_showed_up_check',
+                      HINT = 'Record the outcome instead: it sets showed_up to match.';
+        END IF;
+        IF NEW.showed_up IS TRUE AND NEW.meeting_outcome IS NULL THEN
+            NEW.meeting_outcome := 'pending';  -- the default after a show
+        END IF;
+    END IF;
+
+    -- Lifecycle flags set their timestamps once.
+    IF NEW.confirmed AND NEW.confirmed_at IS NULL THEN
+        NEW.confirmed_at := v_now;
+    END IF;
+    IF NEW.reminder_sent AND NEW.reminder_sent_at IS NULL THEN
+        NEW.reminder_sent_at := v_now;
+    END IF;
+    IF NEW.showed_up IS NOT NULL AND NEW.showed_up_confirmed_at IS NULL THEN
+        NEW.showed_up_confirmed_at := v_now;
+    END IF;
+
+    -- Counts are never negative.
+    IF NEW.rescheduled_count < 0 OR NEW.touches_before_booking < 0 OR NEW.days_to_booking < 0 THEN
+        RAISE EXCEPTION 'meeting %: counts must not be negative (rescheduled_count %, '
+            'touches_before_booking %, days_to_booking %)',
+            NEW.id, NEW.rescheduled_count, NEW.touches_before_booking, NEW.days_to_booking
+            USING ERRCODE = 'check_violation', TABLE = 'meetings', SCHEMA = 'crm',
+                  HINT = 'The lifecycle triggers maintain these counts: leave them out of '
+                      'your writes, or give a value of 0 or more.';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_meetings__lifecycle(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_meetings__lifecycle() IS 'Trigger (BEFORE INSERT OR UPDATE on crm.meetings): booking defaults and attribution, lifecycle
+timestamps, outcome effects, reschedule count, and rejection of impossible states.';
 
 --
 -- Name: activities; Type: TABLE; Schema: crm; Owner: -
@@ -1036,6 +2566,7 @@ CREATE TABLE crm.deal_stage_history (
     reason text,
     changed_by text DEFAULT CURRENT_USER NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    seq bigint NOT NULL,
     CONSTRAINT deal_stage_history_probability_check CHECK (((probability >= 0) AND (probability <= 100))),
     CONSTRAINT deal_stage_history_time_in_from_stage_check CHECK ((((from_stage IS NULL) = (time_in_from_stage IS NULL)) AND (time_in_from_stage >= '00:00:00'::interval))),
     CONSTRAINT deal_stage_history_to_stage_check CHECK ((from_stage IS DISTINCT FROM to_stage)),
@@ -1123,6 +2654,12 @@ COMMENT ON COLUMN crm.deal_stage_history.changed_by IS 'Database role that made 
 COMMENT ON COLUMN crm.deal_stage_history.created_at IS 'When the row was written.';
 
 --
+-- Name: COLUMN deal_stage_history.seq; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.seq IS 'Write order (increasing): orders the changes of a deal even when several share a changed_at.';
+
+--
 -- Name: CONSTRAINT deal_stage_history_probability_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
 --
 
@@ -1147,269 +2684,17 @@ COMMENT ON CONSTRAINT deal_stage_history_to_stage_check ON crm.deal_stage_histor
 COMMENT ON CONSTRAINT deal_stage_history_value_check ON crm.deal_stage_history IS 'value must be zero or more.';
 
 --
--- Name: deals; Type: TABLE; Schema: crm; Owner: -
+-- Name: deal_stage_history_seq_seq; Type: SEQUENCE; Schema: crm; Owner: -
 --
 
-CREATE TABLE crm.deals (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    client_id uuid NOT NULL,
-    lead_id uuid NOT NULL,
-    meeting_id uuid,
-    name text NOT NULL,
-    value numeric(12,2) DEFAULT 0 NOT NULL,
-    currency text NOT NULL,
-    probability integer NOT NULL,
-    stage crm.deal_stage_type DEFAULT 'qualification'::crm.deal_stage_type NOT NULL,
-    stage_changed_at timestamp with time zone DEFAULT now() NOT NULL,
-    expected_close_date date,
-    closed_at timestamp with time zone,
-    won boolean,
-    lost_reason crm.deal_lost_reason_type,
-    lost_notes text,
-    days_to_close integer,
-    converting_activity_id uuid,
-    converting_channel crm.channel_type,
-    first_touch_channel crm.channel_type,
-    touches_before_deal integer,
-    external_crm text,
-    external_deal_id text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    deleted_at timestamp with time zone,
-    CONSTRAINT deals_closed_at_check CHECK ((((stage = ANY (ARRAY['closed_won'::crm.deal_stage_type, 'closed_lost'::crm.deal_stage_type])) = (closed_at IS NOT NULL)) AND (closed_at >= created_at))),
-    CONSTRAINT deals_currency_check CHECK ((currency ~ '^[A-Z]{3}$'::text)),
-    CONSTRAINT deals_days_to_close_check CHECK ((days_to_close >= 0)),
-    CONSTRAINT deals_external_crm_check CHECK ((external_crm = ANY (ARRAY['hubspot'::text, 'pipedrive'::text, 'close'::text]))),
-    CONSTRAINT deals_lost_reason_check CHECK (((stage = 'closed_lost'::crm.deal_stage_type) = (lost_reason IS NOT NULL))),
-    CONSTRAINT deals_name_check CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 500))),
-    CONSTRAINT deals_probability_check CHECK (((probability >= 0) AND (probability <= 100))),
-    CONSTRAINT deals_touches_before_deal_check CHECK ((touches_before_deal >= 0)),
-    CONSTRAINT deals_value_check CHECK ((value >= (0)::numeric)),
-    CONSTRAINT deals_won_check CHECK ((NOT (won IS DISTINCT FROM
-CASE stage
-    WHEN 'closed_won'::crm.deal_stage_type THEN true
-    WHEN 'closed_lost'::crm.deal_stage_type THEN false
-    ELSE NULL::boolean
-END)))
+ALTER TABLE crm.deal_stage_history ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME crm.deal_stage_history_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
 );
-
---
--- Name: TABLE deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON TABLE crm.deals IS 'A sales opportunity for a lead, moving through the pipeline stages to closed_won or
-closed_lost. Every stage change is recorded in crm.deal_stage_history.';
-
---
--- Name: COLUMN deals.id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.id IS 'Deal id.';
-
---
--- Name: COLUMN deals.client_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.client_id IS 'Owning client.';
-
---
--- Name: COLUMN deals.lead_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.lead_id IS 'Lead the deal is with.';
-
---
--- Name: COLUMN deals.meeting_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.meeting_id IS 'Meeting the deal came from, if any.';
-
---
--- Name: COLUMN deals.name; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.name IS 'Deal name, 1-500 characters.';
-
---
--- Name: COLUMN deals.value; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.value IS 'Deal value in currency, >= 0, two decimals.';
-
---
--- Name: COLUMN deals.currency; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.currency IS 'ISO-4217 code (three upper-case letters); defaults to the client''s default_currency.';
-
---
--- Name: COLUMN deals.probability; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.probability IS 'Win probability in percent, 0-100; defaults from the stage.';
-
---
--- Name: COLUMN deals.stage; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.stage IS 'Pipeline stage (crm.deal_stage_type).';
-
---
--- Name: COLUMN deals.stage_changed_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.stage_changed_at IS 'When the stage last changed.';
-
---
--- Name: COLUMN deals.expected_close_date; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.expected_close_date IS 'Target close date.';
-
---
--- Name: COLUMN deals.closed_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.closed_at IS 'When the deal closed; set exactly when the stage is closed_won or closed_lost.';
-
---
--- Name: COLUMN deals.won; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.won IS 'true when closed_won, false when closed_lost, NULL while open.';
-
---
--- Name: COLUMN deals.lost_reason; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.lost_reason IS 'Why the deal was lost; set exactly when the stage is closed_lost.';
-
---
--- Name: COLUMN deals.lost_notes; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.lost_notes IS 'Details of the loss.';
-
---
--- Name: COLUMN deals.days_to_close; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.days_to_close IS 'Whole days from created_at to closed_at.';
-
---
--- Name: COLUMN deals.converting_activity_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.converting_activity_id IS 'The touch that led to the deal.';
-
---
--- Name: COLUMN deals.converting_channel; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.converting_channel IS 'Channel of the converting touch.';
-
---
--- Name: COLUMN deals.first_touch_channel; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.first_touch_channel IS 'Channel of the lead''s first touch.';
-
---
--- Name: COLUMN deals.touches_before_deal; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.touches_before_deal IS 'Number of touches before the deal was created.';
-
---
--- Name: COLUMN deals.external_crm; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.external_crm IS 'CRM the deal was pushed to: hubspot, pipedrive or close.';
-
---
--- Name: COLUMN deals.external_deal_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.external_deal_id IS 'Id of the deal in that CRM.';
-
---
--- Name: COLUMN deals.created_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.created_at IS 'When the deal was created (may be supplied on insert for historical imports).';
-
---
--- Name: COLUMN deals.updated_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.updated_at IS 'When the row last changed (maintained by trigger).';
-
---
--- Name: COLUMN deals.deleted_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deals.deleted_at IS 'Soft-delete time; NULL while the row is live.';
-
---
--- Name: CONSTRAINT deals_closed_at_check ON deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deals_closed_at_check ON crm.deals IS 'closed_at must be set when, and only when, the stage is closed_won or closed_lost, and must
-not be before created_at.';
-
---
--- Name: CONSTRAINT deals_currency_check ON deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deals_currency_check ON crm.deals IS 'currency must be an ISO-4217 code: three upper-case letters, e.g. AUD, USD, EUR.';
-
---
--- Name: CONSTRAINT deals_days_to_close_check ON deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deals_days_to_close_check ON crm.deals IS 'days_to_close must not be negative.';
-
---
--- Name: CONSTRAINT deals_external_crm_check ON deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deals_external_crm_check ON crm.deals IS 'external_crm must be one of hubspot, pipedrive, close (or NULL).';
-
---
--- Name: CONSTRAINT deals_lost_reason_check ON deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deals_lost_reason_check ON crm.deals IS 'lost_reason must be set when, and only when, stage is closed_lost.';
-
---
--- Name: CONSTRAINT deals_name_check ON deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deals_name_check ON crm.deals IS 'name must be 1-500 characters after trimming spaces.';
-
---
--- Name: CONSTRAINT deals_probability_check ON deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deals_probability_check ON crm.deals IS 'probability must be a percentage between 0 and 100.';
-
---
--- Name: CONSTRAINT deals_touches_before_deal_check ON deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deals_touches_before_deal_check ON crm.deals IS 'touches_before_deal must not be negative.';
-
---
--- Name: CONSTRAINT deals_value_check ON deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deals_value_check ON crm.deals IS 'value must be zero or more.';
-
---
--- Name: CONSTRAINT deals_won_check ON deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deals_won_check ON crm.deals IS 'won must be true for closed_won, false for closed_lost and NULL for open stages.';
 
 --
 -- Name: leads; Type: TABLE; Schema: crm; Owner: -
@@ -1554,329 +2839,88 @@ COMMENT ON CONSTRAINT leads_status_check ON crm.leads IS 'status must be one of 
 customer, unsubscribed, bounced.';
 
 --
--- Name: meetings; Type: TABLE; Schema: crm; Owner: -
+-- Name: meeting_reschedules; Type: TABLE; Schema: crm; Owner: -
 --
 
-CREATE TABLE crm.meetings (
+CREATE TABLE crm.meeting_reschedules (
     id uuid DEFAULT gen_random_uuid() NOT NULL,
+    seq bigint NOT NULL,
     client_id uuid NOT NULL,
-    lead_id uuid NOT NULL,
-    campaign_id uuid,
-    scheduled_at timestamp with time zone NOT NULL,
-    duration_minutes integer NOT NULL,
-    meeting_type text DEFAULT 'discovery'::text NOT NULL,
-    booked_by text,
-    booking_method text,
-    meeting_link text,
-    calendar_event_id text,
-    confirmed boolean DEFAULT false NOT NULL,
-    reminder_sent boolean DEFAULT false NOT NULL,
-    showed_up boolean,
-    meeting_outcome text,
-    meeting_notes text,
-    next_steps text,
-    deal_created boolean DEFAULT false NOT NULL,
-    deal_id uuid,
-    converting_activity_id uuid,
-    converting_channel crm.channel_type,
-    touches_before_booking integer,
-    days_to_booking integer,
-    rescheduled_count integer DEFAULT 0 NOT NULL,
-    booked_at timestamp with time zone DEFAULT now() NOT NULL,
-    confirmed_at timestamp with time zone,
-    reminder_sent_at timestamp with time zone,
-    showed_up_confirmed_at timestamp with time zone,
-    outcome_recorded_at timestamp with time zone,
-    cancelled_at timestamp with time zone,
-    no_show_reason text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    deleted_at timestamp with time zone,
-    CONSTRAINT meetings_booked_by_check CHECK ((booked_by = ANY (ARRAY['ai'::text, 'human'::text, 'lead'::text]))),
-    CONSTRAINT meetings_booking_method_check CHECK ((booking_method = ANY (ARRAY['calendly'::text, 'direct'::text, 'phone'::text]))),
-    CONSTRAINT meetings_days_to_booking_check CHECK ((days_to_booking >= 0)),
-    CONSTRAINT meetings_deal_created_check CHECK (((NOT deal_created) OR (deal_id IS NOT NULL))),
-    CONSTRAINT meetings_duration_minutes_check CHECK (((duration_minutes >= 1) AND (duration_minutes <= 1440))),
-    CONSTRAINT meetings_meeting_outcome_check CHECK ((meeting_outcome = ANY (ARRAY['good'::text, 'bad'::text, 'rescheduled'::text, 'no_show'::text, 'cancelled'::text, 'pending'::text]))),
-    CONSTRAINT meetings_meeting_type_check CHECK ((meeting_type = ANY (ARRAY['discovery'::text, 'demo'::text, 'follow_up'::text, 'close'::text, 'onboarding'::text, 'other'::text]))),
-    CONSTRAINT meetings_rescheduled_count_check CHECK ((rescheduled_count >= 0)),
-    CONSTRAINT meetings_showed_up_check CHECK (((NOT ((showed_up IS TRUE) AND (meeting_outcome = 'no_show'::text))) AND (NOT ((showed_up IS FALSE) AND (meeting_outcome = ANY (ARRAY['good'::text, 'bad'::text, 'pending'::text])))))),
-    CONSTRAINT meetings_touches_before_booking_check CHECK ((touches_before_booking >= 0))
+    meeting_id uuid NOT NULL,
+    previous_scheduled_at timestamp with time zone NOT NULL,
+    new_scheduled_at timestamp with time zone,
+    rescheduled_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
 --
--- Name: TABLE meetings; Type: COMMENT; Schema: crm; Owner: -
+-- Name: TABLE meeting_reschedules; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON TABLE crm.meetings IS 'A meeting booked with a lead, tracked from booking to outcome: booked, confirmed, reminder
-sent, showed up, outcome recorded, deal created.';
+COMMENT ON TABLE crm.meeting_reschedules IS 'Append-only history of meeting reschedules, one row per reschedule, written by the lifecycle
+trigger: the time the meeting was moved from and, once known, the time it was moved to.';
 
 --
--- Name: COLUMN meetings.id; Type: COMMENT; Schema: crm; Owner: -
+-- Name: COLUMN meeting_reschedules.id; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.meetings.id IS 'Meeting id.';
+COMMENT ON COLUMN crm.meeting_reschedules.id IS 'Row id.';
 
 --
--- Name: COLUMN meetings.client_id; Type: COMMENT; Schema: crm; Owner: -
+-- Name: COLUMN meeting_reschedules.seq; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.meetings.client_id IS 'Owning client.';
+COMMENT ON COLUMN crm.meeting_reschedules.seq IS 'Write order (increasing).';
 
 --
--- Name: COLUMN meetings.lead_id; Type: COMMENT; Schema: crm; Owner: -
+-- Name: COLUMN meeting_reschedules.client_id; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.meetings.lead_id IS 'Lead the meeting is with.';
+COMMENT ON COLUMN crm.meeting_reschedules.client_id IS 'Owning client.';
 
 --
--- Name: COLUMN meetings.campaign_id; Type: COMMENT; Schema: crm; Owner: -
+-- Name: COLUMN meeting_reschedules.meeting_id; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.meetings.campaign_id IS 'Campaign that produced the meeting, if any.';
+COMMENT ON COLUMN crm.meeting_reschedules.meeting_id IS 'Meeting that was rescheduled.';
 
 --
--- Name: COLUMN meetings.scheduled_at; Type: COMMENT; Schema: crm; Owner: -
+-- Name: COLUMN meeting_reschedules.previous_scheduled_at; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.meetings.scheduled_at IS 'When the meeting takes place.';
+COMMENT ON COLUMN crm.meeting_reschedules.previous_scheduled_at IS 'scheduled_at before the reschedule.';
 
 --
--- Name: COLUMN meetings.duration_minutes; Type: COMMENT; Schema: crm; Owner: -
+-- Name: COLUMN meeting_reschedules.new_scheduled_at; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.meetings.duration_minutes IS 'Length in minutes, 1-1440. Defaults by meeting_type: discovery 30, demo 45, follow_up 30,
-close 30, onboarding 60, other 30.';
+COMMENT ON COLUMN crm.meeting_reschedules.new_scheduled_at IS 'scheduled_at after the reschedule; NULL while the outcome is rescheduled and no new time is
+set yet (the next change of scheduled_at fills it).';
 
 --
--- Name: COLUMN meetings.meeting_type; Type: COMMENT; Schema: crm; Owner: -
+-- Name: COLUMN meeting_reschedules.rescheduled_at; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.meetings.meeting_type IS 'discovery, demo, follow_up, close, onboarding or other. Default discovery.';
+COMMENT ON COLUMN crm.meeting_reschedules.rescheduled_at IS 'When the reschedule was recorded.';
 
 --
--- Name: COLUMN meetings.booked_by; Type: COMMENT; Schema: crm; Owner: -
+-- Name: COLUMN meeting_reschedules.created_at; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.meetings.booked_by IS 'Who booked it: ai, human or lead. NULL if unknown.';
+COMMENT ON COLUMN crm.meeting_reschedules.created_at IS 'When the row was written.';
 
 --
--- Name: COLUMN meetings.booking_method; Type: COMMENT; Schema: crm; Owner: -
+-- Name: meeting_reschedules_seq_seq; Type: SEQUENCE; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.meetings.booking_method IS 'How it was booked: calendly, direct or phone. NULL if unknown.';
-
---
--- Name: COLUMN meetings.meeting_link; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.meeting_link IS 'Video call URL.';
-
---
--- Name: COLUMN meetings.calendar_event_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.calendar_event_id IS 'External calendar event id.';
-
---
--- Name: COLUMN meetings.confirmed; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.confirmed IS 'The lead confirmed attendance.';
-
---
--- Name: COLUMN meetings.reminder_sent; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.reminder_sent IS 'A reminder was sent.';
-
---
--- Name: COLUMN meetings.showed_up; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.showed_up IS 'Attendance: true held, false no-show, NULL not known yet (never assumed).';
-
---
--- Name: COLUMN meetings.meeting_outcome; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.meeting_outcome IS 'good, bad, rescheduled, no_show, cancelled or pending (happened, outcome to be decided).
-NULL until an outcome is recorded.';
-
---
--- Name: COLUMN meetings.meeting_notes; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.meeting_notes IS 'Notes from the meeting.';
-
---
--- Name: COLUMN meetings.next_steps; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.next_steps IS 'Agreed next actions.';
-
---
--- Name: COLUMN meetings.deal_created; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.deal_created IS 'A deal was created from this meeting.';
-
---
--- Name: COLUMN meetings.deal_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.deal_id IS 'Deal created from or linked to this meeting.';
-
---
--- Name: COLUMN meetings.converting_activity_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.converting_activity_id IS 'The touch that led to the booking (the lead''s last touch before booking).';
-
---
--- Name: COLUMN meetings.converting_channel; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.converting_channel IS 'Channel of the converting touch.';
-
---
--- Name: COLUMN meetings.touches_before_booking; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.touches_before_booking IS 'Number of touches to the lead before the booking.';
-
---
--- Name: COLUMN meetings.days_to_booking; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.days_to_booking IS 'Whole days from the first touch to booking.';
-
---
--- Name: COLUMN meetings.rescheduled_count; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.rescheduled_count IS 'How many times the meeting was rescheduled.';
-
---
--- Name: COLUMN meetings.booked_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.booked_at IS 'When the meeting was booked.';
-
---
--- Name: COLUMN meetings.confirmed_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.confirmed_at IS 'When confirmed first became true.';
-
---
--- Name: COLUMN meetings.reminder_sent_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.reminder_sent_at IS 'When reminder_sent first became true.';
-
---
--- Name: COLUMN meetings.showed_up_confirmed_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.showed_up_confirmed_at IS 'When showed_up was first recorded.';
-
---
--- Name: COLUMN meetings.outcome_recorded_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.outcome_recorded_at IS 'When meeting_outcome was recorded.';
-
---
--- Name: COLUMN meetings.cancelled_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.cancelled_at IS 'When the meeting was cancelled.';
-
---
--- Name: COLUMN meetings.no_show_reason; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.no_show_reason IS 'Why the lead did not attend, if known.';
-
---
--- Name: COLUMN meetings.created_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.created_at IS 'When the row was created.';
-
---
--- Name: COLUMN meetings.updated_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.updated_at IS 'When the row last changed (maintained by trigger).';
-
---
--- Name: COLUMN meetings.deleted_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.meetings.deleted_at IS 'Soft-delete time; NULL while the row is live.';
-
---
--- Name: CONSTRAINT meetings_booked_by_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT meetings_booked_by_check ON crm.meetings IS 'booked_by must be one of ai, human, lead (or NULL).';
-
---
--- Name: CONSTRAINT meetings_booking_method_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT meetings_booking_method_check ON crm.meetings IS 'booking_method must be one of calendly, direct, phone (or NULL).';
-
---
--- Name: CONSTRAINT meetings_days_to_booking_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT meetings_days_to_booking_check ON crm.meetings IS 'days_to_booking must not be negative.';
-
---
--- Name: CONSTRAINT meetings_deal_created_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT meetings_deal_created_check ON crm.meetings IS 'deal_created may only be true when deal_id is set.';
-
---
--- Name: CONSTRAINT meetings_duration_minutes_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT meetings_duration_minutes_check ON crm.meetings IS 'duration_minutes must be between 1 and 1440 (one day).';
-
---
--- Name: CONSTRAINT meetings_meeting_outcome_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT meetings_meeting_outcome_check ON crm.meetings IS 'meeting_outcome must be one of good, bad, rescheduled, no_show, cancelled, pending (or NULL).';
-
---
--- Name: CONSTRAINT meetings_meeting_type_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT meetings_meeting_type_check ON crm.meetings IS 'meeting_type must be one of discovery, demo, follow_up, close, onboarding, other.';
-
---
--- Name: CONSTRAINT meetings_rescheduled_count_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT meetings_rescheduled_count_check ON crm.meetings IS 'rescheduled_count must not be negative.';
-
---
--- Name: CONSTRAINT meetings_showed_up_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT meetings_showed_up_check ON crm.meetings IS 'showed_up must agree with meeting_outcome: not true with no_show, not false with good, bad
-or pending.';
-
---
--- Name: CONSTRAINT meetings_touches_before_booking_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT meetings_touches_before_booking_check ON crm.meetings IS 'touches_before_booking must not be negative.';
+ALTER TABLE crm.meeting_reschedules ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME crm.meeting_reschedules_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 --
 -- Name: schema_code; Type: TABLE; Schema: crm; Owner: -
@@ -2064,6 +3108,13 @@ ALTER TABLE ONLY crm.leads
     ADD CONSTRAINT leads_pkey PRIMARY KEY (client_id, id);
 
 --
+-- Name: meeting_reschedules meeting_reschedules_pkey; Type: CONSTRAINT; Schema: crm; Owner: -
+--
+
+ALTER TABLE ONLY crm.meeting_reschedules
+    ADD CONSTRAINT meeting_reschedules_pkey PRIMARY KEY (client_id, id);
+
+--
 -- Name: meetings meetings_pkey; Type: CONSTRAINT; Schema: crm; Owner: -
 --
 
@@ -2199,6 +3250,19 @@ CREATE INDEX crm_push_queue_lease_expires_at_idx ON crm.crm_push_queue USING btr
 COMMENT ON INDEX crm.crm_push_queue_lease_expires_at_idx IS 'Finds in_flight pushes whose lease lapsed (crashed runner).';
 
 --
+-- Name: crm_push_queue_pending_entity_key; Type: INDEX; Schema: crm; Owner: -
+--
+
+CREATE UNIQUE INDEX crm_push_queue_pending_entity_key ON crm.crm_push_queue USING btree (client_id, operation, COALESCE(deal_id, meeting_id, lead_id)) WHERE (status = 'pending'::text);
+
+--
+-- Name: INDEX crm_push_queue_pending_entity_key; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON INDEX crm.crm_push_queue_pending_entity_key IS 'One pending push per client, operation and entity: repeated changes before the drainer runs
+collapse into the pending row (the drainer sends the entity''s state at send time).';
+
+--
 -- Name: deal_stage_history_client_id_changed_at_idx; Type: INDEX; Schema: crm; Owner: -
 --
 
@@ -2209,6 +3273,12 @@ CREATE INDEX deal_stage_history_client_id_changed_at_idx ON crm.deal_stage_histo
 --
 
 CREATE INDEX deal_stage_history_client_id_deal_id_changed_at_idx ON crm.deal_stage_history USING btree (client_id, deal_id, changed_at, id);
+
+--
+-- Name: deal_stage_history_client_id_deal_id_seq_idx; Type: INDEX; Schema: crm; Owner: -
+--
+
+CREATE INDEX deal_stage_history_client_id_deal_id_seq_idx ON crm.deal_stage_history USING btree (client_id, deal_id, seq);
 
 --
 -- Name: deals_client_id_closed_at_idx; Type: INDEX; Schema: crm; Owner: -
@@ -2241,6 +3311,24 @@ CREATE INDEX deals_client_id_lead_id_idx ON crm.deals USING btree (client_id, le
 CREATE INDEX deals_client_id_meeting_id_idx ON crm.deals USING btree (client_id, meeting_id);
 
 --
+-- Name: deals_client_id_meeting_id_key; Type: INDEX; Schema: crm; Owner: -
+--
+
+CREATE UNIQUE INDEX deals_client_id_meeting_id_key ON crm.deals USING btree (client_id, meeting_id) WHERE ((meeting_id IS NOT NULL) AND (deleted_at IS NULL));
+
+--
+-- Name: INDEX deals_client_id_meeting_id_key; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON INDEX crm.deals_client_id_meeting_id_key IS 'At most one live deal per meeting, so a good outcome can never create a second one.';
+
+--
+-- Name: deals_id_idx; Type: INDEX; Schema: crm; Owner: -
+--
+
+CREATE INDEX deals_id_idx ON crm.deals USING btree (id);
+
+--
 -- Name: leads_client_id_campaign_id_idx; Type: INDEX; Schema: crm; Owner: -
 --
 
@@ -2263,6 +3351,12 @@ CREATE UNIQUE INDEX leads_client_id_email_key ON crm.leads USING btree (client_i
 --
 
 COMMENT ON INDEX crm.leads_client_id_email_key IS 'One live lead per client and normalised (lower-cased) email.';
+
+--
+-- Name: meeting_reschedules_client_id_meeting_id_idx; Type: INDEX; Schema: crm; Owner: -
+--
+
+CREATE INDEX meeting_reschedules_client_id_meeting_id_idx ON crm.meeting_reschedules USING btree (client_id, meeting_id, seq);
 
 --
 -- Name: meetings_client_id_booked_at_idx; Type: INDEX; Schema: crm; Owner: -
@@ -2299,6 +3393,144 @@ CREATE INDEX meetings_client_id_lead_id_idx ON crm.meetings USING btree (client_
 --
 
 CREATE INDEX meetings_client_id_scheduled_at_idx ON crm.meetings USING btree (client_id, scheduled_at);
+
+--
+-- Name: activities _050_refuse_delete; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_delete BEFORE DELETE ON crm.activities FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: campaigns _050_refuse_delete; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_delete BEFORE DELETE ON crm.campaigns FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: client_crm_configs _050_refuse_delete; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_delete BEFORE DELETE ON crm.client_crm_configs FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: clients _050_refuse_delete; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_delete BEFORE DELETE ON crm.clients FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: crm_external_ids _050_refuse_delete; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_delete BEFORE DELETE ON crm.crm_external_ids FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: crm_push_log _050_refuse_delete; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_delete BEFORE DELETE ON crm.crm_push_log FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: deal_stage_history _050_refuse_delete; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_delete BEFORE DELETE ON crm.deal_stage_history FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('append-only');
+
+--
+-- Name: deals _050_refuse_delete; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_delete BEFORE DELETE ON crm.deals FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: leads _050_refuse_delete; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_delete BEFORE DELETE ON crm.leads FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: meeting_reschedules _050_refuse_delete; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_delete BEFORE DELETE ON crm.meeting_reschedules FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('append-only');
+
+--
+-- Name: meetings _050_refuse_delete; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_delete BEFORE DELETE ON crm.meetings FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: activities _050_refuse_truncate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_truncate BEFORE TRUNCATE ON crm.activities FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: campaigns _050_refuse_truncate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_truncate BEFORE TRUNCATE ON crm.campaigns FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: client_crm_configs _050_refuse_truncate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_truncate BEFORE TRUNCATE ON crm.client_crm_configs FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: clients _050_refuse_truncate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_truncate BEFORE TRUNCATE ON crm.clients FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: crm_external_ids _050_refuse_truncate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_truncate BEFORE TRUNCATE ON crm.crm_external_ids FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: crm_push_log _050_refuse_truncate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_truncate BEFORE TRUNCATE ON crm.crm_push_log FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: deal_stage_history _050_refuse_truncate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_truncate BEFORE TRUNCATE ON crm.deal_stage_history FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('append-only');
+
+--
+-- Name: deals _050_refuse_truncate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_truncate BEFORE TRUNCATE ON crm.deals FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: leads _050_refuse_truncate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_truncate BEFORE TRUNCATE ON crm.leads FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: meeting_reschedules _050_refuse_truncate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_truncate BEFORE TRUNCATE ON crm.meeting_reschedules FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('append-only');
+
+--
+-- Name: meetings _050_refuse_truncate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_truncate BEFORE TRUNCATE ON crm.meetings FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('soft');
+
+--
+-- Name: deal_stage_history _050_refuse_update; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _050_refuse_update BEFORE UPDATE ON crm.deal_stage_history FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('append-only');
 
 --
 -- Name: activities _100_set_updated_at; Type: TRIGGER; Schema: crm; Owner: -
@@ -2359,6 +3591,42 @@ CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.leads FOR EACH ROW WHEN 
 --
 
 CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.meetings FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION crm_private.tg__set_updated_at();
+
+--
+-- Name: deals _200_lifecycle; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _200_lifecycle BEFORE INSERT OR UPDATE ON crm.deals FOR EACH ROW EXECUTE FUNCTION crm_private.tg_deals__lifecycle();
+
+--
+-- Name: meetings _200_lifecycle; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _200_lifecycle BEFORE INSERT OR UPDATE ON crm.meetings FOR EACH ROW EXECUTE FUNCTION crm_private.tg_meetings__lifecycle();
+
+--
+-- Name: deals _500_after_insert; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _500_after_insert AFTER INSERT ON crm.deals REFERENCING NEW TABLE AS new_deals FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg_deals__after_insert();
+
+--
+-- Name: meetings _500_after_insert; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _500_after_insert AFTER INSERT ON crm.meetings REFERENCING NEW TABLE AS new_meetings FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg_meetings__after_insert();
+
+--
+-- Name: deals _500_after_update; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _500_after_update AFTER UPDATE ON crm.deals FOR EACH ROW WHEN (((old.stage IS DISTINCT FROM new.stage) OR (old.value IS DISTINCT FROM new.value) OR (old.won IS DISTINCT FROM new.won))) EXECUTE FUNCTION crm_private.tg_deals__after_update();
+
+--
+-- Name: meetings _500_after_update; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _500_after_update AFTER UPDATE ON crm.meetings FOR EACH ROW WHEN (((old.scheduled_at IS DISTINCT FROM new.scheduled_at) OR (old.meeting_outcome IS DISTINCT FROM new.meeting_outcome))) EXECUTE FUNCTION crm_private.tg_meetings__after_update();
 
 --
 -- Name: activities activities_client_id_campaign_id_fkey; Type: FK CONSTRAINT; Schema: crm; Owner: -
@@ -2621,6 +3889,19 @@ ALTER TABLE ONLY crm.leads
 COMMENT ON CONSTRAINT leads_client_id_fkey ON crm.leads IS 'client_id must name an existing client.';
 
 --
+-- Name: meeting_reschedules meeting_reschedules_client_id_meeting_id_fkey; Type: FK CONSTRAINT; Schema: crm; Owner: -
+--
+
+ALTER TABLE ONLY crm.meeting_reschedules
+    ADD CONSTRAINT meeting_reschedules_client_id_meeting_id_fkey FOREIGN KEY (client_id, meeting_id) REFERENCES crm.meetings(client_id, id);
+
+--
+-- Name: CONSTRAINT meeting_reschedules_client_id_meeting_id_fkey ON meeting_reschedules; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meeting_reschedules_client_id_meeting_id_fkey ON crm.meeting_reschedules IS 'meeting_id must name a meeting of the same client.';
+
+--
 -- Name: meetings meetings_client_id_campaign_id_fkey; Type: FK CONSTRAINT; Schema: crm; Owner: -
 --
 
@@ -2673,10 +3954,82 @@ ALTER TABLE ONLY crm.meetings
 COMMENT ON CONSTRAINT meetings_client_id_lead_id_fkey ON crm.meetings IS 'lead_id must name a lead of the same client.';
 
 --
+-- Name: FUNCTION reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type) FROM PUBLIC;
+
+--
+-- Name: FUNCTION create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) FROM PUBLIC;
+
+--
+-- Name: FUNCTION enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) FROM PUBLIC;
+
+--
+-- Name: FUNCTION meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) FROM PUBLIC;
+
+--
+-- Name: FUNCTION stage_probability(p_stage crm.deal_stage_type); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg__refuse_hard_delete(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg__refuse_hard_delete() FROM PUBLIC;
+
+--
 -- Name: FUNCTION tg__set_updated_at(); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.tg__set_updated_at() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_deals__after_insert(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_deals__after_insert() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_deals__after_update(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_deals__after_update() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_deals__lifecycle(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_deals__lifecycle() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_meetings__after_insert(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_meetings__after_insert() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_meetings__after_update(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_meetings__after_update() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_meetings__lifecycle(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_meetings__lifecycle() FROM PUBLIC;
 
 --
 -- PostgreSQL database dump complete

@@ -243,7 +243,11 @@ def test_plpgsql_check_finds_no_errors_or_warnings(db: psycopg.Connection[Any]) 
         FROM pg_proc AS p
         LEFT JOIN pg_trigger AS t ON t.tgfoid = p.oid
         CROSS JOIN LATERAL plpgsql_check_function_tb(
-            p.oid, coalesce(t.tgrelid, 0), extra_warnings => true
+            p.oid,
+            coalesce(t.tgrelid, 0),
+            extra_warnings => true,
+            oldtable => t.tgoldtable,
+            newtable => t.tgnewtable
         ) AS r
         WHERE p.pronamespace IN ('crm'::regnamespace, 'crm_private'::regnamespace)
           AND p.prolang = (SELECT oid FROM pg_language WHERE lanname = 'plpgsql')

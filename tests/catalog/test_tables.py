@@ -80,6 +80,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "outcome_recorded_at": "timestamp with time zone",
         "cancelled_at": "timestamp with time zone",
         "no_show_reason": "text",
+        "cancellation_reason": "text",
         **TIMESTAMPS,
     },
     "deals": {
@@ -169,6 +170,14 @@ EXPECTED: dict[str, dict[str, str]] = {
         "last_error": "text",
         "created_at": "timestamp with time zone",
         "updated_at": "timestamp with time zone",
+    },
+    "meeting_reschedules": {
+        "id": "uuid",
+        "client_id": "uuid",
+        "meeting_id": "uuid",
+        "previous_scheduled_at": "timestamp with time zone",
+        "new_scheduled_at": "timestamp with time zone",
+        "rescheduled_at": "timestamp with time zone",
     },
     "crm_external_ids": {
         "id": "uuid",

@@ -29,6 +29,11 @@ def insert(conn: psycopg.Connection[Any], table: str, values: Row) -> Row:
     return row
 
 
+def pick(row: Row, *columns: str) -> tuple[Any, ...]:
+    """The row's values of ``columns``, as a tuple to compare in one assert."""
+    return tuple(row[c] for c in columns)
+
+
 def count(conn: psycopg.Connection[Any], table: str) -> int:
     query = sql.SQL("SELECT count(*) FROM crm.{}").format(sql.Identifier(table))
     row = conn.execute(query).fetchone()

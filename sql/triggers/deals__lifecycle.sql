@@ -1,0 +1,222 @@
+-- The deal pipeline, enforced on every write of crm.deals (see docs/lifecycle.md): stage
+-- probabilities, closing rules, no stage change of a closed deal except through
+-- crm.reopen_deal, attribution defaults, and rejections with a SQLSTATE, the field, its
+-- value and a hint.
+
+CREATE OR REPLACE FUNCTION crm_private.tg_deals__lifecycle()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    v_old crm.deals;
+    v_now timestamptz := pg_catalog.now();
+    v_lead_live boolean;
+    v_currency text;
+    v_touches integer;
+    v_first_channel crm.channel_type;
+    v_last_id uuid;
+    v_last_channel crm.channel_type;
+    v_closed boolean := NEW.stage IN ('closed_won', 'closed_lost');
+    v_stage_changed boolean;
+    v_default integer := crm_private.stage_probability(NEW.stage);
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        v_old := OLD;
+    END IF;
+    v_stage_changed := NEW.stage IS DISTINCT FROM v_old.stage;
+
+    IF TG_OP = 'INSERT' OR NEW.lead_id IS DISTINCT FROM v_old.lead_id
+        OR NEW.client_id IS DISTINCT FROM v_old.client_id THEN
+        SELECT l.deleted_at IS NULL, c.default_currency, t.touches, t.first_channel, t.last_id,
+               t.last_channel
+        INTO v_lead_live, v_currency, v_touches, v_first_channel, v_last_id, v_last_channel
+        FROM crm.leads AS l
+        INNER JOIN crm.clients AS c ON c.id = l.client_id
+        LEFT JOIN LATERAL (
+            SELECT
+                count(*)::integer AS touches,
+                (array_agg(a.channel ORDER BY a.occurred_at, a.id))[1] AS first_channel,
+                (array_agg(a.id ORDER BY a.occurred_at DESC, a.id DESC))[1] AS last_id,
+                (array_agg(a.channel ORDER BY a.occurred_at DESC, a.id DESC))[1] AS last_channel
+            FROM crm.activities AS a
+            WHERE a.client_id = l.client_id
+              AND a.lead_id = l.id
+              AND a.deleted_at IS NULL
+              AND a.occurred_at <= NEW.created_at
+        ) AS t ON TG_OP = 'INSERT'
+        WHERE l.client_id = NEW.client_id AND l.id = NEW.lead_id;
+        IF v_lead_live IS NULL THEN
+            RAISE EXCEPTION 'deal lead_id % is not a lead of client %', NEW.lead_id, NEW.client_id
+                USING ERRCODE = 'foreign_key_violation',
+                      COLUMN = 'lead_id', TABLE = 'deals', SCHEMA = 'crm',
+                      CONSTRAINT = 'deals_client_id_lead_id_fkey',
+                      HINT = 'Use the id of a lead of the same client (crm.leads.client_id).';
+        ELSIF NOT v_lead_live THEN
+            RAISE EXCEPTION 'deal lead_id % names a soft-deleted lead', NEW.lead_id
+                USING ERRCODE = 'foreign_key_violation',
+                      COLUMN = 'lead_id', TABLE = 'deals', SCHEMA = 'crm',
+                      HINT = 'Restore the lead first (UPDATE crm.leads SET deleted_at = NULL).';
+        END IF;
+    END IF;
+    IF NEW.meeting_id IS NOT NULL AND (
+        TG_OP = 'INSERT' OR NEW.meeting_id IS DISTINCT FROM v_old.meeting_id
+        OR NEW.client_id IS DISTINCT FROM v_old.client_id
+    ) AND NOT EXISTS (
+        SELECT 1
+        FROM crm.meetings AS m
+        WHERE m.client_id = NEW.client_id AND m.id = NEW.meeting_id
+    ) THEN
+        RAISE EXCEPTION 'deal meeting_id % is not a meeting of client %',
+            NEW.meeting_id, NEW.client_id
+            USING ERRCODE = 'foreign_key_violation',
+                  COLUMN = 'meeting_id', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_client_id_meeting_id_fkey',
+                  HINT = 'Use the id of a meeting of the same client, or NULL.';
+    END IF;
+
+    IF TG_OP = 'INSERT' THEN
+        NEW.currency := coalesce(NEW.currency, v_currency);
+        NEW.first_touch_channel := coalesce(NEW.first_touch_channel, v_first_channel);
+        NEW.touches_before_deal := coalesce(NEW.touches_before_deal, v_touches);
+        IF NEW.converting_activity_id IS NULL THEN
+            NEW.converting_activity_id := v_last_id;
+            NEW.converting_channel := coalesce(NEW.converting_channel, v_last_channel);
+        ELSIF NEW.converting_channel IS NULL THEN
+            SELECT a.channel INTO NEW.converting_channel
+            FROM crm.activities AS a
+            WHERE a.client_id = NEW.client_id AND a.id = NEW.converting_activity_id;
+        END IF;
+    ELSIF v_stage_changed AND v_old.stage IN ('closed_won', 'closed_lost')
+        AND pg_catalog.current_setting('crm.reopening_deal', TRUE) IS DISTINCT FROM NEW.id::text THEN
+        RAISE EXCEPTION 'deal %: stage cannot change from % to % while the deal is closed',
+            NEW.id, OLD.stage, NEW.stage
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  COLUMN = 'stage', TABLE = 'deals', SCHEMA = 'crm',
+                  HINT = pg_catalog.format(
+                      'Reopen it first: SELECT crm.reopen_deal(%L, ''<reason>'').', NEW.id
+                  );
+    END IF;
+
+    IF NEW.value < 0 THEN
+        RAISE EXCEPTION 'deal %: value % must not be negative', NEW.id, NEW.value
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'value', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_value_check',
+                  HINT = 'Give the deal value as an amount of 0 or more.';
+    END IF;
+    IF NEW.probability NOT BETWEEN 0 AND 100 THEN
+        RAISE EXCEPTION 'deal %: probability % must be between 0 and 100', NEW.id, NEW.probability
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'probability', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_probability_check',
+                  HINT = 'probability is a percentage; leave it out to use the stage default.';
+    END IF;
+
+    -- Probability: the stage's default unless the writer sets one; fixed on closed stages.
+    IF NEW.probability IS NOT DISTINCT FROM v_old.probability OR NEW.probability IS NULL THEN
+        IF v_stage_changed OR NEW.probability IS NULL THEN
+            NEW.probability := v_default;
+        END IF;
+    ELSIF v_closed AND NEW.probability <> v_default THEN
+        RAISE EXCEPTION 'deal %: probability % contradicts stage % (always %)',
+            NEW.id, NEW.probability, NEW.stage, v_default
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'probability', TABLE = 'deals', SCHEMA = 'crm',
+                  HINT = 'Closed deals have probability 100 (won) or 0 (lost): leave '
+                      'probability out.';
+    END IF;
+
+    IF v_closed THEN
+        IF NEW.won IS DISTINCT FROM v_old.won AND NEW.won IS DISTINCT FROM (NEW.stage = 'closed_won')
+            AND NEW.won IS NOT NULL THEN
+            RAISE EXCEPTION 'deal %: won % contradicts stage %', NEW.id, NEW.won::text, NEW.stage
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'won', TABLE = 'deals', SCHEMA = 'crm',
+                      CONSTRAINT = 'deals_won_check',
+                      HINT = 'The stage sets won: leave won out of the write.';
+        END IF;
+        NEW.won := NEW.stage = 'closed_won';
+        IF NEW.stage = 'closed_lost' AND NEW.lost_reason IS NULL THEN
+            RAISE EXCEPTION 'deal %: stage closed_lost needs a lost_reason', NEW.id
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'lost_reason', TABLE = 'deals', SCHEMA = 'crm',
+                      CONSTRAINT = 'deals_lost_reason_check',
+                      HINT = 'Set lost_reason in the same write, one of: price_too_high, '
+                          'chose_competitor, no_budget, timing_not_right, no_decision, '
+                          'champion_left, project_cancelled, went_silent, bad_fit, other.';
+        END IF;
+        IF v_stage_changed AND NEW.closed_at IS NOT DISTINCT FROM v_old.closed_at THEN
+            NEW.closed_at := v_now;
+        END IF;
+        IF NEW.days_to_close IS NOT DISTINCT FROM v_old.days_to_close THEN
+            NEW.days_to_close := pg_catalog.floor(
+                extract(EPOCH FROM NEW.closed_at - NEW.created_at) / 86400
+            )::integer;
+        END IF;
+    ELSIF v_stage_changed AND v_old.stage IN ('closed_won', 'closed_lost') THEN
+        -- Reopened (crm.reopen_deal): the close is undone.
+        NEW.won := NULL;
+        NEW.closed_at := NULL;
+        NEW.days_to_close := NULL;
+        NEW.lost_reason := NULL;
+    ELSIF NEW.won IS NOT NULL OR NEW.closed_at IS NOT NULL THEN
+        RAISE EXCEPTION 'deal %: won % and closed_at % need a closed stage, but stage is %',
+            NEW.id, NEW.won::text, NEW.closed_at, NEW.stage
+            USING ERRCODE = 'check_violation',
+                  COLUMN = CASE WHEN NEW.won IS NOT NULL THEN 'won' ELSE 'closed_at' END,
+                  TABLE = 'deals', SCHEMA = 'crm',
+                  HINT = 'Close a deal by setting stage to closed_won or closed_lost; won and '
+                      'closed_at follow.';
+    END IF;
+    IF NEW.lost_reason IS NOT NULL AND NEW.stage <> 'closed_lost' THEN
+        RAISE EXCEPTION 'deal %: lost_reason % is only for stage closed_lost, but stage is %',
+            NEW.id, NEW.lost_reason, NEW.stage
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'lost_reason', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_lost_reason_check',
+                  HINT = 'Set stage = closed_lost together with lost_reason.';
+    END IF;
+    IF NEW.closed_at < NEW.created_at THEN
+        RAISE EXCEPTION 'deal %: closed_at % is before created_at %',
+            NEW.id, NEW.closed_at, NEW.created_at
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'closed_at', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_closed_at_check',
+                  HINT = 'When importing a closed deal, give its created_at too.';
+    END IF;
+
+    -- stage_changed_at: the writer's, else when this stage began.
+    IF TG_OP = 'INSERT' THEN
+        NEW.stage_changed_at := coalesce(
+            NEW.stage_changed_at,
+            CASE WHEN v_closed THEN NEW.closed_at END,
+            NEW.created_at
+        );
+    ELSIF v_stage_changed THEN
+        IF NEW.stage_changed_at IS NOT DISTINCT FROM OLD.stage_changed_at THEN
+            NEW.stage_changed_at := CASE WHEN v_closed THEN NEW.closed_at ELSE v_now END;
+        END IF;
+        IF NEW.stage_changed_at < OLD.stage_changed_at THEN
+            RAISE EXCEPTION 'deal %: stage_changed_at % is before the previous stage change %',
+                NEW.id, NEW.stage_changed_at, OLD.stage_changed_at
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'stage_changed_at', TABLE = 'deals', SCHEMA = 'crm',
+                      HINT = 'Stage changes are recorded in time order: give a stage_changed_at '
+                          '(or closed_at) after the previous stage change.';
+        END IF;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION crm_private.tg_deals__lifecycle() IS
+'Trigger (BEFORE INSERT OR UPDATE on crm.deals): stage probabilities, closing rules, the
+closed-deal guard, attribution and currency defaults, and rejection of impossible states.';
+
+REVOKE ALL ON FUNCTION crm_private.tg_deals__lifecycle() FROM public;
+
+CREATE OR REPLACE TRIGGER _200_lifecycle
+BEFORE INSERT OR UPDATE ON crm.deals
+FOR EACH ROW
+EXECUTE FUNCTION crm_private.tg_deals__lifecycle();
