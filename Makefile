@@ -7,6 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_CONSTRAINT_FILE := constraints.txt
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help install test lint fmt db-upgrade db-status schema-dump schema-check docs docs-check bench demo clean
 
@@ -25,14 +26,14 @@ test: install ## Run the test suite (starts a throwaway PostgreSQL unless TEST_D
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install ## ruff, ruff format --check, mypy, sqlfluff (plpgsql_check runs in the suite)
-	$(BIN)/ruff check python tests
-	$(BIN)/ruff format --check python tests
+	$(BIN)/ruff check python tests bench
+	$(BIN)/ruff format --check python tests bench
 	$(BIN)/mypy
 	$(BIN)/sqlfluff lint sql --processes 1
 
 fmt: install ## Format Python (ruff) and SQL (sqlfluff fix)
-	$(BIN)/ruff check --fix python tests
-	$(BIN)/ruff format python tests
+	$(BIN)/ruff check --fix python tests bench
+	$(BIN)/ruff format python tests bench
 	$(BIN)/sqlfluff fix sql --processes 1
 
 db-upgrade: install ## Upgrade the database named by DATABASE_URL
@@ -53,9 +54,8 @@ docs: install ## Regenerate docs/sql-api.md from the catalog comments
 docs-check: install ## Fail when docs/sql-api.md is stale
 	$(BIN)/python -m agency_crm.devtools sql-api --check docs/sql-api.md
 
-bench: ## Benchmarks (none yet: they arrive with the lifecycle, analytics and push runner issues)
-	@echo "make bench: no benchmarks yet; they arrive with the lifecycle, analytics and push-runner work" >&2
-	@exit 2
+bench: install ## Benchmarks (lifecycle triggers vs hand-written SQL); results in docs/benchmarks.md
+	$(BIN)/python bench/bench_lifecycle.py $(BENCH_ARGS)
 
 demo: ## The demo (not built yet: it arrives with the demo issue)
 	@echo "make demo: no demo yet; it arrives once meetings, deals and the push runner exist" >&2
