@@ -369,8 +369,10 @@ def test_a_campaign_of_another_client_is_rejected(db: Any, make: Make) -> None:
 
 def test_a_soft_deleted_lead_cannot_book(db: Any, make: Make) -> None:
     lead = make.lead(make.client(), deleted_at=T0)
+    before = count(db, "meetings")
     with raises_sqlstate(db, "23503") as info:
         make.meeting(lead)
+    assert count(db, "meetings") == before
     assert "soft-deleted lead" in info.value.diag.message_primary
     assert "deleted_at = NULL" in (info.value.diag.message_hint or "")
 
