@@ -1473,8 +1473,7 @@ DECLARE
     v_showed_set boolean;
     v_outcome_changed boolean;
 BEGIN
-    -- The lead (and campaign) must belong to the meeting's client. On INSERT one query also
-    -- gathers the lead's touches before booking, for the attribution defaults below.
+    -- The lead (and campaign) must belong to the meeting's client.
     IF TG_OP = 'INSERT' THEN
         -- Booking, in one query: the lead and campaign checks, the duration by meeting type,
         -- and attribution from the lead's touches up to booking (each only where not given).
