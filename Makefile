@@ -17,10 +17,10 @@ help: ## List the targets
 $(BIN)/agency-crm: pyproject.toml $(PIP_CONSTRAINT_FILE)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c $(PIP_CONSTRAINT_FILE) -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(PIP_CONSTRAINT_FILE) -e '.[dev,oracle]'
 	@touch $@
 
-install: $(BIN)/agency-crm ## Create .venv and install agency-crm (editable) with the dev tools
+install: $(BIN)/agency-crm ## Create .venv and install agency-crm (editable) with the dev and test-oracle tools
 
 test: install ## Run the test suite (starts a throwaway PostgreSQL unless TEST_DATABASE_URL is set)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -94,6 +94,198 @@ COMMENT ON TYPE crm.deal_stage_type IS 'Pipeline stage of a deal, in pipeline or
 proposal 40, negotiation 60, verbal_commit 80, contract_sent 90, closed_won 100, closed_lost 0.';
 
 --
+-- Name: analytics_one_currency(text, text[]); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+BEGIN
+    IF pg_catalog.cardinality(p_currencies) > 1 THEN
+        RAISE EXCEPTION '%: the deals in scope carry several currencies (%)',
+            p_function, pg_catalog.array_to_string(p_currencies, ', ')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = pg_catalog.format(
+                      'Money is never summed across currencies: pass p_currency => %L (or one '
+                      'of the others) to report one currency.', p_currencies[1]
+                  );
+    END IF;
+    RETURN TRUE;
+END;
+$$;
+
+--
+-- Name: FUNCTION analytics_one_currency(p_function text, p_currencies text[]); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) IS 'True when the distinct currencies of the deals in scope are at most one; raises 22023 naming
+p_function and the currencies otherwise, with a hint to pass p_currency.';
+
+--
+-- Name: analytics_window_start(text, integer, timestamp with time zone); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+BEGIN
+    IF p_days <= 0 THEN
+        RAISE EXCEPTION '%: p_days % must be a positive number of days', p_function, p_days
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the window length in days, e.g. 90, or NULL for all time.';
+    END IF;
+    IF p_as_of IS NULL THEN
+        RAISE EXCEPTION '%: p_as_of must not be NULL', p_function
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Leave p_as_of out for now(), or pass the end of the window.';
+    END IF;
+    -- The window is [p_as_of - p_days * 24 hours, p_as_of): whole 24-hour days, so its length
+    -- does not depend on the session's time zone or daylight saving.
+    RETURN CASE
+        WHEN p_days IS NULL THEN '-infinity'::timestamptz
+        ELSE p_as_of - p_days * interval '24 hours'
+    END;
+END;
+$$;
+
+--
+-- Name: FUNCTION analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) IS 'Start of an analytics window [p_as_of - p_days * 24 h, p_as_of); -infinity when p_days is NULL.
+Raises 22023 naming p_function for p_days <= 0 or a NULL p_as_of.';
+
+--
+-- Name: attribution_model_check(text, text, double precision); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+BEGIN
+    IF p_model IS NULL OR p_model NOT IN (
+        'first_touch', 'last_touch', 'linear', 'time_decay', 'position_based', 'j_shaped',
+        'inverse_j'
+    ) THEN
+        RAISE EXCEPTION '%: unknown attribution model %', p_function, coalesce(p_model, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Valid models: first_touch, last_touch, linear, time_decay, '
+                      'position_based, j_shaped, inverse_j.';
+    END IF;
+    IF p_half_life_days IS NULL OR p_half_life_days <= 0 THEN
+        RAISE EXCEPTION '%: p_half_life_days % must be a positive number of days',
+            p_function, coalesce(p_half_life_days::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The time_decay half-life, in days; the default is 7.';
+    END IF;
+    RETURN TRUE;
+END;
+$$;
+
+--
+-- Name: FUNCTION attribution_model_check(p_function text, p_model text, p_half_life_days double precision); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) IS 'True for a known attribution model and a positive half-life; raises 22023 naming p_function and
+listing the valid models otherwise.';
+
+--
+-- Name: activities; Type: TABLE; Schema: crm; Owner: -
+--
+
+CREATE TABLE crm.activities (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    client_id uuid NOT NULL,
+    lead_id uuid NOT NULL,
+    campaign_id uuid,
+    channel crm.channel_type NOT NULL,
+    activity_type text DEFAULT 'touch'::text NOT NULL,
+    occurred_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    deleted_at timestamp with time zone,
+    CONSTRAINT activities_activity_type_check CHECK ((activity_type ~ '^[a-z][a-z0-9_]{0,62}$'::text))
+);
+
+--
+-- Name: TABLE activities; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON TABLE crm.activities IS 'One outreach touch to a lead (an email sent, a call, a LinkedIn message, ...). Touches are
+what booking and revenue attribution are computed from.';
+
+--
+-- Name: COLUMN activities.id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.activities.id IS 'Activity id.';
+
+--
+-- Name: COLUMN activities.client_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.activities.client_id IS 'Owning client.';
+
+--
+-- Name: COLUMN activities.lead_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.activities.lead_id IS 'Lead that was touched.';
+
+--
+-- Name: COLUMN activities.campaign_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.activities.campaign_id IS 'Campaign the touch belongs to, if any.';
+
+--
+-- Name: COLUMN activities.channel; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.activities.channel IS 'Channel of the touch (crm.channel_type).';
+
+--
+-- Name: COLUMN activities.activity_type; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.activities.activity_type IS 'Kind of touch in lower snake_case, e.g. touch (generic, the default), sent, reply, call,
+voicemail, connection_request.';
+
+--
+-- Name: COLUMN activities.occurred_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.activities.occurred_at IS 'When the touch happened.';
+
+--
+-- Name: COLUMN activities.created_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.activities.created_at IS 'When the row was created.';
+
+--
+-- Name: COLUMN activities.updated_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.activities.updated_at IS 'When the row last changed (maintained by trigger).';
+
+--
+-- Name: COLUMN activities.deleted_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.activities.deleted_at IS 'Soft-delete time; NULL while the row is live.';
+
+--
+-- Name: CONSTRAINT activities_activity_type_check ON activities; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT activities_activity_type_check ON crm.activities IS 'activity_type must be lower snake_case (a-z, 0-9, _), starting with a letter, at most 63
+characters.';
+
+--
 -- Name: deals; Type: TABLE; Schema: crm; Owner: -
 --
 
@@ -361,226 +553,251 @@ COMMENT ON CONSTRAINT deals_value_check ON crm.deals IS 'value must be zero or m
 COMMENT ON CONSTRAINT deals_won_check ON crm.deals IS 'won must be true for closed_won, false for closed_lost and NULL for open stages.';
 
 --
--- Name: reopen_deal(uuid, text, crm.deal_stage_type); Type: FUNCTION; Schema: crm; Owner: -
+-- Name: get_channel_revenue_attribution(uuid, integer, text, timestamp with time zone, double precision, text); Type: FUNCTION; Schema: crm; Owner: -
 --
 
-CREATE FUNCTION crm.reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type DEFAULT NULL::crm.deal_stage_type) RETURNS crm.deals
-    LANGUAGE plpgsql
+CREATE FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer DEFAULT 90, p_model text DEFAULT 'linear'::text, p_as_of timestamp with time zone DEFAULT now(), p_half_life_days double precision DEFAULT 7, p_currency text DEFAULT NULL::text) RETURNS TABLE(channel text, deals_attributed numeric, total_value numeric, avg_deal_value numeric, percentage_of_revenue numeric)
+    LANGUAGE sql STABLE
     SET search_path TO ''
-    AS $$
-DECLARE
-    v_deal crm.deals;
-    v_stage crm.deal_stage_type;
-BEGIN
-    IF p_reason IS NULL OR pg_catalog.btrim(p_reason) = '' THEN
-        RAISE EXCEPTION 'reopen_deal: p_reason must say why deal % is reopened', p_deal_id
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass a reason, e.g. crm.reopen_deal(id, ''budget approved after all'').';
-    END IF;
-    IF p_stage IN ('closed_won', 'closed_lost') THEN
-        RAISE EXCEPTION 'reopen_deal: p_stage % is not an open stage', p_stage
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Reopen into qualification, proposal, negotiation, verbal_commit or '
-                      'contract_sent (default: the stage the deal closed from).';
-    END IF;
-    SELECT d.* INTO v_deal
-    FROM crm.deals AS d
-    WHERE d.id = p_deal_id AND d.deleted_at IS NULL
-    FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'reopen_deal: no live deal with id %', p_deal_id
-            USING ERRCODE = 'no_data_found',
-                  HINT = 'Check the id; a soft-deleted deal must be restored first.';
-    END IF;
-    IF v_deal.stage NOT IN ('closed_won', 'closed_lost') THEN
-        RAISE EXCEPTION 'reopen_deal: deal % is not closed (stage %)', p_deal_id, v_deal.stage
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'Only closed_won and closed_lost deals are reopened; change the stage of '
-                      'an open deal directly.';
-    END IF;
-    -- Default: back to the stage the deal closed from.
-    v_stage := coalesce(
-        p_stage,
-        (
-            SELECT h.from_stage
-            FROM crm.deal_stage_history AS h
-            WHERE h.client_id = v_deal.client_id
-              AND h.deal_id = p_deal_id
-              AND h.to_stage = v_deal.stage
-            ORDER BY h.seq DESC
-            LIMIT 1
-        ),
-        'qualification'
-    );
-    PERFORM pg_catalog.set_config('crm.reopening_deal', p_deal_id::text, TRUE);
-    PERFORM pg_catalog.set_config('crm.stage_change_reason', p_reason, TRUE);
-    UPDATE crm.deals AS d
-    SET stage = v_stage
-    WHERE d.client_id = v_deal.client_id AND d.id = p_deal_id
-    RETURNING d.* INTO v_deal;
-    PERFORM pg_catalog.set_config('crm.reopening_deal', '', TRUE);
-    PERFORM pg_catalog.set_config('crm.stage_change_reason', '', TRUE);
-    RETURN v_deal;
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_channel_revenue_attribution'::text, get_channel_revenue_attribution.p_days, get_channel_revenue_attribution.p_as_of) AS start_at,
+                 CASE get_channel_revenue_attribution.p_model
+                     WHEN 'position_based'::text THEN ARRAY[(0.4)::double precision, (0.2)::double precision, (0.4)::double precision]
+                     WHEN 'j_shaped'::text THEN ARRAY[(0.2)::double precision, (0.2)::double precision, (0.6)::double precision]
+                     WHEN 'inverse_j'::text THEN ARRAY[(0.6)::double precision, (0.2)::double precision, (0.2)::double precision]
+                     ELSE NULL::double precision[]
+                 END AS shape
+         ), won AS (
+          SELECT d.id,
+             d.lead_id,
+             d.created_at,
+             (d.value)::double precision AS value,
+             d.currency
+            FROM (params p
+              JOIN crm.deals d ON (((d.client_id = get_channel_revenue_attribution.p_client_id) AND (d.closed_at >= p.start_at) AND (d.closed_at < get_channel_revenue_attribution.p_as_of))))
+           WHERE ((d.stage = 'closed_won'::crm.deal_stage_type) AND (d.deleted_at IS NULL) AND ((get_channel_revenue_attribution.p_currency IS NULL) OR (d.currency = get_channel_revenue_attribution.p_currency)))
+         ), currency_check AS (
+          SELECT crm_private.analytics_one_currency('get_channel_revenue_attribution'::text, array_agg(DISTINCT w.currency)) AS one_currency
+            FROM won w
+         ), touches AS (
+          SELECT w.id AS deal_id,
+             (a.channel)::text AS channel,
+             row_number() OVER deal_touches AS pos,
+             count(*) OVER (PARTITION BY w.id) AS n,
+             ((EXTRACT(epoch FROM (w.created_at - a.occurred_at)))::double precision / (86400)::double precision) AS age_days
+            FROM (won w
+              JOIN crm.activities a ON (((a.client_id = get_channel_revenue_attribution.p_client_id) AND (a.lead_id = w.lead_id) AND (a.occurred_at <= w.created_at))))
+           WHERE (a.deleted_at IS NULL)
+           WINDOW deal_touches AS (PARTITION BY w.id ORDER BY a.occurred_at, a.id)
+         ), raw_weights AS (
+          SELECT t.deal_id,
+             t.channel,
+                 CASE get_channel_revenue_attribution.p_model
+                     WHEN 'first_touch'::text THEN (((t.pos = 1))::integer)::double precision
+                     WHEN 'last_touch'::text THEN (((t.pos = t.n))::integer)::double precision
+                     WHEN 'linear'::text THEN (1.0)::double precision
+                     WHEN 'time_decay'::text THEN power((2.0)::double precision, ((- t.age_days) / get_channel_revenue_attribution.p_half_life_days))
+                     ELSE
+                     CASE
+                         WHEN (t.n = 1) THEN (1.0)::double precision
+                         WHEN (t.pos = 1) THEN p.shape[1]
+                         WHEN (t.pos = t.n) THEN p.shape[3]
+                         ELSE (p.shape[2] / ((t.n - 2))::double precision)
+                     END
+                 END AS weight
+            FROM (touches t
+              CROSS JOIN params p)
+         ), shares AS (
+          SELECT r.deal_id,
+             r.channel,
+             (r.weight / sum(r.weight) OVER (PARTITION BY r.deal_id)) AS share
+            FROM raw_weights r
+         UNION ALL
+          SELECT w.id AS deal_id,
+             'unattributed'::text AS channel,
+             (1.0)::double precision AS share
+            FROM won w
+           WHERE (NOT (EXISTS ( SELECT 1
+                    FROM touches t
+                   WHERE (t.deal_id = w.id))))
+         ), per_channel AS (
+          SELECT s.channel,
+             sum(s.share) AS deals,
+             sum((s.share * w.value)) AS credit
+            FROM (shares s
+              JOIN won w ON ((w.id = s.deal_id)))
+           GROUP BY s.channel
+          HAVING (sum(s.share) > (0)::double precision)
+         )
+  SELECT pc.channel,
+     round((pc.deals)::numeric, 6) AS deals_attributed,
+     round((pc.credit)::numeric, 6) AS total_value,
+     round(((pc.credit / pc.deals))::numeric, 6) AS avg_deal_value,
+     round(((((100)::double precision * pc.credit) / NULLIF(sum(pc.credit) OVER (), (0)::double precision)))::numeric, 2) AS percentage_of_revenue
+    FROM (per_channel pc
+      CROSS JOIN currency_check cc)
+   WHERE (crm_private.attribution_model_check('get_channel_revenue_attribution'::text, get_channel_revenue_attribution.p_model, get_channel_revenue_attribution.p_half_life_days) AND (crm_private.analytics_window_start('get_channel_revenue_attribution'::text, get_channel_revenue_attribution.p_days, get_channel_revenue_attribution.p_as_of) IS NOT NULL) AND cc.one_currency)
+   ORDER BY pc.credit DESC, pc.channel;
 END;
-$$;
 
 --
--- Name: FUNCTION reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type); Type: COMMENT; Schema: crm; Owner: -
+-- Name: FUNCTION get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text); Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON FUNCTION crm.reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type) IS 'Reopen a closed deal: the only way a closed_won or closed_lost deal changes stage. Moves it to
-p_stage (default: the stage it closed from, else qualification), clears won, closed_at,
-days_to_close and lost_reason, resets probability to the stage default, and records the change in
-crm.deal_stage_history with p_reason. Returns the updated deal.
-Raises 22023 for an empty reason or a closed p_stage, P0002 for an unknown or soft-deleted deal,
-55000 for a deal that is not closed.';
+COMMENT ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) IS 'Revenue attribution by channel for the client''s won deals (closed_won) with closed_at in
+[p_as_of - p_days days, p_as_of) (p_days NULL: all time). A deal''s eligible touches are its
+lead''s activities with occurred_at <= the deal''s created_at, ordered by (occurred_at, id); every
+touch counts, so a repeated channel gets several shares. p_model: first_touch, last_touch, linear,
+time_decay (weight 2^(-age/p_half_life_days), age = deal created_at - occurred_at in days, default
+half-life 7), position_based (40/20/40), j_shaped (20/20/60), inverse_j (60/20/20); the position
+models give 1 touch 100 % and split 2 touches first:last in proportion. A deal without eligible
+touches goes to channel unattributed, so deals_attributed sums to the number of won deals and
+percentage_of_revenue to 100. Rows by total_value descending, then channel. Raises 22023 for an
+unknown model (listing the valid ones), p_days <= 0, p_half_life_days <= 0, or deals in several
+currencies without p_currency. See docs/analytics.md.';
 
 --
--- Name: create_deal_for_meeting(uuid, uuid); Type: FUNCTION; Schema: crm_private; Owner: -
+-- Name: leads; Type: TABLE; Schema: crm; Owner: -
 --
 
-CREATE FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) RETURNS uuid
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-DECLARE
-    v_meeting crm.meetings;
-    v_lead crm.leads;
-    v_deal_id uuid;
-    v_who text;
-BEGIN
-    SELECT m.* INTO v_meeting
-    FROM crm.meetings AS m
-    WHERE m.client_id = p_client_id AND m.id = p_meeting_id;
-    IF v_meeting.deal_id IS NOT NULL OR v_meeting.deleted_at IS NOT NULL
-        OR v_meeting.meeting_outcome IS DISTINCT FROM 'good'
-        OR NOT EXISTS (
-            SELECT 1
-            FROM crm.clients AS c
-            WHERE c.id = p_client_id AND c.auto_create_deals
-        ) THEN
-        RETURN NULL;
-    END IF;
-    -- A live deal already made from this meeting (by hand, or before a soft delete of the
-    -- link): link it instead of making a second one.
-    SELECT d.id INTO v_deal_id
-    FROM crm.deals AS d
-    WHERE d.client_id = p_client_id AND d.meeting_id = p_meeting_id AND d.deleted_at IS NULL;
-    IF v_deal_id IS NULL THEN
-        SELECT l.* INTO v_lead
-        FROM crm.leads AS l
-        WHERE l.client_id = p_client_id AND l.id = v_meeting.lead_id;
-        v_who := coalesce(
-            nullif(pg_catalog.btrim(v_lead.company), ''),
-            nullif(pg_catalog.btrim(concat_ws(' ', v_lead.first_name, v_lead.last_name)), ''),
-            v_lead.email,
-            'Lead'
-        );
-        INSERT INTO crm.deals (
-            client_id, lead_id, meeting_id, name, stage,
-            converting_activity_id, converting_channel, created_at
-        )
-        VALUES (
-            p_client_id,
-            v_meeting.lead_id,
-            p_meeting_id,
-            pg_catalog.left(
-                v_who || ' (' || pg_catalog.replace(v_meeting.meeting_type, '_', ' ')
-                || ' meeting)',
-                500
-            ),
-            'qualification',
-            v_meeting.converting_activity_id,
-            v_meeting.converting_channel,
-            coalesce(v_meeting.outcome_recorded_at, pg_catalog.now())
-        )
-        RETURNING id INTO v_deal_id;
-    END IF;
-    UPDATE crm.meetings AS m
-    SET deal_id = v_deal_id, deal_created = TRUE
-    WHERE m.client_id = p_client_id AND m.id = p_meeting_id;
-    RETURN v_deal_id;
-END;
-$$;
+CREATE TABLE crm.leads (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    client_id uuid NOT NULL,
+    campaign_id uuid,
+    email text,
+    first_name text,
+    last_name text,
+    company text,
+    title text,
+    phone text,
+    status text DEFAULT 'new'::text NOT NULL,
+    meeting_booked boolean DEFAULT false NOT NULL,
+    meeting_booked_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    deleted_at timestamp with time zone,
+    CONSTRAINT leads_email_check CHECK (((length(email) <= 320) AND (email ~ '^[^@[:space:]]+@[^@[:space:]]+$'::text))),
+    CONSTRAINT leads_meeting_booked_at_check CHECK ((meeting_booked = (meeting_booked_at IS NOT NULL))),
+    CONSTRAINT leads_status_check CHECK ((status = ANY (ARRAY['new'::text, 'contacted'::text, 'engaged'::text, 'meeting_booked'::text, 'qualified'::text, 'disqualified'::text, 'customer'::text, 'unsubscribed'::text, 'bounced'::text])))
+);
 
 --
--- Name: FUNCTION create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid); Type: COMMENT; Schema: crm_private; Owner: -
+-- Name: TABLE leads; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) IS 'Deal auto-creation: for a live meeting with outcome good, no deal yet, and a client with
-auto_create_deals, create a deal in qualification linked to the meeting and its lead (attribution
-copied from the meeting, created when the outcome was recorded) and set the meeting''s deal_id and
-deal_created. Links an existing live deal of the meeting instead of creating a second one.
-Returns the deal id, or NULL when nothing was done.';
+COMMENT ON TABLE crm.leads IS 'A person the agency reaches out to for a client. At most one live lead per client and
+normalised (lower-cased) email.';
 
 --
--- Name: enqueue_push(uuid, text, uuid, uuid, uuid); Type: FUNCTION; Schema: crm_private; Owner: -
+-- Name: COLUMN leads.id; Type: COMMENT; Schema: crm; Owner: -
 --
 
-CREATE FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) RETURNS void
-    LANGUAGE plpgsql
-    SET search_path TO ''
-    AS $$
-BEGIN
-    -- No live, active CRM config: nothing to push (the spec's "skipped").
-    IF NOT EXISTS (
-        SELECT 1
-        FROM crm.client_crm_configs AS cfg
-        WHERE cfg.client_id = p_client_id
-          AND cfg.deleted_at IS NULL
-          AND cfg.is_active
-    ) THEN
-        RETURN;
-    END IF;
-    -- A pending deal_created sends the deal's state at send time: an update adds nothing.
-    IF p_operation = 'deal_updated' AND EXISTS (
-        SELECT 1
-        FROM crm.crm_push_queue AS q
-        WHERE q.client_id = p_client_id
-          AND q.operation = 'deal_created'
-          AND coalesce(q.deal_id, q.meeting_id, q.lead_id) = p_deal_id
-          AND q.status = 'pending'
-    ) THEN
-        RETURN;
-    END IF;
-    INSERT INTO crm.crm_push_queue AS q (client_id, operation, lead_id, meeting_id, deal_id)
-    VALUES (p_client_id, p_operation, p_lead_id, p_meeting_id, p_deal_id)
-    ON CONFLICT (client_id, operation, (coalesce(deal_id, meeting_id, lead_id)))
-    WHERE status = 'pending'
-    DO UPDATE SET updated_at = pg_catalog.now();
-END;
-$$;
+COMMENT ON COLUMN crm.leads.id IS 'Lead id.';
 
 --
--- Name: FUNCTION enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid); Type: COMMENT; Schema: crm_private; Owner: -
+-- Name: COLUMN leads.client_id; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) IS 'Enqueue one CRM push in the caller''s transaction, when the client has a live, active CRM
-config. A second change to the same entity and operation before the drainer runs collapses into
-the pending row; a deal_updated collapses into a pending deal_created of the same deal.';
+COMMENT ON COLUMN crm.leads.client_id IS 'Owning client.';
 
 --
--- Name: is_valid_time_zone(text); Type: FUNCTION; Schema: crm_private; Owner: -
+-- Name: COLUMN leads.campaign_id; Type: COMMENT; Schema: crm; Owner: -
 --
 
-CREATE FUNCTION crm_private.is_valid_time_zone(p_time_zone text) RETURNS boolean
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-    SET search_path TO ''
-    AS $$
-BEGIN
-    PERFORM pg_catalog.timezone(p_time_zone, pg_catalog.now());
-    RETURN true;
-EXCEPTION
-    WHEN invalid_parameter_value THEN
-        RETURN false;
-END;
-$$;
+COMMENT ON COLUMN crm.leads.campaign_id IS 'Campaign the lead came from, if any.';
 
 --
--- Name: FUNCTION is_valid_time_zone(p_time_zone text); Type: COMMENT; Schema: crm_private; Owner: -
+-- Name: COLUMN leads.email; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) IS 'True when PostgreSQL knows the time zone name (e.g. Australia/Sydney, UTC). Used by CHECKs.';
+COMMENT ON COLUMN crm.leads.email IS 'Email address without spaces; unique per client among live leads, compared lower-cased.';
+
+--
+-- Name: COLUMN leads.first_name; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.leads.first_name IS 'First name.';
+
+--
+-- Name: COLUMN leads.last_name; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.leads.last_name IS 'Last name.';
+
+--
+-- Name: COLUMN leads.company; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.leads.company IS 'Company name (becomes the CRM organisation).';
+
+--
+-- Name: COLUMN leads.title; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.leads.title IS 'Job title.';
+
+--
+-- Name: COLUMN leads.phone; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.leads.phone IS 'Phone number as given.';
+
+--
+-- Name: COLUMN leads.status; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.leads.status IS 'Lead status: new, contacted, engaged, meeting_booked, qualified, disqualified, customer,
+unsubscribed, bounced. Booking a meeting sets meeting_booked.';
+
+--
+-- Name: COLUMN leads.meeting_booked; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.leads.meeting_booked IS 'True once the lead has booked a meeting.';
+
+--
+-- Name: COLUMN leads.meeting_booked_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.leads.meeting_booked_at IS 'When the lead first booked a meeting; set exactly when meeting_booked is true.';
+
+--
+-- Name: COLUMN leads.created_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.leads.created_at IS 'When the lead was created (may be supplied on insert for historical imports).';
+
+--
+-- Name: COLUMN leads.updated_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.leads.updated_at IS 'When the row last changed (maintained by trigger).';
+
+--
+-- Name: COLUMN leads.deleted_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.leads.deleted_at IS 'Soft-delete time; NULL while the row is live.';
+
+--
+-- Name: CONSTRAINT leads_email_check ON leads; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT leads_email_check ON crm.leads IS 'email must look like name@domain (one @, no spaces) and be at most 320 characters.';
+
+--
+-- Name: CONSTRAINT leads_meeting_booked_at_check ON leads; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT leads_meeting_booked_at_check ON crm.leads IS 'meeting_booked_at must be set exactly when meeting_booked is true.';
+
+--
+-- Name: CONSTRAINT leads_status_check ON leads; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT leads_status_check ON crm.leads IS 'status must be one of new, contacted, engaged, meeting_booked, qualified, disqualified,
+customer, unsubscribed, bounced.';
 
 --
 -- Name: meetings; Type: TABLE; Schema: crm; Owner: -
@@ -915,6 +1132,595 @@ or pending.';
 COMMENT ON CONSTRAINT meetings_touches_before_booking_check ON crm.meetings IS 'touches_before_booking must not be negative.';
 
 --
+-- Name: get_funnel_analytics(uuid, integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now(), p_currency text DEFAULT NULL::text) RETURNS TABLE(total_leads bigint, meetings_booked bigint, meetings_showed bigint, deals_created bigint, deals_won bigint, total_pipeline_value numeric, total_won_value numeric, show_rate numeric, deal_win_rate numeric, lead_to_meeting_rate numeric, lead_to_win_rate numeric)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_funnel_analytics'::text, get_funnel_analytics.p_days, get_funnel_analytics.p_as_of) AS start_at
+         ), cohort AS (
+          SELECT l.id
+            FROM (params p
+              JOIN crm.leads l ON (((l.client_id = get_funnel_analytics.p_client_id) AND (l.created_at >= p.start_at) AND (l.created_at < get_funnel_analytics.p_as_of))))
+           WHERE (l.deleted_at IS NULL)
+         ), lead_meetings AS (
+          SELECT c.id,
+             bool_or(((m.scheduled_at < get_funnel_analytics.p_as_of) AND m.showed_up)) AS showed
+            FROM (cohort c
+              JOIN crm.meetings m ON (((m.client_id = get_funnel_analytics.p_client_id) AND (m.lead_id = c.id))))
+           WHERE ((m.deleted_at IS NULL) AND (m.booked_at < get_funnel_analytics.p_as_of))
+           GROUP BY c.id
+         ), cohort_deals AS (
+          SELECT d.lead_id,
+             d.value,
+             d.currency,
+             ((d.stage = 'closed_won'::crm.deal_stage_type) AND (d.closed_at < get_funnel_analytics.p_as_of)) AS won,
+             ((d.stage = 'closed_lost'::crm.deal_stage_type) AND (d.closed_at < get_funnel_analytics.p_as_of)) AS lost
+            FROM (cohort c
+              JOIN crm.deals d ON (((d.client_id = get_funnel_analytics.p_client_id) AND (d.lead_id = c.id))))
+           WHERE ((d.deleted_at IS NULL) AND (d.created_at < get_funnel_analytics.p_as_of) AND ((get_funnel_analytics.p_currency IS NULL) OR (d.currency = get_funnel_analytics.p_currency)))
+         ), deal_totals AS (
+          SELECT count(*) AS created,
+             count(*) FILTER (WHERE cd.won) AS won,
+             count(DISTINCT cd.lead_id) FILTER (WHERE cd.won) AS won_leads,
+             count(*) FILTER (WHERE cd.lost) AS lost,
+             COALESCE(sum(cd.value), (0)::numeric) AS pipeline_value,
+             COALESCE(sum(cd.value) FILTER (WHERE cd.won), (0)::numeric) AS won_value,
+             crm_private.analytics_one_currency('get_funnel_analytics'::text, array_agg(DISTINCT cd.currency)) AS one_currency
+            FROM cohort_deals cd
+         ), lead_totals AS (
+          SELECT ( SELECT count(*) AS count
+                    FROM cohort) AS leads,
+             count(*) AS booked,
+             count(*) FILTER (WHERE lm.showed) AS showed
+            FROM lead_meetings lm
+         )
+  SELECT lt.leads AS total_leads,
+     lt.booked AS meetings_booked,
+     lt.showed AS meetings_showed,
+     dt.created AS deals_created,
+     dt.won AS deals_won,
+     dt.pipeline_value AS total_pipeline_value,
+     dt.won_value AS total_won_value,
+     round(((100.0 * (lt.showed)::numeric) / (NULLIF(lt.booked, 0))::numeric), 2) AS show_rate,
+     round(((100.0 * (dt.won)::numeric) / (NULLIF((dt.won + dt.lost), 0))::numeric), 2) AS deal_win_rate,
+     round(((100.0 * (lt.booked)::numeric) / (NULLIF(lt.leads, 0))::numeric), 2) AS lead_to_meeting_rate,
+     round(((100.0 * (dt.won_leads)::numeric) / (NULLIF(lt.leads, 0))::numeric), 2) AS lead_to_win_rate
+    FROM (lead_totals lt
+      CROSS JOIN deal_totals dt)
+   WHERE ((crm_private.analytics_window_start('get_funnel_analytics'::text, get_funnel_analytics.p_days, get_funnel_analytics.p_as_of) IS NOT NULL) AND dt.one_currency);
+END;
+
+--
+-- Name: FUNCTION get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) IS 'Lead funnel of the cohort of the client''s leads created in [p_as_of - p_days days, p_as_of)
+(p_days NULL: all time), everything counted as of p_as_of. total_leads; meetings_booked and
+meetings_showed count leads with at least one meeting booked / held; deals_created and deals_won
+count the cohort''s deals (won = closed_won); total_pipeline_value and total_won_value sum their
+value. show_rate = meetings_showed / meetings_booked (a lead-level rate, unlike
+get_show_rate_analysis); deal_win_rate = won / (won + lost); lead_to_meeting_rate =
+meetings_booked / total_leads; lead_to_win_rate = leads with a won deal / total_leads (so it
+stays within 0-100 when a lead wins several deals). Rates are percentages
+rounded to 2 decimals, NULL when the denominator is 0. Raises 22023 for p_days <= 0, or when the
+deals carry several currencies and p_currency is not given (p_currency keeps only deals in that
+currency). See docs/analytics.md.';
+
+--
+-- Name: deal_stage_history; Type: TABLE; Schema: crm; Owner: -
+--
+
+CREATE TABLE crm.deal_stage_history (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    client_id uuid NOT NULL,
+    deal_id uuid NOT NULL,
+    from_stage crm.deal_stage_type,
+    to_stage crm.deal_stage_type NOT NULL,
+    probability integer NOT NULL,
+    value numeric(12,2) NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    time_in_from_stage interval,
+    reason text,
+    changed_by text DEFAULT CURRENT_USER NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    seq bigint NOT NULL,
+    CONSTRAINT deal_stage_history_probability_check CHECK (((probability >= 0) AND (probability <= 100))),
+    CONSTRAINT deal_stage_history_time_in_from_stage_check CHECK ((((from_stage IS NULL) = (time_in_from_stage IS NULL)) AND (time_in_from_stage >= '00:00:00'::interval))),
+    CONSTRAINT deal_stage_history_to_stage_check CHECK ((from_stage IS DISTINCT FROM to_stage)),
+    CONSTRAINT deal_stage_history_value_check CHECK ((value >= (0)::numeric))
+);
+
+--
+-- Name: TABLE deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON TABLE crm.deal_stage_history IS 'Append-only log of deal stage changes: one row for the initial stage at creation
+(from_stage NULL) and one per change after it. Each row''s from_stage is the previous
+row''s to_stage.';
+
+--
+-- Name: COLUMN deal_stage_history.id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.id IS 'History row id.';
+
+--
+-- Name: COLUMN deal_stage_history.client_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.client_id IS 'Owning client.';
+
+--
+-- Name: COLUMN deal_stage_history.deal_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.deal_id IS 'Deal whose stage changed.';
+
+--
+-- Name: COLUMN deal_stage_history.from_stage; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.from_stage IS 'Stage the deal left; NULL for the row recording the initial stage.';
+
+--
+-- Name: COLUMN deal_stage_history.to_stage; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.to_stage IS 'Stage the deal entered.';
+
+--
+-- Name: COLUMN deal_stage_history.probability; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.probability IS 'Deal probability after the change.';
+
+--
+-- Name: COLUMN deal_stage_history.value; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.value IS 'Deal value at the change.';
+
+--
+-- Name: COLUMN deal_stage_history.changed_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.changed_at IS 'When the change happened.';
+
+--
+-- Name: COLUMN deal_stage_history.time_in_from_stage; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.time_in_from_stage IS 'Time the deal spent in from_stage before this change; NULL for the initial row.';
+
+--
+-- Name: COLUMN deal_stage_history.reason; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.reason IS 'Why the change was made, when given (e.g. the reason passed to crm.reopen_deal).';
+
+--
+-- Name: COLUMN deal_stage_history.changed_by; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.changed_by IS 'Database role that made the change.';
+
+--
+-- Name: COLUMN deal_stage_history.created_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.created_at IS 'When the row was written.';
+
+--
+-- Name: COLUMN deal_stage_history.seq; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.deal_stage_history.seq IS 'Write order (increasing): orders the changes of a deal even when several share a changed_at.';
+
+--
+-- Name: CONSTRAINT deal_stage_history_probability_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deal_stage_history_probability_check ON crm.deal_stage_history IS 'probability must be a percentage between 0 and 100.';
+
+--
+-- Name: CONSTRAINT deal_stage_history_time_in_from_stage_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deal_stage_history_time_in_from_stage_check ON crm.deal_stage_history IS 'time_in_from_stage must be set (and not negative) exactly when from_stage is set.';
+
+--
+-- Name: CONSTRAINT deal_stage_history_to_stage_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deal_stage_history_to_stage_check ON crm.deal_stage_history IS 'to_stage must differ from from_stage.';
+
+--
+-- Name: CONSTRAINT deal_stage_history_value_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deal_stage_history_value_check ON crm.deal_stage_history IS 'value must be zero or more.';
+
+--
+-- Name: get_lost_deal_analysis(uuid, integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now(), p_currency text DEFAULT NULL::text) RETURNS TABLE(lost_reason crm.deal_lost_reason_type, count bigint, total_lost_value numeric, avg_days_in_pipeline numeric, common_stage_lost crm.deal_stage_type)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_lost_deal_analysis'::text, get_lost_deal_analysis.p_days, get_lost_deal_analysis.p_as_of) AS start_at
+         ), lost AS (
+          SELECT d.id,
+             d.lost_reason,
+             d.value,
+             d.currency,
+             (EXTRACT(epoch FROM (d.closed_at - d.created_at)) / (86400)::numeric) AS days_in_pipeline,
+             ( SELECT h.from_stage
+                    FROM crm.deal_stage_history h
+                   WHERE ((h.client_id = get_lost_deal_analysis.p_client_id) AND (h.deal_id = d.id) AND (h.to_stage = 'closed_lost'::crm.deal_stage_type))
+                   ORDER BY h.seq DESC
+                  LIMIT 1) AS stage_lost
+            FROM (params p
+              JOIN crm.deals d ON (((d.client_id = get_lost_deal_analysis.p_client_id) AND (d.closed_at >= p.start_at) AND (d.closed_at < get_lost_deal_analysis.p_as_of))))
+           WHERE ((d.stage = 'closed_lost'::crm.deal_stage_type) AND (d.deleted_at IS NULL) AND ((get_lost_deal_analysis.p_currency IS NULL) OR (d.currency = get_lost_deal_analysis.p_currency)))
+         ), by_reason AS (
+          SELECT l.lost_reason,
+             count(*) AS deals,
+             sum(l.value) AS lost_value,
+             round(avg(l.days_in_pipeline), 1) AS avg_days
+            FROM lost l
+           GROUP BY l.lost_reason
+         ), stage_counts AS (
+          SELECT l.lost_reason,
+             l.stage_lost,
+             row_number() OVER (PARTITION BY l.lost_reason ORDER BY (count(*)) DESC, l.stage_lost DESC) AS rank
+            FROM lost l
+           WHERE (l.stage_lost IS NOT NULL)
+           GROUP BY l.lost_reason, l.stage_lost
+         ), currency_check AS (
+          SELECT crm_private.analytics_one_currency('get_lost_deal_analysis'::text, array_agg(DISTINCT l.currency)) AS one_currency
+            FROM lost l
+         )
+  SELECT r.lost_reason,
+     r.deals AS count,
+     r.lost_value AS total_lost_value,
+     r.avg_days AS avg_days_in_pipeline,
+     s.stage_lost AS common_stage_lost
+    FROM ((by_reason r
+      CROSS JOIN currency_check cc)
+      LEFT JOIN stage_counts s ON (((s.lost_reason = r.lost_reason) AND (s.rank = 1))))
+   WHERE ((crm_private.analytics_window_start('get_lost_deal_analysis'::text, get_lost_deal_analysis.p_days, get_lost_deal_analysis.p_as_of) IS NOT NULL) AND cc.one_currency)
+   ORDER BY r.deals DESC, r.lost_value DESC, r.lost_reason;
+END;
+
+--
+-- Name: FUNCTION get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) IS 'The client''s lost deals (closed_lost) with closed_at in [p_as_of - p_days days, p_as_of) (p_days
+NULL: all time), grouped by lost_reason: count, total_lost_value, avg_days_in_pipeline (created_at
+to closed_at, in days, 1 decimal) and common_stage_lost: the most frequent stage the deals were in
+when they last moved to closed_lost (from crm.deal_stage_history; ties go to the later pipeline
+stage; NULL when no deal of the group has such history, e.g. deals inserted already lost). Rows by
+count descending, total_lost_value descending, then lost_reason in its type''s order. Raises 22023
+for p_days <= 0, or when the deals carry several currencies and p_currency is not given. See
+docs/analytics.md.';
+
+--
+-- Name: get_show_rate_analysis(uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now()) RETURNS TABLE(total_meetings bigint, show_rate numeric, no_show_rate numeric, reschedule_rate numeric, confirmed_show_rate numeric, reminded_show_rate numeric, unresolved_meetings bigint)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_show_rate_analysis'::text, get_show_rate_analysis.p_days, get_show_rate_analysis.p_as_of) AS start_at
+         ), classified AS (
+          SELECT ((m.rescheduled_count > 0) OR (m.meeting_outcome = 'rescheduled'::text)) AS rescheduled,
+             (m.confirmed AND (m.confirmed_at < m.scheduled_at)) AS confirmed_before,
+             (m.reminder_sent AND (m.reminder_sent_at < m.scheduled_at)) AS reminded_before,
+                 CASE
+                     WHEN (m.meeting_outcome = ANY (ARRAY['cancelled'::text, 'rescheduled'::text])) THEN 'excluded'::text
+                     WHEN m.showed_up THEN 'held'::text
+                     WHEN ((NOT m.showed_up) OR (m.meeting_outcome = 'no_show'::text)) THEN 'no_show'::text
+                     ELSE 'unresolved'::text
+                 END AS state
+            FROM (params p
+              JOIN crm.meetings m ON (((m.client_id = get_show_rate_analysis.p_client_id) AND (m.scheduled_at >= p.start_at) AND (m.scheduled_at < get_show_rate_analysis.p_as_of))))
+           WHERE (m.deleted_at IS NULL)
+         ), counts AS (
+          SELECT count(*) AS total,
+             count(*) FILTER (WHERE (c.state = 'held'::text)) AS held,
+             count(*) FILTER (WHERE (c.state = 'no_show'::text)) AS no_show,
+             count(*) FILTER (WHERE (c.state = 'unresolved'::text)) AS unresolved,
+             count(*) FILTER (WHERE c.rescheduled) AS rescheduled,
+             count(*) FILTER (WHERE (c.confirmed_before AND (c.state = 'held'::text))) AS confirmed_held,
+             count(*) FILTER (WHERE (c.confirmed_before AND (c.state = ANY (ARRAY['held'::text, 'no_show'::text])))) AS confirmed_resolved,
+             count(*) FILTER (WHERE (c.reminded_before AND (c.state = 'held'::text))) AS reminded_held,
+             count(*) FILTER (WHERE (c.reminded_before AND (c.state = ANY (ARRAY['held'::text, 'no_show'::text])))) AS reminded_resolved
+            FROM classified c
+         )
+  SELECT n.total AS total_meetings,
+     round(((100.0 * (n.held)::numeric) / (NULLIF((n.held + n.no_show), 0))::numeric), 2) AS show_rate,
+     round(((100.0 * (n.no_show)::numeric) / (NULLIF((n.held + n.no_show), 0))::numeric), 2) AS no_show_rate,
+     round(((100.0 * (n.rescheduled)::numeric) / (NULLIF(n.total, 0))::numeric), 2) AS reschedule_rate,
+     round(((100.0 * (n.confirmed_held)::numeric) / (NULLIF(n.confirmed_resolved, 0))::numeric), 2) AS confirmed_show_rate,
+     round(((100.0 * (n.reminded_held)::numeric) / (NULLIF(n.reminded_resolved, 0))::numeric), 2) AS reminded_show_rate,
+     n.unresolved AS unresolved_meetings
+    FROM counts n
+   WHERE (crm_private.analytics_window_start('get_show_rate_analysis'::text, get_show_rate_analysis.p_days, get_show_rate_analysis.p_as_of) IS NOT NULL);
+END;
+
+--
+-- Name: FUNCTION get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) IS 'Show rate of the client''s meetings scheduled in [p_as_of - p_days days, p_as_of) (p_days NULL:
+all time). held = showed_up true; no-show = showed_up false or outcome no_show; cancelled and
+still-rescheduled meetings are left out of the resolved denominator (held + no-show); past
+meetings with no known attendance are counted in unresolved_meetings. show_rate = held /
+resolved and no_show_rate = no-shows / resolved (they sum to 100); reschedule_rate = meetings
+rescheduled at least once / total_meetings; confirmed_show_rate and reminded_show_rate = show rate
+among meetings confirmed / reminded before scheduled_at. Rates are percentages rounded to 2
+decimals, NULL when the denominator is 0. Soft-deleted meetings never count. Raises 22023 for
+p_days <= 0. See docs/analytics.md.';
+
+--
+-- Name: reopen_deal(uuid, text, crm.deal_stage_type); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type DEFAULT NULL::crm.deal_stage_type) RETURNS crm.deals
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_deal crm.deals;
+    v_stage crm.deal_stage_type;
+BEGIN
+    IF p_reason IS NULL OR pg_catalog.btrim(p_reason) = '' THEN
+        RAISE EXCEPTION 'reopen_deal: p_reason must say why deal % is reopened', p_deal_id
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a reason, e.g. crm.reopen_deal(id, ''budget approved after all'').';
+    END IF;
+    IF p_stage IN ('closed_won', 'closed_lost') THEN
+        RAISE EXCEPTION 'reopen_deal: p_stage % is not an open stage', p_stage
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Reopen into qualification, proposal, negotiation, verbal_commit or '
+                      'contract_sent (default: the stage the deal closed from).';
+    END IF;
+    SELECT d.* INTO v_deal
+    FROM crm.deals AS d
+    WHERE d.id = p_deal_id AND d.deleted_at IS NULL
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'reopen_deal: no live deal with id %', p_deal_id
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'Check the id; a soft-deleted deal must be restored first.';
+    END IF;
+    IF v_deal.stage NOT IN ('closed_won', 'closed_lost') THEN
+        RAISE EXCEPTION 'reopen_deal: deal % is not closed (stage %)', p_deal_id, v_deal.stage
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only closed_won and closed_lost deals are reopened; change the stage of '
+                      'an open deal directly.';
+    END IF;
+    -- Default: back to the stage the deal closed from.
+    v_stage := coalesce(
+        p_stage,
+        (
+            SELECT h.from_stage
+            FROM crm.deal_stage_history AS h
+            WHERE h.client_id = v_deal.client_id
+              AND h.deal_id = p_deal_id
+              AND h.to_stage = v_deal.stage
+            ORDER BY h.seq DESC
+            LIMIT 1
+        ),
+        'qualification'
+    );
+    PERFORM pg_catalog.set_config('crm.reopening_deal', p_deal_id::text, TRUE);
+    PERFORM pg_catalog.set_config('crm.stage_change_reason', p_reason, TRUE);
+    UPDATE crm.deals AS d
+    SET stage = v_stage
+    WHERE d.client_id = v_deal.client_id AND d.id = p_deal_id
+    RETURNING d.* INTO v_deal;
+    PERFORM pg_catalog.set_config('crm.reopening_deal', '', TRUE);
+    PERFORM pg_catalog.set_config('crm.stage_change_reason', '', TRUE);
+    RETURN v_deal;
+END;
+$$;
+
+--
+-- Name: FUNCTION reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type) IS 'Reopen a closed deal: the only way a closed_won or closed_lost deal changes stage. Moves it to
+p_stage (default: the stage it closed from, else qualification), clears won, closed_at,
+days_to_close and lost_reason, resets probability to the stage default, and records the change in
+crm.deal_stage_history with p_reason. Returns the updated deal.
+Raises 22023 for an empty reason or a closed p_stage, P0002 for an unknown or soft-deleted deal,
+55000 for a deal that is not closed.';
+
+--
+-- Name: create_deal_for_meeting(uuid, uuid); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_meeting crm.meetings;
+    v_lead crm.leads;
+    v_deal_id uuid;
+    v_who text;
+BEGIN
+    SELECT m.* INTO v_meeting
+    FROM crm.meetings AS m
+    WHERE m.client_id = p_client_id AND m.id = p_meeting_id;
+    IF v_meeting.deal_id IS NOT NULL OR v_meeting.deleted_at IS NOT NULL
+        OR v_meeting.meeting_outcome IS DISTINCT FROM 'good'
+        OR NOT EXISTS (
+            SELECT 1
+            FROM crm.clients AS c
+            WHERE c.id = p_client_id AND c.auto_create_deals
+        ) THEN
+        RETURN NULL;
+    END IF;
+    -- A live deal already made from this meeting (by hand, or before a soft delete of the
+    -- link): link it instead of making a second one.
+    SELECT d.id INTO v_deal_id
+    FROM crm.deals AS d
+    WHERE d.client_id = p_client_id AND d.meeting_id = p_meeting_id AND d.deleted_at IS NULL;
+    IF v_deal_id IS NULL THEN
+        SELECT l.* INTO v_lead
+        FROM crm.leads AS l
+        WHERE l.client_id = p_client_id AND l.id = v_meeting.lead_id;
+        v_who := coalesce(
+            nullif(pg_catalog.btrim(v_lead.company), ''),
+            nullif(pg_catalog.btrim(concat_ws(' ', v_lead.first_name, v_lead.last_name)), ''),
+            v_lead.email,
+            'Lead'
+        );
+        INSERT INTO crm.deals (
+            client_id, lead_id, meeting_id, name, stage,
+            converting_activity_id, converting_channel, created_at
+        )
+        VALUES (
+            p_client_id,
+            v_meeting.lead_id,
+            p_meeting_id,
+            pg_catalog.left(
+                v_who || ' (' || pg_catalog.replace(v_meeting.meeting_type, '_', ' ')
+                || ' meeting)',
+                500
+            ),
+            'qualification',
+            v_meeting.converting_activity_id,
+            v_meeting.converting_channel,
+            coalesce(v_meeting.outcome_recorded_at, pg_catalog.now())
+        )
+        RETURNING id INTO v_deal_id;
+    END IF;
+    UPDATE crm.meetings AS m
+    SET deal_id = v_deal_id, deal_created = TRUE
+    WHERE m.client_id = p_client_id AND m.id = p_meeting_id;
+    RETURN v_deal_id;
+END;
+$$;
+
+--
+-- Name: FUNCTION create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) IS 'Deal auto-creation: for a live meeting with outcome good, no deal yet, and a client with
+auto_create_deals, create a deal in qualification linked to the meeting and its lead (attribution
+copied from the meeting, created when the outcome was recorded) and set the meeting''s deal_id and
+deal_created. Links an existing live deal of the meeting instead of creating a second one.
+Returns the deal id, or NULL when nothing was done.';
+
+--
+-- Name: enqueue_push(uuid, text, uuid, uuid, uuid); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    -- No live, active CRM config: nothing to push (the spec's "skipped").
+    IF NOT EXISTS (
+        SELECT 1
+        FROM crm.client_crm_configs AS cfg
+        WHERE cfg.client_id = p_client_id
+          AND cfg.deleted_at IS NULL
+          AND cfg.is_active
+    ) THEN
+        RETURN;
+    END IF;
+    -- A pending deal_created sends the deal's state at send time: an update adds nothing.
+    IF p_operation = 'deal_updated' AND EXISTS (
+        SELECT 1
+        FROM crm.crm_push_queue AS q
+        WHERE q.client_id = p_client_id
+          AND q.operation = 'deal_created'
+          AND coalesce(q.deal_id, q.meeting_id, q.lead_id) = p_deal_id
+          AND q.status = 'pending'
+    ) THEN
+        RETURN;
+    END IF;
+    INSERT INTO crm.crm_push_queue AS q (client_id, operation, lead_id, meeting_id, deal_id)
+    VALUES (p_client_id, p_operation, p_lead_id, p_meeting_id, p_deal_id)
+    ON CONFLICT (client_id, operation, (coalesce(deal_id, meeting_id, lead_id)))
+    WHERE status = 'pending'
+    DO UPDATE SET updated_at = pg_catalog.now();
+END;
+$$;
+
+--
+-- Name: FUNCTION enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) IS 'Enqueue one CRM push in the caller''s transaction, when the client has a live, active CRM
+config. A second change to the same entity and operation before the drainer runs collapses into
+the pending row; a deal_updated collapses into a pending deal_created of the same deal.';
+
+--
+-- Name: given_in_update(text, uuid); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_setting text := 'crm.given_' || p_column;
+BEGIN
+    IF pg_catalog.current_setting(v_setting, TRUE) IS DISTINCT FROM p_row_id::text THEN
+        RETURN FALSE;
+    END IF;
+    -- Consumed: the note is for this row of this statement only.
+    PERFORM pg_catalog.set_config(v_setting, '', TRUE);
+    RETURN TRUE;
+END;
+$$;
+
+--
+-- Name: FUNCTION given_in_update(p_column text, p_row_id uuid); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) IS 'True when the UPDATE being processed set p_column on the row p_row_id (noted by a BEFORE UPDATE OF
+trigger, crm_private.tg__note_given_column); consumes the note.';
+
+--
+-- Name: is_valid_time_zone(text); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.is_valid_time_zone(p_time_zone text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+BEGIN
+    PERFORM pg_catalog.timezone(p_time_zone, pg_catalog.now());
+    RETURN true;
+EXCEPTION
+    WHEN invalid_parameter_value THEN
+        RETURN false;
+END;
+$$;
+
+--
+-- Name: FUNCTION is_valid_time_zone(p_time_zone text); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) IS 'True when PostgreSQL knows the time zone name (e.g. Australia/Sydney, UTC). Used by CHECKs.';
+
+--
 -- Name: meeting_reschedule_kind(crm.meetings, crm.meetings); Type: FUNCTION; Schema: crm_private; Owner: -
 --
 
@@ -970,6 +1776,27 @@ CREATE FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) RETUR
 
 COMMENT ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) IS 'Default win probability (percent) of a deal stage, from the spec: qualification 20, proposal 40,
 negotiation 60, verbal_commit 80, contract_sent 90, closed_won 100, closed_lost 0.';
+
+--
+-- Name: tg__note_given_column(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg__note_given_column() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('crm.given_' || TG_ARGV[0], NEW.id::text, TRUE);
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg__note_given_column(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg__note_given_column() IS 'Trigger (BEFORE UPDATE OF <column>): notes, for the lifecycle trigger, that the writer set the
+column named by the trigger argument in this statement (see crm_private.given_in_update).';
 
 --
 -- Name: tg__refuse_hard_delete(); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -1139,9 +1966,17 @@ DECLARE
     v_closed boolean := NEW.stage IN ('closed_won', 'closed_lost');
     v_stage_changed boolean;
     v_default integer := crm_private.stage_probability(NEW.stage);
+    v_probability_given boolean;
+    v_stage_time_given boolean;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         v_old := OLD;
+        -- Both read (and consume) every time, so a note never outlives its row.
+        v_probability_given := crm_private.given_in_update('probability', NEW.id);
+        v_stage_time_given := crm_private.given_in_update('stage_changed_at', NEW.id);
+    ELSE
+        v_probability_given := NEW.probability IS NOT NULL;
+        v_stage_time_given := NEW.stage_changed_at IS NOT NULL;
     END IF;
     v_stage_changed := NEW.stage IS DISTINCT FROM v_old.stage;
 
@@ -1233,7 +2068,7 @@ BEGIN
     END IF;
 
     -- Probability: the stage's default unless the writer sets one; fixed on closed stages.
-    IF NEW.probability IS NOT DISTINCT FROM v_old.probability OR NEW.probability IS NULL THEN
+    IF NEW.probability IS NULL OR NOT v_probability_given THEN
         IF v_stage_changed OR NEW.probability IS NULL THEN
             NEW.probability := v_default;
         END IF;
@@ -1313,7 +2148,7 @@ BEGIN
             NEW.created_at
         );
     ELSIF v_stage_changed THEN
-        IF NEW.stage_changed_at IS NOT DISTINCT FROM OLD.stage_changed_at THEN
+        IF NOT v_stage_time_given THEN
             NEW.stage_changed_at := CASE WHEN v_closed THEN NEW.closed_at ELSE v_now END;
         END IF;
         IF NEW.stage_changed_at < OLD.stage_changed_at THEN
@@ -1676,99 +2511,6 @@ $$;
 
 COMMENT ON FUNCTION crm_private.tg_meetings__lifecycle() IS 'Trigger (BEFORE INSERT OR UPDATE on crm.meetings): booking defaults and attribution, lifecycle
 timestamps, outcome effects, reschedule count, and rejection of impossible states.';
-
---
--- Name: activities; Type: TABLE; Schema: crm; Owner: -
---
-
-CREATE TABLE crm.activities (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    client_id uuid NOT NULL,
-    lead_id uuid NOT NULL,
-    campaign_id uuid,
-    channel crm.channel_type NOT NULL,
-    activity_type text DEFAULT 'touch'::text NOT NULL,
-    occurred_at timestamp with time zone DEFAULT now() NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    deleted_at timestamp with time zone,
-    CONSTRAINT activities_activity_type_check CHECK ((activity_type ~ '^[a-z][a-z0-9_]{0,62}$'::text))
-);
-
---
--- Name: TABLE activities; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON TABLE crm.activities IS 'One outreach touch to a lead (an email sent, a call, a LinkedIn message, ...). Touches are
-what booking and revenue attribution are computed from.';
-
---
--- Name: COLUMN activities.id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.activities.id IS 'Activity id.';
-
---
--- Name: COLUMN activities.client_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.activities.client_id IS 'Owning client.';
-
---
--- Name: COLUMN activities.lead_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.activities.lead_id IS 'Lead that was touched.';
-
---
--- Name: COLUMN activities.campaign_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.activities.campaign_id IS 'Campaign the touch belongs to, if any.';
-
---
--- Name: COLUMN activities.channel; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.activities.channel IS 'Channel of the touch (crm.channel_type).';
-
---
--- Name: COLUMN activities.activity_type; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.activities.activity_type IS 'Kind of touch in lower snake_case, e.g. touch (generic, the default), sent, reply, call,
-voicemail, connection_request.';
-
---
--- Name: COLUMN activities.occurred_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.activities.occurred_at IS 'When the touch happened.';
-
---
--- Name: COLUMN activities.created_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.activities.created_at IS 'When the row was created.';
-
---
--- Name: COLUMN activities.updated_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.activities.updated_at IS 'When the row last changed (maintained by trigger).';
-
---
--- Name: COLUMN activities.deleted_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.activities.deleted_at IS 'Soft-delete time; NULL while the row is live.';
-
---
--- Name: CONSTRAINT activities_activity_type_check ON activities; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT activities_activity_type_check ON crm.activities IS 'activity_type must be lower snake_case (a-z, 0-9, _), starting with a letter, at most 63
-characters.';
 
 --
 -- Name: campaigns; Type: TABLE; Schema: crm; Owner: -
@@ -2558,140 +3300,6 @@ ALTER TABLE crm.crm_push_queue ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY 
 );
 
 --
--- Name: deal_stage_history; Type: TABLE; Schema: crm; Owner: -
---
-
-CREATE TABLE crm.deal_stage_history (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    client_id uuid NOT NULL,
-    deal_id uuid NOT NULL,
-    from_stage crm.deal_stage_type,
-    to_stage crm.deal_stage_type NOT NULL,
-    probability integer NOT NULL,
-    value numeric(12,2) NOT NULL,
-    changed_at timestamp with time zone DEFAULT now() NOT NULL,
-    time_in_from_stage interval,
-    reason text,
-    changed_by text DEFAULT CURRENT_USER NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    seq bigint NOT NULL,
-    CONSTRAINT deal_stage_history_probability_check CHECK (((probability >= 0) AND (probability <= 100))),
-    CONSTRAINT deal_stage_history_time_in_from_stage_check CHECK ((((from_stage IS NULL) = (time_in_from_stage IS NULL)) AND (time_in_from_stage >= '00:00:00'::interval))),
-    CONSTRAINT deal_stage_history_to_stage_check CHECK ((from_stage IS DISTINCT FROM to_stage)),
-    CONSTRAINT deal_stage_history_value_check CHECK ((value >= (0)::numeric))
-);
-
---
--- Name: TABLE deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON TABLE crm.deal_stage_history IS 'Append-only log of deal stage changes: one row for the initial stage at creation
-(from_stage NULL) and one per change after it. Each row''s from_stage is the previous
-row''s to_stage.';
-
---
--- Name: COLUMN deal_stage_history.id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.id IS 'History row id.';
-
---
--- Name: COLUMN deal_stage_history.client_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.client_id IS 'Owning client.';
-
---
--- Name: COLUMN deal_stage_history.deal_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.deal_id IS 'Deal whose stage changed.';
-
---
--- Name: COLUMN deal_stage_history.from_stage; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.from_stage IS 'Stage the deal left; NULL for the row recording the initial stage.';
-
---
--- Name: COLUMN deal_stage_history.to_stage; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.to_stage IS 'Stage the deal entered.';
-
---
--- Name: COLUMN deal_stage_history.probability; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.probability IS 'Deal probability after the change.';
-
---
--- Name: COLUMN deal_stage_history.value; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.value IS 'Deal value at the change.';
-
---
--- Name: COLUMN deal_stage_history.changed_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.changed_at IS 'When the change happened.';
-
---
--- Name: COLUMN deal_stage_history.time_in_from_stage; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.time_in_from_stage IS 'Time the deal spent in from_stage before this change; NULL for the initial row.';
-
---
--- Name: COLUMN deal_stage_history.reason; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.reason IS 'Why the change was made, when given (e.g. the reason passed to crm.reopen_deal).';
-
---
--- Name: COLUMN deal_stage_history.changed_by; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.changed_by IS 'Database role that made the change.';
-
---
--- Name: COLUMN deal_stage_history.created_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.created_at IS 'When the row was written.';
-
---
--- Name: COLUMN deal_stage_history.seq; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.deal_stage_history.seq IS 'Write order (increasing): orders the changes of a deal even when several share a changed_at.';
-
---
--- Name: CONSTRAINT deal_stage_history_probability_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deal_stage_history_probability_check ON crm.deal_stage_history IS 'probability must be a percentage between 0 and 100.';
-
---
--- Name: CONSTRAINT deal_stage_history_time_in_from_stage_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deal_stage_history_time_in_from_stage_check ON crm.deal_stage_history IS 'time_in_from_stage must be set (and not negative) exactly when from_stage is set.';
-
---
--- Name: CONSTRAINT deal_stage_history_to_stage_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deal_stage_history_to_stage_check ON crm.deal_stage_history IS 'to_stage must differ from from_stage.';
-
---
--- Name: CONSTRAINT deal_stage_history_value_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT deal_stage_history_value_check ON crm.deal_stage_history IS 'value must be zero or more.';
-
---
 -- Name: deal_stage_history_seq_seq; Type: SEQUENCE; Schema: crm; Owner: -
 --
 
@@ -2703,148 +3311,6 @@ ALTER TABLE crm.deal_stage_history ALTER COLUMN seq ADD GENERATED ALWAYS AS IDEN
     NO MAXVALUE
     CACHE 1
 );
-
---
--- Name: leads; Type: TABLE; Schema: crm; Owner: -
---
-
-CREATE TABLE crm.leads (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    client_id uuid NOT NULL,
-    campaign_id uuid,
-    email text,
-    first_name text,
-    last_name text,
-    company text,
-    title text,
-    phone text,
-    status text DEFAULT 'new'::text NOT NULL,
-    meeting_booked boolean DEFAULT false NOT NULL,
-    meeting_booked_at timestamp with time zone,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    deleted_at timestamp with time zone,
-    CONSTRAINT leads_email_check CHECK (((length(email) <= 320) AND (email ~ '^[^@[:space:]]+@[^@[:space:]]+$'::text))),
-    CONSTRAINT leads_meeting_booked_at_check CHECK ((meeting_booked = (meeting_booked_at IS NOT NULL))),
-    CONSTRAINT leads_status_check CHECK ((status = ANY (ARRAY['new'::text, 'contacted'::text, 'engaged'::text, 'meeting_booked'::text, 'qualified'::text, 'disqualified'::text, 'customer'::text, 'unsubscribed'::text, 'bounced'::text])))
-);
-
---
--- Name: TABLE leads; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON TABLE crm.leads IS 'A person the agency reaches out to for a client. At most one live lead per client and
-normalised (lower-cased) email.';
-
---
--- Name: COLUMN leads.id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.id IS 'Lead id.';
-
---
--- Name: COLUMN leads.client_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.client_id IS 'Owning client.';
-
---
--- Name: COLUMN leads.campaign_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.campaign_id IS 'Campaign the lead came from, if any.';
-
---
--- Name: COLUMN leads.email; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.email IS 'Email address without spaces; unique per client among live leads, compared lower-cased.';
-
---
--- Name: COLUMN leads.first_name; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.first_name IS 'First name.';
-
---
--- Name: COLUMN leads.last_name; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.last_name IS 'Last name.';
-
---
--- Name: COLUMN leads.company; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.company IS 'Company name (becomes the CRM organisation).';
-
---
--- Name: COLUMN leads.title; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.title IS 'Job title.';
-
---
--- Name: COLUMN leads.phone; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.phone IS 'Phone number as given.';
-
---
--- Name: COLUMN leads.status; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.status IS 'Lead status: new, contacted, engaged, meeting_booked, qualified, disqualified, customer,
-unsubscribed, bounced. Booking a meeting sets meeting_booked.';
-
---
--- Name: COLUMN leads.meeting_booked; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.meeting_booked IS 'True once the lead has booked a meeting.';
-
---
--- Name: COLUMN leads.meeting_booked_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.meeting_booked_at IS 'When the lead first booked a meeting; set exactly when meeting_booked is true.';
-
---
--- Name: COLUMN leads.created_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.created_at IS 'When the lead was created (may be supplied on insert for historical imports).';
-
---
--- Name: COLUMN leads.updated_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.updated_at IS 'When the row last changed (maintained by trigger).';
-
---
--- Name: COLUMN leads.deleted_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.leads.deleted_at IS 'Soft-delete time; NULL while the row is live.';
-
---
--- Name: CONSTRAINT leads_email_check ON leads; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT leads_email_check ON crm.leads IS 'email must look like name@domain (one @, no spaces) and be at most 320 characters.';
-
---
--- Name: CONSTRAINT leads_meeting_booked_at_check ON leads; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT leads_meeting_booked_at_check ON crm.leads IS 'meeting_booked_at must be set exactly when meeting_booked is true.';
-
---
--- Name: CONSTRAINT leads_status_check ON leads; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT leads_status_check ON crm.leads IS 'status must be one of new, contacted, engaged, meeting_booked, qualified, disqualified,
-customer, unsubscribed, bounced.';
 
 --
 -- Name: meeting_reschedules; Type: TABLE; Schema: crm; Owner: -
@@ -3583,6 +4049,18 @@ CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.leads FOR EACH ROW WHEN 
 CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.meetings FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION crm_private.tg__set_updated_at();
 
 --
+-- Name: deals _150_given_probability; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _150_given_probability BEFORE UPDATE OF probability ON crm.deals FOR EACH ROW EXECUTE FUNCTION crm_private.tg__note_given_column('probability');
+
+--
+-- Name: deals _150_given_stage_changed_at; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _150_given_stage_changed_at BEFORE UPDATE OF stage_changed_at ON crm.deals FOR EACH ROW EXECUTE FUNCTION crm_private.tg__note_given_column('stage_changed_at');
+
+--
 -- Name: deals _200_lifecycle; Type: TRIGGER; Schema: crm; Owner: -
 --
 
@@ -3905,6 +4383,48 @@ ALTER TABLE ONLY crm.meetings
 COMMENT ON CONSTRAINT meetings_client_id_lead_id_fkey ON crm.meetings IS 'lead_id must name a lead of the same client.';
 
 --
+-- Name: FUNCTION analytics_one_currency(p_function text, p_currencies text[]); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION attribution_model_check(p_function text, p_model text, p_half_life_days double precision); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) FROM PUBLIC;
+
+--
+-- Name: FUNCTION get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
+
+--
 -- Name: FUNCTION reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type); Type: ACL; Schema: crm; Owner: -
 --
 
@@ -3923,6 +4443,12 @@ REVOKE ALL ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_m
 REVOKE ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) FROM PUBLIC;
 
 --
+-- Name: FUNCTION given_in_update(p_column text, p_row_id uuid); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) FROM PUBLIC;
+
+--
 -- Name: FUNCTION meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings); Type: ACL; Schema: crm_private; Owner: -
 --
 
@@ -3933,6 +4459,12 @@ REVOKE ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p
 --
 
 REVOKE ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg__note_given_column(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg__note_given_column() FROM PUBLIC;
 
 --
 -- Name: FUNCTION tg__refuse_hard_delete(); Type: ACL; Schema: crm_private; Owner: -

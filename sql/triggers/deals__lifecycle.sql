@@ -20,9 +20,17 @@ DECLARE
     v_closed boolean := NEW.stage IN ('closed_won', 'closed_lost');
     v_stage_changed boolean;
     v_default integer := crm_private.stage_probability(NEW.stage);
+    v_probability_given boolean;
+    v_stage_time_given boolean;
 BEGIN
     IF TG_OP = 'UPDATE' THEN
         v_old := OLD;
+        -- Both read (and consume) every time, so a note never outlives its row.
+        v_probability_given := crm_private.given_in_update('probability', NEW.id);
+        v_stage_time_given := crm_private.given_in_update('stage_changed_at', NEW.id);
+    ELSE
+        v_probability_given := NEW.probability IS NOT NULL;
+        v_stage_time_given := NEW.stage_changed_at IS NOT NULL;
     END IF;
     v_stage_changed := NEW.stage IS DISTINCT FROM v_old.stage;
 
@@ -114,7 +122,7 @@ BEGIN
     END IF;
 
     -- Probability: the stage's default unless the writer sets one; fixed on closed stages.
-    IF NEW.probability IS NOT DISTINCT FROM v_old.probability OR NEW.probability IS NULL THEN
+    IF NEW.probability IS NULL OR NOT v_probability_given THEN
         IF v_stage_changed OR NEW.probability IS NULL THEN
             NEW.probability := v_default;
         END IF;
@@ -194,7 +202,7 @@ BEGIN
             NEW.created_at
         );
     ELSIF v_stage_changed THEN
-        IF NEW.stage_changed_at IS NOT DISTINCT FROM OLD.stage_changed_at THEN
+        IF NOT v_stage_time_given THEN
             NEW.stage_changed_at := CASE WHEN v_closed THEN NEW.closed_at ELSE v_now END;
         END IF;
         IF NEW.stage_changed_at < OLD.stage_changed_at THEN
@@ -215,6 +223,37 @@ COMMENT ON FUNCTION crm_private.tg_deals__lifecycle() IS
 closed-deal guard, attribution and currency defaults, and rejection of impossible states.';
 
 REVOKE ALL ON FUNCTION crm_private.tg_deals__lifecycle() FROM public;
+
+-- Whether the writer gave probability or stage_changed_at cannot be seen from NEW alone when
+-- it gave the value the row already had (a stage change at the same instant as the previous
+-- one, or keeping the probability while moving the stage). These triggers fire only when the
+-- column is in the UPDATE's SET list and note it for _200_lifecycle.
+CREATE OR REPLACE FUNCTION crm_private.tg__note_given_column()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('crm.given_' || TG_ARGV[0], NEW.id::text, TRUE);
+    RETURN NEW;
+END;
+$$;
+
+COMMENT ON FUNCTION crm_private.tg__note_given_column() IS
+'Trigger (BEFORE UPDATE OF <column>): notes, for the lifecycle trigger, that the writer set the
+column named by the trigger argument in this statement (see crm_private.given_in_update).';
+
+REVOKE ALL ON FUNCTION crm_private.tg__note_given_column() FROM public;
+
+CREATE OR REPLACE TRIGGER _150_given_probability
+BEFORE UPDATE OF probability ON crm.deals
+FOR EACH ROW
+EXECUTE FUNCTION crm_private.tg__note_given_column('probability');
+
+CREATE OR REPLACE TRIGGER _150_given_stage_changed_at
+BEFORE UPDATE OF stage_changed_at ON crm.deals
+FOR EACH ROW
+EXECUTE FUNCTION crm_private.tg__note_given_column('stage_changed_at');
 
 CREATE OR REPLACE TRIGGER _200_lifecycle
 BEFORE INSERT OR UPDATE ON crm.deals

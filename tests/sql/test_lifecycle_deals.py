@@ -292,3 +292,17 @@ def test_a_lead_or_meeting_of_another_client_is_rejected(db: Any, make: Make, co
     assert f"deal {column} {refs[column]} is not a" in info.value.diag.message_primary
     assert info.value.diag.constraint_name == f"deals_client_id_{column}_fkey"
     assert count(db, "deals") == before
+
+
+def test_a_given_value_equal_to_the_old_one_still_counts_as_given(db: Any, make: Make) -> None:
+    # Found by the analytics tests: a stage change imported at the same instant as the previous
+    # one, or a probability kept while the stage moves, looked like "not given".
+    d = new_deal(make)
+    moved = update(db, d["id"], stage="proposal", stage_changed_at=T0, probability=20)
+    assert (moved["stage_changed_at"], moved["probability"]) == (T0, 20)
+    # The note is for that statement only: the next stage change without them gets defaults.
+    now = db.execute("SELECT now()").fetchone()[0]
+    again = update(db, d["id"], stage="negotiation")
+    assert (again["stage_changed_at"], again["probability"]) == (now, 60)
+    rows = history(db, d["id"])
+    assert [r["time_in_from_stage"] for r in rows[1:]] == [timedelta(0), now - T0]

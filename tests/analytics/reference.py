@@ -1,0 +1,264 @@
+"""A small, independent Python implementation of the analytics definitions of
+docs/analytics.md, written from the definitions (not from the SQL), to check the SQL against.
+
+Every function takes plain rows (dicts, as read back from the database after the triggers ran)
+and returns what the SQL function returns, in the same order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+Row = dict[str, Any]
+STAGES = [
+    "qualification", "proposal", "negotiation", "verbal_commit", "contract_sent",
+    "closed_won", "closed_lost",
+]  # fmt: skip
+LOST_REASONS = [
+    "price_too_high", "chose_competitor", "no_budget", "timing_not_right", "no_decision",
+    "champion_left", "project_cancelled", "went_silent", "bad_fit", "other",
+]  # fmt: skip
+MODELS = [
+    "first_touch", "last_touch", "linear", "time_decay", "position_based", "j_shaped", "inverse_j",
+]  # fmt: skip
+SHAPES = {
+    "position_based": (0.4, 0.2, 0.4),
+    "j_shaped": (0.2, 0.2, 0.6),
+    "inverse_j": (0.6, 0.2, 0.2),
+}
+
+
+def in_window(ts: datetime | None, days: int | None, as_of: datetime) -> bool:
+    if ts is None or ts >= as_of:
+        return False
+    return days is None or ts >= as_of - timedelta(days=days)
+
+
+def rate(numerator: int, denominator: int) -> Decimal | None:
+    """Percentage rounded half away from zero to 2 decimals; None when nothing to divide by."""
+    if denominator == 0:
+        return None
+    return (Decimal(100 * numerator) / Decimal(denominator)).quantize(
+        Decimal("0.01"), ROUND_HALF_UP
+    )
+
+
+def live(rows: Iterable[Row]) -> list[Row]:
+    return [r for r in rows if r["deleted_at"] is None]
+
+
+def show_rate(meetings: list[Row], days: int | None, as_of: datetime) -> tuple[Any, ...]:
+    scope = [m for m in live(meetings) if in_window(m["scheduled_at"], days, as_of)]
+
+    def state(m: Row) -> str:
+        if m["meeting_outcome"] in ("cancelled", "rescheduled"):
+            return "excluded"
+        if m["showed_up"] is True:
+            return "held"
+        if m["showed_up"] is False or m["meeting_outcome"] == "no_show":
+            return "no_show"
+        return "unresolved"
+
+    def before(flag: str, stamp: str, m: Row) -> bool:
+        return bool(m[flag]) and m[stamp] is not None and m[stamp] < m["scheduled_at"]
+
+    held = sum(state(m) == "held" for m in scope)
+    no_show = sum(state(m) == "no_show" for m in scope)
+    rescheduled = sum(
+        m["rescheduled_count"] > 0 or m["meeting_outcome"] == "rescheduled" for m in scope
+    )
+
+    def conditional(flag: str, stamp: str) -> Decimal | None:
+        group = [m for m in scope if before(flag, stamp, m)]
+        h = sum(state(m) == "held" for m in group)
+        return rate(h, h + sum(state(m) == "no_show" for m in group))
+
+    return (
+        len(scope),
+        rate(held, held + no_show),
+        rate(no_show, held + no_show),
+        rate(rescheduled, len(scope)),
+        conditional("confirmed", "confirmed_at"),
+        conditional("reminder_sent", "reminder_sent_at"),
+        sum(state(m) == "unresolved" for m in scope),
+    )
+
+
+class MixedCurrencies(Exception):
+    pass
+
+
+def one_currency(deals: list[Row], currency: str | None) -> list[Row]:
+    chosen = [d for d in deals if currency is None or d["currency"] == currency]
+    if len({d["currency"] for d in chosen}) > 1:
+        raise MixedCurrencies
+    return chosen
+
+
+def funnel(
+    leads: list[Row],
+    meetings: list[Row],
+    deals: list[Row],
+    days: int | None,
+    as_of: datetime,
+    currency: str | None = None,
+) -> tuple[Any, ...]:
+    cohort = {lead["id"] for lead in live(leads) if in_window(lead["created_at"], days, as_of)}
+    booked: set[Any] = set()
+    showed: set[Any] = set()
+    for m in live(meetings):
+        if m["lead_id"] in cohort and m["booked_at"] < as_of:
+            booked.add(m["lead_id"])
+            if m["showed_up"] is True and m["scheduled_at"] < as_of:
+                showed.add(m["lead_id"])
+    cohort_deals = one_currency(
+        [d for d in live(deals) if d["lead_id"] in cohort and d["created_at"] < as_of], currency
+    )
+
+    def closed(d: Row, stage: str) -> bool:
+        return bool(d["stage"] == stage and d["closed_at"] < as_of)
+
+    won = [d for d in cohort_deals if closed(d, "closed_won")]
+    lost = [d for d in cohort_deals if closed(d, "closed_lost")]
+    return (
+        len(cohort),
+        len(booked),
+        len(showed),
+        len(cohort_deals),
+        len(won),
+        sum((d["value"] for d in cohort_deals), Decimal(0)),
+        sum((d["value"] for d in won), Decimal(0)),
+        rate(len(showed), len(booked)),
+        rate(len(won), len(won) + len(lost)),
+        rate(len(booked), len(cohort)),
+        rate(len({d["lead_id"] for d in won}), len(cohort)),
+    )
+
+
+def touch_weights(
+    model: str, touches: list[Row], created_at: datetime, half_life_days: float
+) -> list[float]:
+    """Weights of a deal's eligible touches (ordered by occurred_at, id), summing to 1."""
+    n = len(touches)
+    if model == "first_touch":
+        raw = [1.0 if i == 0 else 0.0 for i in range(n)]
+    elif model == "last_touch":
+        raw = [1.0 if i == n - 1 else 0.0 for i in range(n)]
+    elif model == "linear":
+        raw = [1.0] * n
+    elif model == "time_decay":
+        raw = [
+            2.0 ** (-((created_at - t["occurred_at"]).total_seconds() / 86400) / half_life_days)
+            for t in touches
+        ]
+    else:
+        first, middle, last = SHAPES[model]
+        if n == 1:
+            raw = [1.0]
+        elif n == 2:
+            raw = [first, last]
+        else:
+            raw = [first] + [middle / (n - 2)] * (n - 2) + [last]
+    total = sum(raw)
+    return [w / total for w in raw]
+
+
+def eligible_touches(deal: Row, activities: list[Row]) -> list[Row]:
+    touches = [
+        a
+        for a in live(activities)
+        if a["lead_id"] == deal["lead_id"] and a["occurred_at"] <= deal["created_at"]
+    ]
+    return sorted(touches, key=lambda a: (a["occurred_at"], str(a["id"])))
+
+
+def won_in_window(
+    deals: list[Row], days: int | None, as_of: datetime, currency: str | None
+) -> list[Row]:
+    won = [
+        d
+        for d in live(deals)
+        if d["stage"] == "closed_won" and in_window(d["closed_at"], days, as_of)
+    ]
+    return one_currency(won, currency)
+
+
+def attribution(
+    deals: list[Row],
+    activities: list[Row],
+    days: int | None,
+    as_of: datetime,
+    model: str,
+    half_life_days: float = 7.0,
+    currency: str | None = None,
+) -> dict[str, tuple[float, float]]:
+    """channel -> (deals_attributed, total_value), unrounded."""
+    credit: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for deal in won_in_window(deals, days, as_of, currency):
+        touches = eligible_touches(deal, activities)
+        value = float(deal["value"])
+        if not touches:
+            credit["unattributed"][0] += 1.0
+            credit["unattributed"][1] += value
+            continue
+        for touch, w in zip(
+            touches, touch_weights(model, touches, deal["created_at"], half_life_days), strict=True
+        ):
+            credit[str(touch["channel"])][0] += w
+            credit[str(touch["channel"])][1] += w * value
+    return {ch: (d, v) for ch, (d, v) in credit.items() if d > 0}
+
+
+def lost_deals(
+    deals: list[Row],
+    history: list[Row],
+    days: int | None,
+    as_of: datetime,
+    currency: str | None = None,
+) -> list[tuple[Any, ...]]:
+    lost = one_currency(
+        [
+            d
+            for d in live(deals)
+            if d["stage"] == "closed_lost" and in_window(d["closed_at"], days, as_of)
+        ],
+        currency,
+    )
+    moves: dict[Any, list[Row]] = defaultdict(list)
+    for h in history:
+        if h["to_stage"] == "closed_lost":
+            moves[h["deal_id"]].append(h)
+
+    def stage_lost(deal: Row) -> str | None:
+        into_lost = sorted(moves[deal["id"]], key=lambda h: h["seq"])
+        return (
+            str(into_lost[-1]["from_stage"]) if into_lost and into_lost[-1]["from_stage"] else None
+        )
+
+    groups: dict[str, list[Row]] = defaultdict(list)
+    for d in lost:
+        groups[str(d["lost_reason"])].append(d)
+    rows = []
+    for reason, members in groups.items():
+        days_in = [
+            Decimal(int((d["closed_at"] - d["created_at"]) / timedelta(microseconds=1)))
+            / Decimal(86_400_000_000)
+            for d in members
+        ]
+        stages = Counter(s for s in map(stage_lost, members) if s is not None)
+        common = max(stages, key=lambda s: (stages[s], STAGES.index(s))) if stages else None
+        rows.append(
+            (
+                reason,
+                len(members),
+                sum((d["value"] for d in members), Decimal(0)),
+                (sum(days_in, Decimal(0)) / len(days_in)).quantize(Decimal("0.1"), ROUND_HALF_UP),
+                common,
+            )
+        )
+    rows.sort(key=lambda r: (-r[1], -r[2], LOST_REASONS.index(r[0])))
+    return rows
