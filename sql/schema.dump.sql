@@ -658,6 +658,38 @@ unknown model (listing the valid ones), p_days <= 0, p_half_life_days <= 0, or d
 currencies without p_currency. See docs/analytics.md.';
 
 --
+-- Name: get_attribution_comparison(uuid, integer, timestamp with time zone, double precision, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now(), p_half_life_days double precision DEFAULT 7, p_currency text DEFAULT NULL::text) RETURNS TABLE(channel text, first_touch numeric, last_touch numeric, linear numeric, time_decay numeric, position_based numeric, j_shaped numeric, inverse_j numeric)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ SELECT a.channel,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'first_touch'::text)), (0)::numeric) AS first_touch,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'last_touch'::text)), (0)::numeric) AS last_touch,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'linear'::text)), (0)::numeric) AS linear,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'time_decay'::text)), (0)::numeric) AS time_decay,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'position_based'::text)), (0)::numeric) AS position_based,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'j_shaped'::text)), (0)::numeric) AS j_shaped,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'inverse_j'::text)), (0)::numeric) AS inverse_j
+    FROM (unnest(ARRAY['first_touch'::text, 'last_touch'::text, 'linear'::text, 'time_decay'::text, 'position_based'::text, 'j_shaped'::text, 'inverse_j'::text]) m(model)
+      CROSS JOIN LATERAL crm.get_channel_revenue_attribution(get_attribution_comparison.p_client_id, get_attribution_comparison.p_days, m.model, get_attribution_comparison.p_as_of, get_attribution_comparison.p_half_life_days, get_attribution_comparison.p_currency) a(channel, deals_attributed, total_value, avg_deal_value, percentage_of_revenue))
+   WHERE (crm_private.analytics_window_start('get_attribution_comparison'::text, get_attribution_comparison.p_days, get_attribution_comparison.p_as_of) IS NOT NULL)
+   GROUP BY a.channel
+   ORDER BY COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'linear'::text)), (0)::numeric) DESC, a.channel;
+END;
+
+--
+-- Name: FUNCTION get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) IS 'Every attribution model side by side: per channel, the revenue each model credits it with
+(crm.get_channel_revenue_attribution''s total_value; 0 where a model credits the channel
+nothing), for won deals closed in [p_as_of - p_days days, p_as_of). Rows by the linear credit
+descending, then channel. Same errors as crm.get_channel_revenue_attribution.';
+
+--
 -- Name: leads; Type: TABLE; Schema: crm; Owner: -
 --
 
@@ -1412,6 +1444,218 @@ for p_days <= 0, or when the deals carry several currencies and p_currency is no
 docs/analytics.md.';
 
 --
+-- Name: get_markov_attribution(uuid, integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now(), p_currency text DEFAULT NULL::text) RETURNS TABLE(channel text, removal_effect numeric, deals_attributed numeric, total_value numeric, percentage_of_revenue numeric)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_start_at timestamptz := crm_private.analytics_window_start(
+        'get_markov_attribution', p_days, p_as_of
+    );
+    v_states text [];            -- channels, in name order
+    v_n integer;                 -- number of channels; states are 0 = start, 1..n channels
+    v_counts double precision [];  -- (n + 1) x (n + 3) transition counts, row-major:
+    -- columns 0 = start (never a target), 1..n channels, n + 1 = null, n + 2 = conversion
+    v_base double precision;
+    v_removed double precision [];
+    v_won_deals integer;
+    v_won_value double precision;
+    v_unattributed_deals integer;
+    v_unattributed_value double precision;
+    v_re_sum double precision := 0;
+    v_from text [];
+    v_to text [];
+    v_count double precision [];
+BEGIN
+    PERFORM crm_private.analytics_one_currency(
+        'get_markov_attribution',
+        ARRAY(
+            SELECT DISTINCT d.currency
+            FROM crm.deals AS d
+            WHERE d.client_id = p_client_id AND d.stage = 'closed_won' AND d.deleted_at IS NULL
+              AND d.closed_at >= v_start_at AND d.closed_at < p_as_of
+              AND (p_currency IS NULL OR d.currency = p_currency)
+        )
+    );
+
+    SELECT count(*), coalesce(sum(d.value::double precision), 0)
+    INTO v_won_deals, v_won_value
+    FROM crm.deals AS d
+    WHERE d.client_id = p_client_id AND d.stage = 'closed_won' AND d.deleted_at IS NULL
+      AND d.closed_at >= v_start_at AND d.closed_at < p_as_of
+      AND (p_currency IS NULL OR d.currency = p_currency);
+    -- Won deals with no eligible touch are credited to unattributed, outside the chain.
+    SELECT v_won_deals - count(*), v_won_value - coalesce(sum(s.value), 0)
+    INTO v_unattributed_deals, v_unattributed_value
+    FROM crm_private.markov_paths(p_client_id, v_start_at, p_as_of, p_currency) AS s
+    WHERE s.converted AND s.pos = 1;
+
+    WITH paths AS (
+        SELECT * FROM crm_private.markov_paths(p_client_id, v_start_at, p_as_of, p_currency)
+    ),
+
+    steps AS (
+        SELECT
+            coalesce(lag(s.channel) OVER w, '(start)') AS from_state,
+            s.channel AS to_state
+        FROM paths AS s
+        WINDOW w AS (PARTITION BY s.path_id ORDER BY s.pos)
+        UNION ALL
+        SELECT
+            e.channel,
+            CASE WHEN e.converted THEN '(conversion)' ELSE '(null)' END
+        FROM (
+            SELECT DISTINCT ON (s.path_id) s.channel, s.converted
+            FROM paths AS s
+            ORDER BY s.path_id, s.pos DESC
+        ) AS e
+    ),
+
+    -- Self-transitions (a channel repeated in a row) are left out, as in the usual
+    -- first-order model.
+    transitions AS (
+        SELECT st.from_state, st.to_state, count(*)::double precision AS n
+        FROM steps AS st
+        WHERE st.from_state <> st.to_state
+        GROUP BY st.from_state, st.to_state
+    )
+
+    SELECT
+        coalesce(array_agg(t.from_state ORDER BY t.from_state, t.to_state), '{}'),
+        coalesce(array_agg(t.to_state ORDER BY t.from_state, t.to_state), '{}'),
+        coalesce(array_agg(t.n ORDER BY t.from_state, t.to_state), '{}'),
+        ARRAY(
+            SELECT DISTINCT c.channel
+            FROM paths AS c
+            ORDER BY 1
+        )
+    INTO v_from, v_to, v_count, v_states
+    FROM transitions AS t;
+    v_n := coalesce(pg_catalog.cardinality(v_states), 0);
+    IF v_n > 0 THEN
+        v_counts := pg_catalog.array_fill(0::double precision, ARRAY[(v_n + 1) * (v_n + 3)]);
+        FOR t IN 1..coalesce(pg_catalog.cardinality(v_from), 0) LOOP
+            v_counts[
+                (CASE WHEN v_from[t] = '(start)' THEN 0
+                      ELSE pg_catalog.array_position(v_states, v_from[t]) END)
+                * (v_n + 3)
+                + CASE v_to[t]
+                    WHEN '(null)' THEN v_n + 1
+                    WHEN '(conversion)' THEN v_n + 2
+                    ELSE pg_catalog.array_position(v_states, v_to[t])
+                  END
+                + 1
+            ] := v_count[t];
+        END LOOP;
+        v_base := crm_private.markov_conversion(v_counts, v_n, 0);
+        v_removed := ARRAY(
+            SELECT crm_private.markov_conversion(v_counts, v_n, c)
+            FROM generate_series(1, v_n) AS c
+            ORDER BY c
+        );
+        FOR i IN 1..v_n LOOP
+            v_re_sum := v_re_sum + CASE WHEN v_base > 0 THEN 1 - v_removed[i] / v_base ELSE 0 END;
+        END LOOP;
+    END IF;
+
+    RETURN QUERY
+    WITH credits AS (
+        SELECT
+            v_states[i] AS channel,
+            CASE WHEN v_base > 0 THEN 1 - v_removed[i] / v_base ELSE 0 END AS re,
+            CASE WHEN v_re_sum > 0 THEN (1 - v_removed[i] / v_base) / v_re_sum ELSE 0 END
+                AS share
+        FROM generate_series(1, v_n) AS i
+    ),
+    rows_out AS (
+        SELECT c.channel, c.re,
+               c.share * (v_won_deals - v_unattributed_deals) AS deals,
+               c.share * (v_won_value - v_unattributed_value) AS credit
+        FROM credits AS c
+        UNION ALL
+        SELECT 'unattributed', NULL, v_unattributed_deals, v_unattributed_value
+        WHERE v_unattributed_deals > 0
+    )
+    SELECT
+        r.channel,
+        round(r.re::numeric, 6),
+        round(r.deals::numeric, 6),
+        round(r.credit::numeric, 6),
+        round((100 * r.credit / nullif(v_won_value, 0))::numeric, 2)
+    FROM rows_out AS r
+    ORDER BY r.credit DESC, r.channel ASC;
+END;
+$$;
+
+--
+-- Name: FUNCTION get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) IS 'First-order Markov removal-effect attribution, using the paths that did not convert too.
+Paths: one per won deal closed in [p_as_of - p_days days, p_as_of) (its lead''s touches up to
+the deal''s creation; converting) and one per lead with no won deal as of p_as_of that was
+touched in the window (its touches before p_as_of; not converting). Transitions start -> touch
+-> ... -> conversion or null, self-transitions left out. removal_effect(c) = 1 - P(conversion
+with c removed) / P(conversion), where removing c sends every transition into c to null; the won
+deals and value with at least one touch are split over channels in proportion to removal effects
+(deals without touches go to unattributed). Rows by total_value descending, then channel.
+Raises 22023 for p_days <= 0 or several currencies without p_currency.';
+
+--
+-- Name: get_pipeline_velocity(uuid, integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now(), p_currency text DEFAULT NULL::text) RETURNS TABLE(open_deals bigint, won_deals bigint, lost_deals bigint, win_rate numeric, avg_won_value numeric, avg_cycle_days numeric, velocity_per_day numeric)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_pipeline_velocity'::text, get_pipeline_velocity.p_days, get_pipeline_velocity.p_as_of) AS start_at
+         ), deals AS (
+          SELECT d.value,
+             d.currency,
+             ((d.created_at < get_pipeline_velocity.p_as_of) AND ((d.closed_at IS NULL) OR (d.closed_at >= get_pipeline_velocity.p_as_of))) AS open_at_as_of,
+             ((d.stage = 'closed_won'::crm.deal_stage_type) AND (d.closed_at >= p.start_at) AND (d.closed_at < get_pipeline_velocity.p_as_of)) AS won,
+             ((d.stage = 'closed_lost'::crm.deal_stage_type) AND (d.closed_at >= p.start_at) AND (d.closed_at < get_pipeline_velocity.p_as_of)) AS lost,
+             (EXTRACT(epoch FROM (d.closed_at - d.created_at)) / (86400)::numeric) AS cycle_days
+            FROM (params p
+              JOIN crm.deals d ON ((d.client_id = get_pipeline_velocity.p_client_id)))
+           WHERE ((d.deleted_at IS NULL) AND (d.created_at < get_pipeline_velocity.p_as_of) AND ((get_pipeline_velocity.p_currency IS NULL) OR (d.currency = get_pipeline_velocity.p_currency)))
+         ), totals AS (
+          SELECT count(*) FILTER (WHERE d.open_at_as_of) AS open_deals,
+             count(*) FILTER (WHERE d.won) AS won,
+             count(*) FILTER (WHERE d.lost) AS lost,
+             avg(d.value) FILTER (WHERE d.won) AS avg_won_value,
+             avg(d.cycle_days) FILTER (WHERE d.won) AS avg_cycle_days,
+             crm_private.analytics_one_currency('get_pipeline_velocity'::text, array_agg(DISTINCT d.currency) FILTER (WHERE (d.open_at_as_of OR d.won))) AS one_currency
+            FROM deals d
+         )
+  SELECT t.open_deals,
+     t.won AS won_deals,
+     t.lost AS lost_deals,
+     round(((100.0 * (t.won)::numeric) / (NULLIF((t.won + t.lost), 0))::numeric), 2) AS win_rate,
+     round(t.avg_won_value, 2) AS avg_won_value,
+     round(t.avg_cycle_days, 2) AS avg_cycle_days,
+     round(((((t.open_deals)::numeric * ((1.0 * (t.won)::numeric) / (NULLIF((t.won + t.lost), 0))::numeric)) * t.avg_won_value) / NULLIF(t.avg_cycle_days, (0)::numeric)), 2) AS velocity_per_day
+    FROM totals t
+   WHERE ((crm_private.analytics_window_start('get_pipeline_velocity'::text, get_pipeline_velocity.p_days, get_pipeline_velocity.p_as_of) IS NOT NULL) AND t.one_currency);
+END;
+
+--
+-- Name: FUNCTION get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) IS 'Pipeline velocity: open_deals (created before p_as_of and not closed by then) x win_rate x
+avg_won_value / avg_cycle_days, in value per day, where win_rate = won / (won + lost) over deals
+closed in [p_as_of - p_days days, p_as_of), avg_won_value and avg_cycle_days (created_at to
+closed_at) over the deals won in that window. Rates in percent, values and days to 2 decimals,
+NULL where a part is undefined. Raises 22023 for p_days <= 0, or several currencies among the open
+and won deals without p_currency.';
+
+--
 -- Name: get_show_rate_analysis(uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
 --
 
@@ -1470,6 +1714,438 @@ rescheduled at least once / total_meetings; confirmed_show_rate and reminded_sho
 among meetings confirmed / reminded before scheduled_at. Rates are percentages rounded to 2
 decimals, NULL when the denominator is 0. Soft-deleted meetings never count. Raises 22023 for
 p_days <= 0. See docs/analytics.md.';
+
+--
+-- Name: is_valid_time_zone(text); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.is_valid_time_zone(p_time_zone text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+BEGIN
+    PERFORM pg_catalog.timezone(p_time_zone, pg_catalog.now());
+    RETURN true;
+EXCEPTION
+    WHEN invalid_parameter_value THEN
+        RETURN false;
+END;
+$$;
+
+--
+-- Name: FUNCTION is_valid_time_zone(p_time_zone text); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) IS 'True when PostgreSQL knows the time zone name (e.g. Australia/Sydney, UTC). Used by CHECKs.';
+
+--
+-- Name: clients; Type: TABLE; Schema: crm; Owner: -
+--
+
+CREATE TABLE crm.clients (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    default_currency text DEFAULT 'AUD'::text NOT NULL,
+    timezone text DEFAULT 'UTC'::text NOT NULL,
+    auto_create_deals boolean DEFAULT false NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    deleted_at timestamp with time zone,
+    CONSTRAINT clients_default_currency_check CHECK ((default_currency ~ '^[A-Z]{3}$'::text)),
+    CONSTRAINT clients_name_check CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))),
+    CONSTRAINT clients_timezone_check CHECK (crm_private.is_valid_time_zone(timezone))
+);
+
+--
+-- Name: TABLE clients; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON TABLE crm.clients IS 'An agency client: the tenant. Every other table carries client_id and can only reference
+rows of the same client.';
+
+--
+-- Name: COLUMN clients.id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.id IS 'Client id (tenant id, distribution key).';
+
+--
+-- Name: COLUMN clients.name; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.name IS 'Display name, 1-200 characters.';
+
+--
+-- Name: COLUMN clients.default_currency; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.default_currency IS 'ISO-4217 code (three upper-case letters) for deals that name no currency. Default AUD.';
+
+--
+-- Name: COLUMN clients.timezone; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.timezone IS 'IANA time zone name (e.g. Australia/Sydney) used for calendar-based reporting.';
+
+--
+-- Name: COLUMN clients.auto_create_deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.auto_create_deals IS 'When true, a meeting whose outcome becomes good creates a deal in qualification.';
+
+--
+-- Name: COLUMN clients.created_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.created_at IS 'When the row was created.';
+
+--
+-- Name: COLUMN clients.updated_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.updated_at IS 'When the row last changed (maintained by trigger).';
+
+--
+-- Name: COLUMN clients.deleted_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.deleted_at IS 'Soft-delete time; NULL while the row is live.';
+
+--
+-- Name: CONSTRAINT clients_default_currency_check ON clients; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT clients_default_currency_check ON crm.clients IS 'default_currency must be an ISO-4217 code: three upper-case letters, e.g. AUD, USD, EUR.';
+
+--
+-- Name: CONSTRAINT clients_name_check ON clients; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT clients_name_check ON crm.clients IS 'name must be 1-200 characters after trimming spaces.';
+
+--
+-- Name: CONSTRAINT clients_timezone_check ON clients; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT clients_timezone_check ON crm.clients IS 'timezone must be a time zone name PostgreSQL knows, e.g. Australia/Sydney or UTC
+(see pg_timezone_names).';
+
+--
+-- Name: get_show_rate_drivers(uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now()) RETURNS TABLE(dimension text, bucket text, meetings bigint, held bigint, show_rate numeric, ci_low numeric, ci_high numeric)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_show_rate_drivers'::text, get_show_rate_drivers.p_days, get_show_rate_drivers.p_as_of) AS start_at
+         ), resolved AS (
+          SELECT (m.showed_up IS TRUE) AS held,
+             (EXTRACT(epoch FROM (m.scheduled_at - m.booked_at)) / (86400)::numeric) AS lead_days,
+             (EXTRACT(isodow FROM (m.scheduled_at AT TIME ZONE c.timezone)))::integer AS weekday,
+             m.meeting_type,
+             m.booking_method,
+             (m.converting_channel)::text AS converting_channel
+            FROM ((params p
+              JOIN crm.meetings m ON (((m.client_id = get_show_rate_drivers.p_client_id) AND (m.scheduled_at >= p.start_at) AND (m.scheduled_at < get_show_rate_drivers.p_as_of))))
+              JOIN crm.clients c ON ((c.id = m.client_id)))
+           WHERE ((m.deleted_at IS NULL) AND (COALESCE(m.meeting_outcome, ''::text) <> ALL (ARRAY['cancelled'::text, 'rescheduled'::text])) AND ((m.showed_up IS NOT NULL) OR (m.meeting_outcome = 'no_show'::text)))
+         ), buckets AS (
+          SELECT r.held,
+             b.dimension,
+             b.dimension_order,
+             b.bucket,
+             b.bucket_order
+            FROM (resolved r
+              CROSS JOIN LATERAL ( VALUES ('lead_time'::text,1,
+                         CASE
+                             WHEN (r.lead_days < (1)::numeric) THEN '< 1 day'::text
+                             WHEN (r.lead_days < (3)::numeric) THEN '1-3 days'::text
+                             WHEN (r.lead_days < (7)::numeric) THEN '3-7 days'::text
+                             WHEN (r.lead_days < (14)::numeric) THEN '7-14 days'::text
+                             ELSE '14+ days'::text
+                         END,
+                         CASE
+                             WHEN (r.lead_days < (1)::numeric) THEN 1
+                             WHEN (r.lead_days < (3)::numeric) THEN 2
+                             WHEN (r.lead_days < (7)::numeric) THEN 3
+                             WHEN (r.lead_days < (14)::numeric) THEN 4
+                             ELSE 5
+                         END), ('weekday'::text,2,(ARRAY['Monday'::text, 'Tuesday'::text, 'Wednesday'::text, 'Thursday'::text, 'Friday'::text, 'Saturday'::text, 'Sunday'::text])[r.weekday],r.weekday), ('meeting_type'::text,3,r.meeting_type,0), ('booking_method'::text,4,COALESCE(r.booking_method, 'unknown'::text),0), ('converting_channel'::text,5,COALESCE(r.converting_channel, 'unknown'::text),0)) b(dimension, dimension_order, bucket, bucket_order))
+         ), counts AS (
+          SELECT b.dimension,
+             b.dimension_order,
+             b.bucket,
+             b.bucket_order,
+             count(*) AS n,
+             count(*) FILTER (WHERE b.held) AS held
+            FROM buckets b
+           GROUP BY b.dimension, b.dimension_order, b.bucket, b.bucket_order
+         ), wilson AS (
+          SELECT c.dimension,
+             c.dimension_order,
+             c.bucket,
+             c.bucket_order,
+             c.n,
+             c.held,
+             ((c.held)::double precision / (c.n)::double precision) AS p,
+             (3.841458820694124)::double precision AS z2
+            FROM counts c
+         )
+  SELECT w.dimension,
+     w.bucket,
+     w.n AS meetings,
+     w.held,
+     round(((100.0 * (w.held)::numeric) / (w.n)::numeric), 2) AS show_rate,
+     round(((((100)::double precision * ((w.p + (w.z2 / ((2 * w.n))::double precision)) - (sqrt(w.z2) * sqrt((((w.p * ((1)::double precision - w.p)) / (w.n)::double precision) + (w.z2 / (((4.0 * (w.n)::numeric) * (w.n)::numeric))::double precision)))))) / ((1)::double precision + (w.z2 / (w.n)::double precision))))::numeric, 2) AS ci_low,
+     round(((((100)::double precision * ((w.p + (w.z2 / ((2 * w.n))::double precision)) + (sqrt(w.z2) * sqrt((((w.p * ((1)::double precision - w.p)) / (w.n)::double precision) + (w.z2 / (((4.0 * (w.n)::numeric) * (w.n)::numeric))::double precision)))))) / ((1)::double precision + (w.z2 / (w.n)::double precision))))::numeric, 2) AS ci_high
+    FROM wilson w
+   WHERE (crm_private.analytics_window_start('get_show_rate_drivers'::text, get_show_rate_drivers.p_days, get_show_rate_drivers.p_as_of) IS NOT NULL)
+   ORDER BY w.dimension_order, w.bucket_order, w.bucket;
+END;
+
+--
+-- Name: FUNCTION get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) IS 'What moves the show rate: the resolved meetings (held or no-show, as in
+crm.get_show_rate_analysis) scheduled in [p_as_of - p_days days, p_as_of), by dimension:
+lead_time (scheduled_at - booked_at: < 1 day, 1-3, 3-7, 7-14, 14+ days), weekday (of
+scheduled_at in the client''s time zone), meeting_type, booking_method and converting_channel
+(unknown when NULL). Per bucket: meetings (the n behind the rate), held, show_rate and its Wilson
+95 % interval (ci_low, ci_high), in percent to 2 decimals. Rows by dimension in that order, then
+bucket (in time order for lead_time and weekday, by name otherwise). Raises 22023 for p_days <= 0.';
+
+--
+-- Name: analytics_choice_check(text, text, text, text[]); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+BEGIN
+    IF p_value IS NULL OR NOT p_value = ANY (p_choices) THEN
+        RAISE EXCEPTION '%: % % is not one of %', p_function, p_argument,
+            coalesce(p_value, 'NULL'), pg_catalog.array_to_string(p_choices, ', ')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = pg_catalog.format('Pass %s => %L.', p_argument, p_choices[1]);
+    END IF;
+    RETURN TRUE;
+END;
+$$;
+
+--
+-- Name: FUNCTION analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) IS 'True when p_value is one of p_choices; raises 22023 naming p_function, the argument, the value and
+the choices otherwise.';
+
+--
+-- Name: get_stage_conversion(uuid, integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now(), p_mode text DEFAULT 'strict'::text) RETURNS TABLE(stage crm.deal_stage_type, deals_entered bigint, deals_moved_on bigint, next_step_rate numeric, cumulative_rate numeric, deals_skipped bigint, regressions bigint)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_stage_conversion'::text, get_stage_conversion.p_days, get_stage_conversion.p_as_of) AS start_at
+         ), funnel AS (
+          SELECT f.stage,
+             f.step
+            FROM unnest(ARRAY['qualification'::crm.deal_stage_type, 'proposal'::crm.deal_stage_type, 'negotiation'::crm.deal_stage_type, 'verbal_commit'::crm.deal_stage_type, 'contract_sent'::crm.deal_stage_type, 'closed_won'::crm.deal_stage_type]) WITH ORDINALITY f(stage, step)
+         ), cohort AS (
+          SELECT d.id
+            FROM (params p
+              JOIN crm.deals d ON (((d.client_id = get_stage_conversion.p_client_id) AND (d.created_at >= p.start_at) AND (d.created_at < get_stage_conversion.p_as_of))))
+           WHERE (d.deleted_at IS NULL)
+         ), moves AS (
+          SELECT h.deal_id,
+             h.from_stage,
+             h.to_stage
+            FROM (cohort c
+              JOIN crm.deal_stage_history h ON (((h.client_id = get_stage_conversion.p_client_id) AND (h.deal_id = c.id))))
+           WHERE (h.changed_at < get_stage_conversion.p_as_of)
+         ), deal_steps AS (
+          SELECT m.deal_id,
+             bit_or((1 << ((f.step)::integer - 1))) AS mask
+            FROM (moves m
+              JOIN funnel f ON ((f.stage = m.to_stage)))
+           GROUP BY m.deal_id
+         ), flags AS (
+          SELECT f.stage,
+             f.step,
+             ((ds.mask & (1 << ((f.step)::integer - 1))) <> 0) AS entered,
+                 CASE
+                     WHEN (get_stage_conversion.p_mode = 'any'::text) THEN ((ds.mask & (1 << ((f.step)::integer - 1))) <> 0)
+                     ELSE ((ds.mask & ((1 << (f.step)::integer) - 1)) = ((1 << (f.step)::integer) - 1))
+                 END AS counted,
+                 CASE
+                     WHEN (get_stage_conversion.p_mode = 'any'::text) THEN ((ds.mask & (1 << (f.step)::integer)) <> 0)
+                     ELSE ((ds.mask & ((2 << (f.step)::integer) - 1)) = ((2 << (f.step)::integer) - 1))
+                 END AS counted_next,
+             ((ds.mask >> (f.step)::integer) <> 0) AS went_further
+            FROM (funnel f
+              CROSS JOIN deal_steps ds)
+         ), per_step AS (
+          SELECT f.stage,
+             f.step,
+             count(*) FILTER (WHERE fl.counted) AS deals_entered,
+             count(*) FILTER (WHERE (fl.counted AND fl.went_further)) AS deals_moved_on,
+             count(*) FILTER (WHERE (fl.counted AND fl.counted_next)) AS deals_next,
+             count(*) FILTER (WHERE ((NOT fl.entered) AND fl.went_further)) AS deals_skipped,
+             ( SELECT count(*) AS count
+                    FROM (moves m
+                      JOIN funnel back ON ((m.to_stage = back.stage)))
+                   WHERE ((m.from_stage = f.stage) AND (back.step < f.step))) AS regressions
+            FROM (funnel f
+              LEFT JOIN flags fl ON ((fl.step = f.step)))
+           GROUP BY f.stage, f.step
+         )
+  SELECT ps.stage,
+     ps.deals_entered,
+     ps.deals_moved_on,
+         CASE
+             WHEN (ps.step < 6) THEN round(((100.0 * (ps.deals_next)::numeric) / (NULLIF(ps.deals_entered, 0))::numeric), 2)
+             ELSE NULL::numeric
+         END AS next_step_rate,
+     round(((100.0 * (ps.deals_entered)::numeric) / (NULLIF(( SELECT count(*) AS count
+            FROM cohort), 0))::numeric), 2) AS cumulative_rate,
+     ps.deals_skipped,
+     ps.regressions
+    FROM per_step ps
+   WHERE ((crm_private.analytics_window_start('get_stage_conversion'::text, get_stage_conversion.p_days, get_stage_conversion.p_as_of) IS NOT NULL) AND crm_private.analytics_choice_check('get_stage_conversion'::text, 'p_mode'::text, get_stage_conversion.p_mode, ARRAY['strict'::text, 'any'::text]))
+   ORDER BY ps.step;
+END;
+
+--
+-- Name: FUNCTION get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text) IS 'Stage-to-stage conversion of the client''s deals created in [p_as_of - p_days days, p_as_of),
+from crm.deal_stage_history up to p_as_of, over the funnel qualification, proposal, negotiation,
+verbal_commit, contract_sent, closed_won. p_mode strict (default, HubSpot''s "all stages"): a
+deal counts at a stage only if it also entered every earlier stage; any: a deal counts at every
+stage it entered. deals_entered; deals_moved_on: of those, entered a later stage; next_step_rate:
+of those, also counted at the next stage (NULL for closed_won); cumulative_rate: deals_entered /
+deals created in the window; deals_skipped: deals that reached a later stage without entering
+this one; regressions: moves from this stage back to an earlier one. Rows in pipeline order.
+Raises 22023 for p_days <= 0 or an unknown p_mode.';
+
+--
+-- Name: get_time_in_stage(uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now()) RETURNS TABLE(stage crm.deal_stage_type, deals bigint, median_days_latest numeric, p90_days_latest numeric, mean_days_latest numeric, median_days_cumulative numeric, p90_days_cumulative numeric, mean_days_cumulative numeric, open_deals bigint, median_days_open numeric)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_time_in_stage'::text, get_time_in_stage.p_days, get_time_in_stage.p_as_of) AS start_at
+         ), cohort AS (
+          SELECT d.id
+            FROM (params p
+              JOIN crm.deals d ON (((d.client_id = get_time_in_stage.p_client_id) AND (d.created_at >= p.start_at) AND (d.created_at < get_time_in_stage.p_as_of))))
+           WHERE (d.deleted_at IS NULL)
+         ), stays AS (
+          SELECT h.deal_id,
+             h.to_stage AS stage,
+             h.seq,
+             h.changed_at AS entered_at,
+             lead(h.changed_at) OVER (PARTITION BY h.deal_id ORDER BY h.seq) AS left_at
+            FROM (cohort c
+              JOIN crm.deal_stage_history h ON (((h.client_id = get_time_in_stage.p_client_id) AND (h.deal_id = c.id))))
+           WHERE (h.changed_at < get_time_in_stage.p_as_of)
+         ), per_deal AS (
+          SELECT s.stage,
+             s.deal_id,
+             (array_agg((EXTRACT(epoch FROM (s.left_at - s.entered_at)) / (86400)::numeric) ORDER BY s.seq DESC) FILTER (WHERE (s.left_at IS NOT NULL)))[1] AS latest_days,
+             sum((EXTRACT(epoch FROM (s.left_at - s.entered_at)) / (86400)::numeric)) FILTER (WHERE (s.left_at IS NOT NULL)) AS cumulative_days,
+             max((EXTRACT(epoch FROM (get_time_in_stage.p_as_of - s.entered_at)) / (86400)::numeric)) FILTER (WHERE (s.left_at IS NULL)) AS open_days
+            FROM stays s
+           WHERE (s.stage <> ALL (ARRAY['closed_won'::crm.deal_stage_type, 'closed_lost'::crm.deal_stage_type]))
+           GROUP BY s.stage, s.deal_id
+         ), stages AS (
+          SELECT st_1.stage
+            FROM unnest(ARRAY['qualification'::crm.deal_stage_type, 'proposal'::crm.deal_stage_type, 'negotiation'::crm.deal_stage_type, 'verbal_commit'::crm.deal_stage_type, 'contract_sent'::crm.deal_stage_type]) st_1(stage)
+         )
+  SELECT st.stage,
+     count(pd.latest_days) AS deals,
+     round((percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY ((pd.latest_days)::double precision)))::numeric, 2) AS median_days_latest,
+     round((percentile_cont((0.9)::double precision) WITHIN GROUP (ORDER BY ((pd.latest_days)::double precision)))::numeric, 2) AS p90_days_latest,
+     round(avg(pd.latest_days), 2) AS mean_days_latest,
+     round((percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY ((pd.cumulative_days)::double precision)))::numeric, 2) AS median_days_cumulative,
+     round((percentile_cont((0.9)::double precision) WITHIN GROUP (ORDER BY ((pd.cumulative_days)::double precision)))::numeric, 2) AS p90_days_cumulative,
+     round(avg(pd.cumulative_days), 2) AS mean_days_cumulative,
+     count(pd.open_days) AS open_deals,
+     round((percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY ((pd.open_days)::double precision)))::numeric, 2) AS median_days_open
+    FROM (stages st
+      LEFT JOIN per_deal pd ON ((pd.stage = st.stage)))
+   WHERE (crm_private.analytics_window_start('get_time_in_stage'::text, get_time_in_stage.p_days, get_time_in_stage.p_as_of) IS NOT NULL)
+   GROUP BY st.stage
+   ORDER BY st.stage;
+END;
+
+--
+-- Name: FUNCTION get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) IS 'Time the client''s deals created in [p_as_of - p_days days, p_as_of) spent in each open stage,
+from crm.deal_stage_history up to p_as_of. Per stage, over deals with at least one completed stay
+(deals): the latest stay''s days (median, 90th percentile, mean) and the cumulative days over all
+its stays (the same three); deals still in the stage at p_as_of are censored: counted apart in
+open_deals, with the median of their days so far. Percentiles interpolate linearly
+(percentile_cont); days to 2 decimals; NULL where no deal is counted. Rows in pipeline order.
+Raises 22023 for p_days <= 0.';
+
+--
+-- Name: get_weighted_forecast(uuid, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone DEFAULT now(), p_currency text DEFAULT NULL::text) RETURNS TABLE(expected_close_month date, open_deals bigint, open_value numeric, weighted_value numeric)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH open_deals AS (
+          SELECT d.value,
+             d.currency,
+             (date_trunc('month'::text, (d.expected_close_date)::timestamp with time zone))::date AS month,
+                 CASE
+                     WHEN (d.closed_at IS NULL) THEN d.probability
+                     ELSE COALESCE(( SELECT h.probability
+                        FROM crm.deal_stage_history h
+                       WHERE ((h.client_id = get_weighted_forecast.p_client_id) AND (h.deal_id = d.id) AND (h.changed_at < get_weighted_forecast.p_as_of))
+                       ORDER BY h.seq DESC
+                      LIMIT 1), d.probability)
+                 END AS probability
+            FROM crm.deals d
+           WHERE ((d.client_id = get_weighted_forecast.p_client_id) AND (d.deleted_at IS NULL) AND (d.created_at < get_weighted_forecast.p_as_of) AND ((d.closed_at IS NULL) OR (d.closed_at >= get_weighted_forecast.p_as_of)) AND ((get_weighted_forecast.p_currency IS NULL) OR (d.currency = get_weighted_forecast.p_currency)))
+         ), currency_check AS (
+          SELECT crm_private.analytics_one_currency('get_weighted_forecast'::text, array_agg(DISTINCT o_1.currency)) AS one_currency
+            FROM open_deals o_1
+         )
+  SELECT o.month AS expected_close_month,
+     count(*) AS open_deals,
+     sum(o.value) AS open_value,
+     round(sum(((o.value * (o.probability)::numeric) / 100.0)), 2) AS weighted_value
+    FROM (open_deals o
+      CROSS JOIN currency_check cc)
+   WHERE ((get_weighted_forecast.p_as_of IS NOT NULL) AND cc.one_currency)
+   GROUP BY o.month
+   ORDER BY o.month;
+END;
+
+--
+-- Name: FUNCTION get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) IS 'Weighted forecast of the client''s deals open at p_as_of (created before it, not closed by it),
+by expected-close month (expected_close_month NULL: no expected_close_date): open_deals, open_value
+and weighted_value = sum of value x probability / 100, with the probability the deal had at
+p_as_of. Rows by month, NULL last. Raises 22023 for several currencies without p_currency.';
 
 --
 -- Name: reopen_deal(uuid, text, crm.deal_stage_type); Type: FUNCTION; Schema: crm; Owner: -
@@ -1698,27 +2374,139 @@ COMMENT ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) IS
 trigger, crm_private.tg__note_given_column); consumes the note.';
 
 --
--- Name: is_valid_time_zone(text); Type: FUNCTION; Schema: crm_private; Owner: -
+-- Name: markov_conversion(double precision[], integer, integer); Type: FUNCTION; Schema: crm_private; Owner: -
 --
 
-CREATE FUNCTION crm_private.is_valid_time_zone(p_time_zone text) RETURNS boolean
+CREATE FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) RETURNS double precision
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
     AS $$
+DECLARE
+    -- p_counts: (p_n + 1) rows (0 = start, 1..p_n channels) x (p_n + 3) columns (0 = start,
+    -- 1..p_n channels, p_n + 1 = null, p_n + 2 = conversion), row-major, 1-based.
+    v_width integer := p_n + 3;
+    v_size integer := p_n + 1;
+    v_a double precision [];     -- v_size x (v_size + 1) augmented system (I - Q | r)
+    v_total double precision;
+    v_count double precision;
+    v_factor double precision;
+    v_pivot integer;
+    v_swap double precision;
 BEGIN
-    PERFORM pg_catalog.timezone(p_time_zone, pg_catalog.now());
-    RETURN true;
-EXCEPTION
-    WHEN invalid_parameter_value THEN
-        RETURN false;
+    v_a := pg_catalog.array_fill(0::double precision, ARRAY[v_size * (v_size + 1)]);
+    FOR i IN 0..p_n LOOP
+        v_a[i * (v_size + 1) + i + 1] := 1;
+        IF p_removed > 0 AND i = p_removed THEN
+            CONTINUE;  -- unreachable once removed: its row stays x_i = 0
+        END IF;
+        v_total := 0;
+        FOR j IN 0..v_width - 1 LOOP
+            v_total := v_total + p_counts[i * v_width + j + 1];
+        END LOOP;
+        IF v_total = 0 THEN
+            CONTINUE;  -- no way out: never converts
+        END IF;
+        FOR j IN 1..p_n LOOP
+            v_count := p_counts[i * v_width + j + 1];
+            IF j <> p_removed AND v_count > 0 THEN
+                -- a transition into the removed channel goes to null: it simply drops out
+                v_a[i * (v_size + 1) + j + 1] := v_a[i * (v_size + 1) + j + 1] - v_count / v_total;
+            END IF;
+        END LOOP;
+        v_a[i * (v_size + 1) + v_size + 1] := p_counts[i * v_width + p_n + 2 + 1] / v_total;
+    END LOOP;
+    -- Gaussian elimination with partial pivoting; the system is small (channels + 1 unknowns).
+    FOR k IN 0..v_size - 1 LOOP
+        v_pivot := k;
+        FOR i IN k + 1..v_size - 1 LOOP
+            IF abs(v_a[i * (v_size + 1) + k + 1]) > abs(v_a[v_pivot * (v_size + 1) + k + 1]) THEN
+                v_pivot := i;
+            END IF;
+        END LOOP;
+        IF v_pivot <> k THEN
+            FOR j IN 0..v_size LOOP
+                v_swap := v_a[k * (v_size + 1) + j + 1];
+                v_a[k * (v_size + 1) + j + 1] := v_a[v_pivot * (v_size + 1) + j + 1];
+                v_a[v_pivot * (v_size + 1) + j + 1] := v_swap;
+            END LOOP;
+        END IF;
+        FOR i IN 0..v_size - 1 LOOP
+            IF i <> k AND v_a[i * (v_size + 1) + k + 1] <> 0 THEN
+                v_factor := v_a[i * (v_size + 1) + k + 1] / v_a[k * (v_size + 1) + k + 1];
+                FOR j IN k..v_size LOOP
+                    v_a[i * (v_size + 1) + j + 1] :=
+                        v_a[i * (v_size + 1) + j + 1] - v_factor * v_a[k * (v_size + 1) + j + 1];
+                END LOOP;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN v_a[v_size + 1] / v_a[1];  -- row 0 (start), solved
 END;
 $$;
 
 --
--- Name: FUNCTION is_valid_time_zone(p_time_zone text); Type: COMMENT; Schema: crm_private; Owner: -
+-- Name: FUNCTION markov_conversion(p_counts double precision[], p_n integer, p_removed integer); Type: COMMENT; Schema: crm_private; Owner: -
 --
 
-COMMENT ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) IS 'True when PostgreSQL knows the time zone name (e.g. Australia/Sydney, UTC). Used by CHECKs.';
+COMMENT ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) IS 'Probability of reaching conversion from the start state of an absorbing Markov chain given by
+transition counts (see the layout in the body), with channel p_removed (1-based; 0 = none)
+removed: transitions into it go to null. Solves (I - Q) x = r by Gaussian elimination.';
+
+--
+-- Name: markov_paths(uuid, timestamp with time zone, timestamp with time zone, text); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) RETURNS TABLE(path_id bigint, pos bigint, channel text, converted boolean, value double precision)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH won AS (
+          SELECT d.id,
+             d.lead_id,
+             d.created_at,
+             (d.value)::double precision AS value
+            FROM crm.deals d
+           WHERE ((d.client_id = markov_paths.p_client_id) AND (d.stage = 'closed_won'::crm.deal_stage_type) AND (d.deleted_at IS NULL) AND (d.closed_at >= markov_paths.p_start_at) AND (d.closed_at < markov_paths.p_as_of) AND ((markov_paths.p_currency IS NULL) OR (d.currency = markov_paths.p_currency)))
+         ), quiet_leads AS (
+          SELECT l.id
+            FROM crm.leads l
+           WHERE ((l.client_id = markov_paths.p_client_id) AND (l.deleted_at IS NULL) AND (NOT (EXISTS ( SELECT 1
+                    FROM crm.deals d
+                   WHERE ((d.client_id = markov_paths.p_client_id) AND (d.lead_id = l.id) AND (d.deleted_at IS NULL) AND (d.stage = 'closed_won'::crm.deal_stage_type) AND (d.closed_at < markov_paths.p_as_of))))) AND (EXISTS ( SELECT 1
+                    FROM crm.activities a_1
+                   WHERE ((a_1.client_id = markov_paths.p_client_id) AND (a_1.lead_id = l.id) AND (a_1.deleted_at IS NULL) AND (a_1.occurred_at >= markov_paths.p_start_at) AND (a_1.occurred_at < markov_paths.p_as_of)))))
+         ), paths AS (
+          SELECT w.lead_id,
+             w.created_at AS last_touch_at,
+             true AS converted,
+             w.value,
+             dense_rank() OVER (ORDER BY w.id) AS path_id
+            FROM won w
+         UNION ALL
+          SELECT q.id AS lead_id,
+             (markov_paths.p_as_of - '00:00:00.000001'::interval) AS last_touch_at,
+             false AS converted,
+             0 AS value,
+             (- dense_rank() OVER (ORDER BY q.id)) AS path_id
+            FROM quiet_leads q
+         )
+  SELECT p.path_id,
+     row_number() OVER (PARTITION BY p.path_id ORDER BY a.occurred_at, a.id) AS pos,
+     (a.channel)::text AS channel,
+     p.converted,
+     p.value
+    FROM (paths p
+      JOIN crm.activities a ON (((a.client_id = markov_paths.p_client_id) AND (a.lead_id = p.lead_id) AND (a.occurred_at <= p.last_touch_at))))
+   WHERE (a.deleted_at IS NULL);
+END;
+
+--
+-- Name: FUNCTION markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) IS 'The touch paths of crm.get_markov_attribution, one row per touch: won deals closed in [p_start_at,
+p_as_of) (touches up to the deal''s creation; converted) and leads with no won deal as of
+p_as_of that were touched in the window (touches before p_as_of; not converted).';
 
 --
 -- Name: meeting_reschedule_kind(crm.meetings, crm.meetings); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -2741,98 +3529,6 @@ COMMENT ON CONSTRAINT client_crm_configs_hubspot_portal_id_check ON crm.client_c
 --
 
 COMMENT ON CONSTRAINT client_crm_configs_oauth_check ON crm.client_crm_configs IS 'oauth_access_token, oauth_refresh_token and oauth_expires_at are for hubspot configs only.';
-
---
--- Name: clients; Type: TABLE; Schema: crm; Owner: -
---
-
-CREATE TABLE crm.clients (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    name text NOT NULL,
-    default_currency text DEFAULT 'AUD'::text NOT NULL,
-    timezone text DEFAULT 'UTC'::text NOT NULL,
-    auto_create_deals boolean DEFAULT false NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    deleted_at timestamp with time zone,
-    CONSTRAINT clients_default_currency_check CHECK ((default_currency ~ '^[A-Z]{3}$'::text)),
-    CONSTRAINT clients_name_check CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))),
-    CONSTRAINT clients_timezone_check CHECK (crm_private.is_valid_time_zone(timezone))
-);
-
---
--- Name: TABLE clients; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON TABLE crm.clients IS 'An agency client: the tenant. Every other table carries client_id and can only reference
-rows of the same client.';
-
---
--- Name: COLUMN clients.id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.id IS 'Client id (tenant id, distribution key).';
-
---
--- Name: COLUMN clients.name; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.name IS 'Display name, 1-200 characters.';
-
---
--- Name: COLUMN clients.default_currency; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.default_currency IS 'ISO-4217 code (three upper-case letters) for deals that name no currency. Default AUD.';
-
---
--- Name: COLUMN clients.timezone; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.timezone IS 'IANA time zone name (e.g. Australia/Sydney) used for calendar-based reporting.';
-
---
--- Name: COLUMN clients.auto_create_deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.auto_create_deals IS 'When true, a meeting whose outcome becomes good creates a deal in qualification.';
-
---
--- Name: COLUMN clients.created_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.created_at IS 'When the row was created.';
-
---
--- Name: COLUMN clients.updated_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.updated_at IS 'When the row last changed (maintained by trigger).';
-
---
--- Name: COLUMN clients.deleted_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.deleted_at IS 'Soft-delete time; NULL while the row is live.';
-
---
--- Name: CONSTRAINT clients_default_currency_check ON clients; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT clients_default_currency_check ON crm.clients IS 'default_currency must be an ISO-4217 code: three upper-case letters, e.g. AUD, USD, EUR.';
-
---
--- Name: CONSTRAINT clients_name_check ON clients; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT clients_name_check ON crm.clients IS 'name must be 1-200 characters after trimming spaces.';
-
---
--- Name: CONSTRAINT clients_timezone_check ON clients; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT clients_timezone_check ON crm.clients IS 'timezone must be a time zone name PostgreSQL knows, e.g. Australia/Sydney or UTC
-(see pg_timezone_names).';
 
 --
 -- Name: crm_external_ids; Type: TABLE; Schema: crm; Owner: -
@@ -4407,6 +5103,12 @@ REVOKE ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_mo
 REVOKE ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
 --
 
@@ -4419,10 +5121,52 @@ REVOKE ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer
 REVOKE ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
+
+--
+-- Name: FUNCTION get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type); Type: ACL; Schema: crm; Owner: -
@@ -4447,6 +5191,18 @@ REVOKE ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation te
 --
 
 REVOKE ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) FROM PUBLIC;
+
+--
+-- Name: FUNCTION markov_conversion(p_counts double precision[], p_n integer, p_removed integer); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings); Type: ACL; Schema: crm_private; Owner: -

@@ -26,6 +26,9 @@ from agency_crm import __version__
 from agency_crm.errors import AgencyCrmError
 
 MIGRATION_NAME = re.compile(r"^(?P<number>[0-9]{4})_[a-z0-9_]+\.sql$")
+# A code file that needs another created first (a LANGUAGE sql BEGIN ATOMIC body is checked
+# when created) says so in a comment line: "-- requires: get_channel_revenue_attribution.sql".
+REQUIRES = re.compile(r"^-- requires: (?P<names>.+)$", re.MULTILINE)
 CODE_DIRS = ("functions", "triggers")
 # pg_advisory_xact_lock key shared by every agency-crm upgrade: "acrm" as an int32.
 UPGRADE_LOCK_KEY = 0x6163726D
@@ -183,8 +186,56 @@ def load_source(sql_dir: Traversable | Path | None = None) -> SqlSource:
     return SqlSource(
         bootstrap=_read(root.joinpath("bootstrap.sql")),
         migrations=tuple(migrations),
-        code=tuple(code),
+        code=_dependency_order(code),
     )
+
+
+def _dependency_order(files: list[SqlFile]) -> tuple[SqlFile, ...]:
+    """Code files in name order (functions/ before triggers/), except that a file comes after
+    the files its "-- requires:" lines name."""
+    by_name = {f.name: f for f in files}
+
+    def resolve(requirer: SqlFile, name: str) -> str:
+        for candidate in (name, *(f"{sub}/{name}" for sub in CODE_DIRS)):
+            if candidate in by_name:
+                return candidate
+        raise SchemaError(
+            f"{requirer.name} requires {name}, which is not a file of sql/functions or"
+            " sql/triggers",
+            hint="Fix the name in its '-- requires:' line.",
+        )
+
+    needs = {
+        f.name: [
+            resolve(f, n.strip())
+            for m in REQUIRES.finditer(f.text)
+            for n in m["names"].split(",")
+            if n.strip()
+        ]
+        for f in files
+    }
+    ordered: list[SqlFile] = []
+    placed: set[str] = set()
+    visiting: set[str] = set()
+
+    def place(name: str) -> None:
+        if name in placed:
+            return
+        if name in visiting:
+            raise SchemaError(
+                f"code files require each other in a cycle through {name}",
+                hint="Break the cycle: one of the functions must not need the other at create.",
+            )
+        visiting.add(name)
+        for required in needs[name]:
+            place(required)
+        visiting.discard(name)
+        placed.add(name)
+        ordered.append(by_name[name])
+
+    for f in files:
+        place(f.name)
+    return tuple(ordered)
 
 
 def _execute_file(conn: psycopg.Connection[tuple[object, ...]], item: SqlFile, what: str) -> None:

@@ -51,6 +51,7 @@ class DealSpec:
     lost_reason: str
     inserted_closed: bool
     deleted: bool
+    expected_close: int | None = None  # days after creation
 
 
 @dataclass
@@ -86,6 +87,7 @@ deals = st.builds(
     lost_reason=st.sampled_from(LOST_REASONS),
     inserted_closed=st.booleans(),
     deleted=st.sampled_from([False] * 9 + [True]),
+    expected_close=st.none() | st.integers(min_value=0, max_value=200),
 )
 leads = st.builds(
     LeadSpec,
@@ -131,6 +133,8 @@ def _load_deal(conn: psycopg.Connection[Any], client: Any, lead: Any, spec: Deal
     created = at(spec.created)
     value = Decimal(spec.value_cents) / 100
     base = {"client_id": client, "lead_id": lead, "name": "Deal", "value": value}
+    if spec.expected_close is not None:
+        base["expected_close_date"] = (created + timedelta(days=spec.expected_close)).date()
     times = [created]
     for _, gap in spec.path:
         times.append(times[-1] + timedelta(hours=gap))

@@ -228,3 +228,30 @@ def test_two_upgrades_at_once_apply_each_migration_exactly_once(empty_db_url: st
     applied = sorted(name for r in results for name in r.applied)
     assert applied == sorted(schema.migration_names())
     assert fetch(empty_db_url, "SELECT count(*) FROM crm.schema_migrations") == [(len(applied),)]
+
+
+def test_code_files_are_applied_after_the_files_they_require(
+    empty_db_url: str, sql_copy: Path
+) -> None:
+    functions = sql_copy / "functions"
+    (functions / "aaa_caller.sql").write_text(
+        "-- requires: zzz_callee.sql\n"
+        "CREATE OR REPLACE FUNCTION crm_private.aaa_caller() RETURNS integer\n"
+        "LANGUAGE sql STABLE SET search_path = '' BEGIN ATOMIC\n"
+        "    SELECT crm_private.zzz_callee();\nEND;\n"
+    )
+    (functions / "zzz_callee.sql").write_text(
+        "CREATE OR REPLACE FUNCTION crm_private.zzz_callee() RETURNS integer\n"
+        "LANGUAGE sql IMMUTABLE SET search_path = '' RETURN 42;\n"
+    )
+    source = schema.load_source(sql_copy)
+    names = [f.name for f in source.code]
+    assert names.index("functions/zzz_callee.sql") < names.index("functions/aaa_caller.sql")
+    upgrade(empty_db_url, source=source)
+    assert fetch(empty_db_url, "SELECT crm_private.aaa_caller()") == [(42,)]
+    (functions / "zzz_callee.sql").write_text("-- requires: aaa_caller.sql\nSELECT 1;\n")
+    with pytest.raises(schema.SchemaError, match="cycle"):
+        schema.load_source(sql_copy)
+    (functions / "zzz_callee.sql").write_text("-- requires: nowhere.sql\nSELECT 1;\n")
+    with pytest.raises(schema.SchemaError, match=r"requires nowhere\.sql"):
+        schema.load_source(sql_copy)
