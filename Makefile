@@ -48,11 +48,13 @@ schema-dump: install ## Regenerate sql/schema.dump.sql from a fresh install
 schema-check: install ## Fail when sql/schema.dump.sql is stale
 	$(BIN)/python -m agency_crm.devtools schema-dump --check sql/schema.dump.sql
 
-docs: install ## Regenerate docs/sql-api.md from the catalog comments
+docs: install ## Regenerate docs/sql-api.md and the worked examples of docs/analytics.md
 	$(BIN)/python -m agency_crm.devtools sql-api docs/sql-api.md
+	$(BIN)/python -m agency_crm.devtools analytics-examples docs/analytics.md
 
-docs-check: install ## Fail when docs/sql-api.md is stale
+docs-check: install ## Fail when docs/sql-api.md or the examples of docs/analytics.md are stale
 	$(BIN)/python -m agency_crm.devtools sql-api --check docs/sql-api.md
+	$(BIN)/python -m agency_crm.devtools analytics-examples --check docs/analytics.md
 
 bench: install ## Benchmarks (lifecycle triggers vs hand-written SQL); results in docs/benchmarks.md
 	$(BIN)/python bench/bench_lifecycle.py $(BENCH_ARGS)

@@ -2114,7 +2114,7 @@ CREATE FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp wi
              d.currency,
              (date_trunc('month'::text, (d.expected_close_date)::timestamp with time zone))::date AS month,
                  CASE
-                     WHEN (d.closed_at IS NULL) THEN d.probability
+                     WHEN ((d.closed_at IS NULL) AND (d.stage_changed_at < get_weighted_forecast.p_as_of)) THEN d.probability
                      ELSE COALESCE(( SELECT h.probability
                         FROM crm.deal_stage_history h
                        WHERE ((h.client_id = get_weighted_forecast.p_client_id) AND (h.deal_id = d.id) AND (h.changed_at < get_weighted_forecast.p_as_of))

@@ -20,10 +20,10 @@ BEGIN ATOMIC
             d.value,
             d.currency,
             date_trunc('month', d.expected_close_date)::date AS month,
-            -- the probability at p_as_of: the deal's own while it is open, else the one its
-            -- stage history records before p_as_of
+            -- the probability at p_as_of: the deal's own when its stage has not changed since
+            -- (it may have been set by hand), else the one the stage history recorded before
             CASE
-                WHEN d.closed_at IS NULL THEN d.probability
+                WHEN d.closed_at IS NULL AND d.stage_changed_at < p_as_of THEN d.probability
                 ELSE coalesce(
                     (
                         SELECT h.probability

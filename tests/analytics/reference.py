@@ -415,7 +415,7 @@ def weighted_forecast(
     one_currency(open_deals, None)
     for d in open_deals:
         probability = d["probability"]
-        if d["closed_at"] is not None:
+        if d["closed_at"] is not None or d["stage_changed_at"] >= as_of:
             before = [h for h in history if h["deal_id"] == d["id"] and h["changed_at"] < as_of]
             if before:
                 probability = max(before, key=lambda h: h["seq"])["probability"]

@@ -28,3 +28,14 @@ def test_committed_sql_api_reference_matches_a_fresh_install(empty_db_url: str) 
     assert committed == render_sql_api(empty_db_url), (
         "docs/sql-api.md is stale: run `make docs` and commit it"
     )
+
+
+def test_committed_analytics_examples_are_the_functions_real_output(empty_db_url: str) -> None:
+    from agency_crm.devtools import render_analytics_examples, replace_examples
+
+    with psycopg.connect(empty_db_url) as conn:
+        schema.upgrade(conn)
+    committed = (ROOT / "docs" / "analytics.md").read_text()
+    assert committed == replace_examples(committed, render_analytics_examples(empty_db_url)), (
+        "the worked examples of docs/analytics.md are stale: run `make docs` and commit them"
+    )
