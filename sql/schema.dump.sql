@@ -553,6 +553,220 @@ COMMENT ON CONSTRAINT deals_value_check ON crm.deals IS 'value must be zero or m
 COMMENT ON CONSTRAINT deals_won_check ON crm.deals IS 'won must be true for closed_won, false for closed_lost and NULL for open stages.';
 
 --
+-- Name: compute_deal_attribution(uuid, uuid[], double precision); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision DEFAULT 7) RETURNS TABLE(deal_id uuid, channel text, touches integer, first_touch double precision, last_touch double precision, linear double precision, time_decay double precision, position_based double precision, j_shaped double precision, inverse_j double precision)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH deals AS (
+          SELECT d.id,
+             d.lead_id,
+             d.created_at
+            FROM crm.deals d
+           WHERE ((d.client_id = compute_deal_attribution.p_client_id) AND (d.id = ANY (compute_deal_attribution.p_deal_ids)))
+         ), touches AS (
+          SELECT d.id AS deal_id,
+             (a.channel)::text AS channel,
+             row_number() OVER deal_touches AS pos,
+             count(*) OVER (PARTITION BY d.id) AS n,
+             ((EXTRACT(epoch FROM (d.created_at - a.occurred_at)))::double precision / (86400)::double precision) AS age_days
+            FROM (deals d
+              JOIN crm.activities a ON (((a.client_id = compute_deal_attribution.p_client_id) AND (a.lead_id = d.lead_id) AND (a.occurred_at <= d.created_at))))
+           WHERE (a.deleted_at IS NULL)
+           WINDOW deal_touches AS (PARTITION BY d.id ORDER BY a.occurred_at, a.id)
+         ), weights AS (
+          SELECT t.deal_id,
+             t.channel,
+             (((t.pos = 1))::integer)::double precision AS first_touch,
+             (((t.pos = t.n))::integer)::double precision AS last_touch,
+             ((1.0)::double precision / (t.n)::double precision) AS linear,
+             power((2.0)::double precision, ((- t.age_days) / compute_deal_attribution.p_half_life_days)) AS decay,
+             (
+                 CASE
+                     WHEN (t.n = 1) THEN 1.0
+                     WHEN (t.n = 2) THEN 0.5
+                     WHEN ((t.pos = 1) OR (t.pos = t.n)) THEN 0.4
+                     ELSE (0.2 / ((t.n - 2))::numeric)
+                 END)::double precision AS position_based,
+             (
+                 CASE
+                     WHEN (t.n = 1) THEN 1.0
+                     WHEN ((t.n = 2) AND (t.pos = 1)) THEN 0.25
+                     WHEN (t.n = 2) THEN 0.75
+                     WHEN (t.pos = 1) THEN 0.2
+                     WHEN (t.pos = t.n) THEN 0.6
+                     ELSE (0.2 / ((t.n - 2))::numeric)
+                 END)::double precision AS j_shaped,
+             (
+                 CASE
+                     WHEN (t.n = 1) THEN 1.0
+                     WHEN ((t.n = 2) AND (t.pos = 1)) THEN 0.75
+                     WHEN (t.n = 2) THEN 0.25
+                     WHEN (t.pos = 1) THEN 0.6
+                     WHEN (t.pos = t.n) THEN 0.2
+                     ELSE (0.2 / ((t.n - 2))::numeric)
+                 END)::double precision AS inverse_j
+            FROM touches t
+         ), normalised AS (
+          SELECT w.deal_id,
+             w.channel,
+             w.first_touch,
+             w.last_touch,
+             w.linear,
+             (w.decay / sum(w.decay) OVER (PARTITION BY w.deal_id)) AS time_decay,
+             w.position_based,
+             w.j_shaped,
+             w.inverse_j
+            FROM weights w
+         )
+  SELECT n.deal_id,
+     n.channel,
+     (count(*))::integer AS touches,
+     sum(n.first_touch) AS first_touch,
+     sum(n.last_touch) AS last_touch,
+     sum(n.linear) AS linear,
+     sum(n.time_decay) AS time_decay,
+     sum(n.position_based) AS position_based,
+     sum(n.j_shaped) AS j_shaped,
+     sum(n.inverse_j) AS inverse_j
+    FROM normalised n
+   GROUP BY n.deal_id, n.channel
+ UNION ALL
+  SELECT d.id AS deal_id,
+     'unattributed'::text AS channel,
+     0 AS touches,
+     1.0 AS first_touch,
+     1.0 AS last_touch,
+     1.0 AS linear,
+     1.0 AS time_decay,
+     1.0 AS position_based,
+     1.0 AS j_shaped,
+     1.0 AS inverse_j
+    FROM deals d
+   WHERE (NOT (EXISTS ( SELECT 1
+            FROM touches t
+           WHERE (t.deal_id = d.id))));
+END;
+
+--
+-- Name: FUNCTION compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) IS 'Each given deal''s share of credit per channel under every attribution model, computed from its
+lead''s live touches up to the deal''s creation, ordered by (occurred_at, id); a deal without
+touches gets one row for channel unattributed. The definition crm_private.deal_attribution keeps,
+and what crm.get_channel_revenue_attribution computes on the fly for another half-life.';
+
+--
+-- Name: deal_attribution; Type: TABLE; Schema: crm_private; Owner: -
+--
+
+CREATE TABLE crm_private.deal_attribution (
+    client_id uuid NOT NULL,
+    deal_id uuid NOT NULL,
+    channel text NOT NULL,
+    touches integer NOT NULL,
+    first_touch double precision NOT NULL,
+    last_touch double precision NOT NULL,
+    linear double precision NOT NULL,
+    time_decay double precision NOT NULL,
+    position_based double precision NOT NULL,
+    j_shaped double precision NOT NULL,
+    inverse_j double precision NOT NULL,
+    computed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT deal_attribution_touches_check CHECK ((touches >= 0))
+);
+
+--
+-- Name: TABLE deal_attribution; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON TABLE crm_private.deal_attribution IS 'Each deal''s share of credit per channel under every attribution model (time decay with the
+default 7-day half-life), from its lead''s live touches up to the deal''s creation; a deal
+without touches has one row for channel unattributed. Derived data, kept current by triggers on
+crm.deals and crm.activities; crm.get_channel_revenue_attribution reads it. Not an API.';
+
+--
+-- Name: COLUMN deal_attribution.client_id; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.deal_attribution.client_id IS 'Owning client.';
+
+--
+-- Name: COLUMN deal_attribution.deal_id; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.deal_attribution.deal_id IS 'Deal (crm.deals.id).';
+
+--
+-- Name: COLUMN deal_attribution.channel; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.deal_attribution.channel IS 'A crm.channel_type value, or unattributed.';
+
+--
+-- Name: COLUMN deal_attribution.touches; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.deal_attribution.touches IS 'Eligible touches in this channel.';
+
+--
+-- Name: COLUMN deal_attribution.first_touch; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.deal_attribution.first_touch IS 'Share under first_touch (0-1).';
+
+--
+-- Name: COLUMN deal_attribution.last_touch; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.deal_attribution.last_touch IS 'Share under last_touch.';
+
+--
+-- Name: COLUMN deal_attribution.linear; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.deal_attribution.linear IS 'Share under linear.';
+
+--
+-- Name: COLUMN deal_attribution.time_decay; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.deal_attribution.time_decay IS 'Share under time_decay with a 7-day half-life.';
+
+--
+-- Name: COLUMN deal_attribution.position_based; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.deal_attribution.position_based IS 'Share under position_based (40/20/40).';
+
+--
+-- Name: COLUMN deal_attribution.j_shaped; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.deal_attribution.j_shaped IS 'Share under j_shaped (20/20/60).';
+
+--
+-- Name: COLUMN deal_attribution.inverse_j; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.deal_attribution.inverse_j IS 'Share under inverse_j (60/20/20).';
+
+--
+-- Name: COLUMN deal_attribution.computed_at; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.deal_attribution.computed_at IS 'When the row was computed.';
+
+--
+-- Name: CONSTRAINT deal_attribution_touches_check ON deal_attribution; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT deal_attribution_touches_check ON crm_private.deal_attribution IS 'touches must not be negative.';
+
+--
 -- Name: get_channel_revenue_attribution(uuid, integer, text, timestamp with time zone, double precision, text); Type: FUNCTION; Schema: crm; Owner: -
 --
 
@@ -561,17 +775,9 @@ CREATE FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days int
     SET search_path TO ''
     BEGIN ATOMIC
  WITH params AS (
-          SELECT crm_private.analytics_window_start('get_channel_revenue_attribution'::text, get_channel_revenue_attribution.p_days, get_channel_revenue_attribution.p_as_of) AS start_at,
-                 CASE get_channel_revenue_attribution.p_model
-                     WHEN 'position_based'::text THEN ARRAY[(0.4)::double precision, (0.2)::double precision, (0.4)::double precision]
-                     WHEN 'j_shaped'::text THEN ARRAY[(0.2)::double precision, (0.2)::double precision, (0.6)::double precision]
-                     WHEN 'inverse_j'::text THEN ARRAY[(0.6)::double precision, (0.2)::double precision, (0.2)::double precision]
-                     ELSE NULL::double precision[]
-                 END AS shape
+          SELECT crm_private.analytics_window_start('get_channel_revenue_attribution'::text, get_channel_revenue_attribution.p_days, get_channel_revenue_attribution.p_as_of) AS start_at
          ), won AS (
           SELECT d.id,
-             d.lead_id,
-             d.created_at,
              (d.value)::double precision AS value,
              d.currency
             FROM (params p
@@ -580,53 +786,52 @@ CREATE FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days int
          ), currency_check AS (
           SELECT crm_private.analytics_one_currency('get_channel_revenue_attribution'::text, array_agg(DISTINCT w.currency)) AS one_currency
             FROM won w
-         ), touches AS (
-          SELECT w.id AS deal_id,
-             (a.channel)::text AS channel,
-             row_number() OVER deal_touches AS pos,
-             count(*) OVER (PARTITION BY w.id) AS n,
-             ((EXTRACT(epoch FROM (w.created_at - a.occurred_at)))::double precision / (86400)::double precision) AS age_days
+         ), credits AS (
+          SELECT c.channel,
+             w.value,
+             c.first_touch,
+             c.last_touch,
+             c.linear,
+             c.time_decay,
+             c.position_based,
+             c.j_shaped,
+             c.inverse_j
             FROM (won w
-              JOIN crm.activities a ON (((a.client_id = get_channel_revenue_attribution.p_client_id) AND (a.lead_id = w.lead_id) AND (a.occurred_at <= w.created_at))))
-           WHERE (a.deleted_at IS NULL)
-           WINDOW deal_touches AS (PARTITION BY w.id ORDER BY a.occurred_at, a.id)
-         ), raw_weights AS (
-          SELECT t.deal_id,
-             t.channel,
-                 CASE get_channel_revenue_attribution.p_model
-                     WHEN 'first_touch'::text THEN (((t.pos = 1))::integer)::double precision
-                     WHEN 'last_touch'::text THEN (((t.pos = t.n))::integer)::double precision
-                     WHEN 'linear'::text THEN (1.0)::double precision
-                     WHEN 'time_decay'::text THEN power((2.0)::double precision, ((- t.age_days) / get_channel_revenue_attribution.p_half_life_days))
-                     ELSE
-                     CASE
-                         WHEN (t.n = 1) THEN (1.0)::double precision
-                         WHEN (t.pos = 1) THEN p.shape[1]
-                         WHEN (t.pos = t.n) THEN p.shape[3]
-                         ELSE (p.shape[2] / ((t.n - 2))::double precision)
-                     END
-                 END AS weight
-            FROM (touches t
-              CROSS JOIN params p)
-         ), shares AS (
-          SELECT r.deal_id,
-             r.channel,
-             (r.weight / sum(r.weight) OVER (PARTITION BY r.deal_id)) AS share
-            FROM raw_weights r
+              JOIN crm_private.deal_attribution c ON (((c.client_id = get_channel_revenue_attribution.p_client_id) AND (c.deal_id = w.id))))
+           WHERE (get_channel_revenue_attribution.p_half_life_days = (7)::double precision)
          UNION ALL
-          SELECT w.id AS deal_id,
-             'unattributed'::text AS channel,
-             (1.0)::double precision AS share
-            FROM won w
-           WHERE (NOT (EXISTS ( SELECT 1
-                    FROM touches t
-                   WHERE (t.deal_id = w.id))))
+          SELECT c.channel,
+             w.value,
+             c.first_touch,
+             c.last_touch,
+             c.linear,
+             c.time_decay,
+             c.position_based,
+             c.j_shaped,
+             c.inverse_j
+            FROM (crm_private.compute_deal_attribution(get_channel_revenue_attribution.p_client_id, ARRAY( SELECT wd.id
+                    FROM won wd), get_channel_revenue_attribution.p_half_life_days) c(deal_id, channel, touches, first_touch, last_touch, linear, time_decay, position_based, j_shaped, inverse_j)
+              JOIN won w ON ((c.deal_id = w.id)))
+           WHERE (get_channel_revenue_attribution.p_half_life_days <> (7)::double precision)
+         ), shares AS (
+          SELECT c.channel,
+             c.value,
+                 CASE get_channel_revenue_attribution.p_model
+                     WHEN 'first_touch'::text THEN c.first_touch
+                     WHEN 'last_touch'::text THEN c.last_touch
+                     WHEN 'linear'::text THEN c.linear
+                     WHEN 'time_decay'::text THEN c.time_decay
+                     WHEN 'position_based'::text THEN c.position_based
+                     WHEN 'j_shaped'::text THEN c.j_shaped
+                     WHEN 'inverse_j'::text THEN c.inverse_j
+                     ELSE NULL::double precision
+                 END AS share
+            FROM credits c
          ), per_channel AS (
           SELECT s.channel,
              sum(s.share) AS deals,
-             sum((s.share * w.value)) AS credit
-            FROM (shares s
-              JOIN won w ON ((w.id = s.deal_id)))
+             sum((s.share * s.value)) AS credit
+            FROM shares s
            GROUP BY s.channel
           HAVING (sum(s.share) > (0)::double precision)
          )
@@ -2550,6 +2755,44 @@ outcome became rescheduled; both at once are one reschedule); or complete (sched
 meeting whose rescheduled outcome was recorded without a new time).';
 
 --
+-- Name: refresh_deal_attribution(uuid, uuid[]); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    DELETE FROM crm_private.deal_attribution AS x
+    WHERE x.client_id = p_client_id AND x.deal_id = ANY(p_deal_ids);
+    INSERT INTO crm_private.deal_attribution (
+        client_id, deal_id, channel, touches, first_touch, last_touch, linear, time_decay,
+        position_based, j_shaped, inverse_j
+    )
+    SELECT
+        p_client_id,
+        c.deal_id,
+        c.channel,
+        c.touches,
+        c.first_touch,
+        c.last_touch,
+        c.linear,
+        c.time_decay,
+        c.position_based,
+        c.j_shaped,
+        c.inverse_j
+    FROM crm_private.compute_deal_attribution(p_client_id, p_deal_ids) AS c;
+END;
+$$;
+
+--
+-- Name: FUNCTION refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]) IS 'Recompute the crm_private.deal_attribution rows of the given deals (called by the triggers of
+crm.deals and crm.activities when a deal''s eligible touches may have changed).';
+
+--
 -- Name: stage_probability(crm.deal_stage_type); Type: FUNCTION; Schema: crm_private; Owner: -
 --
 
@@ -2645,6 +2888,59 @@ COMMENT ON FUNCTION crm_private.tg__set_updated_at() IS 'Trigger: sets updated_a
 it.';
 
 --
+-- Name: tg_activities__attribution_insert(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_activities__attribution_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    PERFORM crm_private.refresh_deal_attribution(d.client_id, array_agg(DISTINCT d.id))
+    FROM new_activities AS n
+    INNER JOIN crm.deals AS d
+        ON d.client_id = n.client_id AND d.lead_id = n.lead_id AND n.occurred_at <= d.created_at
+    WHERE n.deleted_at IS NULL
+    GROUP BY d.client_id;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_activities__attribution_insert(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_activities__attribution_insert() IS 'Trigger (AFTER INSERT on crm.activities, per statement): recomputes the attribution credits of
+the deals the new touches count for.';
+
+--
+-- Name: tg_activities__attribution_update(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_activities__attribution_update() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    PERFORM crm_private.refresh_deal_attribution(d.client_id, array_agg(d.id))
+    FROM crm.deals AS d
+    WHERE
+        d.client_id = NEW.client_id
+        AND d.lead_id IN (OLD.lead_id, NEW.lead_id)
+        AND d.created_at >= least(OLD.occurred_at, NEW.occurred_at)
+    GROUP BY d.client_id;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_activities__attribution_update(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_activities__attribution_update() IS 'Trigger (AFTER UPDATE on crm.activities, when lead_id, channel, occurred_at or deleted_at
+changed): recomputes the attribution credits of the deals the touch counted or counts for.';
+
+--
 -- Name: tg_deals__after_insert(); Type: FUNCTION; Schema: crm_private; Owner: -
 --
 
@@ -2733,6 +3029,49 @@ $$;
 
 COMMENT ON FUNCTION crm_private.tg_deals__after_update() IS 'Trigger (AFTER UPDATE on crm.deals, when stage, value or won changed): records the stage
 change in crm.deal_stage_history and enqueues the deal_updated push.';
+
+--
+-- Name: tg_deals__attribution_insert(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_deals__attribution_insert() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    PERFORM crm_private.refresh_deal_attribution(n.client_id, array_agg(n.id))
+    FROM new_deals AS n
+    GROUP BY n.client_id;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_deals__attribution_insert(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_deals__attribution_insert() IS 'Trigger (AFTER INSERT on crm.deals, per statement): computes the new deals'' attribution credits.';
+
+--
+-- Name: tg_deals__attribution_update(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_deals__attribution_update() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    PERFORM crm_private.refresh_deal_attribution(NEW.client_id, ARRAY[NEW.id]);
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_deals__attribution_update(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_deals__attribution_update() IS 'Trigger (AFTER UPDATE on crm.deals, when created_at or lead_id changed): recomputes the deal''s
+attribution credits.';
 
 --
 -- Name: tg_deals__lifecycle(); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -4306,6 +4645,13 @@ ALTER TABLE ONLY crm.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (name);
 
 --
+-- Name: deal_attribution deal_attribution_pkey; Type: CONSTRAINT; Schema: crm_private; Owner: -
+--
+
+ALTER TABLE ONLY crm_private.deal_attribution
+    ADD CONSTRAINT deal_attribution_pkey PRIMARY KEY (client_id, deal_id, channel);
+
+--
 -- Name: activities_client_id_campaign_id_idx; Type: INDEX; Schema: crm; Owner: -
 --
 
@@ -4793,6 +5139,30 @@ CREATE TRIGGER _500_after_update AFTER UPDATE ON crm.deals FOR EACH ROW WHEN (((
 CREATE TRIGGER _500_after_update AFTER UPDATE ON crm.meetings FOR EACH ROW WHEN (((old.scheduled_at IS DISTINCT FROM new.scheduled_at) OR (old.meeting_outcome IS DISTINCT FROM new.meeting_outcome))) EXECUTE FUNCTION crm_private.tg_meetings__after_update();
 
 --
+-- Name: activities _600_attribution_insert; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _600_attribution_insert AFTER INSERT ON crm.activities REFERENCING NEW TABLE AS new_activities FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg_activities__attribution_insert();
+
+--
+-- Name: deals _600_attribution_insert; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _600_attribution_insert AFTER INSERT ON crm.deals REFERENCING NEW TABLE AS new_deals FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg_deals__attribution_insert();
+
+--
+-- Name: activities _600_attribution_update; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _600_attribution_update AFTER UPDATE ON crm.activities FOR EACH ROW WHEN (((old.lead_id IS DISTINCT FROM new.lead_id) OR (old.channel IS DISTINCT FROM new.channel) OR (old.occurred_at IS DISTINCT FROM new.occurred_at) OR (old.deleted_at IS DISTINCT FROM new.deleted_at))) EXECUTE FUNCTION crm_private.tg_activities__attribution_update();
+
+--
+-- Name: deals _600_attribution_update; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _600_attribution_update AFTER UPDATE ON crm.deals FOR EACH ROW WHEN (((old.created_at IS DISTINCT FROM new.created_at) OR (old.lead_id IS DISTINCT FROM new.lead_id))) EXECUTE FUNCTION crm_private.tg_deals__attribution_update();
+
+--
 -- Name: activities activities_client_id_campaign_id_fkey; Type: FK CONSTRAINT; Schema: crm; Owner: -
 --
 
@@ -5097,6 +5467,12 @@ REVOKE ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_day
 REVOKE ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) FROM PUBLIC;
 
 --
+-- Name: FUNCTION compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) FROM PUBLIC;
+
+--
 -- Name: FUNCTION get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text); Type: ACL; Schema: crm; Owner: -
 --
 
@@ -5211,6 +5587,12 @@ REVOKE ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at tim
 REVOKE ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) FROM PUBLIC;
 
 --
+-- Name: FUNCTION refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]) FROM PUBLIC;
+
+--
 -- Name: FUNCTION stage_probability(p_stage crm.deal_stage_type); Type: ACL; Schema: crm_private; Owner: -
 --
 
@@ -5235,6 +5617,18 @@ REVOKE ALL ON FUNCTION crm_private.tg__refuse_hard_delete() FROM PUBLIC;
 REVOKE ALL ON FUNCTION crm_private.tg__set_updated_at() FROM PUBLIC;
 
 --
+-- Name: FUNCTION tg_activities__attribution_insert(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_activities__attribution_insert() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_activities__attribution_update(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_activities__attribution_update() FROM PUBLIC;
+
+--
 -- Name: FUNCTION tg_deals__after_insert(); Type: ACL; Schema: crm_private; Owner: -
 --
 
@@ -5245,6 +5639,18 @@ REVOKE ALL ON FUNCTION crm_private.tg_deals__after_insert() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION crm_private.tg_deals__after_update() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_deals__attribution_insert(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_deals__attribution_insert() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_deals__attribution_update(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_deals__attribution_update() FROM PUBLIC;
 
 --
 -- Name: FUNCTION tg_deals__lifecycle(); Type: ACL; Schema: crm_private; Owner: -

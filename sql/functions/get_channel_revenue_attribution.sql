@@ -1,5 +1,6 @@
 -- SELECT * FROM crm.get_channel_revenue_attribution('6f1c…', 90, 'time_decay');
 -- SELECT * FROM crm.get_channel_revenue_attribution('6f1c…', 365, 'position_based', now());
+-- requires: compute_deal_attribution.sql
 
 CREATE OR REPLACE FUNCTION crm.get_channel_revenue_attribution(
     p_client_id uuid,
@@ -24,20 +25,12 @@ BEGIN ATOMIC
         SELECT
             crm_private.analytics_window_start(
                 'get_channel_revenue_attribution', p_days, p_as_of
-            ) AS start_at,
-            -- (first, middle, last) shares of the position models
-            CASE p_model
-                WHEN 'position_based' THEN ARRAY[0.4, 0.2, 0.4]::double precision[]
-                WHEN 'j_shaped' THEN ARRAY[0.2, 0.2, 0.6]::double precision[]
-                WHEN 'inverse_j' THEN ARRAY[0.6, 0.2, 0.2]::double precision[]
-            END AS shape
+            ) AS start_at
     ),
 
     won AS (
         SELECT
             d.id,
-            d.lead_id,
-            d.created_at,
             d.value::double precision AS value,
             d.currency
         FROM params AS p
@@ -60,70 +53,65 @@ BEGIN ATOMIC
         FROM won AS w
     ),
 
-    touches AS (
+    -- Each won deal's shares per channel (summing to 1 per deal; a deal without an eligible
+    -- touch is one row for unattributed): kept current by triggers for the default 7-day
+    -- half-life, computed here for any other.
+    credits AS (
         SELECT
-            w.id AS deal_id,
-            a.channel::text AS channel,
-            row_number() OVER deal_touches AS pos,
-            count(*) OVER (PARTITION BY w.id) AS n,
-            extract(EPOCH FROM w.created_at - a.occurred_at)::double precision / 86400 AS age_days
+            c.channel,
+            w.value,
+            c.first_touch,
+            c.last_touch,
+            c.linear,
+            c.time_decay,
+            c.position_based,
+            c.j_shaped,
+            c.inverse_j
         FROM won AS w
-        INNER JOIN crm.activities AS a
-            ON
-                a.client_id = p_client_id
-                AND a.lead_id = w.lead_id
-                AND a.occurred_at <= w.created_at
-        WHERE a.deleted_at IS NULL
-        WINDOW deal_touches AS (PARTITION BY w.id ORDER BY a.occurred_at, a.id)
-    ),
-
-    raw_weights AS (
-        SELECT
-            t.deal_id,
-            t.channel,
-            CASE p_model
-                WHEN 'first_touch' THEN (t.pos = 1)::integer::double precision
-                WHEN 'last_touch' THEN (t.pos = t.n)::integer::double precision
-                WHEN 'linear' THEN 1.0::double precision
-                WHEN 'time_decay' THEN power(2.0::double precision, -t.age_days / p_half_life_days)
-                ELSE CASE
-                    WHEN t.n = 1 THEN 1.0::double precision
-                    WHEN t.pos = 1 THEN p.shape[1]
-                    WHEN t.pos = t.n THEN p.shape[3]
-                    ELSE p.shape[2] / (t.n - 2)
-                END
-            END AS weight
-        FROM touches AS t
-        CROSS JOIN params AS p
-    ),
-
-    -- Each won deal's value split over its touches' channels (shares sum to 1 per deal); a deal
-    -- without an eligible touch goes whole to 'unattributed'.
-    shares AS (
-        SELECT
-            r.deal_id,
-            r.channel,
-            r.weight / sum(r.weight) OVER (PARTITION BY r.deal_id) AS share
-        FROM raw_weights AS r
+        INNER JOIN crm_private.deal_attribution AS c
+            ON c.client_id = p_client_id AND c.deal_id = w.id
+        WHERE p_half_life_days = 7
         UNION ALL
         SELECT
-            w.id AS deal_id,
-            'unattributed' AS channel,
-            1.0::double precision AS share
-        FROM won AS w
-        WHERE NOT EXISTS (
-            SELECT 1 FROM touches AS t
-            WHERE t.deal_id = w.id
-        )
+            c.channel,
+            w.value,
+            c.first_touch,
+            c.last_touch,
+            c.linear,
+            c.time_decay,
+            c.position_based,
+            c.j_shaped,
+            c.inverse_j
+        FROM
+            crm_private.compute_deal_attribution(
+                p_client_id, array(SELECT wd.id FROM won AS wd), p_half_life_days
+            ) AS c
+        INNER JOIN won AS w ON c.deal_id = w.id
+        WHERE p_half_life_days <> 7
+    ),
+
+    shares AS (
+        SELECT
+            c.channel,
+            c.value,
+            CASE p_model
+                WHEN 'first_touch' THEN c.first_touch
+                WHEN 'last_touch' THEN c.last_touch
+                WHEN 'linear' THEN c.linear
+                WHEN 'time_decay' THEN c.time_decay
+                WHEN 'position_based' THEN c.position_based
+                WHEN 'j_shaped' THEN c.j_shaped
+                WHEN 'inverse_j' THEN c.inverse_j
+            END AS share
+        FROM credits AS c
     ),
 
     per_channel AS (
         SELECT
             s.channel,
             sum(s.share) AS deals,
-            sum(s.share * w.value) AS credit
+            sum(s.share * s.value) AS credit
         FROM shares AS s
-        INNER JOIN won AS w ON w.id = s.deal_id
         GROUP BY s.channel
         HAVING sum(s.share) > 0
     )

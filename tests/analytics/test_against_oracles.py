@@ -115,6 +115,21 @@ def check_attribution(db: Any, data: Loaded, days: int | None) -> None:
                 assert abs(ours - oracle.get(channel, 0.0)) <= tolerance, (model, channel)
 
 
+def check_custom_half_life(db: Any, data: Loaded, days: int | None) -> None:
+    """Another half-life takes the computed-on-the-fly path rather than the kept credits."""
+    rows = db.execute(
+        "SELECT channel, deals_attributed, total_value FROM crm.get_channel_revenue_attribution("
+        "%s, %s, 'time_decay', %s, p_half_life_days => 2.5)",
+        (data.client_id, days, AS_OF),
+    ).fetchall()
+    expected = ref.attribution(data.deals, data.activities, days, AS_OF, "time_decay", 2.5)
+    assert {r[0] for r in rows} == expected.keys()
+    total = float(sum((d["value"] for d in ref.won_in_window(data.deals, days, AS_OF, None)), 0))
+    for channel, deals, value in rows:
+        assert abs(float(deals) - expected[channel][0]) <= 1e-6
+        assert abs(float(value) - expected[channel][1]) <= 1e-6 * max(total, 1.0) + 1e-6
+
+
 def check_the_rest(db: Any, data: Loaded, days: int | None) -> None:
     c = data.client_id
     show = db.execute(
@@ -159,6 +174,7 @@ def test_analytics_agree_with_the_oracles(
         }
         load(db, noise)  # another client of the same agency
         check_attribution(db, data, days)
+        check_custom_half_life(db, data, days)
         check_the_rest(db, data, days)
         assert sql_attribution(db, data, days, "time_decay") == before["attribution"]
         assert (
