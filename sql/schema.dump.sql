@@ -568,21 +568,22 @@ CREATE FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_id
            WHERE ((d.client_id = compute_deal_attribution.p_client_id) AND (d.id = ANY (compute_deal_attribution.p_deal_ids)))
          ), touches AS (
           SELECT d.id AS deal_id,
-             (a.channel)::text AS channel,
+             COALESCE((a.channel)::text, 'unattributed'::text) AS channel,
+             a.id AS activity_id,
              row_number() OVER deal_touches AS pos,
-             count(*) OVER (PARTITION BY d.id) AS n,
+             GREATEST(count(a.id) OVER (PARTITION BY d.id), (1)::bigint) AS n,
              ((EXTRACT(epoch FROM (d.created_at - a.occurred_at)))::double precision / (86400)::double precision) AS age_days
             FROM (deals d
-              JOIN crm.activities a ON (((a.client_id = compute_deal_attribution.p_client_id) AND (a.lead_id = d.lead_id) AND (a.occurred_at <= d.created_at))))
-           WHERE (a.deleted_at IS NULL)
+              LEFT JOIN crm.activities a ON (((a.client_id = compute_deal_attribution.p_client_id) AND (a.lead_id = d.lead_id) AND (a.occurred_at <= d.created_at) AND (a.deleted_at IS NULL))))
            WINDOW deal_touches AS (PARTITION BY d.id ORDER BY a.occurred_at, a.id)
          ), weights AS (
           SELECT t.deal_id,
              t.channel,
+             t.activity_id,
              (((t.pos = 1))::integer)::double precision AS first_touch,
              (((t.pos = t.n))::integer)::double precision AS last_touch,
              ((1.0)::double precision / (t.n)::double precision) AS linear,
-             power((2.0)::double precision, ((- t.age_days) / compute_deal_attribution.p_half_life_days)) AS decay,
+             COALESCE(power((2.0)::double precision, ((- t.age_days) / compute_deal_attribution.p_half_life_days)), (1.0)::double precision) AS decay,
              (
                  CASE
                      WHEN (t.n = 1) THEN 1.0
@@ -612,6 +613,7 @@ CREATE FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_id
          ), normalised AS (
           SELECT w.deal_id,
              w.channel,
+             w.activity_id,
              w.first_touch,
              w.last_touch,
              w.linear,
@@ -623,7 +625,7 @@ CREATE FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_id
          )
   SELECT n.deal_id,
      n.channel,
-     (count(*))::integer AS touches,
+     (count(n.activity_id))::integer AS touches,
      sum(n.first_touch) AS first_touch,
      sum(n.last_touch) AS last_touch,
      sum(n.linear) AS linear,
@@ -632,22 +634,7 @@ CREATE FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_id
      sum(n.j_shaped) AS j_shaped,
      sum(n.inverse_j) AS inverse_j
     FROM normalised n
-   GROUP BY n.deal_id, n.channel
- UNION ALL
-  SELECT d.id AS deal_id,
-     'unattributed'::text AS channel,
-     0 AS touches,
-     1.0 AS first_touch,
-     1.0 AS last_touch,
-     1.0 AS linear,
-     1.0 AS time_decay,
-     1.0 AS position_based,
-     1.0 AS j_shaped,
-     1.0 AS inverse_j
-    FROM deals d
-   WHERE (NOT (EXISTS ( SELECT 1
-            FROM touches t
-           WHERE (t.deal_id = d.id))));
+   GROUP BY n.deal_id, n.channel;
 END;
 
 --
@@ -1384,21 +1371,27 @@ CREATE FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer DEFAUL
               JOIN crm.leads l ON (((l.client_id = get_funnel_analytics.p_client_id) AND (l.created_at >= p.start_at) AND (l.created_at < get_funnel_analytics.p_as_of))))
            WHERE (l.deleted_at IS NULL)
          ), lead_meetings AS (
-          SELECT c.id,
+          SELECT m.lead_id AS id,
              bool_or(((m.scheduled_at < get_funnel_analytics.p_as_of) AND m.showed_up)) AS showed
-            FROM (cohort c
-              JOIN crm.meetings m ON (((m.client_id = get_funnel_analytics.p_client_id) AND (m.lead_id = c.id))))
-           WHERE ((m.deleted_at IS NULL) AND (m.booked_at < get_funnel_analytics.p_as_of))
-           GROUP BY c.id
-         ), cohort_deals AS (
+            FROM crm.meetings m
+           WHERE ((m.client_id = get_funnel_analytics.p_client_id) AND (m.deleted_at IS NULL) AND (m.booked_at < get_funnel_analytics.p_as_of))
+           GROUP BY m.lead_id
+         ), client_deals AS MATERIALIZED (
           SELECT d.lead_id,
              d.value,
              d.currency,
              ((d.stage = 'closed_won'::crm.deal_stage_type) AND (d.closed_at < get_funnel_analytics.p_as_of)) AS won,
              ((d.stage = 'closed_lost'::crm.deal_stage_type) AND (d.closed_at < get_funnel_analytics.p_as_of)) AS lost
-            FROM (cohort c
-              JOIN crm.deals d ON (((d.client_id = get_funnel_analytics.p_client_id) AND (d.lead_id = c.id))))
-           WHERE ((d.deleted_at IS NULL) AND (d.created_at < get_funnel_analytics.p_as_of) AND ((get_funnel_analytics.p_currency IS NULL) OR (d.currency = get_funnel_analytics.p_currency)))
+            FROM crm.deals d
+           WHERE ((d.client_id = get_funnel_analytics.p_client_id) AND (d.deleted_at IS NULL) AND (d.created_at < get_funnel_analytics.p_as_of) AND ((get_funnel_analytics.p_currency IS NULL) OR (d.currency = get_funnel_analytics.p_currency)))
+         ), cohort_deals AS (
+          SELECT cd.lead_id,
+             cd.value,
+             cd.currency,
+             cd.won,
+             cd.lost
+            FROM (client_deals cd
+              JOIN cohort c ON ((cd.lead_id = c.id)))
          ), deal_totals AS (
           SELECT count(*) AS created,
              count(*) FILTER (WHERE cd.won) AS won,
@@ -1413,7 +1406,8 @@ CREATE FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer DEFAUL
                     FROM cohort) AS leads,
              count(*) AS booked,
              count(*) FILTER (WHERE lm.showed) AS showed
-            FROM lead_meetings lm
+            FROM (lead_meetings lm
+              JOIN cohort c ON ((lm.id = c.id)))
          )
   SELECT lt.leads AS total_leads,
      lt.booked AS meetings_booked,
@@ -2896,12 +2890,21 @@ CREATE FUNCTION crm_private.tg_activities__attribution_insert() RETURNS trigger
     SET search_path TO ''
     AS $$
 BEGIN
-    PERFORM crm_private.refresh_deal_attribution(d.client_id, array_agg(DISTINCT d.id))
-    FROM new_activities AS n
-    INNER JOIN crm.deals AS d
-        ON d.client_id = n.client_id AND d.lead_id = n.lead_id AND n.occurred_at <= d.created_at
-    WHERE n.deleted_at IS NULL
-    GROUP BY d.client_id;
+    -- Per touched lead, an index lookup of its deals (LATERAL): the transition table has no
+    -- statistics, and a join the planner could turn around would scan every deal per touch.
+    PERFORM crm_private.refresh_deal_attribution(t.client_id, array_agg(d.id))
+    FROM (
+        SELECT n.client_id, n.lead_id, min(n.occurred_at) AS first_at
+        FROM new_activities AS n
+        WHERE n.deleted_at IS NULL
+        GROUP BY n.client_id, n.lead_id
+    ) AS t
+    CROSS JOIN LATERAL (
+        SELECT x.id
+        FROM crm.deals AS x
+        WHERE x.client_id = t.client_id AND x.lead_id = t.lead_id AND x.created_at >= t.first_at
+    ) AS d
+    GROUP BY t.client_id;
     RETURN NULL;
 END;
 $$;

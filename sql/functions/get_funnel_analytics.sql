@@ -42,31 +42,41 @@ BEGIN ATOMIC
         WHERE l.deleted_at IS NULL
     ),
 
+    -- The client's meetings per lead first, then matched with the cohort (a hash join of two
+    -- sets, rather than one index probe per cohort lead).
     lead_meetings AS (
         SELECT
-            c.id,
+            m.lead_id AS id,
             bool_or(m.scheduled_at < p_as_of AND m.showed_up) AS showed
-        FROM cohort AS c
-        INNER JOIN crm.meetings AS m
-            ON m.client_id = p_client_id AND m.lead_id = c.id
-        WHERE m.deleted_at IS NULL AND m.booked_at < p_as_of
-        GROUP BY c.id
+        FROM crm.meetings AS m
+        WHERE
+            m.client_id = p_client_id
+            AND m.deleted_at IS NULL
+            AND m.booked_at < p_as_of
+        GROUP BY m.lead_id
     ),
 
-    cohort_deals AS (
+    -- The client's deals as one set, matched with the cohort by a hash join (MATERIALIZED keeps
+    -- the planner from probing the deals index once per cohort lead).
+    client_deals AS MATERIALIZED (
         SELECT
             d.lead_id,
             d.value,
             d.currency,
             d.stage = 'closed_won' AND d.closed_at < p_as_of AS won,
             d.stage = 'closed_lost' AND d.closed_at < p_as_of AS lost
-        FROM cohort AS c
-        INNER JOIN crm.deals AS d
-            ON d.client_id = p_client_id AND d.lead_id = c.id
+        FROM crm.deals AS d
         WHERE
-            d.deleted_at IS NULL
+            d.client_id = p_client_id
+            AND d.deleted_at IS NULL
             AND d.created_at < p_as_of
             AND (p_currency IS NULL OR d.currency = p_currency)
+    ),
+
+    cohort_deals AS (
+        SELECT cd.*
+        FROM client_deals AS cd
+        INNER JOIN cohort AS c ON cd.lead_id = c.id
     ),
 
     deal_totals AS (
@@ -89,6 +99,7 @@ BEGIN ATOMIC
             count(*) AS booked,
             count(*) FILTER (WHERE lm.showed) AS showed
         FROM lead_meetings AS lm
+        INNER JOIN cohort AS c ON lm.id = c.id
     )
 
     SELECT

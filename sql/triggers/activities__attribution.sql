@@ -8,12 +8,21 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    PERFORM crm_private.refresh_deal_attribution(d.client_id, array_agg(DISTINCT d.id))
-    FROM new_activities AS n
-    INNER JOIN crm.deals AS d
-        ON d.client_id = n.client_id AND d.lead_id = n.lead_id AND n.occurred_at <= d.created_at
-    WHERE n.deleted_at IS NULL
-    GROUP BY d.client_id;
+    -- Per touched lead, an index lookup of its deals (LATERAL): the transition table has no
+    -- statistics, and a join the planner could turn around would scan every deal per touch.
+    PERFORM crm_private.refresh_deal_attribution(t.client_id, array_agg(d.id))
+    FROM (
+        SELECT n.client_id, n.lead_id, min(n.occurred_at) AS first_at
+        FROM new_activities AS n
+        WHERE n.deleted_at IS NULL
+        GROUP BY n.client_id, n.lead_id
+    ) AS t
+    CROSS JOIN LATERAL (
+        SELECT x.id
+        FROM crm.deals AS x
+        WHERE x.client_id = t.client_id AND x.lead_id = t.lead_id AND x.created_at >= t.first_at
+    ) AS d
+    GROUP BY t.client_id;
     RETURN NULL;
 END;
 $$;
