@@ -192,9 +192,11 @@ def explain_all(conn: psycopg.Connection[Any], client: uuid.UUID) -> list[str]:
             sql.SQL("SET auto_explain.{} = {}").format(sql.Identifier(setting), sql.Literal(value))
         )
     for name, query in SPEC_CALLS.items():
+        conn.execute("SELECT 'flush'")  # the previous statement's plan is logged when it ends
         notices.clear()
         conn.execute(query.encode(), {"c": client, "as_of": AS_OF}).fetchall()
-        text = "\n\n".join(n for n in notices if "Query Text" in n or "Plan" in n or "->" in n)
+        conn.execute("SELECT 'flush'")
+        text = "\n\n".join(n for n in notices if ("Plan" in n or "->" in n) and "'flush'" not in n)
         (PLANS / f"{name}.txt").write_text(text + "\n")
         for line in text.splitlines():
             if "Seq Scan on" in line and any(f" {t} " in line + " " for t in BIG_TABLES):

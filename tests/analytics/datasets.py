@@ -105,7 +105,8 @@ leads = st.builds(
     meetings=st.lists(meetings, max_size=3),
     deals=st.lists(deals, max_size=2),
 )
-clients = st.lists(leads, min_size=1, max_size=12)
+# 1-15 leads with 0-2 deals each: 1-30 deals (a client without any deal is not drawn)
+clients = st.lists(leads, min_size=1, max_size=15).filter(lambda ls: any(lead.deals for lead in ls))
 
 
 @dataclass

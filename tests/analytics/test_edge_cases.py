@@ -83,6 +83,15 @@ def test_show_rate_edges(db: Any, make: Make) -> None:
     assert show(db, client, None)[0] == 7  # all time includes the one 100 days back
 
 
+def test_only_future_meetings_count_nothing(db: Any, make: Make) -> None:
+    client = make.client()
+    lead = make.lead(client)
+    meeting(make, lead, AS_OF + D)
+    meeting(make, lead, AS_OF + 2 * D, meeting_outcome="cancelled")
+    assert show(db, client) == (0, None, None, None, None, None, 0)
+    assert show(db, client, None) == (0, None, None, None, None, None, 0)
+
+
 def test_confirmed_and_reminded_show_rates_count_only_before_the_meeting(
     db: Any, make: Make
 ) -> None:
