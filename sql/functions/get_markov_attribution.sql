@@ -27,6 +27,7 @@ DECLARE
     -- columns 0 = start (never a target), 1..n channels, n + 1 = null, n + 2 = conversion
     v_base double precision;
     v_removed double precision [];
+    v_currencies text [];
     v_won_deals integer;
     v_won_value double precision;
     v_unattributed_deals integer;
@@ -36,23 +37,13 @@ DECLARE
     v_to text [];
     v_count double precision [];
 BEGIN
-    PERFORM crm_private.analytics_one_currency(
-        'get_markov_attribution',
-        ARRAY(
-            SELECT DISTINCT d.currency
-            FROM crm.deals AS d
-            WHERE d.client_id = p_client_id AND d.stage = 'closed_won' AND d.deleted_at IS NULL
-              AND d.closed_at >= v_start_at AND d.closed_at < p_as_of
-              AND (p_currency IS NULL OR d.currency = p_currency)
-        )
-    );
-
-    SELECT count(*), coalesce(sum(d.value::double precision), 0)
-    INTO v_won_deals, v_won_value
+    SELECT array_agg(DISTINCT d.currency), count(*), coalesce(sum(d.value::double precision), 0)
+    INTO v_currencies, v_won_deals, v_won_value
     FROM crm.deals AS d
     WHERE d.client_id = p_client_id AND d.stage = 'closed_won' AND d.deleted_at IS NULL
       AND d.closed_at >= v_start_at AND d.closed_at < p_as_of
       AND (p_currency IS NULL OR d.currency = p_currency);
+    PERFORM crm_private.analytics_one_currency('get_markov_attribution', v_currencies);
     -- Won deals with no eligible touch are credited to unattributed, outside the chain.
     SELECT v_won_deals - count(*), v_won_value - coalesce(sum(s.value), 0)
     INTO v_unattributed_deals, v_unattributed_value
