@@ -94,6 +94,281 @@ COMMENT ON TYPE crm.deal_stage_type IS 'Pipeline stage of a deal, in pipeline or
 proposal 40, negotiation 60, verbal_commit 80, contract_sent 90, closed_won 100, closed_lost 0.';
 
 --
+-- Name: claim_pushes(uuid, text, integer, integer); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.claim_pushes(p_client_id uuid, p_lease_owner text, p_limit integer DEFAULT 100, p_lease_seconds integer DEFAULT 300) RETURNS TABLE(client_id uuid, id bigint, operation text, lead_id uuid, meeting_id uuid, deal_id uuid, attempts integer, crm_config_id uuid, lease_expires_at timestamp with time zone)
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_now timestamptz := pg_catalog.clock_timestamp();
+    v_config_id uuid;
+    v_max_attempts integer;
+BEGIN
+    IF p_lease_owner IS NULL OR pg_catalog.btrim(p_lease_owner) = '' THEN
+        RAISE EXCEPTION 'claim_pushes: p_lease_owner must name the runner, got %',
+            coalesce(pg_catalog.quote_literal(p_lease_owner), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass a name unique to this runner, e.g. host name and process id.';
+    END IF;
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
+        RAISE EXCEPTION 'claim_pushes: p_limit must be between 1 and 10000, got %', p_limit
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Claim a batch of 1 to 10000 pushes (100 is a good default).';
+    END IF;
+    IF p_lease_seconds IS NULL OR p_lease_seconds NOT BETWEEN 1 AND 86400 THEN
+        RAISE EXCEPTION 'claim_pushes: p_lease_seconds must be between 1 and 86400, got %',
+            p_lease_seconds
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The lease must outlast one push''s CRM calls (300 s is the default).';
+    END IF;
+
+    -- Only a live, active config that is not in error gets pushes.
+    SELECT cfg.id, cfg.max_attempts INTO v_config_id, v_max_attempts
+    FROM crm.client_crm_configs AS cfg
+    WHERE cfg.client_id = p_client_id
+      AND cfg.deleted_at IS NULL
+      AND cfg.is_active
+      AND cfg.connection_status <> 'error';
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+
+    -- Rescue: a claim whose lease lapsed belongs to a runner that crashed or hung. It goes
+    -- back to pending (its attempt counted), or dead once the attempts are spent. One whose
+    -- entity got a newer pending push of the same operation meanwhile is superseded by it
+    -- (the pending push sends the entity's current state).
+    UPDATE crm.crm_push_queue AS q
+    SET status = 'done',
+        finished_at = v_now,
+        last_error = 'lease of ' || q.lease_owner || ' expired; superseded by a newer pending push',
+        lease_owner = NULL,
+        lease_expires_at = NULL
+    WHERE q.status = 'in_flight'
+      AND q.lease_expires_at < v_now
+      AND q.client_id = p_client_id
+      AND EXISTS (
+          SELECT 1
+          FROM crm.crm_push_queue AS p
+          WHERE p.client_id = q.client_id
+            AND p.operation = q.operation
+            AND coalesce(p.deal_id, p.meeting_id, p.lead_id)
+            = coalesce(q.deal_id, q.meeting_id, q.lead_id)
+            AND p.status = 'pending'
+      );
+
+    UPDATE crm.crm_push_queue AS q
+    SET status = CASE WHEN q.attempts >= v_max_attempts THEN 'dead' ELSE 'pending' END,
+        run_after = v_now,
+        finished_at = CASE WHEN q.attempts >= v_max_attempts THEN v_now END,
+        last_error = 'lease of ' || q.lease_owner || ' expired at '
+        || pg_catalog.to_char(q.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+        || ' (runner crashed or hung) after attempt ' || q.attempts,
+        lease_owner = NULL,
+        lease_expires_at = NULL
+    WHERE q.status = 'in_flight'
+      AND q.lease_expires_at < v_now
+      AND q.client_id = p_client_id;
+
+    RETURN QUERY
+    WITH picked AS (
+        SELECT q.client_id, q.id
+        FROM crm.crm_push_queue AS q
+        WHERE q.client_id = p_client_id
+          AND q.status = 'pending'
+          AND q.run_after <= v_now
+          -- Per-entity order: never overtake an unfinished earlier push of the same lead.
+          AND NOT EXISTS (
+              SELECT 1
+              FROM crm.crm_push_queue AS e
+              WHERE e.client_id = q.client_id
+                AND e.lead_id = q.lead_id
+                AND e.id < q.id
+                AND e.status IN ('pending', 'in_flight', 'held')
+          )
+        ORDER BY q.run_after, q.id
+        LIMIT p_limit
+        FOR UPDATE OF q SKIP LOCKED
+    )
+    UPDATE crm.crm_push_queue AS u
+    SET status = 'in_flight',
+        attempts = u.attempts + 1,
+        lease_owner = p_lease_owner,
+        lease_expires_at = v_now + pg_catalog.make_interval(secs => p_lease_seconds),
+        updated_at = v_now
+    FROM picked
+    WHERE u.client_id = picked.client_id AND u.id = picked.id
+    RETURNING
+        u.client_id, u.id, u.operation, u.lead_id, u.meeting_id, u.deal_id, u.attempts,
+        v_config_id, u.lease_expires_at;
+END;
+$$;
+
+--
+-- Name: FUNCTION claim_pushes(p_client_id uuid, p_lease_owner text, p_limit integer, p_lease_seconds integer); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.claim_pushes(p_client_id uuid, p_lease_owner text, p_limit integer, p_lease_seconds integer) IS 'Claim up to p_limit due pushes of one client for the runner p_lease_owner, under a lease of
+p_lease_seconds: each becomes in_flight with its attempt counted, in a short transaction of its
+own (never held across an HTTP call). Claims skip rows other runners hold (SKIP LOCKED) and
+pushes whose lead has an earlier unfinished push, so one lead''s pushes go out one at a time in
+order. First returns lapsed leases (crashed runners) to pending, or dead when their attempts
+are spent. Returns nothing when the client has no live, active config or its config is in
+error.';
+
+--
+-- Name: complete_pushes(uuid, text, bigint[]); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[]) RETURNS integer
+    LANGUAGE sql
+    SET search_path TO ''
+    AS $$
+    WITH done AS (
+        UPDATE crm.crm_push_queue AS q
+        SET status = 'done',
+            lease_owner = NULL,
+            lease_expires_at = NULL,
+            finished_at = pg_catalog.clock_timestamp(),
+            updated_at = pg_catalog.clock_timestamp()
+        WHERE q.client_id = p_client_id
+          AND q.id = ANY(p_push_ids)
+          AND q.status = 'in_flight'
+          AND q.lease_owner = p_lease_owner
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM done;
+$$;
+
+--
+-- Name: FUNCTION complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[]); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[]) IS 'Mark many claimed pushes of one client done in one statement (pushes with nothing to send,
+batch acknowledgements). Pushes p_lease_owner no longer holds are left alone. Returns how many
+were completed.';
+
+--
+-- Name: finish_push(uuid, bigint, text, text, text, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text DEFAULT NULL::text, p_retry_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_now timestamptz := pg_catalog.clock_timestamp();
+    v_push crm.crm_push_queue;
+    v_max_attempts integer;
+    v_status text;
+BEGIN
+    IF p_outcome IS NULL OR p_outcome NOT IN ('done', 'retry', 'defer', 'failed', 'held') THEN
+        RAISE EXCEPTION 'finish_push: p_outcome must be done, retry, defer, failed or held, got %',
+            coalesce(pg_catalog.quote_literal(p_outcome), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'done: the CRM has it; retry: try again at p_retry_at; defer: wait '
+                      'until p_retry_at without spending an attempt; failed: not retryable; '
+                      'held: the CRM config needs fixing.';
+    END IF;
+    IF p_outcome IN ('retry', 'defer') AND p_retry_at IS NULL THEN
+        RAISE EXCEPTION 'finish_push: p_retry_at is required when p_outcome is %', p_outcome
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass when the push may be tried again, e.g. now() + interval ''5 s''.';
+    END IF;
+
+    SELECT q.* INTO v_push
+    FROM crm.crm_push_queue AS q
+    WHERE q.client_id = p_client_id AND q.id = p_push_id
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'finish_push: push % of client % does not exist', p_push_id, p_client_id
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'Pass the client_id and id returned by crm.claim_pushes.';
+    END IF;
+    -- The lease was lost (it lapsed and another runner took the push): that runner owns it.
+    IF v_push.status <> 'in_flight' OR v_push.lease_owner IS DISTINCT FROM p_lease_owner THEN
+        RETURN 'lease_lost';
+    END IF;
+
+    SELECT cfg.max_attempts INTO v_max_attempts
+    FROM crm.client_crm_configs AS cfg
+    WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL;
+
+    v_status := CASE p_outcome
+        WHEN 'done' THEN 'done'
+        WHEN 'failed' THEN 'failed'
+        WHEN 'held' THEN 'held'
+        WHEN 'defer' THEN 'pending'
+        ELSE CASE WHEN v_push.attempts >= coalesce(v_max_attempts, 10) THEN 'dead'
+            ELSE 'pending' END
+    END;
+    -- Back to pending while the entity got a newer pending push of the same operation: that
+    -- one sends the current state, so this one is superseded.
+    IF v_status = 'pending' AND EXISTS (
+        SELECT 1
+        FROM crm.crm_push_queue AS p
+        WHERE p.client_id = p_client_id
+          AND p.operation = v_push.operation
+          AND coalesce(p.deal_id, p.meeting_id, p.lead_id)
+          = coalesce(v_push.deal_id, v_push.meeting_id, v_push.lead_id)
+          AND p.status = 'pending'
+    ) THEN
+        v_status := 'superseded';
+    END IF;
+
+    UPDATE crm.crm_push_queue AS q
+    SET status = CASE WHEN v_status = 'superseded' THEN 'done' ELSE v_status END,
+        -- A held or deferred push did not really try: its attempt is given back.
+        attempts = CASE WHEN p_outcome IN ('held', 'defer') THEN greatest(q.attempts - 1, 0)
+            ELSE q.attempts END,
+        run_after = CASE WHEN v_status = 'pending' THEN p_retry_at ELSE q.run_after END,
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        last_error = CASE WHEN p_outcome = 'done' THEN q.last_error
+            ELSE pg_catalog.left(p_error, 2000) END,
+        finished_at = CASE WHEN v_status IN ('done', 'failed', 'dead', 'superseded') THEN v_now
+            END,
+        updated_at = v_now
+    WHERE q.client_id = p_client_id AND q.id = p_push_id;
+
+    IF v_status = 'done' THEN
+        -- Keep the config's health true, without rewriting it on every push.
+        UPDATE crm.client_crm_configs AS cfg
+        -- A config another push just put in error stays in error: only fixing its
+        -- credentials releases the held pushes.
+        SET last_successful_push_at = v_now,
+            connection_status = 'connected',
+            last_error = NULL
+        WHERE cfg.client_id = p_client_id
+          AND cfg.deleted_at IS NULL
+          AND cfg.connection_status <> 'error'
+          AND (
+              cfg.last_successful_push_at IS NULL
+              OR cfg.last_successful_push_at < v_now - interval '1 second'
+              OR cfg.connection_status <> 'connected'
+              OR cfg.last_error IS NOT NULL
+          );
+    END IF;
+    RETURN v_status;
+END;
+$$;
+
+--
+-- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone) IS 'Record how a claimed push ended and return its new status. done: the CRM has it (the
+config''s last_successful_push_at and connection_status are kept current); retry: pending
+again at p_retry_at, or dead when the config''s max_attempts are spent; defer: pending again at
+p_retry_at without spending an attempt (waiting for the CRM''s search index or for another
+push creating the same record); failed: not
+retryable; held: waiting for the CRM config to be fixed, the attempt not counted. A retry or
+defer while the entity has a newer pending push of the same operation returns superseded (the
+row becomes done: the newer push sends the current state). Returns lease_lost, changing
+nothing, when p_lease_owner no longer holds the push.';
+
+--
 -- Name: analytics_one_currency(text, text[]); Type: FUNCTION; Schema: crm_private; Owner: -
 --
 
@@ -2338,6 +2613,112 @@ and weighted_value = sum of value x probability / 100, with the probability the 
 p_as_of. Rows by month, NULL last. Raises 22023 for several currencies without p_currency.';
 
 --
+-- Name: hold_pushes(uuid, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.hold_pushes(p_client_id uuid, p_error text) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_held integer;
+BEGIN
+    UPDATE crm.client_crm_configs AS cfg
+    SET connection_status = 'error',
+        last_error = pg_catalog.left(p_error, 2000)
+    WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL;
+
+    UPDATE crm.crm_push_queue AS q
+    SET status = 'held',
+        last_error = pg_catalog.left(p_error, 2000)
+    WHERE q.client_id = p_client_id AND q.status = 'pending';
+    GET DIAGNOSTICS v_held = ROW_COUNT;
+    RETURN v_held;
+END;
+$$;
+
+--
+-- Name: FUNCTION hold_pushes(p_client_id uuid, p_error text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.hold_pushes(p_client_id uuid, p_error text) IS 'The client''s CRM refused our credentials (401, failed token refresh): mark its live config
+connection_status error with p_error, and hold its pending pushes (status held) without
+spending their attempts. Fixing the config''s credentials, or setting connection_status back,
+releases them (trigger on crm.client_crm_configs). Returns how many pushes were held.';
+
+--
+-- Name: push_queue_status(uuid); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.push_queue_status(p_client_id uuid DEFAULT NULL::uuid) RETURNS TABLE(client_id uuid, client_name text, crm_type text, connection_status text, is_active boolean, pending bigint, due bigint, in_flight bigint, held bigint, failed bigint, dead bigint, oldest_pending_at timestamp with time zone, next_run_after timestamp with time zone, last_successful_push_at timestamp with time zone, last_error text)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    AS $$
+    SELECT
+        c.id,
+        c.name,
+        cfg.crm_type,
+        cfg.connection_status,
+        cfg.is_active,
+        coalesce(p.pending, 0),
+        coalesce(p.due, 0),
+        coalesce(f.in_flight, 0),
+        coalesce(h.held, 0),
+        coalesce(s.failed, 0),
+        coalesce(s.dead, 0),
+        p.oldest_pending_at,
+        p.next_run_after,
+        cfg.last_successful_push_at,
+        cfg.last_error
+    FROM crm.clients AS c
+    LEFT JOIN crm.client_crm_configs AS cfg
+        ON cfg.client_id = c.id AND cfg.deleted_at IS NULL
+    LEFT JOIN LATERAL (
+        SELECT
+            count(*) AS pending,
+            count(*) FILTER (WHERE q.run_after <= pg_catalog.now()) AS due,
+            min(q.created_at) AS oldest_pending_at,
+            min(q.run_after) AS next_run_after
+        FROM crm.crm_push_queue AS q
+        WHERE q.client_id = c.id AND q.status = 'pending'
+    ) AS p ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT count(*) AS in_flight
+        FROM crm.crm_push_queue AS q
+        WHERE q.client_id = c.id AND q.status = 'in_flight'
+    ) AS f ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT count(*) AS held
+        FROM crm.crm_push_queue AS q
+        WHERE q.client_id = c.id AND q.status = 'held'
+    ) AS h ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT
+            count(*) FILTER (WHERE q.status = 'failed') AS failed,
+            count(*) FILTER (WHERE q.status = 'dead') AS dead
+        FROM crm.crm_push_queue AS q
+        WHERE q.client_id = c.id AND q.status IN ('failed', 'dead')
+    ) AS s ON TRUE
+    WHERE c.deleted_at IS NULL
+      AND (p_client_id IS NULL OR c.id = p_client_id)
+      AND (
+          cfg.id IS NOT NULL
+          OR coalesce(p.pending, 0) + coalesce(f.in_flight, 0) + coalesce(h.held, 0)
+          + coalesce(s.failed, 0) + coalesce(s.dead, 0) > 0
+      )
+    ORDER BY c.name, c.id;
+$$;
+
+--
+-- Name: FUNCTION push_queue_status(p_client_id uuid); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.push_queue_status(p_client_id uuid) IS 'The push queue per client (all clients, or p_client_id): its CRM connection, how many pushes
+are pending (and due now), in flight, held, failed and dead, the oldest pending push, the next
+retry time, the last successful push and the last error. Clients with neither a CRM config nor
+unfinished pushes are left out. Done pushes are not counted (the table keeps them all).';
+
+--
 -- Name: reopen_deal(uuid, text, crm.deal_stage_type); Type: FUNCTION; Schema: crm; Owner: -
 --
 
@@ -2411,6 +2792,75 @@ days_to_close and lost_reason, resets probability to the stage default, and reco
 crm.deal_stage_history with p_reason. Returns the updated deal.
 Raises 22023 for an empty reason or a closed p_stage, P0002 for an unknown or soft-deleted deal,
 55000 for a deal that is not closed.';
+
+--
+-- Name: retry_pushes(uuid, text[], bigint[]); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.retry_pushes(p_client_id uuid DEFAULT NULL::uuid, p_statuses text[] DEFAULT ARRAY['dead'::text, 'failed'::text], p_push_ids bigint[] DEFAULT NULL::bigint[]) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_bad text;
+    v_count integer;
+BEGIN
+    SELECT s INTO v_bad
+    FROM pg_catalog.unnest(p_statuses) AS s
+    WHERE s IS NULL OR s NOT IN ('dead', 'failed', 'held')
+    LIMIT 1;
+    IF FOUND OR p_statuses IS NULL OR pg_catalog.cardinality(p_statuses) = 0 THEN
+        RAISE EXCEPTION 'retry_pushes: p_statuses may hold dead, failed and held, got %',
+            coalesce(pg_catalog.quote_literal(v_bad), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pending and in-flight pushes are already on their way; done ones are done.';
+    END IF;
+    WITH chosen AS (
+        -- The newest of several stuck pushes of one entity and operation stands for them all.
+        SELECT DISTINCT ON (s.client_id, s.operation, coalesce(s.deal_id, s.meeting_id, s.lead_id))
+            s.client_id,
+            s.id
+        FROM crm.crm_push_queue AS s
+        WHERE s.status = ANY(p_statuses)
+          AND (p_client_id IS NULL OR s.client_id = p_client_id)
+          AND (p_push_ids IS NULL OR s.id = ANY(p_push_ids))
+        ORDER BY s.client_id, s.operation, coalesce(s.deal_id, s.meeting_id, s.lead_id), s.id DESC
+    )
+    UPDATE crm.crm_push_queue AS q
+    SET status = 'pending',
+        attempts = 0,
+        run_after = pg_catalog.now(),
+        finished_at = NULL,
+        lease_owner = NULL,
+        lease_expires_at = NULL
+    FROM chosen
+    WHERE q.client_id = chosen.client_id
+      AND q.id = chosen.id
+      -- One pending push per entity and operation: a pending push already sends the current
+      -- state.
+      AND NOT EXISTS (
+          SELECT 1
+          FROM crm.crm_push_queue AS p
+          WHERE p.client_id = q.client_id
+            AND p.operation = q.operation
+            AND coalesce(p.deal_id, p.meeting_id, p.lead_id)
+            = coalesce(q.deal_id, q.meeting_id, q.lead_id)
+            AND p.status = 'pending'
+      );
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END;
+$$;
+
+--
+-- Name: FUNCTION retry_pushes(p_client_id uuid, p_statuses text[], p_push_ids bigint[]); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.retry_pushes(p_client_id uuid, p_statuses text[], p_push_ids bigint[]) IS 'Send dead and failed (or held) pushes again: back to pending with a fresh attempt budget,
+due now. Narrow with p_client_id, p_statuses and p_push_ids. A push whose entity already has
+a pending push of the same operation is left as it is (the pending one sends the current
+state), and of several stuck pushes of one entity and operation only the newest goes back.
+Returns how many pushes were put back.';
 
 --
 -- Name: create_deal_for_meeting(uuid, uuid); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -2933,6 +3383,106 @@ $$;
 
 COMMENT ON FUNCTION crm_private.tg_activities__attribution_update() IS 'Trigger (AFTER UPDATE on crm.activities, when lead_id, channel, occurred_at or deleted_at
 changed): recomputes the attribution credits of the deals the touch counted or counts for.';
+
+--
+-- Name: tg_client_crm_configs__credentials(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_client_crm_configs__credentials() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    IF OLD.connection_status = 'error'
+       AND NEW.connection_status = 'error'
+       AND (
+           NEW.api_key IS DISTINCT FROM OLD.api_key
+           OR NEW.oauth_access_token IS DISTINCT FROM OLD.oauth_access_token
+           OR NEW.oauth_refresh_token IS DISTINCT FROM OLD.oauth_refresh_token
+           OR NEW.api_base_url IS DISTINCT FROM OLD.api_base_url
+       ) THEN
+        NEW.connection_status := 'pending';
+        NEW.last_error := NULL;
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_client_crm_configs__credentials(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_client_crm_configs__credentials() IS 'Trigger (BEFORE UPDATE on crm.client_crm_configs): new credentials (or base URL) on a config
+in error set it back to pending and clear last_error.';
+
+--
+-- Name: tg_client_crm_configs__release_held(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_client_crm_configs__release_held() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    -- Of several held pushes of one entity and operation, or a held one and a pending one,
+    -- only the newest goes on: it sends the entity's current state.
+    UPDATE crm.crm_push_queue AS q
+    SET status = 'done',
+        finished_at = pg_catalog.clock_timestamp(),
+        last_error = 'superseded by a newer push of the same entity and operation'
+    WHERE q.client_id = NEW.client_id
+      AND q.status = 'held'
+      AND EXISTS (
+          SELECT 1
+          FROM crm.crm_push_queue AS p
+          WHERE p.client_id = q.client_id
+            AND p.operation = q.operation
+            AND coalesce(p.deal_id, p.meeting_id, p.lead_id)
+            = coalesce(q.deal_id, q.meeting_id, q.lead_id)
+            AND (p.status = 'pending' OR (p.status = 'held' AND p.id > q.id))
+      );
+    UPDATE crm.crm_push_queue AS q
+    SET status = 'pending',
+        run_after = pg_catalog.now()
+    WHERE q.client_id = NEW.client_id AND q.status = 'held';
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_client_crm_configs__release_held(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_client_crm_configs__release_held() IS 'Trigger (AFTER UPDATE on crm.client_crm_configs, when connection_status leaves error, also
+when a BEFORE trigger changed it): the client''s held pushes become pending again, due now; of
+several of one entity and operation only the newest.';
+
+--
+-- Name: tg_crm_push_queue__notify(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_crm_push_queue__notify() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_client_id uuid;
+BEGIN
+    -- One notification per client per statement; PostgreSQL folds repeats within a
+    -- transaction and delivers them at commit (none on rollback).
+    FOR v_client_id IN SELECT DISTINCT n.client_id FROM new_pushes AS n LOOP
+        PERFORM pg_catalog.pg_notify('crm_push_queue', v_client_id::text);
+    END LOOP;
+    RETURN NULL;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_crm_push_queue__notify(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_crm_push_queue__notify() IS 'Trigger (AFTER INSERT on crm.crm_push_queue, per statement): NOTIFY crm_push_queue with the
+client id of the new pushes, so a watching drainer starts at once.';
 
 --
 -- Name: tg_deals__after_insert(); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -3718,10 +4268,18 @@ CREATE TABLE crm.client_crm_configs (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     deleted_at timestamp with time zone,
+    api_base_url text,
+    stage_map jsonb DEFAULT '{}'::jsonb NOT NULL,
+    external_key_fields jsonb DEFAULT '{}'::jsonb NOT NULL,
+    max_attempts integer DEFAULT 10 NOT NULL,
+    CONSTRAINT client_crm_configs_api_base_url_check CHECK ((api_base_url ~ '^https?://[^[:space:]/]+(/[^[:space:]]*)?$'::text)),
     CONSTRAINT client_crm_configs_connection_status_check CHECK ((connection_status = ANY (ARRAY['pending'::text, 'connected'::text, 'error'::text, 'disconnected'::text]))),
     CONSTRAINT client_crm_configs_crm_type_check CHECK ((crm_type = ANY (ARRAY['hubspot'::text, 'pipedrive'::text, 'close'::text]))),
+    CONSTRAINT client_crm_configs_external_key_fields_check CHECK ((jsonb_typeof(external_key_fields) = 'object'::text)),
     CONSTRAINT client_crm_configs_hubspot_portal_id_check CHECK (((crm_type = 'hubspot'::text) OR (hubspot_portal_id IS NULL))),
-    CONSTRAINT client_crm_configs_oauth_check CHECK (((crm_type = 'hubspot'::text) OR (num_nonnulls(oauth_access_token, oauth_refresh_token, oauth_expires_at) = 0)))
+    CONSTRAINT client_crm_configs_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
+    CONSTRAINT client_crm_configs_oauth_check CHECK (((crm_type = 'hubspot'::text) OR (num_nonnulls(oauth_access_token, oauth_refresh_token, oauth_expires_at) = 0))),
+    CONSTRAINT client_crm_configs_stage_map_check CHECK ((jsonb_typeof(stage_map) = 'object'::text))
 );
 
 --
@@ -3840,6 +4398,41 @@ COMMENT ON COLUMN crm.client_crm_configs.updated_at IS 'When the row last change
 COMMENT ON COLUMN crm.client_crm_configs.deleted_at IS 'Soft-delete time; NULL while the row is live.';
 
 --
+-- Name: COLUMN client_crm_configs.api_base_url; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.api_base_url IS 'Root URL of the CRM API (scheme and host, no path), e.g. https://api.hubapi.com. NULL means
+the vendor''s public API; set it to talk to a proxy or the local CRM sandbox.';
+
+--
+-- Name: COLUMN client_crm_configs.stage_map; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.stage_map IS 'Our deal stage -> the CRM''s stage id, e.g. {"proposal": "presentationscheduled"}. An open
+stage that is not mapped leaves the CRM deal''s stage as it is; closed_won and closed_lost fall
+back to the CRM''s own won and lost (see docs/push.md).';
+
+--
+-- Name: COLUMN client_crm_configs.external_key_fields; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.external_key_fields IS 'Where our stable external key is written in the CRM, per CRM entity, e.g. {"deal":
+"agency_crm_key"}: a HubSpot unique property, a Pipedrive custom field key or a Close custom
+field id (cf_...). Missing entries use the defaults in docs/push.md.';
+
+--
+-- Name: COLUMN client_crm_configs.max_attempts; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.max_attempts IS 'How many times a push is tried before it becomes dead.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_api_base_url_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_api_base_url_check ON crm.client_crm_configs IS 'api_base_url must be an http(s) URL without spaces.';
+
+--
 -- Name: CONSTRAINT client_crm_configs_connection_status_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
 --
 
@@ -3852,16 +4445,34 @@ COMMENT ON CONSTRAINT client_crm_configs_connection_status_check ON crm.client_c
 COMMENT ON CONSTRAINT client_crm_configs_crm_type_check ON crm.client_crm_configs IS 'crm_type must be one of hubspot, pipedrive, close.';
 
 --
+-- Name: CONSTRAINT client_crm_configs_external_key_fields_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_external_key_fields_check ON crm.client_crm_configs IS 'external_key_fields must be a JSON object.';
+
+--
 -- Name: CONSTRAINT client_crm_configs_hubspot_portal_id_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
 --
 
 COMMENT ON CONSTRAINT client_crm_configs_hubspot_portal_id_check ON crm.client_crm_configs IS 'hubspot_portal_id is for hubspot configs only.';
 
 --
+-- Name: CONSTRAINT client_crm_configs_max_attempts_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_max_attempts_check ON crm.client_crm_configs IS 'max_attempts must be between 1 and 100.';
+
+--
 -- Name: CONSTRAINT client_crm_configs_oauth_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
 --
 
 COMMENT ON CONSTRAINT client_crm_configs_oauth_check ON crm.client_crm_configs IS 'oauth_access_token, oauth_refresh_token and oauth_expires_at are for hubspot configs only.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_stage_map_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_stage_map_check ON crm.client_crm_configs IS 'stage_map must be a JSON object.';
 
 --
 -- Name: crm_external_ids; Type: TABLE; Schema: crm; Owner: -
@@ -3874,10 +4485,12 @@ CREATE TABLE crm.crm_external_ids (
     entity_type text NOT NULL,
     external_key text NOT NULL,
     entity_id uuid,
-    crm_id text NOT NULL,
+    crm_id text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    create_sent_at timestamp with time zone,
     CONSTRAINT crm_external_ids_crm_id_check CHECK (((length(crm_id) >= 1) AND (length(crm_id) <= 200))),
+    CONSTRAINT crm_external_ids_crm_id_or_intent_check CHECK (((crm_id IS NOT NULL) OR (create_sent_at IS NOT NULL))),
     CONSTRAINT crm_external_ids_entity_type_check CHECK ((entity_type = ANY (ARRAY['lead'::text, 'contact'::text, 'deal'::text, 'organisation'::text]))),
     CONSTRAINT crm_external_ids_external_key_check CHECK (((length(external_key) >= 1) AND (length(external_key) <= 200)))
 );
@@ -3931,7 +4544,7 @@ COMMENT ON COLUMN crm.crm_external_ids.entity_id IS 'Our lead or deal id when th
 -- Name: COLUMN crm_external_ids.crm_id; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.crm_external_ids.crm_id IS 'Id of the record in the CRM.';
+COMMENT ON COLUMN crm.crm_external_ids.crm_id IS 'Id of the record in the CRM; NULL while a create was sent and its outcome is not known.';
 
 --
 -- Name: COLUMN crm_external_ids.created_at; Type: COMMENT; Schema: crm; Owner: -
@@ -3946,10 +4559,23 @@ COMMENT ON COLUMN crm.crm_external_ids.created_at IS 'When the mapping was first
 COMMENT ON COLUMN crm.crm_external_ids.updated_at IS 'When the row last changed (maintained by trigger).';
 
 --
+-- Name: COLUMN crm_external_ids.create_sent_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_external_ids.create_sent_at IS 'When the runner last sent a create for this key. With crm_id NULL the outcome of that create
+is unknown, so the next attempt looks the record up by its key before creating it.';
+
+--
 -- Name: CONSTRAINT crm_external_ids_crm_id_check ON crm_external_ids; Type: COMMENT; Schema: crm; Owner: -
 --
 
 COMMENT ON CONSTRAINT crm_external_ids_crm_id_check ON crm.crm_external_ids IS 'crm_id must be 1-200 characters.';
+
+--
+-- Name: CONSTRAINT crm_external_ids_crm_id_or_intent_check ON crm_external_ids; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT crm_external_ids_crm_id_or_intent_check ON crm.crm_external_ids IS 'A row holds a CRM id, or records that a create was sent (create_sent_at).';
 
 --
 -- Name: CONSTRAINT crm_external_ids_entity_type_check ON crm_external_ids; Type: COMMENT; Schema: crm; Owner: -
@@ -4730,6 +5356,18 @@ CREATE INDEX crm_push_queue_claim_idx ON crm.crm_push_queue USING btree (client_
 COMMENT ON INDEX crm.crm_push_queue_claim_idx IS 'Claim path of the drainer: pending pushes of one client in run_after order.';
 
 --
+-- Name: crm_push_queue_held_idx; Type: INDEX; Schema: crm; Owner: -
+--
+
+CREATE INDEX crm_push_queue_held_idx ON crm.crm_push_queue USING btree (client_id, id) WHERE (status = 'held'::text);
+
+--
+-- Name: INDEX crm_push_queue_held_idx; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON INDEX crm.crm_push_queue_held_idx IS 'Held pushes of a client, released when its CRM config is fixed.';
+
+--
 -- Name: crm_push_queue_lease_expires_at_idx; Type: INDEX; Schema: crm; Owner: -
 --
 
@@ -4753,6 +5391,31 @@ CREATE UNIQUE INDEX crm_push_queue_pending_entity_key ON crm.crm_push_queue USIN
 
 COMMENT ON INDEX crm.crm_push_queue_pending_entity_key IS 'One pending push per client, operation and entity: repeated changes before the drainer runs
 collapse into the pending row (the drainer sends the entity''s state at send time).';
+
+--
+-- Name: crm_push_queue_stuck_idx; Type: INDEX; Schema: crm; Owner: -
+--
+
+CREATE INDEX crm_push_queue_stuck_idx ON crm.crm_push_queue USING btree (client_id, status, id) WHERE (status = ANY (ARRAY['failed'::text, 'dead'::text]));
+
+--
+-- Name: INDEX crm_push_queue_stuck_idx; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON INDEX crm.crm_push_queue_stuck_idx IS 'Failed and dead pushes per client, for push status and push retry.';
+
+--
+-- Name: crm_push_queue_unfinished_lead_idx; Type: INDEX; Schema: crm; Owner: -
+--
+
+CREATE INDEX crm_push_queue_unfinished_lead_idx ON crm.crm_push_queue USING btree (client_id, lead_id, id) WHERE (status = ANY (ARRAY['pending'::text, 'in_flight'::text, 'held'::text]));
+
+--
+-- Name: INDEX crm_push_queue_unfinished_lead_idx; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON INDEX crm.crm_push_queue_unfinished_lead_idx IS 'Unfinished pushes per lead in id order: the claim takes a push only when none of its lead''s
+earlier pushes is unfinished, so one lead''s pushes reach the CRM one at a time, in order.';
 
 --
 -- Name: deal_stage_history_client_id_changed_at_idx; Type: INDEX; Schema: crm; Owner: -
@@ -5109,6 +5772,12 @@ CREATE TRIGGER _200_lifecycle BEFORE INSERT OR UPDATE ON crm.deals FOR EACH ROW 
 CREATE TRIGGER _200_lifecycle BEFORE INSERT OR UPDATE ON crm.meetings FOR EACH ROW EXECUTE FUNCTION crm_private.tg_meetings__lifecycle();
 
 --
+-- Name: client_crm_configs _400_credentials; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _400_credentials BEFORE UPDATE ON crm.client_crm_configs FOR EACH ROW EXECUTE FUNCTION crm_private.tg_client_crm_configs__credentials();
+
+--
 -- Name: deals _500_after_insert; Type: TRIGGER; Schema: crm; Owner: -
 --
 
@@ -5155,6 +5824,18 @@ CREATE TRIGGER _600_attribution_update AFTER UPDATE ON crm.activities FOR EACH R
 --
 
 CREATE TRIGGER _600_attribution_update AFTER UPDATE ON crm.deals FOR EACH ROW WHEN (((old.created_at IS DISTINCT FROM new.created_at) OR (old.lead_id IS DISTINCT FROM new.lead_id))) EXECUTE FUNCTION crm_private.tg_deals__attribution_update();
+
+--
+-- Name: client_crm_configs _600_release_held; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _600_release_held AFTER UPDATE ON crm.client_crm_configs FOR EACH ROW WHEN (((old.connection_status = 'error'::text) AND (new.connection_status <> 'error'::text))) EXECUTE FUNCTION crm_private.tg_client_crm_configs__release_held();
+
+--
+-- Name: crm_push_queue _900_notify; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _900_notify AFTER INSERT ON crm.crm_push_queue REFERENCING NEW TABLE AS new_pushes FOR EACH STATEMENT EXECUTE FUNCTION crm_private.tg_crm_push_queue__notify();
 
 --
 -- Name: activities activities_client_id_campaign_id_fkey; Type: FK CONSTRAINT; Schema: crm; Owner: -
@@ -5443,6 +6124,24 @@ ALTER TABLE ONLY crm.meetings
 COMMENT ON CONSTRAINT meetings_client_id_lead_id_fkey ON crm.meetings IS 'lead_id must name a lead of the same client.';
 
 --
+-- Name: FUNCTION claim_pushes(p_client_id uuid, p_lease_owner text, p_limit integer, p_lease_seconds integer); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.claim_pushes(p_client_id uuid, p_lease_owner text, p_limit integer, p_lease_seconds integer) FROM PUBLIC;
+
+--
+-- Name: FUNCTION complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[]); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone) FROM PUBLIC;
+
+--
 -- Name: FUNCTION analytics_one_currency(p_function text, p_currencies text[]); Type: ACL; Schema: crm_private; Owner: -
 --
 
@@ -5539,10 +6238,28 @@ REVOKE ALL ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p
 REVOKE ALL ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION hold_pushes(p_client_id uuid, p_error text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.hold_pushes(p_client_id uuid, p_error text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION push_queue_status(p_client_id uuid); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) FROM PUBLIC;
+
+--
 -- Name: FUNCTION reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type) FROM PUBLIC;
+
+--
+-- Name: FUNCTION retry_pushes(p_client_id uuid, p_statuses text[], p_push_ids bigint[]); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.retry_pushes(p_client_id uuid, p_statuses text[], p_push_ids bigint[]) FROM PUBLIC;
 
 --
 -- Name: FUNCTION create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid); Type: ACL; Schema: crm_private; Owner: -
@@ -5621,6 +6338,24 @@ REVOKE ALL ON FUNCTION crm_private.tg_activities__attribution_insert() FROM PUBL
 --
 
 REVOKE ALL ON FUNCTION crm_private.tg_activities__attribution_update() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_client_crm_configs__credentials(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_client_crm_configs__credentials() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_client_crm_configs__release_held(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_client_crm_configs__release_held() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_crm_push_queue__notify(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_crm_push_queue__notify() FROM PUBLIC;
 
 --
 -- Name: FUNCTION tg_deals__after_insert(); Type: ACL; Schema: crm_private; Owner: -

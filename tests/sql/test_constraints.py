@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from tests.helpers.fixtures import T0, Make, Row, count, insert, raises_sqlstate
 
@@ -249,6 +250,29 @@ CHECKS: list[tuple[str, Row, str]] = [
         "client_crm_configs",
         {"hubspot_portal_id": "123"},
         "client_crm_configs_hubspot_portal_id_check",
+    ),
+    (
+        "client_crm_configs",
+        {"api_base_url": "ftp://crm.example"},
+        "client_crm_configs_api_base_url_check",
+    ),
+    (
+        "client_crm_configs",
+        {"api_base_url": "https://has space.example"},
+        "client_crm_configs_api_base_url_check",
+    ),
+    ("client_crm_configs", {"stage_map": Jsonb([])}, "client_crm_configs_stage_map_check"),
+    (
+        "client_crm_configs",
+        {"external_key_fields": Jsonb("deal")},
+        "client_crm_configs_external_key_fields_check",
+    ),
+    ("client_crm_configs", {"max_attempts": 0}, "client_crm_configs_max_attempts_check"),
+    ("client_crm_configs", {"max_attempts": 101}, "client_crm_configs_max_attempts_check"),
+    (
+        "crm_external_ids",
+        {"crm_id": None, "create_sent_at": None},
+        "crm_external_ids_crm_id_or_intent_check",
     ),
     ("crm_external_ids", {"entity_type": "company"}, "crm_external_ids_entity_type_check"),
     ("crm_external_ids", {"external_key": ""}, "crm_external_ids_external_key_check"),
