@@ -18,10 +18,10 @@ help: ## List the targets
 $(BIN)/agency-crm: pyproject.toml $(PIP_CONSTRAINT_FILE)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c $(PIP_CONSTRAINT_FILE) -e '.[dev,oracle]'
+	$(BIN)/pip install --quiet -c $(PIP_CONSTRAINT_FILE) -e '.[dev,oracle,bench]'
 	@touch $@
 
-install: $(BIN)/agency-crm ## Create .venv and install agency-crm (editable) with the dev and test-oracle tools
+install: $(BIN)/agency-crm ## Create .venv and install agency-crm (editable) with the dev, test-oracle and benchmark tools
 
 test: install ## Run the test suite (starts a throwaway PostgreSQL unless TEST_DATABASE_URL is set)
 	$(BIN)/pytest $(PYTEST_ARGS)

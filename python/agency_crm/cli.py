@@ -11,6 +11,8 @@ import typer
 
 from agency_crm import __version__, db, schema
 from agency_crm.errors import AgencyCrmError
+from agency_crm.push_cli import push_app
+from agency_crm.sandbox.cli import sandbox
 
 app = typer.Typer(
     name="agency-crm",
@@ -23,6 +25,8 @@ db_app = typer.Typer(
     help="Install, upgrade and inspect the agency-crm schema.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
+app.add_typer(push_app, name="push")
+app.command("sandbox")(sandbox)
 
 DatabaseUrl = Annotated[
     str | None,

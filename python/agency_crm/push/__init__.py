@@ -1,0 +1,12 @@
+"""The push runner: drains ``crm.crm_push_queue`` into HubSpot, Pipedrive and Close.
+
+Delivery is at least once with an effect of exactly once: every CRM record carries our stable
+external key, the CRM id is stored the moment it is known, and a create whose outcome is unknown
+is looked up by that key before it is ever sent again (see docs/push.md).
+"""
+
+from __future__ import annotations
+
+from agency_crm.push.runner import DrainSettings, DrainSummary, drain
+
+__all__ = ["DrainSettings", "DrainSummary", "drain"]

@@ -1,0 +1,251 @@
+"""Close: a lead holds its contacts; deals are opportunities (value in cents).
+
+HTTP basic auth with the API key as user name. Contacts are found by email with the Advanced
+Filtering search (``POST /api/v1/data/search/``); our external key goes into a lead and an
+opportunity custom field, searched before a create whose earlier outcome is unknown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from agency_crm.push.base import CrmClient, require
+from agency_crm.push.http import CrmError
+from agency_crm.push.model import DealState
+
+
+def email_query(email: str) -> dict[str, Any]:
+    """Advanced Filtering: contacts with this email address."""
+    return {
+        "query": {
+            "type": "and",
+            "queries": [
+                {"type": "object_type", "object_type": "contact"},
+                {
+                    "type": "has_related",
+                    "this_object_type": "contact",
+                    "related_object_type": "contact_email",
+                    "related_query": {
+                        "type": "field_condition",
+                        "field": {
+                            "type": "regular_field",
+                            "object_type": "contact_email",
+                            "field_name": "email",
+                        },
+                        "condition": {"type": "text", "mode": "exact_value", "value": email},
+                    },
+                },
+            ],
+        },
+        "_fields": {"contact": ["id", "lead_id"]},
+        "_limit": 10,
+    }
+
+
+def custom_field_query(object_type: str, field_id: str, value: str) -> dict[str, Any]:
+    """Advanced Filtering: leads or opportunities whose custom field equals value."""
+    return {
+        "query": {
+            "type": "and",
+            "queries": [
+                {"type": "object_type", "object_type": object_type},
+                {
+                    "type": "field_condition",
+                    "field": {"type": "custom_field", "custom_field_id": field_id},
+                    "condition": {"type": "text", "mode": "exact_value", "value": value},
+                },
+            ],
+        },
+        "_fields": {object_type: ["id", "lead_id"]},
+        "_limit": 10,
+    }
+
+
+class Close(CrmClient):
+    """One push into Close."""
+
+    def auth(self) -> httpx.Auth:
+        """HTTP basic: the API key as user name, empty password."""
+        key = self.config.api_key
+        if not key:
+            raise CrmError("auth", "no_credentials", "the Close config has no api_key")
+        return httpx.BasicAuth(key, "")
+
+    async def headers(self) -> dict[str, str]:
+        """No extra headers: Close authenticates with basic auth."""
+        return {}
+
+    async def sync(self) -> dict[str, str | None]:
+        lead_id, contact_id = await self.ensure_lead()
+        opp_id = await self.ensure_opportunity(lead_id, contact_id) if self.ctx.deal else None
+        return {"contact": contact_id, "lead": lead_id, "deal": opp_id}
+
+    async def search(self, operation: str, query: dict[str, Any]) -> dict[str, Any] | None:
+        """POST /api/v1/data/search/; the first hit."""
+        response = await self.http.call(operation, "POST", "/api/v1/data/search/", json_body=query)
+        data = (response.body or {}).get("data") or []
+        return data[0] if data else None
+
+    async def ensure_lead(self) -> tuple[str, str]:
+        """The Close lead and contact of our lead: known, found, or created together."""
+        lead = self.ctx.lead
+        lead_id = self.ids.known("lead", lead.key)
+        contact_id = self.ids.known("contact", lead.key)
+        if lead_id and contact_id:
+            return lead_id, contact_id
+        hit = None
+        if lead.email:
+            hit = await self.search("find_contact", email_query(lead.email))
+            if hit:
+                contact_id, lead_id = str(hit["id"]), str(hit.get("lead_id") or "")
+        if hit is None and self.ids.unknown_outcome("lead", lead.key):
+            found = await self.search(
+                "find_lead_by_key",
+                custom_field_query("lead", self.config.key_field("lead"), lead.key),
+            )
+            if found is not None:
+                lead_id = str(found["id"])
+                got = await self.http.call("get_lead", "GET", f"/api/v1/lead/{lead_id}/")
+                contacts = (got.body or {}).get("contacts") or []
+                contact_id = str(contacts[0]["id"]) if contacts else None
+        if not lead_id or not contact_id:
+            existing = await self.ids.claim_create(
+                "lead", lead.key, lead.id, self.settings.unknown_outcome_window, f"lead {lead.key}"
+            )
+            if existing is not None:
+                # Another push stored the lead (the contact id is stored first).
+                contact_ext = await self.ids.refresh("contact", lead.key)
+                if contact_ext is None or not contact_ext.crm_id:
+                    raise CrmError(
+                        "defer",
+                        "create_in_doubt",
+                        "lead stored without its contact",
+                        retry_after=1.0,
+                    )
+                return existing, contact_ext.crm_id
+            contact: dict[str, Any] = {"name": lead.display_name}
+            if lead.title:
+                contact["title"] = lead.title
+            if lead.email:
+                contact["emails"] = [{"email": lead.email, "type": "office"}]
+            if lead.phone:
+                contact["phones"] = [{"phone": lead.phone, "type": "office"}]
+            response = await self.http.call(
+                "create_contact",
+                "POST",
+                "/api/v1/lead/",
+                json_body={
+                    "name": lead.company or lead.display_name,
+                    "contacts": [contact],
+                    f"custom.{self.config.key_field('lead')}": lead.key,
+                },
+            )
+            body = response.body or {}
+            contacts = body.get("contacts") or []
+            if "id" not in body or not contacts:
+                raise CrmError("retry", "malformed_response", "lead create returned no ids")
+            lead_id, contact_id = str(body["id"]), str(contacts[0]["id"])
+        self.http.tag_last(crm_contact_id=contact_id)
+        await self.ids.record("contact", lead.key, lead.id, contact_id)
+        await self.ids.record("lead", lead.key, lead.id, lead_id)
+        return lead_id, contact_id
+
+    async def statuses(self) -> list[dict[str, Any]]:
+        """The opportunity statuses of the configured pipeline (read once per run)."""
+        cached = self.state.cache.get("statuses")
+        if cached is None:
+            response = await self.http.call("get_pipelines", "GET", "/api/v1/pipeline/")
+            pipeline_id = self.config.pipeline_id
+            cached = []
+            for pipeline in (response.body or {}).get("data") or []:
+                if pipeline_id is None or pipeline.get("id") == pipeline_id:
+                    cached.extend(pipeline.get("statuses") or [])
+            self.state.cache["statuses"] = cached
+        return list(cached)
+
+    async def status_for(self, deal: DealState) -> str | None:
+        """The Close status: mapped from our stage, or the pipeline's first won/lost status."""
+        if deal.status == "open":
+            return self.stage_for(deal.stage)
+        mapped = self.config.stage_map.get(f"closed_{deal.status}")
+        if mapped:
+            return mapped
+        for status in await self.statuses():
+            if status.get("type") == deal.status:
+                return str(status["id"])
+        raise CrmError(
+            "failed",
+            "config_incomplete",
+            f"the Close pipeline has no {deal.status} status; map closed_{deal.status} in "
+            "client_crm_configs.stage_map",
+        )
+
+    async def opportunity_fields(self, deal: DealState) -> dict[str, Any]:
+        """Fields we keep current on every push."""
+        note = deal.name if deal.status != "lost" else f"{deal.name} (lost: {deal.lost_reason})"
+        fields: dict[str, Any] = {
+            "note": note,
+            "value": int((deal.amount * 100).to_integral_value()) if deal.amount else 0,
+            "value_currency": deal.currency,
+            "value_period": "one_time",
+        }
+        if deal.probability is not None:
+            fields["confidence"] = deal.probability
+        if status := await self.status_for(deal):
+            fields["status_id"] = status
+        return fields
+
+    async def ensure_opportunity(self, lead_id: str, contact_id: str) -> str:
+        """Create the opportunity (pipeline status, owner, contact) or update it."""
+        deal = self.ctx.deal
+        assert deal is not None
+        opp_id = self.ids.known("deal", deal.key)
+        if opp_id is None and self.ids.unknown_outcome("deal", deal.key):
+            found = await self.search(
+                "find_deal_by_key",
+                custom_field_query("opportunity", self.config.key_field("opportunity"), deal.key),
+            )
+            if found is not None:
+                opp_id = str(found["id"])
+                await self.ids.record("deal", deal.key, deal.entity_id, opp_id)
+        fields = await self.opportunity_fields(deal)
+        if opp_id is not None:
+            await self.http.call(
+                "update_deal", "PUT", f"/api/v1/opportunity/{opp_id}/", json_body=fields
+            )
+            self.http.tag_last(crm_deal_id=opp_id, crm_contact_id=contact_id)
+            return opp_id
+        fields.setdefault("status_id", require(self.config.stage_id, "stage_id"))
+        body = {
+            **fields,
+            "lead_id": lead_id,
+            "contact_id": contact_id,
+            f"custom.{self.config.key_field('opportunity')}": deal.key,
+        }
+        if self.config.owner_id:
+            body["user_id"] = self.config.owner_id
+        adopted = await self.ids.claim_create(
+            "deal",
+            deal.key,
+            deal.entity_id,
+            self.settings.unknown_outcome_window,
+            f"opportunity {deal.key}",
+        )
+        if adopted is not None:
+            await self.http.call(
+                "update_deal", "PUT", f"/api/v1/opportunity/{adopted}/", json_body=fields
+            )
+            self.http.tag_last(crm_deal_id=adopted, crm_contact_id=contact_id)
+            return adopted
+        response = await self.http.call(
+            "create_deal", "POST", "/api/v1/opportunity/", json_body=body
+        )
+        opp = response.body or {}
+        if "id" not in opp:
+            raise CrmError("retry", "malformed_response", "opportunity create returned no id")
+        opp_id = str(opp["id"])
+        self.http.tag_last(crm_deal_id=opp_id, crm_contact_id=contact_id)
+        await self.ids.record("deal", deal.key, deal.entity_id, opp_id)
+        return opp_id

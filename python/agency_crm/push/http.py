@@ -1,0 +1,305 @@
+"""One CRM call: rate limit, concurrency bound, timing, error classification and audit record."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from agency_crm.push import crashpoints
+from agency_crm.push.model import CallRecord
+from agency_crm.push.ratelimit import RateLimiter
+from agency_crm.push.redact import Redactor
+
+RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    402: "payment_required",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "gone",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+}
+
+
+class CrmError(Exception):
+    """A CRM call that did not succeed, classified for the delivery protocol.
+
+    kind: ``retry`` (try again later), ``failed`` (not retryable) or ``auth`` (credentials
+    refused: hold the client's pushes).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+    def describe(self) -> str:
+        """One line for last_error."""
+        prefix = f"{self.status} " if self.status else ""
+        return f"{prefix}{self.code}: {self.message}"
+
+
+@dataclass
+class Response:
+    """A CRM response the caller accepted (2xx, or a status it allowed such as 404)."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+
+
+def retry_after_seconds(headers: Mapping[str, str], body: Any) -> float | None:
+    """Seconds to wait from Retry-After (seconds or HTTP date), or Close's rate_reset."""
+    value = headers.get("retry-after")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+            except (TypeError, ValueError):
+                pass
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        reset = body["error"].get("rate_reset")
+        if isinstance(reset, int | float):
+            return float(reset)
+    return None
+
+
+def error_message(body: Any, text: str) -> str:
+    """The vendor's error text: HubSpot message, Pipedrive error, Close error/field-errors."""
+    if isinstance(body, dict):
+        for key in ("message", "error", "error_info", "errors", "field-errors"):
+            value = body.get(key)
+            if value:
+                if isinstance(value, dict):
+                    value = value.get("message") or json.dumps(value, sort_keys=True)
+                elif not isinstance(value, str):
+                    value = json.dumps(value, sort_keys=True)
+                return str(value)[:500]
+    return text[:500] or "no response body"
+
+
+class CrmHttp:
+    """Makes the calls of one config: every call passes its rate limiter and the runner's
+    concurrency bound, and leaves a redacted CallRecord in ``records``."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        headers: Callable[[], Awaitable[dict[str, str]]],
+        limiter: RateLimiter,
+        redactor: Redactor,
+        slots: asyncio.Semaphore,
+        auth: httpx.Auth | None = None,
+    ) -> None:
+        self.client = client
+        self.base_url = base_url
+        self.headers = headers
+        self.limiter = limiter
+        self.redactor = redactor
+        self.slots = slots
+        self.auth = auth
+        self.records: list[CallRecord] = []
+        self._started_at = datetime.now(UTC)
+        self.calls = 0
+        self.rate_limited = 0
+
+    def take_records(self) -> list[CallRecord]:
+        """The records not yet written, handed over to be written."""
+        records, self.records = self.records, []
+        return records
+
+    async def call(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        form: Mapping[str, str] | None = None,
+        allow: tuple[int, ...] = (),
+        authenticated: bool = True,
+    ) -> Response:
+        """Send one request; return the accepted response or raise CrmError."""
+        url = self.base_url + path
+        headers = await self.headers() if authenticated else {}
+        request_payload: dict[str, Any] = {"method": method, "path": path}
+        if params:
+            request_payload["query"] = dict(params)
+        if json_body is not None:
+            request_payload["body"] = json_body
+        if form is not None:
+            request_payload["body"] = dict(form)
+        request_payload = self.redactor.value(request_payload)
+
+        await self.limiter.acquire()
+        self._started_at = datetime.now(UTC)
+        response: httpx.Response | None = None
+        failure: BaseException | None = None
+        start = time.perf_counter()
+        try:
+            async with self.slots:
+                start = time.perf_counter()
+                if method != "GET":
+                    crashpoints.arm_send()
+                response = await self.client.request(
+                    method,
+                    url,
+                    json=json_body,
+                    params=params,
+                    data=form,
+                    headers=headers,
+                    auth=self.auth or httpx.USE_CLIENT_DEFAULT,
+                )
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            failure = exc
+        finally:
+            duration_ms = int((time.perf_counter() - start) * 1000)
+            self.calls += 1
+            if response is None:
+                await self.limiter.release(None)
+        assert response is not None or failure is not None
+
+        if response is None:
+            code = "timeout" if isinstance(failure, httpx.TimeoutException) else "connection_error"
+            message = (
+                f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
+            )
+            message = self.redactor.text(message)
+            self._record(
+                operation, "failed", request_payload, None, None, code, message, duration_ms
+            )
+            raise CrmError("retry", code, message)
+
+        text = response.text
+        body: Any
+        malformed = False
+        try:
+            body = response.json() if text.strip() else None
+        except ValueError:
+            body = {"unparsed_body": text[:2000]}
+            malformed = True
+        status = response.status_code
+        retry_after = retry_after_seconds(response.headers, body) if status == 429 else None
+        await self.limiter.release(response.headers, retry_after)
+        kept_headers = {
+            k: v
+            for k, v in response.headers.items()
+            if "ratelimit" in k.lower() or k.lower() == "retry-after"
+        }
+        response_payload: Any = self.redactor.value(body)
+        if kept_headers:
+            response_payload = {"body": response_payload, "headers": kept_headers}
+
+        if 200 <= status < 300 and not malformed:
+            if method != "GET":
+                crashpoints.reached("after_2xx")
+            self._record(
+                operation,
+                "success",
+                request_payload,
+                response_payload,
+                status,
+                None,
+                None,
+                duration_ms,
+            )
+            return Response(status, body, response.headers)
+        if status in allow and not malformed:
+            code = ERROR_CODES.get(status, f"http_{status}")
+            self._record(
+                operation,
+                "success",
+                request_payload,
+                response_payload,
+                status,
+                code,
+                None,
+                duration_ms,
+            )
+            return Response(status, body, response.headers)
+
+        message = self.redactor.text(error_message(body, text))
+        if malformed:
+            code = "malformed_response"
+            kind = "retry"
+            message = f"response is not JSON: {self.redactor.text(text[:200])!r}"
+        elif status == 401:
+            code, kind = "unauthorized", "auth"
+        elif status in RETRYABLE_STATUS:
+            code = "rate_limited" if status == 429 else ERROR_CODES.get(status, "server_error")
+            kind = "retry"
+            if status == 429:
+                self.rate_limited += 1
+        else:
+            code, kind = ERROR_CODES.get(status, f"http_{status}"), "failed"
+        self._record(
+            operation,
+            "failed",
+            request_payload,
+            response_payload,
+            status,
+            code,
+            message,
+            duration_ms,
+        )
+        raise CrmError(kind, code, message, status=status, retry_after=retry_after)
+
+    def _record(
+        self,
+        operation: str,
+        status: str,
+        request_payload: dict[str, Any],
+        response_payload: Any,
+        http_status: int | None,
+        error_code: str | None,
+        error_message_: str | None,
+        duration_ms: int,
+    ) -> None:
+        self.records.append(
+            CallRecord(
+                operation=operation,
+                status=status,  # type: ignore[arg-type]
+                request_payload=request_payload,
+                response_payload=response_payload,
+                http_status=http_status,
+                error_code=error_code,
+                error_message=error_message_,
+                duration_ms=duration_ms,
+                at=self._started_at,
+            )
+        )
+
+    def tag_last(self, **ids: str | None) -> None:
+        """Put CRM ids learned from the last call onto its audit record."""
+        if self.records:
+            for name, value in ids.items():
+                if value is not None:
+                    setattr(self.records[-1], name, value)

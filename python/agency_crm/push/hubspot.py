@@ -1,0 +1,220 @@
+"""HubSpot: CRM v3 objects, v4 associations, OAuth refresh at /oauth/v1/token.
+
+Contacts are found by email (``idProperty=email``) before they are created, and a 409 on create
+means the contact exists (its id is in the message). Deals are written with ``batch/upsert`` by
+our unique ``agency_crm_key`` property, so a repeated create updates instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from agency_crm.push.base import CrmClient
+from agency_crm.push.http import CrmError
+from agency_crm.push.model import DealState
+
+EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
+
+
+class HubSpot(CrmClient):
+    """One push into HubSpot."""
+
+    async def headers(self) -> dict[str, str]:
+        """Bearer token: the private-app token, or the OAuth token refreshed when near expiry."""
+        config = self.state.config
+        if config.api_key:
+            return {"Authorization": f"Bearer {config.api_key}"}
+        async with self.state.lock:
+            config = self.state.config
+            expires = config.oauth_expires_at
+            margin = self.settings.token_refresh_margin
+            if config.oauth_refresh_token and (
+                expires is None or expires - datetime.now(UTC) <= margin
+            ):
+                await self.refresh_token()
+            token = self.state.config.oauth_access_token
+        if not token:
+            raise CrmError(
+                "auth",
+                "no_credentials",
+                "the HubSpot config has neither an api_key nor an OAuth access token",
+            )
+        return {"Authorization": f"Bearer {token}"}
+
+    async def refresh_token(self) -> None:
+        """POST /oauth/v1/token; the new tokens and expiry are saved at once."""
+        config = self.state.config
+        client_id = self.settings.hubspot_client_id
+        secret = self.settings.hubspot_client_secret
+        if not client_id or not secret:
+            raise CrmError(
+                "auth",
+                "refresh_not_configured",
+                "the HubSpot access token expires and AGENCY_CRM_HUBSPOT_CLIENT_ID / "
+                "AGENCY_CRM_HUBSPOT_CLIENT_SECRET are not set, so it cannot be refreshed",
+            )
+        self.state.redactor.add(secret)
+        try:
+            response = await self.http.call(
+                "refresh_token",
+                "POST",
+                "/oauth/v1/token",
+                form={
+                    "grant_type": "refresh_token",
+                    "client_id": client_id,
+                    "client_secret": secret,
+                    "refresh_token": config.oauth_refresh_token or "",
+                },
+                authenticated=False,
+            )
+        except CrmError as exc:
+            if exc.kind == "failed" or exc.status == 401:
+                raise CrmError(
+                    "auth", "refresh_failed", f"token refresh refused: {exc.message}"
+                ) from exc
+            raise
+        body = response.body or {}
+        access, refresh = body.get("access_token"), body.get("refresh_token")
+        if not isinstance(access, str) or not access:
+            raise CrmError("retry", "malformed_response", "token refresh returned no access_token")
+        refresh = refresh if isinstance(refresh, str) and refresh else config.oauth_refresh_token
+        expires_at = datetime.now(UTC) + timedelta(seconds=int(body.get("expires_in", 1800)))
+        self.state.redactor.add(access)
+        self.state.redactor.add(refresh)
+        await self.store.save_tokens(config, access, refresh or "", expires_at)
+        config.oauth_access_token = access
+        config.oauth_refresh_token = refresh
+        config.oauth_expires_at = expires_at
+
+    async def sync(self) -> dict[str, str | None]:
+        contact_id = await self.ensure_contact()
+        deal_id = await self.ensure_deal(contact_id) if self.ctx.deal else None
+        return {"contact": contact_id, "deal": deal_id}
+
+    def contact_properties(self) -> dict[str, str]:
+        """Contact properties (all strings, as the API types them)."""
+        lead = self.ctx.lead
+        props = {
+            "email": lead.email,
+            "firstname": lead.first_name,
+            "lastname": lead.last_name,
+            "company": lead.company,
+            "jobtitle": lead.title,
+            "phone": lead.phone,
+            self.config.key_field("contact"): lead.key,
+        }
+        return {k: v for k, v in props.items() if v}
+
+    async def ensure_contact(self) -> str:
+        """The lead's contact: known, found by email (or our key), or created."""
+        lead = self.ctx.lead
+        if known := self.ids.known("lead", lead.key):
+            return known
+        if lead.email:
+            path = f"/crm/v3/objects/contacts/{quote(lead.email, safe='')}"
+            params = {"idProperty": "email"}
+        else:
+            path = f"/crm/v3/objects/contacts/{quote(lead.key, safe='')}"
+            params = {"idProperty": self.config.key_field("contact")}
+        found = await self.http.call("find_contact", "GET", path, params=params, allow=(404,))
+        if found.status == 200:
+            contact_id = str(found.body["id"])
+            self.http.tag_last(crm_contact_id=contact_id)
+            await self.ids.record("lead", lead.key, lead.id, contact_id)
+            return contact_id
+        created = await self.http.call(
+            "create_contact",
+            "POST",
+            "/crm/v3/objects/contacts",
+            json_body={"properties": self.contact_properties(), "associations": []},
+            allow=(409,),
+        )
+        if created.status == 409:
+            match = EXISTING_ID.search(str((created.body or {}).get("message", "")))
+            if not match:
+                raise CrmError(
+                    "retry", "conflict", "409 on contact create without an existing id", status=409
+                )
+            contact_id = match.group(1)
+        else:
+            contact_id = str(created.body["id"])
+        self.http.tag_last(crm_contact_id=contact_id)
+        await self.ids.record("lead", lead.key, lead.id, contact_id)
+        return contact_id
+
+    def deal_properties(self, deal: DealState, *, create: bool) -> dict[str, str]:
+        """Deal properties for a create (pipeline, owner, first stage) or an update."""
+        props: dict[str, str] = {
+            "dealname": deal.name,
+            "amount": format(deal.amount, "f"),
+            "deal_currency_code": deal.currency,
+        }
+        stage: str | None
+        if deal.status == "won":
+            stage = self.config.stage_map.get("closed_won", "closedwon")
+        elif deal.status == "lost":
+            stage = self.config.stage_map.get("closed_lost", "closedlost")
+            if deal.lost_reason:
+                props["closed_lost_reason"] = deal.lost_reason
+        else:
+            stage = self.stage_for(deal.stage)
+        if create:
+            props["pipeline"] = self.config.pipeline_id or "default"
+            stage = stage or self.config.stage_id
+            if self.config.owner_id:
+                props["hubspot_owner_id"] = self.config.owner_id
+            props[self.config.key_field("deal")] = deal.key
+        if stage:
+            props["dealstage"] = stage
+        if deal.probability is not None:
+            props["hs_forecast_probability"] = format(deal.probability / 100, "g")
+        if deal.close_date is not None:
+            props["closedate"] = deal.close_date.isoformat()
+        return props
+
+    async def ensure_deal(self, contact_id: str) -> str:
+        """Create the deal (idempotent upsert by our key) and associate it, or update it."""
+        deal = self.ctx.deal
+        assert deal is not None
+        if known := self.ids.known("deal", deal.key):
+            await self.http.call(
+                "update_deal",
+                "PATCH",
+                f"/crm/v3/objects/deals/{quote(known, safe='')}",
+                json_body={"properties": self.deal_properties(deal, create=False)},
+            )
+            self.http.tag_last(crm_deal_id=known, crm_contact_id=contact_id)
+            return known
+        response = await self.http.call(
+            "upsert_deal",
+            "POST",
+            "/crm/v3/objects/deals/batch/upsert",
+            json_body={
+                "inputs": [
+                    {
+                        "id": deal.key,
+                        "idProperty": self.config.key_field("deal"),
+                        "properties": self.deal_properties(deal, create=True),
+                    }
+                ]
+            },
+        )
+        results: list[Any] = (response.body or {}).get("results") or []
+        if not results or "id" not in results[0]:
+            raise CrmError("retry", "malformed_response", "deal upsert returned no result")
+        deal_id = str(results[0]["id"])
+        self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=contact_id)
+        # Stored at once, marked incomplete until the association is made.
+        await self.ids.record("deal", deal.key, deal.entity_id, deal_id, complete=False)
+        await self.http.call(
+            "associate_deal_contact",
+            "PUT",
+            f"/crm/v4/objects/deals/{quote(deal_id, safe='')}/associations/default/contacts/"
+            f"{quote(contact_id, safe='')}",
+        )
+        self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=contact_id)
+        await self.ids.record("deal", deal.key, deal.entity_id, deal_id)
+        return deal_id

@@ -1,0 +1,188 @@
+"""Pipedrive: API v2 for persons, organizations, deals and search; v1 for users.
+
+The token goes in the ``x-api-token`` header. Pipedrive has no unique fields, so our external key
+is written into a custom field and, whenever an earlier create's outcome is unknown, searched for
+before anything is created again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from agency_crm.push.base import CrmClient, as_int, require
+from agency_crm.push.http import CrmError
+from agency_crm.push.model import DealState, org_key
+
+
+def first_item_id(body: Any) -> str | None:
+    """The id of the first hit of a v2 search response."""
+    items = ((body or {}).get("data") or {}).get("items") or []
+    for entry in items:
+        item = entry.get("item") or {}
+        if "id" in item:
+            return str(item["id"])
+    return None
+
+
+class Pipedrive(CrmClient):
+    """One push into Pipedrive."""
+
+    async def headers(self) -> dict[str, str]:
+        """The API token header."""
+        token = self.config.api_key
+        if not token:
+            raise CrmError("auth", "no_credentials", "the Pipedrive config has no api_key")
+        return {"x-api-token": token}
+
+    async def sync(self) -> dict[str, str | None]:
+        org_id = await self.ensure_org()
+        person_id = await self.ensure_person(org_id)
+        deal_id = await self.ensure_deal(person_id, org_id) if self.ctx.deal else None
+        return {"contact": person_id, "deal": deal_id, "org": org_id}
+
+    async def search(self, operation: str, kind: str, term: str, fields: str) -> str | None:
+        """GET /api/v2/{kind}/search with an exact match; the first hit's id."""
+        response = await self.http.call(
+            operation,
+            "GET",
+            f"/api/v2/{kind}/search",
+            params={"term": term, "fields": fields, "exact_match": "true", "limit": 2},
+        )
+        return first_item_id(response.body)
+
+    async def create(self, operation: str, kind: str, body: dict[str, Any]) -> str:
+        """POST /api/v2/{kind}; the new id."""
+        response = await self.http.call(operation, "POST", f"/api/v2/{kind}", json_body=body)
+        data = (response.body or {}).get("data") or {}
+        if "id" not in data:
+            raise CrmError("retry", "malformed_response", f"{operation} returned no id")
+        return str(data["id"])
+
+    async def ensure_org(self) -> str | None:
+        """The organisation of the lead's company: known, found by name, or created."""
+        company = (self.ctx.lead.company or "").strip()
+        if not company:
+            return None
+        key = org_key(company)
+        if known := self.ids.known("organisation", key):
+            return known
+        # Leads of one company share the organisation: one push at a time decides.
+        async with self.state.key_lock("organisation", key):
+            ext = await self.ids.refresh("organisation", key)
+            if ext and ext.crm_id:
+                return ext.crm_id
+            org_id = await self.search("find_org", "organizations", company, "name")
+            if org_id is None and ext and ext.create_sent_at:
+                org_id = await self.search("find_org_by_key", "organizations", key, "custom_fields")
+            if org_id is None:
+                org_id = await self.ids.claim_create(
+                    "organisation", key, None, self.window, f"organisation {company!r}"
+                )
+            if org_id is None:
+                body: dict[str, Any] = {
+                    "name": company,
+                    "custom_fields": {self.config.key_field("organization"): key},
+                }
+                if owner := as_int(self.config.owner_id, "owner_id"):
+                    body["owner_id"] = owner
+                org_id = await self.create("create_org", "organizations", body)
+            self.http.tag_last(crm_org_id=org_id)
+            await self.ids.record("organisation", key, None, org_id)
+            return org_id
+
+    @property
+    def window(self) -> timedelta:
+        """How long a create whose outcome is unknown blocks another create of the record."""
+        return self.settings.unknown_outcome_window
+
+    async def ensure_person(self, org_id: str | None) -> str:
+        """The lead's person: known, found by email (or our key), or created."""
+        lead = self.ctx.lead
+        if known := self.ids.known("lead", lead.key):
+            return known
+        person_id = None
+        if lead.email:
+            person_id = await self.search("find_contact", "persons", lead.email, "email")
+        if person_id is None and self.ids.unknown_outcome("lead", lead.key):
+            person_id = await self.search(
+                "find_contact_by_key", "persons", lead.key, "custom_fields"
+            )
+        if person_id is None:
+            person_id = await self.ids.claim_create(
+                "lead", lead.key, lead.id, self.window, f"person {lead.key}"
+            )
+        if person_id is None:
+            body: dict[str, Any] = {
+                "name": lead.display_name,
+                "custom_fields": {self.config.key_field("person"): lead.key},
+            }
+            if lead.email:
+                body["emails"] = [{"value": lead.email, "primary": True, "label": "work"}]
+            if lead.phone:
+                body["phones"] = [{"value": lead.phone, "primary": True, "label": "work"}]
+            if org_id:
+                body["org_id"] = int(org_id)
+            if owner := as_int(self.config.owner_id, "owner_id"):
+                body["owner_id"] = owner
+            person_id = await self.create("create_contact", "persons", body)
+        self.http.tag_last(crm_contact_id=person_id, crm_org_id=org_id)
+        await self.ids.record("lead", lead.key, lead.id, person_id)
+        return person_id
+
+    def deal_fields(self, deal: DealState) -> dict[str, Any]:
+        """Fields we keep current on every push."""
+        fields: dict[str, Any] = {
+            "title": deal.name,
+            "value": float(deal.amount),
+            "currency": deal.currency,
+            "status": deal.status,
+        }
+        if deal.status == "lost":
+            fields["lost_reason"] = deal.lost_reason or "Lost"
+        elif deal.status == "open" and (stage := self.stage_for(deal.stage)):
+            fields["stage_id"] = as_int(stage, f"stage_map.{deal.stage}")
+        if deal.probability is not None:
+            fields["probability"] = deal.probability
+        if deal.close_date is not None:
+            fields["expected_close_date"] = deal.close_date.isoformat()
+        return fields
+
+    async def ensure_deal(self, person_id: str, org_id: str | None) -> str:
+        """Create the deal in the configured pipeline, stage and owner, or update it."""
+        deal = self.ctx.deal
+        assert deal is not None
+        deal_id = self.ids.known("deal", deal.key)
+        if deal_id is None and self.ids.unknown_outcome("deal", deal.key):
+            deal_id = await self.search("find_deal_by_key", "deals", deal.key, "custom_fields")
+            if deal_id is not None:
+                await self.ids.record("deal", deal.key, deal.entity_id, deal_id)
+        if deal_id is None:
+            body = self.deal_fields(deal)
+            body["person_id"] = int(person_id)
+            if org_id:
+                body["org_id"] = int(org_id)
+            pipeline = require(self.config.pipeline_id, "pipeline_id")
+            body["pipeline_id"] = as_int(pipeline, "pipeline_id")
+            if "stage_id" not in body and (first := as_int(self.config.stage_id, "stage_id")):
+                body["stage_id"] = first
+            if owner := as_int(self.config.owner_id, "owner_id"):
+                body["owner_id"] = owner
+            body["custom_fields"] = {self.config.key_field("deal"): deal.key}
+            deal_id = await self.ids.claim_create(
+                "deal", deal.key, deal.entity_id, self.window, f"deal {deal.key}"
+            )
+            if deal_id is None:
+                deal_id = await self.create("create_deal", "deals", body)
+                self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=person_id, crm_org_id=org_id)
+                await self.ids.record("deal", deal.key, deal.entity_id, deal_id)
+                return deal_id
+            await self.ids.record("deal", deal.key, deal.entity_id, deal_id)
+        await self.http.call(
+            "update_deal",
+            "PATCH",
+            f"/api/v2/deals/{int(deal_id)}",
+            json_body=self.deal_fields(deal),
+        )
+        self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=person_id, crm_org_id=org_id)
+        return deal_id

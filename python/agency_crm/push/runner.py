@@ -1,0 +1,375 @@
+"""``agency-crm push drain``: lanes per client, bounded concurrency, leases, retries.
+
+One lane per live CRM config claims that client's due pushes (``crm.claim_pushes``) and runs
+them concurrently up to ``per_client``; every CRM call also passes the config's rate limiter
+and the run-wide bound ``concurrency``, so a slow CRM holds at most its own lane. No database
+transaction is ever open across an HTTP call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from agency_crm.push import crashpoints
+from agency_crm.push.base import ConfigState, CrmClient, Settings
+from agency_crm.push.close import Close
+from agency_crm.push.http import CrmError, CrmHttp
+from agency_crm.push.hubspot import HubSpot
+from agency_crm.push.model import CallRecord, Claimed, Config
+from agency_crm.push.pipedrive import Pipedrive
+from agency_crm.push.ratelimit import RateLimiter
+from agency_crm.push.redact import Redactor
+from agency_crm.push.store import MissingEntity, Store
+
+CLIENTS: dict[str, type[CrmClient]] = {"hubspot": HubSpot, "pipedrive": Pipedrive, "close": Close}
+DEFAULT_INTERVALS = {"hubspot": 10.0, "pipedrive": 2.0, "close": 1.0}
+
+
+def default_owner() -> str:
+    """A lease owner name unique to this process."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class DrainSettings:
+    """How a drain runs (the CLI options of ``push drain``)."""
+
+    database_url: str
+    watch: bool = False
+    batch_size: int = 100
+    concurrency: int = 16
+    per_client: int = 4
+    max_seconds: float | None = None
+    client_ids: list[uuid.UUID] | None = None
+    lease_seconds: int = 300
+    http_timeout: float = 30.0
+    backoff_base: float = 2.0
+    backoff_cap: float = 900.0
+    retry_horizon: float = 30.0
+    poll_seconds: float = 30.0
+    owner: str = field(default_factory=default_owner)
+    client: Settings = field(default_factory=Settings)
+
+
+@dataclass
+class PushEvent:
+    """One finished push, for progress output."""
+
+    client_id: uuid.UUID
+    crm_type: str
+    push_id: int
+    operation: str
+    attempt: int
+    outcome: str  # done, skipped, retry, deferred, superseded, failed, dead, held, lease_lost
+    error: str | None
+    duration_ms: int
+    calls: int
+
+
+@dataclass
+class DrainSummary:
+    """What a drain did."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    calls: int = 0
+    rate_limited: int = 0
+    seconds: float = 0.0
+    clients: int = 0
+
+    @property
+    def pushes(self) -> int:
+        """Pushes finished in this run (any outcome)."""
+        return sum(self.outcomes.values())
+
+
+def backoff(exc: CrmError, attempt: int, settings: DrainSettings) -> float:
+    """Seconds before the next attempt: the CRM's Retry-After when it gave one, else
+    exponential from backoff_base with full jitter in [50 %, 100 %], capped."""
+    if exc.code == "rate_limited" and exc.retry_after is not None:
+        return exc.retry_after + random.uniform(0.0, 0.25)
+    delay = settings.backoff_base * float(2 ** max(attempt - 1, 0))
+    delay = min(delay, settings.backoff_cap) * random.uniform(0.5, 1.0)
+    if exc.retry_after is not None:
+        delay = max(delay, exc.retry_after)
+    return delay
+
+
+class Drainer:
+    """One drain run."""
+
+    def __init__(
+        self,
+        settings: DrainSettings,
+        on_event: Callable[[PushEvent], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        settings.client.http_timeout = timedelta(seconds=settings.http_timeout)
+        self.on_event = on_event or (lambda _event: None)
+        self.summary = DrainSummary()
+        self.slots = asyncio.Semaphore(settings.concurrency)
+        self.stopping = asyncio.Event()
+        self.wake: dict[uuid.UUID, asyncio.Event] = {}
+        self.lanes: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self.states: dict[uuid.UUID, ConfigState] = {}
+        self.deadline = (
+            time.monotonic() + settings.max_seconds if settings.max_seconds else float("inf")
+        )
+        self.pool: AsyncConnectionPool[Any] | None = None
+        self.http: httpx.AsyncClient | None = None
+        self.store: Store | None = None
+
+    def stop(self) -> None:
+        """Stop claiming; pushes in flight finish (signal handler, --max-seconds)."""
+        self.stopping.set()
+        for event in self.wake.values():
+            event.set()
+
+    async def run(self) -> DrainSummary:
+        """Drain until nothing is due (--once) or until stopped (--watch)."""
+        start = time.monotonic()
+        s = self.settings
+        self.pool = AsyncConnectionPool(
+            s.database_url,
+            min_size=1,
+            max_size=max(4, min(s.concurrency + 2, 50)),
+            open=False,
+            kwargs={"autocommit": True, "application_name": f"agency-crm push {s.owner}"},
+        )
+        await self.pool.open(wait=True, timeout=15)
+        self.store = Store(self.pool)
+        limits = httpx.Limits(
+            max_connections=s.concurrency * 2, max_keepalive_connections=s.concurrency * 2
+        )
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(s.http_timeout), limits=limits)
+        try:
+            configs = await self.store.configs(s.client_ids)
+            for config in configs:
+                self.start_lane(config)
+            if s.watch:
+                await self.watch()
+            else:
+                while self.lanes:
+                    await asyncio.wait(list(self.lanes.values()))
+                    self.lanes = {k: t for k, t in self.lanes.items() if not t.done()}
+        finally:
+            self.stop()
+            if self.lanes:
+                await asyncio.gather(*self.lanes.values(), return_exceptions=True)
+            await self.http.aclose()
+            await self.pool.close()
+        self.summary.seconds = time.monotonic() - start
+        self.summary.clients = len(self.states)
+        return self.summary
+
+    def start_lane(self, config: Config) -> None:
+        """Start (or restart) the lane of one config."""
+        state = self.states.get(config.client_id)
+        if state is None or state.config.id != config.id:
+            state = ConfigState(
+                config=config,
+                limiter=RateLimiter(DEFAULT_INTERVALS[config.crm_type]),
+                redactor=Redactor(config.secrets()),
+            )
+            self.states[config.client_id] = state
+        else:
+            state.config = config
+            for secret in config.secrets():
+                state.redactor.add(secret)
+        self.wake.setdefault(config.client_id, asyncio.Event())
+        task = self.lanes.get(config.client_id)
+        if task is None or task.done():
+            self.lanes[config.client_id] = asyncio.create_task(self.lane(state))
+
+    async def watch(self) -> None:
+        """--watch: LISTEN crm_push_queue; new pushes wake their lane, new configs get one."""
+        assert self.store is not None
+        conn = await psycopg.AsyncConnection.connect(self.settings.database_url, autocommit=True)
+        try:
+            await conn.execute("LISTEN crm_push_queue")
+            next_refresh = time.monotonic() + self.settings.poll_seconds
+            while not self.stopping.is_set() and time.monotonic() < self.deadline:
+                timeout = max(0.05, min(next_refresh, self.deadline) - time.monotonic())
+                woken: set[str] = set()
+                try:
+                    gen = conn.notifies(timeout=timeout, stop_after=1)
+                    async for notify in gen:
+                        woken.add(notify.payload)
+                except psycopg.OperationalError:
+                    raise
+                refresh = time.monotonic() >= next_refresh
+                for payload in woken:
+                    try:
+                        client_id = uuid.UUID(payload)
+                    except ValueError:
+                        continue
+                    if client_id in self.wake and not self.lanes[client_id].done():
+                        self.wake[client_id].set()
+                    else:
+                        refresh = True
+                if refresh:
+                    for config in await self.store.configs(self.settings.client_ids):
+                        self.start_lane(config)
+                    for event in self.wake.values():
+                        event.set()
+                    next_refresh = time.monotonic() + self.settings.poll_seconds
+        finally:
+            await conn.close()
+
+    async def lane(self, state: ConfigState) -> None:
+        """Claim and run one client's pushes until nothing is due (or stopped)."""
+        assert self.store is not None
+        s = self.settings
+        client_id = state.config.client_id
+        wake = self.wake[client_id]
+        running: set[asyncio.Task[str]] = set()
+        held = False
+        while True:
+            stopping = self.stopping.is_set() or time.monotonic() >= self.deadline
+            free = s.per_client - len(running)
+            claimed: list[Claimed] = []
+            if not stopping and not held and free > 0:
+                claimed = await self.store.claim(
+                    client_id, s.owner, min(free, s.batch_size), s.lease_seconds
+                )
+                if claimed:
+                    crashpoints.reached("after_claim")
+                for push in claimed:
+                    running.add(asyncio.create_task(self.process(state, push)))
+            if running:
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                if any(t.result() == "held" for t in done):
+                    held = True
+                continue
+            if stopping or held:
+                return
+            # Idle: nothing claimable now.
+            next_at = await self.store.next_run_after(client_id)
+            now = datetime.now(UTC)
+            if s.watch:
+                wait = s.poll_seconds
+                if next_at is not None:
+                    wait = min(wait, max(0.05, (next_at - now).total_seconds()))
+            else:
+                if next_at is None:
+                    return
+                wait = max(0.05, (next_at - now).total_seconds())
+                if wait > s.retry_horizon:
+                    return
+            wait = min(wait, max(0.0, self.deadline - time.monotonic()))
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+
+    async def process(self, state: ConfigState, push: Claimed) -> str:
+        """Run one push and record its outcome; returns the push's new status."""
+        assert self.store is not None and self.http is not None
+        s = self.settings
+        started = time.perf_counter()
+        config = state.config
+        http = CrmHttp(
+            self.http, config.base_url, _no_headers, state.limiter, state.redactor, self.slots
+        )
+        ctx = None
+        outcome, error, retry_at = "done", None, None
+        event_outcome = "done"
+        try:
+            ctx = await self.store.context(push, config)
+            if ctx.skip_reason:
+                http.records.append(_skipped(ctx.skip_reason))
+                event_outcome = "skipped"
+            else:
+                crm = CLIENTS[config.crm_type](ctx, http, state, self.store, s.client)
+                http.headers = crm.headers
+                if isinstance(crm, Close):
+                    http.auth = crm.auth()
+                await crm.sync()
+        except MissingEntity as exc:
+            outcome, error = "failed", str(exc)
+            http.records.append(_skipped(str(exc), status="failed", code="missing_entity"))
+        except CrmError as exc:
+            error = exc.describe()
+            if exc.kind == "auth":
+                outcome = "held"
+                await self.store.hold(push.client_id, f"{config.crm_type}: {error}")
+            elif exc.kind == "failed":
+                outcome = "failed"
+            elif exc.kind == "defer":
+                outcome = "defer"
+                retry_at = datetime.now(UTC) + timedelta(seconds=exc.retry_after or 1.0)
+            else:
+                outcome = "retry"
+                retry_at = datetime.now(UTC) + timedelta(seconds=backoff(exc, push.attempts, s))
+        except (psycopg.Error, OSError) as exc:
+            # Our own database or network trouble: the push is retried later.
+            outcome, error = "retry", f"runner error: {type(exc).__name__}: {exc}"
+            retry_at = datetime.now(UTC) + timedelta(seconds=s.backoff_base)
+        records = http.take_records()
+        if ctx is None:
+            for rec in records:
+                await self.store.log_without_context(push, config.id, rec)
+            records = []
+        status = await self.store.finish(push, s.owner, outcome, error, retry_at, ctx, records)
+        crashpoints.reached("after_commit")
+        self.summary.calls += http.calls
+        self.summary.rate_limited += http.rate_limited
+        if status == "done":
+            status_name = event_outcome
+        elif status == "pending":
+            status_name = "deferred" if outcome == "defer" else "retry"
+        else:
+            status_name = status
+        self.summary.outcomes[status_name] += 1
+        self.on_event(
+            PushEvent(
+                client_id=push.client_id,
+                crm_type=config.crm_type,
+                push_id=push.id,
+                operation=push.operation,
+                attempt=push.attempts,
+                outcome=status_name,
+                error=error,
+                duration_ms=int((time.perf_counter() - started) * 1000),
+                calls=http.calls,
+            )
+        )
+        return status
+
+
+async def _no_headers() -> dict[str, str]:
+    return {}
+
+
+def _skipped(reason: str, status: str = "skipped", code: str = "skipped") -> CallRecord:
+    return CallRecord(
+        operation="skip_push",
+        status=status,  # type: ignore[arg-type]
+        request_payload=None,
+        response_payload=None,
+        http_status=None,
+        error_code=code,
+        error_message=reason,
+        duration_ms=0,
+    )
+
+
+async def drain(
+    settings: DrainSettings, on_event: Callable[[PushEvent], None] | None = None
+) -> DrainSummary:
+    """Run one drain (see Drainer)."""
+    return await Drainer(settings, on_event).run()

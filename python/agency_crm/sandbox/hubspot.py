@@ -1,0 +1,1097 @@
+"""Fake HubSpot: CRM v3 contacts/deals, v4 default associations, owners, pipelines, OAuth v1.
+
+Shapes follow ``crm-specs/hubspot/v3/*.json``, ``v4/associations.json`` and
+``oauth-v1/oauth.json``; error bodies follow what HubSpot sends in practice
+(``{status: "error", message, correlationId, category}``; 429 has ``errorType``/``policyName``).
+
+Reads (GET by id, search) return HubSpot's default properties plus those named in
+``properties``; a requested property without a value comes back as ``null``, as HubSpot does.
+Writes (create, PATCH, batch upsert) return every property the record has.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from agency_crm.sandbox.core import (
+    AccountBase,
+    AdminError,
+    ApiError,
+    BadRequestBody,
+    Ctx,
+    JSONDict,
+    RateLimit,
+    Request,
+    Response,
+    Route,
+    SearchIndex,
+    VendorApp,
+    iso_millis_z,
+    new_correlation_id,
+    utcnow,
+)
+
+#: OAuth app credentials the fake accepts on ``POST /oauth/v1/token``.
+CLIENT_ID = "sbx-client"
+CLIENT_SECRET = "sbx-secret"
+#: Default lifetime of access tokens made by ``POST /_sandbox/accounts`` and refreshes.
+DEFAULT_EXPIRES_IN = 1800
+
+#: The seeded deal pipeline (id, label) and its stages (id, label, probability, closed).
+PIPELINE = ("default", "Sales Pipeline")
+STAGES: tuple[tuple[str, str, str, bool], ...] = (
+    ("appointmentscheduled", "Appointment Scheduled", "0.2", False),
+    ("qualifiedtobuy", "Qualified To Buy", "0.4", False),
+    ("presentationscheduled", "Presentation Scheduled", "0.6", False),
+    ("decisionmakerboughtin", "Decision Maker Bought-In", "0.8", False),
+    ("contractsent", "Contract Sent", "0.9", False),
+    ("closedwon", "Closed Won", "1.0", True),
+    ("closedlost", "Closed Lost", "0.0", True),
+)
+
+_PORTAL_IDS = itertools.count(50_000_001)
+_USER_IDS = itertools.count(9_000_001)  # int32, as the owners spec says
+DEAL_TO_CONTACT = 3
+CONTACT_TO_DEAL = 4
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass(frozen=True)
+class ObjectType:
+    """A CRM object type the fake knows."""
+
+    name: str  # path name: contacts, deals
+    singular: str
+    unique: tuple[str, ...]  # unique-value properties
+    defaults: tuple[str, ...]  # properties returned by reads when none are requested
+    association_type: int  # associationTypeId to the other type
+    other: str  # the type it associates with
+
+
+CONTACTS = ObjectType(
+    "contacts",
+    "Contact",
+    unique=("email", "agency_crm_key"),
+    defaults=("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
+    association_type=CONTACT_TO_DEAL,
+    other="deals",
+)
+DEALS = ObjectType(
+    "deals",
+    "Deal",
+    unique=("agency_crm_key",),
+    defaults=(
+        "amount",
+        "closedate",
+        "createdate",
+        "dealname",
+        "dealstage",
+        "hs_lastmodifieddate",
+        "hs_object_id",
+        "pipeline",
+    ),
+    association_type=DEAL_TO_CONTACT,
+    other="contacts",
+)
+TYPES = {"contacts": CONTACTS, "deals": DEALS}
+
+
+@dataclass
+class Record:
+    """One contact or deal."""
+
+    id: str
+    type: ObjectType
+    properties: dict[str, str]
+    created: datetime
+    updated: datetime
+    archived: bool = False
+    index: SearchIndex[JSONDict] = field(default_factory=SearchIndex)
+
+    def to_json(self, properties: Mapping[str, str | None] | None = None) -> JSONDict:
+        """SimplePublicObject JSON with all (or the given) properties."""
+        return {
+            "id": self.id,
+            "properties": dict(self.properties if properties is None else properties),
+            "createdAt": iso_millis_z(self.created),
+            "updatedAt": iso_millis_z(self.updated),
+            "archived": self.archived,
+        }
+
+    def selected(self, names: list[str]) -> JSONDict:
+        """JSON with the type's default properties plus ``names`` (null when unset)."""
+        wanted = list(self.type.defaults) + [n for n in names if n not in self.type.defaults]
+        return self.to_json({n: self.properties.get(n) for n in wanted})
+
+
+class HubSpotAccount(AccountBase):
+    """One HubSpot portal."""
+
+    def __init__(self, portal_id: int) -> None:
+        super().__init__(str(portal_id))
+        self.portal_id = portal_id
+        self.owners: list[JSONDict] = [
+            {
+                "id": str(portal_id * 10 + n),
+                "email": f"{name.lower()}@portal{portal_id}.sandbox.test",
+                "firstName": name,
+                "lastName": "Sandbox",
+                "userId": user_id,
+                "userIdIncludingInactive": user_id,
+                "type": "PERSON",
+                "teams": [],
+                "archived": False,
+                "createdAt": iso_millis_z(self.created),
+                "updatedAt": iso_millis_z(self.created),
+            }
+            for n, (name, user_id) in enumerate(
+                (("Olivia", next(_USER_IDS)), ("Oscar", next(_USER_IDS))), start=1
+            )
+        ]
+        self.records: dict[str, dict[str, Record]] = {"contacts": {}, "deals": {}}
+        # (deal_id, contact_id)
+        self.associations: set[tuple[str, str]] = set()
+        self.refresh_tokens: set[str] = set()
+        self.expires_in: int | None = DEFAULT_EXPIRES_IN
+
+    def owner_ids(self) -> set[str]:
+        """Ids valid for ``hubspot_owner_id``."""
+        return {o["id"] for o in self.owners}
+
+    def live(self, type_name: str) -> list[Record]:
+        """Not-archived records of a type, by id."""
+        return [r for r in self.records[type_name].values() if not r.archived]
+
+
+def stage_by_id(stage_id: str) -> tuple[str, str, str, bool] | None:
+    """The seeded stage tuple for an id."""
+    return next((s for s in STAGES if s[0] == stage_id), None)
+
+
+def _error(status: int, category: str, message: str, **extra: Any) -> ApiError:
+    payload: JSONDict = {
+        "status": "error",
+        "message": message,
+        "correlationId": new_correlation_id(),
+        "category": category,
+    }
+    payload.update(extra)
+    return ApiError(status, payload)
+
+
+def _invalid_property(name: str, message: str, error: str = "INVALID_OPTION") -> ApiError:
+    detail = [{"isValid": False, "message": message, "error": error, "name": name}]
+    return _error(
+        400,
+        "VALIDATION_ERROR",
+        f"Property values were not valid: {json.dumps(detail, separators=(',', ':'))}",
+        errors=[{"message": message, "code": error, "context": {"propertyName": [name]}}],
+    )
+
+
+def _normalize_date(name: str, value: str) -> str:
+    """HubSpot date(time) properties accept YYYY-MM-DD, ISO date-times or epoch millis."""
+    if value == "":
+        return value
+    try:
+        if value.isdigit():
+            when = datetime.fromtimestamp(int(value) / 1000, UTC)
+        elif _DATE.fullmatch(value):
+            when = datetime.fromisoformat(value).replace(tzinfo=UTC)
+        else:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise _invalid_property(
+            name, f"{value} was not a valid long or date", "INVALID_DATE"
+        ) from exc
+    return iso_millis_z(when)
+
+
+STATUS_CATEGORIES = {
+    400: "VALIDATION_ERROR",
+    401: "INVALID_AUTHENTICATION",
+    402: "PAYMENT_REQUIRED",
+    403: "MISSING_SCOPES",
+    404: "OBJECT_NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITS",
+}
+STATUS_MESSAGES = {
+    400: "Invalid input JSON on line 1",
+    401: "Authentication credentials not found.",
+    402: "This portal's subscription does not allow this operation.",
+    403: "This app hasn't been granted all required scopes to make this call.",
+    404: "resource not found",
+    405: "HTTP method not allowed for this resource",
+    409: "Conflict",
+}
+
+
+class HubSpotApp(VendorApp[HubSpotAccount]):
+    """The fake HubSpot API."""
+
+    vendor: ClassVar[str] = "hubspot"
+    #: Public-app (OAuth) burst limit: 100 requests per rolling 10 s per account.
+    default_rate_limit: ClassVar[RateLimit] = RateLimit(100, 10_000)
+    credential_body_fields: ClassVar[frozenset[str]] = frozenset(
+        {"client_secret", "refresh_token", "code"}
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.refresh_tokens: dict[str, str] = {}  # refresh token -> account id
+        self.revoked_refresh: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    # ----------------------------------------------------------------- hooks
+
+    def make_account(self) -> HubSpotAccount:
+        """A portal with two owners and the default deal pipeline."""
+        return HubSpotAccount(next(_PORTAL_IDS))
+
+    def extract_credential(self, req: Request) -> str | None:
+        """``Authorization: Bearer <token>``."""
+        scheme, _, token = (req.header("authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return token.strip()
+
+    def auth_error(self, reason: str, token: str | None, expired_for: float = 0.0) -> Response:
+        """401 INVALID_AUTHENTICATION, or EXPIRED_AUTHENTICATION for expired OAuth tokens."""
+        if reason == "expired":
+            err = _error(
+                401,
+                "EXPIRED_AUTHENTICATION",
+                f"The OAuth token used to make this call expired {int(expired_for)} second(s) ago.",
+            )
+        elif reason == "missing":
+            err = _error(
+                401,
+                "INVALID_AUTHENTICATION",
+                "Authentication credentials not found. This API supports OAuth 2.0 "
+                "authentication and you can find more details at "
+                "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+            )
+        else:
+            err = _error(
+                401,
+                "INVALID_AUTHENTICATION",
+                "Authentication credentials not found or not valid for this portal.",
+            )
+        return Response.json(err.status, err.payload)
+
+    def error_response(self, status: int, message: str | None = None) -> Response:
+        """``{status: "error", message, correlationId, category}``."""
+        if status == 429:
+            return self.too_many_requests(self.config.rate_limit, 1)
+        category = STATUS_CATEGORIES.get(status, "INTERNAL_ERROR" if status >= 500 else "ERROR")
+        text = message or STATUS_MESSAGES.get(status, "internal error")
+        err = _error(status, category, text)
+        return Response.json(err.status, err.payload)
+
+    def rate_headers(self, limit: RateLimit, remaining: int, reset_s: int) -> list[tuple[str, str]]:
+        """``X-HubSpot-RateLimit-Max/-Remaining/-Interval-Milliseconds``."""
+        return [
+            ("X-HubSpot-RateLimit-Max", str(limit.max)),
+            ("X-HubSpot-RateLimit-Remaining", str(remaining)),
+            ("X-HubSpot-RateLimit-Interval-Milliseconds", str(limit.interval_ms)),
+        ]
+
+    def too_many_requests(self, limit: RateLimit | None, retry_after: int) -> Response:
+        """HubSpot's 429: ``errorType: RATE_LIMIT``, ``policyName: TEN_SECONDLY_ROLLING``."""
+        limit = limit or self.default_rate_limit
+        body = {
+            "status": "error",
+            "message": "You have reached your ten_secondly_rolling limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": new_correlation_id(),
+            "policyName": "TEN_SECONDLY_ROLLING",
+            "requestId": secrets.token_hex(16),
+        }
+        headers = [*self.rate_headers(limit, 0, 0), ("Retry-After", str(retry_after))]
+        return Response.json(429, body, headers)
+
+    def account_summary(self, account: HubSpotAccount) -> JSONDict:
+        """Pipelines (probability as a float 0..1) and owners."""
+        return {
+            "pipelines": [
+                {
+                    "id": PIPELINE[0],
+                    "name": PIPELINE[1],
+                    "stages": [
+                        {"id": sid, "name": label, "probability": float(prob)}
+                        for sid, label, prob, _ in STAGES
+                    ],
+                }
+            ],
+            "users": [{"id": o["id"], "email": o["email"]} for o in account.owners],
+        }
+
+    def check_account_options(self, options: Mapping[str, Any]) -> None:
+        """HubSpot accounts take ``expires_in`` (seconds; null = access token never expires)."""
+        unknown = set(options) - {"expires_in"}
+        if unknown:
+            raise AdminError(400, f"unknown account options: {sorted(unknown)}")
+        expires_in = options.get("expires_in", DEFAULT_EXPIRES_IN)
+        if expires_in is not None and (
+            isinstance(expires_in, bool) or not isinstance(expires_in, int | float)
+        ):
+            raise AdminError(400, "expires_in must be a number of seconds or null")
+
+    def on_account_created(
+        self, account: HubSpotAccount, token: str, options: Mapping[str, Any]
+    ) -> JSONDict:
+        """Make the token an expiring OAuth access token and add a refresh token."""
+        expires_in = options.get("expires_in", DEFAULT_EXPIRES_IN)
+        account.expires_in = expires_in
+        if expires_in is not None:
+            self.tokens[token].expires_at = time.time() + expires_in
+        refresh = f"sbx_hubspot_rt_{secrets.token_hex(12)}"
+        self.refresh_tokens[refresh] = account.id
+        account.refresh_tokens.add(refresh)
+        return {
+            "refresh_token": refresh,
+            "expires_in": expires_in,
+            "portal_id": account.portal_id,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        }
+
+    def set_revoked(self, token: str, revoked: bool) -> None:
+        """Refresh tokens can be revoked too (then refreshing gives 400 BAD_REFRESH_TOKEN)."""
+        with self.lock:
+            if token in self.refresh_tokens:
+                if revoked:
+                    self.revoked_refresh.add(token)
+                else:
+                    self.revoked_refresh.discard(token)
+                return
+        super().set_revoked(token, revoked)
+
+    def reset(self) -> None:
+        """Also forget refresh tokens."""
+        with self.lock:
+            super().reset()
+            self.refresh_tokens.clear()
+            self.revoked_refresh.clear()
+
+    def admin_extra(self, req: Request, action: str) -> Response | None:
+        """``POST /_sandbox/accounts/expire {"token"}``: expire an access token now."""
+        if (req.method, action) != ("POST", "accounts/expire"):
+            return None
+        body = req.json() if req.body.strip() else {}
+        token = body.get("token") if isinstance(body, dict) else None
+        with self.lock:
+            if not isinstance(token, str) or token not in self.tokens:
+                raise AdminError(404, "unknown token")
+            self.tokens[token].expires_at = time.time() - 1
+        return Response.json(200, {"token": token, "expired": True})
+
+    def account_state(self, account: HubSpotAccount, mono: float) -> JSONDict:
+        """Contacts, deals (all properties) and deal->contact associations."""
+        return {
+            "portal_id": account.portal_id,
+            "contacts": [r.to_json() for r in account.records["contacts"].values()],
+            "deals": [r.to_json() for r in account.records["deals"].values()],
+            "associations": [
+                {"deal_id": d, "contact_id": c, "associationTypeId": DEAL_TO_CONTACT}
+                for d, c in sorted(account.associations, key=lambda p: (int(p[0]), int(p[1])))
+            ],
+        }
+
+    # ----------------------------------------------------------------- routes
+
+    def build_routes(self) -> list[Route[HubSpotAccount]]:
+        """All HubSpot endpoints the fake serves."""
+        R = Route[HubSpotAccount]
+        routes: list[Route[HubSpotAccount]] = [
+            R("POST", "/oauth/v1/token", public=self.oauth_token, resolver=self._refresh_owner),
+            R("GET", "/oauth/v1/access-tokens/{token}", public=self.token_info),
+            R("GET", "/crm/v3/owners", self.list_owners),
+            R("GET", "/crm/v3/owners/{ownerId}", self.get_owner),
+            R("GET", "/crm/v3/pipelines/deals", self.list_pipelines),
+            R("GET", "/crm/v3/pipelines/deals/{pipelineId}", self.get_pipeline),
+            R("GET", "/crm/v3/pipelines/deals/{pipelineId}/stages", self.list_stages),
+        ]
+        for otype in (CONTACTS, DEALS):
+            base = f"/crm/v3/objects/{otype.name}"
+            routes += [
+                R("POST", base, self._bind(self.create, otype)),
+                R("GET", base, self._bind(self.list_objects, otype)),
+                R("POST", f"{base}/search", self._bind(self.search, otype)),
+                R("POST", f"{base}/batch/upsert", self._bind(self.batch_upsert, otype)),
+                R("GET", f"{base}/{{id}}", self._bind(self.get_object, otype)),
+                R("PATCH", f"{base}/{{id}}", self._bind(self.update, otype)),
+                R("DELETE", f"{base}/{{id}}", self._bind(self.archive, otype)),
+            ]
+            v4 = f"/crm/v4/objects/{otype.name}/{{fromId}}/associations"
+            routes += [
+                R("PUT", f"{v4}/default/{otype.other}/{{toId}}", self._bind(self.associate, otype)),
+                R("GET", f"{v4}/{otype.other}", self._bind(self.list_associations, otype)),
+            ]
+        return routes
+
+    @staticmethod
+    def _bind(
+        func: Callable[[Ctx[HubSpotAccount], ObjectType], Response], otype: ObjectType
+    ) -> Callable[[Ctx[HubSpotAccount]], Response]:
+        return lambda ctx: func(ctx, otype)
+
+    # ----------------------------------------------------------------- OAuth
+
+    def _refresh_owner(self, req: Request) -> HubSpotAccount | None:
+        try:
+            refresh = req.form().get("refresh_token", "")
+        except BadRequestBody:
+            return None
+        account_id = self.refresh_tokens.get(refresh)
+        return self.accounts.get(account_id) if account_id else None
+
+    @staticmethod
+    def _oauth_error(status: str, message: str) -> Response:
+        return Response.json(
+            400,
+            {
+                "status": status,
+                "message": message,
+                "correlationId": new_correlation_id(),
+                "category": "VALIDATION_ERROR",
+            },
+        )
+
+    def oauth_token(self, req: Request) -> Response:
+        """``POST /oauth/v1/token`` with ``grant_type=refresh_token`` (form-encoded)."""
+        if "x-www-form-urlencoded" not in (req.header("content-type") or "").lower():
+            return self._oauth_error(
+                "BAD_REQUEST", "Content-Type must be application/x-www-form-urlencoded"
+            )
+        form = req.form()
+        grant = form.get("grant_type")
+        if grant == "authorization_code":
+            return self._oauth_error("BAD_AUTH_CODE", "missing or unknown auth code")
+        if grant != "refresh_token":
+            return self._oauth_error("BAD_GRANT_TYPE", "missing or unknown grant type")
+        if form.get("client_id") != CLIENT_ID:
+            return self._oauth_error("BAD_CLIENT_ID", "missing or invalid client id")
+        if form.get("client_secret") != CLIENT_SECRET:
+            return self._oauth_error("BAD_CLIENT_SECRET", "missing or invalid client secret")
+        refresh = form.get("refresh_token", "")
+        account_id = self.refresh_tokens.get(refresh)
+        account = self.accounts.get(account_id) if account_id else None
+        if account is None or refresh in self.revoked_refresh:
+            return self._oauth_error("BAD_REFRESH_TOKEN", "missing or unknown refresh token")
+        access = f"sbx_hubspot_at_{secrets.token_hex(16)}"
+        expires_in = account.expires_in if account.expires_in is not None else DEFAULT_EXPIRES_IN
+        self.register_token(account, access, time.time() + expires_in)
+        return Response.json(
+            200,
+            {
+                "access_token": access,
+                "refresh_token": refresh,
+                "expires_in": int(expires_in),
+                "token_type": "bearer",
+                "token_use": "access_token",
+                "hub_id": account.portal_id,
+                "user_id": account.owners[0]["userId"],
+                "scopes": ["crm.objects.contacts.write", "crm.objects.deals.write", "oauth"],
+            },
+        )
+
+    def token_info(self, req: Request) -> Response:
+        """``GET /oauth/v1/access-tokens/{token}``: hub id, scopes, seconds left."""
+        token = req.segments[-1]
+        info = self.tokens.get(token)
+        account = self.accounts.get(info.account_id) if info else None
+        if info is None or account is None or info.revoked:
+            err = _error(404, "OBJECT_NOT_FOUND", "token not found")
+            return Response.json(404, err.payload)
+        left = 86_400 * 365 if info.expires_at is None else int(info.expires_at - time.time())
+        if left <= 0:
+            err = _error(404, "OBJECT_NOT_FOUND", "token expired")
+            return Response.json(404, err.payload)
+        owner = account.owners[0]
+        return Response.json(
+            200,
+            {
+                "token": token,
+                "user": owner["email"],
+                "hub_domain": f"portal{account.portal_id}.sandbox.test",
+                "scopes": ["crm.objects.contacts.write", "crm.objects.deals.write", "oauth"],
+                "hub_id": account.portal_id,
+                "app_id": 1,
+                "expires_in": left,
+                "user_id": owner["userId"],
+                "token_type": "access",
+            },
+        )
+
+    # ----------------------------------------------------------------- owners, pipelines
+
+    def list_owners(self, ctx: Ctx[HubSpotAccount]) -> Response:
+        """``GET /crm/v3/owners`` with ``limit``/``after``/``email``."""
+        owners = ctx.account.owners
+        email = ctx.request.arg("email")
+        if email:
+            owners = [o for o in owners if o["email"].lower() == email.lower()]
+        limit = _int_arg(ctx.request.arg("limit"), 100, "limit", 1, 500)
+        offset = _int_arg(ctx.request.arg("after"), 0, "after", 0, None)
+        page = owners[offset : offset + limit]
+        out: JSONDict = {"results": page}
+        if offset + limit < len(owners):
+            out["paging"] = {"next": {"after": str(offset + limit)}}
+        return Response.json(200, out)
+
+    def get_owner(self, ctx: Ctx[HubSpotAccount]) -> Response:
+        """``GET /crm/v3/owners/{ownerId}``."""
+        owner = next((o for o in ctx.account.owners if o["id"] == ctx.params["ownerId"]), None)
+        if owner is None:
+            raise _error(404, "OBJECT_NOT_FOUND", "Owner not found")
+        return Response.json(200, owner)
+
+    def _pipeline_json(self, account: HubSpotAccount) -> JSONDict:
+        created = iso_millis_z(account.created)
+        return {
+            "id": PIPELINE[0],
+            "label": PIPELINE[1],
+            "displayOrder": 0,
+            "archived": False,
+            "createdAt": created,
+            "updatedAt": created,
+            "stages": [
+                {
+                    "id": sid,
+                    "label": label,
+                    "displayOrder": n,
+                    "metadata": {"isClosed": "true" if closed else "false", "probability": prob},
+                    "archived": False,
+                    "createdAt": created,
+                    "updatedAt": created,
+                    "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT",
+                }
+                for n, (sid, label, prob, closed) in enumerate(STAGES)
+            ],
+        }
+
+    def list_pipelines(self, ctx: Ctx[HubSpotAccount]) -> Response:
+        """``GET /crm/v3/pipelines/deals``."""
+        return Response.json(200, {"results": [self._pipeline_json(ctx.account)]})
+
+    def get_pipeline(self, ctx: Ctx[HubSpotAccount]) -> Response:
+        """``GET /crm/v3/pipelines/deals/{pipelineId}``."""
+        if ctx.params["pipelineId"] != PIPELINE[0]:
+            raise _error(404, "OBJECT_NOT_FOUND", "Pipeline not found")
+        return Response.json(200, self._pipeline_json(ctx.account))
+
+    def list_stages(self, ctx: Ctx[HubSpotAccount]) -> Response:
+        """``GET /crm/v3/pipelines/deals/{pipelineId}/stages``."""
+        if ctx.params["pipelineId"] != PIPELINE[0]:
+            raise _error(404, "OBJECT_NOT_FOUND", "Pipeline not found")
+        return Response.json(200, {"results": self._pipeline_json(ctx.account)["stages"]})
+
+    # ----------------------------------------------------------------- object helpers
+
+    def _lookup(
+        self, ctx: Ctx[HubSpotAccount], otype: ObjectType, key: str, id_property: str | None
+    ) -> Record:
+        """A live record by id or by a unique property (404 when absent)."""
+        records = ctx.account.records[otype.name]
+        found: Record | None = None
+        if id_property in (None, "", "hs_object_id"):
+            found = records.get(key)
+        else:
+            assert id_property is not None
+            if id_property not in otype.unique:
+                raise _error(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"Property {id_property} is not a unique identifier property for {otype.name}.",
+                )
+            found = self._find_unique(ctx.account, otype, id_property, key)
+        if found is None or found.archived:
+            raise _error(
+                404,
+                "OBJECT_NOT_FOUND",
+                "Object not found.  objectId are usually numeric.",
+                context={"id": [key]},
+            )
+        return found
+
+    @staticmethod
+    def _find_unique(
+        account: HubSpotAccount, otype: ObjectType, prop: str, value: str
+    ) -> Record | None:
+        fold = prop == "email"
+        wanted = value.lower() if fold else value
+        for record in account.live(otype.name):
+            have = record.properties.get(prop)
+            if have is not None and (have.lower() if fold else have) == wanted:
+                return record
+        return None
+
+    @staticmethod
+    def _check_strings(raw: Any) -> dict[str, str]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise _error(400, "VALIDATION_ERROR", "properties must be an object")
+        for name, value in raw.items():
+            if not isinstance(value, str):
+                raise _invalid_property(
+                    name,
+                    f'Property "{name}" must be a string, got {json.dumps(value)}',
+                    "INVALID_PROPERTY_TYPE",
+                )
+        return dict(raw)
+
+    def _validate(
+        self,
+        account: HubSpotAccount,
+        otype: ObjectType,
+        props: dict[str, str],
+        current: Record | None,
+    ) -> dict[str, str]:
+        """Check and normalize written properties (merged onto ``current`` if given)."""
+        props = dict(props)
+        for system in ("hs_object_id", "createdate", "lastmodifieddate", "hs_lastmodifieddate"):
+            props.pop(system, None)
+        owner = props.get("hubspot_owner_id")
+        if owner and owner not in account.owner_ids():
+            raise _invalid_property(
+                "hubspot_owner_id", f"{owner} is not a valid owner id", "INVALID_OWNER_ID"
+            )
+        if otype is CONTACTS and props.get("email"):
+            email = props["email"].strip().lower()
+            if not _EMAIL.fullmatch(email):
+                raise _invalid_property(
+                    "email", f"Email address {email} is invalid", "INVALID_EMAIL"
+                )
+            props["email"] = email
+        if otype is DEALS:
+            merged = {**(current.properties if current else {}), **props}
+            pipeline = merged.get("pipeline") or PIPELINE[0]
+            if pipeline != PIPELINE[0]:
+                raise _invalid_property(
+                    "pipeline", f"{pipeline} was not one of the allowed options"
+                )
+            if current is None or "pipeline" in props:
+                props["pipeline"] = pipeline
+            stage = merged.get("dealstage")
+            if current is None and not stage:
+                raise _invalid_property("dealstage", "dealstage is required", "REQUIRED")
+            if stage is not None and stage_by_id(stage) is None:
+                raise _invalid_property(
+                    "dealstage",
+                    f"{stage} was not one of the allowed options: "
+                    f"{[s[0] for s in STAGES]} for pipeline {pipeline}",
+                )
+            for name in ("amount", "hs_forecast_probability"):
+                value = props.get(name)
+                if value:
+                    try:
+                        number = float(value)
+                    except ValueError:
+                        raise _invalid_property(
+                            name, f"{value} was not a valid number", "INVALID_DOUBLE"
+                        ) from None
+                    if name == "hs_forecast_probability" and not 0 <= number <= 1:
+                        raise _invalid_property(
+                            name, f"{value} is not between 0 and 1", "INVALID_DOUBLE"
+                        )
+            if "closedate" in props:
+                props["closedate"] = _normalize_date("closedate", props["closedate"])
+        return props
+
+    def _check_unique(
+        self, account: HubSpotAccount, otype: ObjectType, props: Mapping[str, str], me: str | None
+    ) -> None:
+        for prop in otype.unique:
+            value = props.get(prop)
+            if not value:
+                continue
+            other = self._find_unique(account, otype, prop, value)
+            if other is not None and other.id != me:
+                if otype is CONTACTS and prop == "email":
+                    message = f"Contact already exists. Existing ID: {other.id}"
+                else:
+                    message = (
+                        f"A {otype.singular.lower()} with {prop}={value} already exists. "
+                        f"Existing ID: {other.id}"
+                    )
+                raise _error(409, "CONFLICT", message)
+
+    def _write(
+        self,
+        ctx: Ctx[HubSpotAccount],
+        otype: ObjectType,
+        props: dict[str, str],
+        record: Record | None,
+    ) -> Record:
+        """Store validated properties as a new record (``record`` None) or an update."""
+        now = utcnow()
+        stamp = iso_millis_z(now)
+        if record is None:
+            new_id = str(ctx.account.next_id() + ctx.account.portal_id * 1000)
+            record = Record(new_id, otype, {}, now, now)
+            record.properties.update(hs_object_id=new_id, createdate=stamp)
+            ctx.account.records[otype.name][new_id] = record
+        record.properties.update(props)
+        record.properties.update(lastmodifieddate=stamp, hs_lastmodifieddate=stamp)
+        record.updated = now
+        if otype is DEALS:
+            stage = stage_by_id(record.properties.get("dealstage", ""))
+            if stage is not None:
+                record.properties["hs_deal_stage_probability"] = stage[2]
+                record.properties["hs_is_closed"] = "true" if stage[3] else "false"
+                record.properties["hs_is_closed_won"] = (
+                    "true" if stage[0] == "closedwon" else "false"
+                )
+        record.index.put(record.to_json(), ctx.searchable_from())
+        return record
+
+    def _parse_associations(
+        self, ctx: Ctx[HubSpotAccount], otype: ObjectType, raw: Any
+    ) -> list[str]:
+        """Ids of records in ``otype.other`` to associate a new record with."""
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise _error(400, "VALIDATION_ERROR", "associations must be an array")
+        targets: list[str] = []
+        for item in raw:
+            to = item.get("to") if isinstance(item, dict) else None
+            types = item.get("types") if isinstance(item, dict) else None
+            to_id = str(to.get("id")) if isinstance(to, dict) and to.get("id") is not None else ""
+            if not to_id or not isinstance(types, list) or not types:
+                raise _error(
+                    400, "VALIDATION_ERROR", "Each association needs to.id and a non-empty types"
+                )
+            for spec in types:
+                if not isinstance(spec, dict) or spec.get("associationCategory") not in (
+                    "HUBSPOT_DEFINED",
+                    "USER_DEFINED",
+                    "INTEGRATOR_DEFINED",
+                ):
+                    raise _error(400, "VALIDATION_ERROR", "Invalid associationCategory")
+                if spec.get("associationTypeId") != otype.association_type:
+                    raise _error(
+                        400,
+                        "VALIDATION_ERROR",
+                        f"associationTypeId {spec.get('associationTypeId')} is not valid from "
+                        f"{otype.name}; this sandbox supports {otype.association_type} "
+                        f"({otype.name} to {otype.other})",
+                    )
+            target = ctx.account.records[otype.other].get(to_id)
+            if target is None or target.archived:
+                raise _error(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"One or more associations are invalid: {otype.other} {to_id} does not exist",
+                )
+            targets.append(to_id)
+        return targets
+
+    def _link(self, account: HubSpotAccount, otype: ObjectType, a: str, b: str) -> None:
+        account.associations.add((a, b) if otype is DEALS else (b, a))
+
+    # ----------------------------------------------------------------- object endpoints
+
+    def create(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``POST /crm/v3/objects/{type}`` -> 201."""
+        body = ctx.json_object()
+        props = self._validate(
+            ctx.account, otype, self._check_strings(body.get("properties")), None
+        )
+        self._check_unique(ctx.account, otype, props, None)
+        targets = self._parse_associations(ctx, otype, body.get("associations"))
+        record = self._write(ctx, otype, props, None)
+        for target in targets:
+            self._link(ctx.account, otype, record.id, target)
+        return Response.json(201, record.to_json())
+
+    def list_objects(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``GET /crm/v3/objects/{type}`` (``limit``/``after`` paging)."""
+        records = sorted(ctx.account.live(otype.name), key=lambda r: int(r.id))
+        limit = _int_arg(ctx.request.arg("limit"), 10, "limit", 1, 100)
+        offset = _int_arg(ctx.request.arg("after"), 0, "after", 0, None)
+        names = ctx.request.args("properties")
+        out: JSONDict = {"results": [r.selected(names) for r in records[offset : offset + limit]]}
+        if offset + limit < len(records):
+            out["paging"] = {"next": {"after": str(offset + limit)}}
+        return Response.json(200, out)
+
+    def get_object(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``GET /crm/v3/objects/{type}/{id}`` (``idProperty``/``properties``/``associations``)."""
+        record = self._lookup(ctx, otype, ctx.params["id"], ctx.request.arg("idProperty"))
+        out = record.selected(ctx.request.args("properties"))
+        if otype.other in ctx.request.args("associations"):
+            linked = self._linked(ctx.account, otype, record.id)
+            kind = "deal_to_contact" if otype is DEALS else "contact_to_deal"
+            out["associations"] = {
+                otype.other: {"results": [{"id": i, "type": kind} for i in linked]}
+            }
+        return Response.json(200, out)
+
+    def update(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``PATCH /crm/v3/objects/{type}/{id}`` (``idProperty`` optional)."""
+        record = self._lookup(ctx, otype, ctx.params["id"], ctx.request.arg("idProperty"))
+        body = ctx.json_object()
+        props = self._validate(
+            ctx.account, otype, self._check_strings(body.get("properties")), record
+        )
+        self._check_unique(ctx.account, otype, props, record.id)
+        self._write(ctx, otype, props, record)
+        return Response.json(200, record.to_json())
+
+    def archive(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``DELETE /crm/v3/objects/{type}/{id}`` -> 204 (archives)."""
+        record = ctx.account.records[otype.name].get(ctx.params["id"])
+        if record is not None and not record.archived:
+            record.archived = True
+            record.updated = utcnow()
+            record.index.put(None, ctx.searchable_from())
+        return Response(204, content_type="application/json")
+
+    def batch_upsert(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``POST /crm/v3/objects/{type}/batch/upsert`` by a unique ``idProperty``."""
+        started = iso_millis_z(utcnow())
+        inputs = ctx.json_object().get("inputs")
+        if not isinstance(inputs, list) or not inputs:
+            raise _error(400, "VALIDATION_ERROR", "inputs must be a non-empty array")
+        if len(inputs) > 100:
+            raise _error(400, "VALIDATION_ERROR", "Batch input is limited to 100 inputs")
+        plan: list[tuple[Record | None, dict[str, str]]] = []
+        seen: set[str] = set()
+        for item in inputs:
+            if not isinstance(item, dict):
+                raise _error(400, "VALIDATION_ERROR", "each input must be an object")
+            key, id_property = item.get("id"), item.get("idProperty")
+            if not isinstance(key, str) or not key:
+                raise _error(400, "VALIDATION_ERROR", "each input needs a string id")
+            if id_property not in otype.unique:
+                raise _error(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"idProperty must be a unique-value property of {otype.name} "
+                    f"({', '.join(otype.unique)}); got {id_property!r}",
+                )
+            if key in seen:
+                raise _error(400, "VALIDATION_ERROR", f"Duplicate IDs found in batch input: {key}")
+            seen.add(key)
+            existing = self._find_unique(ctx.account, otype, id_property, key)
+            props = self._check_strings(item.get("properties"))
+            props[id_property] = key
+            props = self._validate(ctx.account, otype, props, existing)
+            self._check_unique(ctx.account, otype, props, existing.id if existing else None)
+            plan.append((existing, props))
+        results = []
+        for existing, props in plan:
+            record = self._write(ctx, otype, props, existing)
+            results.append({**record.to_json(), "new": existing is None})
+        return Response.json(
+            200,
+            {
+                "status": "COMPLETE",
+                "results": results,
+                "startedAt": started,
+                "completedAt": iso_millis_z(utcnow()),
+            },
+        )
+
+    def search(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``POST /crm/v3/objects/{type}/search`` over the (lagged) search index."""
+        body = ctx.json_object()
+        groups = body.get("filterGroups") or []
+        if not isinstance(groups, list) or len(groups) > 6:
+            raise _error(400, "VALIDATION_ERROR", "filterGroups must be an array of at most 6")
+        matchers = [self._group_matcher(g) for g in groups]
+        limit = body.get("limit", 10)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 200:
+            raise _error(400, "VALIDATION_ERROR", "limit must be an integer between 0 and 200")
+        after = body.get("after") or "0"
+        if not str(after).isdigit():
+            raise _error(400, "VALIDATION_ERROR", f"after {after!r} is not a valid paging token")
+        offset = int(str(after))
+        names = body.get("properties") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _error(400, "VALIDATION_ERROR", "properties must be an array of strings")
+        query = body.get("query")
+        hits: list[JSONDict] = []
+        for record in ctx.account.records[otype.name].values():
+            snap = record.index.view(ctx.mono)
+            if snap is None:
+                continue
+            props: dict[str, str] = snap["properties"]
+            if matchers and not any(m(props) for m in matchers):
+                continue
+            if (
+                isinstance(query, str)
+                and query
+                and not any(query.lower() in v.lower() for v in props.values())
+            ):
+                continue
+            hits.append(snap)
+        hits.sort(key=lambda s: int(s["id"]))
+        wanted = list(otype.defaults) + [n for n in names if n not in otype.defaults]
+        page = [
+            {**snap, "properties": {n: snap["properties"].get(n) for n in wanted}}
+            for snap in hits[offset : offset + limit]
+        ]
+        out: JSONDict = {"total": len(hits), "results": page}
+        if offset + limit < len(hits):
+            out["paging"] = {"next": {"after": str(offset + limit)}}
+        return Response.json(200, out)
+
+    @staticmethod
+    def _group_matcher(group: Any) -> Callable[[Mapping[str, str]], bool]:
+        filters = group.get("filters") if isinstance(group, dict) else None
+        if not isinstance(filters, list):
+            raise _error(400, "VALIDATION_ERROR", "each filterGroup needs a filters array")
+        checks = [_filter_matcher(f) for f in filters]
+        return lambda props: all(check(props) for check in checks)
+
+    # ----------------------------------------------------------------- associations
+
+    def _linked(self, account: HubSpotAccount, otype: ObjectType, record_id: str) -> list[str]:
+        if otype is DEALS:
+            ids = [c for d, c in account.associations if d == record_id]
+        else:
+            ids = [d for d, c in account.associations if c == record_id]
+        return sorted(ids, key=int)
+
+    def associate(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``PUT /crm/v4/objects/{from}/{fromId}/associations/default/{to}/{toId}`` (idempotent)."""
+        started = iso_millis_z(utcnow())
+        from_id, to_id = ctx.params["fromId"], ctx.params["toId"]
+        for type_name, key in ((otype.name, from_id), (otype.other, to_id)):
+            record = ctx.account.records[type_name].get(key)
+            if record is None or record.archived:
+                raise _error(
+                    404,
+                    "OBJECT_NOT_FOUND",
+                    f"No {type_name[:-1]} with id {key} exists",
+                    context={"id": [key]},
+                )
+        self._link(ctx.account, otype, from_id, to_id)
+        return Response.json(
+            200,
+            {
+                "status": "COMPLETE",
+                "results": [
+                    {
+                        "from": {"id": from_id},
+                        "to": {"id": to_id},
+                        "associationSpec": {
+                            "associationCategory": "HUBSPOT_DEFINED",
+                            "associationTypeId": otype.association_type,
+                        },
+                    }
+                ],
+                "startedAt": started,
+                "completedAt": iso_millis_z(utcnow()),
+            },
+        )
+
+    def list_associations(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``GET /crm/v4/objects/{from}/{fromId}/associations/{to}``."""
+        record = ctx.account.records[otype.name].get(ctx.params["fromId"])
+        if record is None or record.archived:
+            raise _error(404, "OBJECT_NOT_FOUND", "Object not found")
+        return Response.json(
+            200,
+            {
+                "results": [
+                    {
+                        "toObjectId": int(i),
+                        "associationTypes": [
+                            {
+                                "category": "HUBSPOT_DEFINED",
+                                "typeId": otype.association_type,
+                                "label": None,
+                            }
+                        ],
+                    }
+                    for i in self._linked(ctx.account, otype, record.id)
+                ]
+            },
+        )
+
+
+def _int_arg(raw: str | None, default: int, name: str, low: int, high: int | None) -> int:
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _error(400, "VALIDATION_ERROR", f"{name} must be an integer") from None
+    if value < low or (high is not None and value > high):
+        raise _error(400, "VALIDATION_ERROR", f"{name} must be between {low} and {high}")
+    return value
+
+
+def _as_number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _filter_matcher(raw: Any) -> Callable[[Mapping[str, str]], bool]:
+    """One search filter as a predicate on a property map (string comparisons ignore case)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("propertyName"), str):
+        raise _error(400, "VALIDATION_ERROR", "each filter needs propertyName and operator")
+    name: str = raw["propertyName"]
+    op = raw.get("operator")
+    value = raw.get("value")
+    value_s = str(value).lower() if value is not None else None
+    values = [str(v).lower() for v in raw.get("values") or []]
+
+    def have(props: Mapping[str, str]) -> str | None:
+        got = props.get(name)
+        return got.lower() if got not in (None, "") else None
+
+    def compare(props: Mapping[str, str], test: Callable[[float, float], bool]) -> bool:
+        mine, theirs = _as_number(have(props)), _as_number(value_s)
+        return mine is not None and theirs is not None and test(mine, theirs)
+
+    if op in ("EQ", "NEQ", "GT", "GTE", "LT", "LTE", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
+        if value is None:
+            raise _error(400, "VALIDATION_ERROR", f"operator {op} needs a value")
+    if op == "EQ":
+        return lambda p: have(p) == value_s
+    if op == "NEQ":
+        return lambda p: have(p) != value_s
+    if op == "IN":
+        return lambda p: have(p) in values
+    if op == "NOT_IN":
+        return lambda p: have(p) not in values
+    if op == "HAS_PROPERTY":
+        return lambda p: have(p) is not None
+    if op == "NOT_HAS_PROPERTY":
+        return lambda p: have(p) is None
+    if op == "CONTAINS_TOKEN":
+        token = (value_s or "").strip("*")
+        return lambda p: token in (have(p) or "")
+    if op == "NOT_CONTAINS_TOKEN":
+        token = (value_s or "").strip("*")
+        return lambda p: token not in (have(p) or "")
+    if op == "GT":
+        return lambda p: compare(p, lambda a, b: a > b)
+    if op == "GTE":
+        return lambda p: compare(p, lambda a, b: a >= b)
+    if op == "LT":
+        return lambda p: compare(p, lambda a, b: a < b)
+    if op == "LTE":
+        return lambda p: compare(p, lambda a, b: a <= b)
+    raise _error(400, "VALIDATION_ERROR", f"Unsupported filter operator {op!r}")
