@@ -4490,7 +4490,6 @@ CREATE TABLE crm.crm_external_ids (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     create_sent_at timestamp with time zone,
     CONSTRAINT crm_external_ids_crm_id_check CHECK (((length(crm_id) >= 1) AND (length(crm_id) <= 200))),
-    CONSTRAINT crm_external_ids_crm_id_or_intent_check CHECK (((crm_id IS NOT NULL) OR (create_sent_at IS NOT NULL))),
     CONSTRAINT crm_external_ids_entity_type_check CHECK ((entity_type = ANY (ARRAY['lead'::text, 'contact'::text, 'deal'::text, 'organisation'::text]))),
     CONSTRAINT crm_external_ids_external_key_check CHECK (((length(external_key) >= 1) AND (length(external_key) <= 200)))
 );
@@ -4544,7 +4543,7 @@ COMMENT ON COLUMN crm.crm_external_ids.entity_id IS 'Our lead or deal id when th
 -- Name: COLUMN crm_external_ids.crm_id; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.crm_external_ids.crm_id IS 'Id of the record in the CRM; NULL while a create was sent and its outcome is not known.';
+COMMENT ON COLUMN crm.crm_external_ids.crm_id IS 'Id of the record in the CRM; NULL while no record is known (see create_sent_at).';
 
 --
 -- Name: COLUMN crm_external_ids.created_at; Type: COMMENT; Schema: crm; Owner: -
@@ -4562,20 +4561,16 @@ COMMENT ON COLUMN crm.crm_external_ids.updated_at IS 'When the row last changed 
 -- Name: COLUMN crm_external_ids.create_sent_at; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.crm_external_ids.create_sent_at IS 'When the runner last sent a create for this key. With crm_id NULL the outcome of that create
-is unknown, so the next attempt looks the record up by its key before creating it.';
+COMMENT ON COLUMN crm.crm_external_ids.create_sent_at IS 'When the runner last sent a create for this key whose outcome is not yet settled. With crm_id
+NULL the create may or may not have landed, so the next attempt looks the record up by its key
+and no other create is sent until the runner''s unknown-outcome window has passed; NULL once
+the id is stored or the CRM refused the create.';
 
 --
 -- Name: CONSTRAINT crm_external_ids_crm_id_check ON crm_external_ids; Type: COMMENT; Schema: crm; Owner: -
 --
 
 COMMENT ON CONSTRAINT crm_external_ids_crm_id_check ON crm.crm_external_ids IS 'crm_id must be 1-200 characters.';
-
---
--- Name: CONSTRAINT crm_external_ids_crm_id_or_intent_check ON crm_external_ids; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT crm_external_ids_crm_id_or_intent_check ON crm.crm_external_ids IS 'A row holds a CRM id, or records that a create was sent (create_sent_at).';
 
 --
 -- Name: CONSTRAINT crm_external_ids_entity_type_check ON crm_external_ids; Type: COMMENT; Schema: crm; Owner: -

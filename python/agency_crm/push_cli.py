@@ -149,8 +149,8 @@ def drain(
     """
     if progress not in ("auto", "bar", "log", "none"):
         raise typer.BadParameter("--progress must be auto, bar, log or none")
-    dsn = _dsn(database_url)
     client_ids = _clients(clients)
+    dsn = _dsn(database_url)
     if dry_run:
         from agency_crm.push.plan import plan
 

@@ -1,9 +1,10 @@
 """A throwaway PostgreSQL cluster, for the test suite, the docs generator and the demo.
 
 Started from the installed PostgreSQL binaries on a tmpfs directory (``/dev/shm`` when it
-exists) with fsync off, listening on 127.0.0.1 only, trust authentication. ``initdb``
-refuses to run as root, so as root the cluster runs as the ``postgres`` OS user via
-``runuser``.
+exists) with fsync off (``fsync=True`` keeps PostgreSQL's durable defaults: fsync,
+synchronous_commit and full_page_writes on), listening on 127.0.0.1 only, trust
+authentication. ``initdb`` refuses to run as root, so as root the cluster runs as the
+``postgres`` OS user via ``runuser``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def free_port() -> int:
 class TempCluster:
     """Start with ``with TempCluster() as cluster:``; ``cluster.url`` is a superuser URL."""
 
-    def __init__(self, base_dir: str | None = None) -> None:
+    def __init__(self, base_dir: str | None = None, fsync: bool = False) -> None:
+        self.fsync = fsync
         shm = Path("/dev/shm")
         self.base_dir = base_dir or (str(shm) if shm.is_dir() else None)
         self.bindir = find_bindir()
@@ -120,9 +122,11 @@ class TempCluster:
         for _attempt in range(5):
             self.port = free_port()
             options = (
-                f"-F -p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
-                " -c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
+                f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+                " -c max_connections=200"
             )
+            if not self.fsync:
+                options += " -F -c full_page_writes=off -c synchronous_commit=off"
             done = self._run(
                 str(self.bindir / "pg_ctl"),
                 "-D",

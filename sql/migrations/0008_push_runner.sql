@@ -39,21 +39,19 @@ COMMENT ON CONSTRAINT client_crm_configs_max_attempts_check ON crm.client_crm_co
 'max_attempts must be between 1 and 100.';
 
 -- A create intent: written (crm_id NULL) in its own transaction before the create is sent,
--- completed with the CRM id the moment it is known.
+-- completed with the CRM id the moment it is known, released (create_sent_at NULL) when the
+-- CRM refused the create outright.
 ALTER TABLE crm.crm_external_ids
 ALTER COLUMN crm_id DROP NOT NULL,
-ADD COLUMN create_sent_at timestamptz,
-ADD CONSTRAINT crm_external_ids_crm_id_or_intent_check CHECK (
-    crm_id IS NOT NULL OR create_sent_at IS NOT NULL
-);
+ADD COLUMN create_sent_at timestamptz;
 
 COMMENT ON COLUMN crm.crm_external_ids.crm_id IS
-'Id of the record in the CRM; NULL while a create was sent and its outcome is not known.';
+'Id of the record in the CRM; NULL while no record is known (see create_sent_at).';
 COMMENT ON COLUMN crm.crm_external_ids.create_sent_at IS
-'When the runner last sent a create for this key. With crm_id NULL the outcome of that create
-is unknown, so the next attempt looks the record up by its key before creating it.';
-COMMENT ON CONSTRAINT crm_external_ids_crm_id_or_intent_check ON crm.crm_external_ids IS
-'A row holds a CRM id, or records that a create was sent (create_sent_at).';
+'When the runner last sent a create for this key whose outcome is not yet settled. With crm_id
+NULL the create may or may not have landed, so the next attempt looks the record up by its key
+and no other create is sent until the runner''s unknown-outcome window has passed; NULL once
+the id is stored or the CRM refused the create.';
 
 -- Per-entity order: a push is claimed only when no earlier push of the same lead is
 -- unfinished; this index answers that question.

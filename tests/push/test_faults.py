@@ -120,6 +120,13 @@ def test_a_non_retryable_status_fails_the_push_at_once(
     last = logs(conn, client["id"])[-1]
     assert last["status"] == "failed" and last["http_status"] == status
     assert crm.deals() == []
+    # A refused create created nothing: no create is left in doubt to block a later retry.
+    in_doubt = conn.execute(
+        "SELECT count(*) FROM crm.crm_external_ids WHERE client_id = %s "
+        "AND crm_id IS NULL AND create_sent_at IS NOT NULL",
+        (client["id"],),
+    ).fetchone()
+    assert in_doubt == (0,)
 
 
 @pytest.mark.parametrize("vendor", CRMS)

@@ -269,11 +269,6 @@ CHECKS: list[tuple[str, Row, str]] = [
     ),
     ("client_crm_configs", {"max_attempts": 0}, "client_crm_configs_max_attempts_check"),
     ("client_crm_configs", {"max_attempts": 101}, "client_crm_configs_max_attempts_check"),
-    (
-        "crm_external_ids",
-        {"crm_id": None, "create_sent_at": None},
-        "crm_external_ids_crm_id_or_intent_check",
-    ),
     ("crm_external_ids", {"entity_type": "company"}, "crm_external_ids_entity_type_check"),
     ("crm_external_ids", {"external_key": ""}, "crm_external_ids_external_key_check"),
     ("crm_external_ids", {"crm_id": ""}, "crm_external_ids_crm_id_check"),

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from agency_crm.push.http import CrmError, CrmHttp
 from agency_crm.push.model import Config, ExternalId, PushContext
 from agency_crm.push.ratelimit import RateLimiter
 from agency_crm.push.redact import Redactor
 from agency_crm.push.store import Store
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -122,6 +125,25 @@ class Ids:
             self.ctx, [(entity, key, entity_id, crm_id, sent)], self.http.take_records()
         )
         self.ctx.ids[(entity, key)] = ExternalId(crm_id, sent)
+
+    async def release(self, entity: str, key: str) -> None:
+        """The CRM refused a create outright (a 4xx): nothing landed, no create is in doubt."""
+        ext = self.get(entity, key)
+        if ext is None or ext.crm_id is not None or ext.create_sent_at is None:
+            return
+        await self.store.release_create(self.ctx, entity, key, self.http.take_records())
+        self.ctx.ids[(entity, key)] = ExternalId(None, None)
+
+    async def create(self, entity: str, key: str, send: Callable[[], Awaitable[T]]) -> T:
+        """Send a create we hold the claim for; a definite refusal releases the claim."""
+        try:
+            return await send()
+        except CrmError as exc:
+            # A 4xx answer (429 included: refused before any work) means nothing was
+            # created; a timeout, a dropped connection or a 5xx leaves the outcome unknown.
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 408:
+                await self.release(entity, key)
+            raise
 
     def unknown_outcome(self, entity: str, key: str) -> ExternalId | None:
         """The intent row when an earlier create of (entity, key) may or may not have landed."""

@@ -132,15 +132,17 @@ class Close(CrmClient):
                 contact["emails"] = [{"email": lead.email, "type": "office"}]
             if lead.phone:
                 contact["phones"] = [{"phone": lead.phone, "type": "office"}]
-            response = await self.http.call(
-                "create_contact",
-                "POST",
-                "/api/v1/lead/",
-                json_body={
-                    "name": lead.company or lead.display_name,
-                    "contacts": [contact],
-                    f"custom.{self.config.key_field('lead')}": lead.key,
-                },
+            payload = {
+                "name": lead.company or lead.display_name,
+                "contacts": [contact],
+                f"custom.{self.config.key_field('lead')}": lead.key,
+            }
+            response = await self.ids.create(
+                "lead",
+                lead.key,
+                lambda: self.http.call(
+                    "create_contact", "POST", "/api/v1/lead/", json_body=payload
+                ),
             )
             body = response.body or {}
             contacts = body.get("contacts") or []
@@ -239,8 +241,10 @@ class Close(CrmClient):
             )
             self.http.tag_last(crm_deal_id=adopted, crm_contact_id=contact_id)
             return adopted
-        response = await self.http.call(
-            "create_deal", "POST", "/api/v1/opportunity/", json_body=body
+        response = await self.ids.create(
+            "deal",
+            deal.key,
+            lambda: self.http.call("create_deal", "POST", "/api/v1/opportunity/", json_body=body),
         )
         opp = response.body or {}
         if "id" not in opp:

@@ -86,7 +86,9 @@ class Pipedrive(CrmClient):
                 }
                 if owner := as_int(self.config.owner_id, "owner_id"):
                     body["owner_id"] = owner
-                org_id = await self.create("create_org", "organizations", body)
+                org_id = await self.ids.create(
+                    "organisation", key, lambda: self.create("create_org", "organizations", body)
+                )
             self.http.tag_last(crm_org_id=org_id)
             await self.ids.record("organisation", key, None, org_id)
             return org_id
@@ -125,7 +127,9 @@ class Pipedrive(CrmClient):
                 body["org_id"] = int(org_id)
             if owner := as_int(self.config.owner_id, "owner_id"):
                 body["owner_id"] = owner
-            person_id = await self.create("create_contact", "persons", body)
+            person_id = await self.ids.create(
+                "lead", lead.key, lambda: self.create("create_contact", "persons", body)
+            )
         self.http.tag_last(crm_contact_id=person_id, crm_org_id=org_id)
         await self.ids.record("lead", lead.key, lead.id, person_id)
         return person_id
@@ -173,7 +177,9 @@ class Pipedrive(CrmClient):
                 "deal", deal.key, deal.entity_id, self.window, f"deal {deal.key}"
             )
             if deal_id is None:
-                deal_id = await self.create("create_deal", "deals", body)
+                deal_id = await self.ids.create(
+                    "deal", deal.key, lambda: self.create("create_deal", "deals", body)
+                )
                 self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=person_id, crm_org_id=org_id)
                 await self.ids.record("deal", deal.key, deal.entity_id, deal_id)
                 return deal_id

@@ -202,7 +202,11 @@ class Drainer:
             await conn.execute("LISTEN crm_push_queue")
             next_refresh = time.monotonic() + self.settings.poll_seconds
             while not self.stopping.is_set() and time.monotonic() < self.deadline:
-                timeout = max(0.05, min(next_refresh, self.deadline) - time.monotonic())
+                # Short waits, so a stop request (SIGTERM) is seen within a second.
+                timeout = max(
+                    0.05,
+                    min(next_refresh, self.deadline, time.monotonic() + 1.0) - time.monotonic(),
+                )
                 woken: set[str] = set()
                 try:
                     gen = conn.notifies(timeout=timeout, stop_after=1)

@@ -409,6 +409,20 @@ class Store:
             assert row is not None
             return False, ExternalId(row[0], row[1])
 
+    async def release_create(
+        self, ctx: PushContext, entity: str, key: str, logs: Sequence[CallRecord]
+    ) -> None:
+        """Clear a create intent the CRM refused (nothing was created)."""
+        async with self.pool.connection() as conn, conn.transaction():
+            if logs:
+                await conn.cursor().executemany(LOG_SQL, [self._log_params(ctx, r) for r in logs])
+            await conn.execute(
+                "UPDATE crm.crm_external_ids SET create_sent_at = NULL "
+                "WHERE client_id = %s AND crm_config_id = %s AND entity_type = %s "
+                "AND external_key = %s AND crm_id IS NULL",
+                (ctx.push.client_id, ctx.config.id, entity, key),
+            )
+
     async def lookup_id(self, ctx: PushContext, entity: str, key: str) -> ExternalId | None:
         """Re-read one id (another push of this run may have just stored it)."""
         async with self.pool.connection() as conn:

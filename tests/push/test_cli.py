@@ -1,0 +1,148 @@
+"""`agency-crm push drain / status / retry / logs`, run as cron and an operator run them: a
+real process against a real database and the CRM sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psycopg
+
+from agency_crm.sandbox import Sandbox
+from tests.helpers.fixtures import Make
+from tests.push.conftest import connect_crm
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
+    env.pop("AGENCY_CRM_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "agency_crm", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_drain_logs_one_json_line_per_push_and_a_summary(
+    pushdb: tuple[psycopg.Connection[Any], str], pmake: Make, sandbox: Sandbox
+) -> None:
+    _conn, url = pushdb
+    client = pmake.client()
+    crm = connect_crm(pmake, sandbox, client, "pipedrive")
+    for _ in range(3):
+        pmake.meeting(pmake.lead(client))
+    done = run("push", "drain", "--database-url", url)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [e["outcome"] for e in events] == ["done"] * 3
+    assert {e["client_id"] for e in events} == {str(client["id"])}
+    assert all(e["crm"] == "pipedrive" and e["crm_calls"] >= 3 for e in events)
+    summary = json.loads(done.stdout)
+    assert summary["event"] == "drain_finished"
+    assert summary["done"] == 3 and summary["pushes"] == 3 and summary["failed"] == 0
+    assert len(crm.deals()) == 3
+    # Nothing left: a second run sends nothing and still exits 0.
+    again = run("push", "drain", "--database-url", url)
+    assert again.returncode == 0 and json.loads(again.stdout)["pushes"] == 0
+
+
+def test_dry_run_shows_what_would_be_sent_and_sends_nothing(
+    pushdb: tuple[psycopg.Connection[Any], str], pmake: Make, sandbox: Sandbox
+) -> None:
+    conn, url = pushdb
+    client = pmake.client()
+    crm = connect_crm(pmake, sandbox, client, "hubspot")
+    lead = pmake.lead(client, email="dry@run.example")
+    meeting = pmake.meeting(lead)
+    shown = run("push", "drain", "--dry-run", "--database-url", url)
+    assert shown.returncode == 0, shown.stderr
+    [item] = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert item["crm"] == "hubspot" and item["operation"] == "meeting_booked"
+    assert item["contact"]["email"] == "dry@run.example"
+    assert item["deal"]["key"] == f"acrm-meeting-{meeting['id']}"
+    assert item["deal"]["would"] == "create"
+    assert crm.state()["requests"] == {}
+    status = conn.execute("SELECT status, attempts FROM crm.crm_push_queue").fetchall()
+    assert status == [("pending", 0)]
+
+
+def test_status_retry_and_logs(
+    pushdb: tuple[psycopg.Connection[Any], str], pmake: Make, sandbox: Sandbox
+) -> None:
+    conn, url = pushdb
+    client = pmake.client(name="Acme Agency Client")
+    crm = connect_crm(pmake, sandbox, client, "close")
+    pmake.meeting(pmake.lead(client))
+    crm.fault(method="POST", path="/api/v1/opportunity/", times=1, kind="status", status=400)
+    assert run("push", "drain", "--database-url", url).returncode == 0
+
+    status = run("push", "status", "--json", "--database-url", url)
+    assert status.returncode == 0, status.stderr
+    [row] = json.loads(status.stdout)
+    assert row["client_name"] == "Acme Agency Client" and row["crm_type"] == "close"
+    assert (row["pending"], row["failed"], row["dead"]) == (0, 1, 0)
+    human = run("push", "status", "--database-url", url)
+    assert "Acme Agency Client" in human.stdout and "close" in human.stdout
+
+    logs = run("push", "logs", "--json", "--status", "failed", "--database-url", url)
+    [failed] = [json.loads(line) for line in logs.stdout.splitlines()]
+    assert failed["operation"] == "create_deal" and failed["http_status"] == 400
+    assert "request_payload" not in failed
+    with_payloads = run("push", "logs", "--payloads", "--limit", "2", "--database-url", url)
+    assert "request:" in with_payloads.stdout and crm.token not in with_payloads.stdout
+
+    retried = run("push", "retry", "--database-url", url)
+    assert retried.returncode == 0 and "1 push(es) back to pending" in retried.stdout
+    assert run("push", "drain", "--database-url", url).returncode == 0
+    assert conn.execute("SELECT status FROM crm.crm_push_queue").fetchall() == [("done",)]
+    assert len(crm.deals()) == 1
+
+
+def test_watch_is_woken_by_a_new_booking_and_stops_on_sigterm(
+    pushdb: tuple[psycopg.Connection[Any], str], pmake: Make, sandbox: Sandbox
+) -> None:
+    _conn, url = pushdb
+    client = pmake.client()
+    crm = connect_crm(pmake, sandbox, client, "hubspot")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agency_crm", "push", "drain", "--watch", "--database-url", url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        time.sleep(1.5)  # listening
+        booked = time.monotonic()
+        pmake.meeting(pmake.lead(client))
+        while not crm.deals() and time.monotonic() - booked < 10:
+            time.sleep(0.05)
+        latency = time.monotonic() - booked
+        assert crm.deals(), "the watching runner never pushed the booking"
+        assert latency < 5, latency  # woken by NOTIFY, not by the 30 s poll
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["done"] == 1
+
+
+def test_a_database_that_does_not_answer_is_one_line_and_exit_1() -> None:
+    result = run("push", "drain", "--database-url", "postgresql://nobody@127.0.0.1:1/none")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("agency-crm: error:")
+
+
+def test_bad_options_are_refused() -> None:
+    result = run("push", "drain", "--client", "not-a-uuid", "--database-url", "x")
+    assert result.returncode != 0
+    assert "not-a-uuid" in result.stderr
