@@ -437,3 +437,57 @@ def logs(
         if payloads:
             typer.echo(f"  request:  {json.dumps(r['request_payload'])}")
             typer.echo(f"  response: {json.dumps(r['response_payload'])}")
+
+
+@push_app.command("check")
+def check_command(
+    database_url: DatabaseUrl = None,
+    clients: ClientOption = None,
+    http_timeout: Annotated[
+        float, typer.Option("--http-timeout", min=0.1, help="Seconds per CRM call.")
+    ] = 30.0,
+    as_json: JsonOutput = False,
+) -> None:
+    """Test each CRM connection: the credentials work, and the pipeline, stage, owner and
+    stage map of the config exist in the CRM. Records connection_status (connected or error)
+    and last_error on the config; exit 3 when a config has a problem."""
+    from agency_crm.push.check import check
+
+    client_ids = _clients(clients)
+    dsn = _dsn(database_url)
+    settings = Settings(
+        hubspot_client_id=os.environ.get("AGENCY_CRM_HUBSPOT_CLIENT_ID"),
+        hubspot_client_secret=os.environ.get("AGENCY_CRM_HUBSPOT_CLIENT_SECRET"),
+    )
+    results = asyncio.run(check(dsn, client_ids, settings, http_timeout))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "client_id": str(r.client_id),
+                        "client_name": r.client_name,
+                        "crm_type": r.crm_type,
+                        "ok": r.ok,
+                        "problems": r.problems,
+                        "pipelines": r.pipelines,
+                        "owners": r.owners,
+                    }
+                    for r in results
+                ]
+            )
+        )
+    else:
+        if not results:
+            typer.echo("no CRM configs")
+        for r in results:
+            head = f"{r.client_name} ({r.crm_type}): "
+            if r.ok:
+                typer.echo(
+                    head + f"connected; {r.pipelines} pipeline(s), {r.owners} user(s); "
+                    "pipeline, stage, owner and stage map found"
+                )
+            else:
+                typer.echo(head + "error: " + "; ".join(r.problems))
+    if any(not r.ok for r in results):
+        raise typer.Exit(3)

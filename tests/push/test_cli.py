@@ -15,7 +15,7 @@ import psycopg
 
 from agency_crm.sandbox import Sandbox
 from tests.helpers.fixtures import Make
-from tests.push.conftest import connect_crm
+from tests.push.conftest import CRMS, connect_crm
 
 
 def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -146,3 +146,54 @@ def test_bad_options_are_refused() -> None:
     result = run("push", "drain", "--client", "not-a-uuid", "--database-url", "x")
     assert result.returncode != 0
     assert "not-a-uuid" in result.stderr
+
+
+def test_check_tests_each_connection_and_records_it(
+    pushdb: tuple[psycopg.Connection[Any], str], pmake: Make, sandbox: Sandbox
+) -> None:
+    conn, url = pushdb
+    good = {v: connect_crm(pmake, sandbox, pmake.client(name=f"Good {v}"), v) for v in CRMS}
+    bad_client = pmake.client(name="Wrong owner")
+    bad = connect_crm(pmake, sandbox, bad_client, "pipedrive", owner_id="999")
+    revoked_client = pmake.client(name="Revoked")
+    revoked = connect_crm(pmake, sandbox, revoked_client, "close")
+    revoked.admin("POST", "/_sandbox/accounts/revoke", json={"token": revoked.token})
+
+    result = run("push", "check", "--json", "--database-url", url)
+    assert result.returncode == 3, result.stderr
+    by_name = {r["client_name"]: r for r in json.loads(result.stdout)}
+    for vendor in CRMS:
+        assert by_name[f"Good {vendor}"]["ok"], by_name[f"Good {vendor}"]
+        assert by_name[f"Good {vendor}"]["pipelines"] >= 1
+    assert by_name["Wrong owner"]["problems"] == ["owner_id '999' is not a user of this CRM"]
+    assert "401" in by_name["Revoked"]["problems"][0]
+    status = dict(
+        conn.execute(
+            "SELECT c.name, cfg.connection_status FROM crm.client_crm_configs AS cfg "
+            "JOIN crm.clients AS c ON c.id = cfg.client_id"
+        ).fetchall()
+    )
+    assert status["Good hubspot"] == "connected" and status["Wrong owner"] == "error"
+    assert status["Revoked"] == "error"
+    calls = conn.execute(
+        "SELECT DISTINCT operation FROM crm.crm_push_log WHERE push_id IS NULL"
+    ).fetchall()
+    assert {"get_pipelines"} <= {c[0] for c in calls}
+    assert bad.token not in result.stdout and revoked.token not in result.stdout
+    human = run(
+        "push", "check", "--client", str(good["hubspot"].config["client_id"]), "--database-url", url
+    )
+    assert human.returncode == 0, human.stderr
+    assert "Good hubspot (hubspot): connected" in human.stdout
+
+
+def test_progress_bar_mode_prints_a_human_summary(
+    pushdb: tuple[psycopg.Connection[Any], str], pmake: Make, sandbox: Sandbox
+) -> None:
+    _conn, url = pushdb
+    client = pmake.client()
+    connect_crm(pmake, sandbox, client, "close")
+    pmake.meeting(pmake.lead(client))
+    result = run("push", "drain", "--progress", "bar", "--database-url", url)
+    assert result.returncode == 0, result.stderr
+    assert "drained 1 push(es) of 1 client(s)" in result.stdout and "done 1" in result.stdout

@@ -173,6 +173,10 @@ class CrmClient:
         """Make the CRM hold the lead's contact and the push's deal as they are now."""
         raise NotImplementedError
 
+    async def catalog(self) -> tuple[dict[str, set[str]], set[str]]:
+        """The CRM's deal pipelines with their stage ids, and its user (owner) ids."""
+        raise NotImplementedError
+
     def stage_for(self, our_stage: str | None) -> str | None:
         """The CRM stage mapped from ours, or None when the config maps none."""
         return self.config.stage_map.get(our_stage) if our_stage else None

@@ -253,3 +253,23 @@ class Close(CrmClient):
         self.http.tag_last(crm_deal_id=opp_id, crm_contact_id=contact_id)
         await self.ids.record("deal", deal.key, deal.entity_id, opp_id)
         return opp_id
+
+    async def catalog(self) -> tuple[dict[str, set[str]], set[str]]:
+        """GET /api/v1/pipeline/ and every page of GET /api/v1/user/."""
+        response = await self.http.call("get_pipelines", "GET", "/api/v1/pipeline/")
+        pipelines = {
+            str(p["id"]): {str(st["id"]) for st in p.get("statuses") or []}
+            for p in (response.body or {}).get("data") or []
+        }
+        users: set[str] = set()
+        skip = 0
+        while True:
+            page = await self.http.call(
+                "get_users", "GET", "/api/v1/user/", params={"_skip": skip, "_limit": 100}
+            )
+            body = page.body or {}
+            batch = body.get("data") or []
+            users.update(str(u["id"]) for u in batch)
+            if not body.get("has_more") or not batch:
+                return pipelines, users
+            skip += len(batch)

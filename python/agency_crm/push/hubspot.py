@@ -218,3 +218,21 @@ class HubSpot(CrmClient):
         self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=contact_id)
         await self.ids.record("deal", deal.key, deal.entity_id, deal_id)
         return deal_id
+
+    async def catalog(self) -> tuple[dict[str, set[str]], set[str]]:
+        """GET /crm/v3/pipelines/deals and every page of GET /crm/v3/owners."""
+        response = await self.http.call("get_pipelines", "GET", "/crm/v3/pipelines/deals")
+        pipelines = {
+            str(p["id"]): {str(st["id"]) for st in p.get("stages") or []}
+            for p in (response.body or {}).get("results") or []
+        }
+        owners: set[str] = set()
+        params: dict[str, str | int] = {"limit": 100}
+        while True:
+            page = await self.http.call("get_owners", "GET", "/crm/v3/owners", params=params)
+            body = page.body or {}
+            owners.update(str(o["id"]) for o in body.get("results") or [])
+            after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return pipelines, owners
+            params = {"limit": 100, "after": str(after)}

@@ -192,3 +192,39 @@ class Pipedrive(CrmClient):
         )
         self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=person_id, crm_org_id=org_id)
         return deal_id
+
+    async def catalog(self) -> tuple[dict[str, set[str]], set[str]]:
+        """GET /api/v2/pipelines, /api/v2/stages per pipeline (cursor pages), /v1/users."""
+        pipelines: dict[str, set[str]] = {}
+        for pipeline in await self.pages("get_pipelines", "/api/v2/pipelines", {}):
+            stages = await self.pages(
+                "get_stages", "/api/v2/stages", {"pipeline_id": str(pipeline["id"])}
+            )
+            pipelines[str(pipeline["id"])] = {str(st["id"]) for st in stages}
+        users: set[str] = set()
+        start = 0
+        while True:
+            page = await self.http.call(
+                "get_users", "GET", "/v1/users", params={"start": start, "limit": 100}
+            )
+            body = page.body or {}
+            users.update(str(u["id"]) for u in body.get("data") or [])
+            more = (body.get("additional_data") or {}).get("pagination") or {}
+            if not more.get("more_items_in_collection"):
+                return pipelines, users
+            start = int(more.get("next_start") or start + 100)
+
+    async def pages(
+        self, operation: str, path: str, params: dict[str, str | int]
+    ) -> list[dict[str, Any]]:
+        """Every item of a v2 list endpoint, following ``additional_data.next_cursor``."""
+        items: list[dict[str, Any]] = []
+        query: dict[str, str | int] = {**params, "limit": 500}
+        while True:
+            page = await self.http.call(operation, "GET", path, params=query)
+            body = page.body or {}
+            items.extend(body.get("data") or [])
+            cursor = (body.get("additional_data") or {}).get("next_cursor")
+            if not cursor:
+                return items
+            query = {**params, "limit": 500, "cursor": cursor}

@@ -464,6 +464,45 @@ class Store:
                 ),
             )
 
+    async def record_check(
+        self, config: Config, ok: bool, problem: str | None, logs: Sequence[CallRecord]
+    ) -> None:
+        """The outcome of ``push check``: its calls in the audit log (no push, no lead) and
+        the config's connection_status / last_error."""
+        async with self.pool.connection() as conn, conn.transaction():
+            if logs:
+                await conn.cursor().executemany(
+                    LOG_SQL,
+                    [
+                        (
+                            config.client_id,
+                            config.id,
+                            None,
+                            rec.operation,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                            Jsonb(rec.request_payload) if rec.request_payload else None,
+                            Jsonb(rec.response_payload) if rec.response_payload else None,
+                            rec.status,
+                            rec.http_status,
+                            rec.error_code,
+                            rec.error_message,
+                            rec.duration_ms,
+                            rec.at,
+                        )
+                        for rec in logs
+                    ],
+                )
+            await conn.execute(
+                "UPDATE crm.client_crm_configs SET connection_status = %s, last_error = %s "
+                "WHERE client_id = %s AND id = %s",
+                ("connected" if ok else "error", problem, config.client_id, config.id),
+            )
+
     async def hold(self, client_id: uuid.UUID, error: str) -> int:
         """crm.hold_pushes: config in error, pending pushes held."""
         async with self.pool.connection() as conn:
