@@ -9,6 +9,7 @@ transaction is ever open across an HTTP call.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 import socket
@@ -34,6 +35,8 @@ from agency_crm.push.pipedrive import Pipedrive
 from agency_crm.push.ratelimit import RateLimiter
 from agency_crm.push.redact import Redactor
 from agency_crm.push.store import MissingEntity, Store
+
+logger = logging.getLogger("agency_crm.push")
 
 CLIENTS: dict[str, type[CrmClient]] = {"hubspot": HubSpot, "pipedrive": Pipedrive, "close": Close}
 DEFAULT_INTERVALS = {"hubspot": 10.0, "pipedrive": 2.0, "close": 1.0}
@@ -323,6 +326,15 @@ class Drainer:
             # Our own database or network trouble: the push is retried later.
             outcome, error = "retry", f"runner error: {type(exc).__name__}: {exc}"
             retry_at = datetime.now(UTC) + timedelta(seconds=s.backoff_base)
+        except Exception as exc:  # a bug must not strand the push in flight
+            # An answer we could not understand (or a bug): retried with backoff, dead after
+            # max_attempts, with the error recorded instead of a crashed lane.
+            outcome = "retry"
+            error = state.redactor.text(f"internal error: {type(exc).__name__}: {exc}")
+            retry_at = datetime.now(UTC) + timedelta(
+                seconds=backoff(CrmError("retry", "internal_error", error), push.attempts, s)
+            )
+            logger.exception("push %s of client %s failed unexpectedly", push.id, push.client_id)
         records = http.take_records()
         if ctx is None:
             for rec in records:
