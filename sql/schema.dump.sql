@@ -100,6 +100,7 @@ proposal 40, negotiation 60, verbal_commit 80, contract_sent 90, closed_won 100,
 CREATE FUNCTION crm.claim_pushes(p_client_id uuid, p_lease_owner text, p_limit integer DEFAULT 100, p_lease_seconds integer DEFAULT 300) RETURNS TABLE(client_id uuid, id bigint, operation text, lead_id uuid, meeting_id uuid, deal_id uuid, attempts integer, crm_config_id uuid, lease_expires_at timestamp with time zone)
     LANGUAGE plpgsql
     SET search_path TO ''
+    SET plan_cache_mode TO 'force_generic_plan'
     AS $$
 DECLARE
     v_now timestamptz := pg_catalog.clock_timestamp();
@@ -172,33 +173,32 @@ BEGIN
       AND q.client_id = p_client_id;
 
     RETURN QUERY
-    WITH picked AS (
-        SELECT q.client_id, q.id
-        FROM crm.crm_push_queue AS q
-        WHERE q.client_id = p_client_id
-          AND q.status = 'pending'
-          AND q.run_after <= v_now
-          -- Per-entity order: never overtake an unfinished earlier push of the same lead.
-          AND NOT EXISTS (
-              SELECT 1
-              FROM crm.crm_push_queue AS e
-              WHERE e.client_id = q.client_id
-                AND e.lead_id = q.lead_id
-                AND e.id < q.id
-                AND e.status IN ('pending', 'in_flight', 'held')
-          )
-        ORDER BY q.run_after, q.id
-        LIMIT p_limit
-        FOR UPDATE OF q SKIP LOCKED
-    )
     UPDATE crm.crm_push_queue AS u
     SET status = 'in_flight',
         attempts = u.attempts + 1,
         lease_owner = p_lease_owner,
         lease_expires_at = v_now + pg_catalog.make_interval(secs => p_lease_seconds),
         updated_at = v_now
-    FROM picked
-    WHERE u.client_id = picked.client_id AND u.id = picked.id
+    WHERE u.client_id = p_client_id
+      AND u.id = ANY(ARRAY(
+          SELECT q.id
+          FROM crm.crm_push_queue AS q
+          WHERE q.client_id = p_client_id
+            AND q.status = 'pending'
+            AND q.run_after <= v_now
+            -- Per-entity order: never overtake an unfinished earlier push of the same lead.
+            AND NOT EXISTS (
+                SELECT 1
+                FROM crm.crm_push_queue AS e
+                WHERE e.client_id = q.client_id
+                  AND e.lead_id = q.lead_id
+                  AND e.id < q.id
+                  AND e.status IN ('pending', 'in_flight', 'held')
+            )
+          ORDER BY q.run_after, q.id
+          LIMIT p_limit
+          FOR UPDATE OF q SKIP LOCKED
+      ))
     RETURNING
         u.client_id, u.id, u.operation, u.lead_id, u.meeting_id, u.deal_id, u.attempts,
         v_config_id, u.lease_expires_at;
@@ -218,13 +218,23 @@ are spent. Returns nothing when the client has no live, active config or its con
 error.';
 
 --
--- Name: complete_pushes(uuid, text, bigint[]); Type: FUNCTION; Schema: crm; Owner: -
+-- Name: complete_pushes(uuid, text, bigint[], text); Type: FUNCTION; Schema: crm; Owner: -
 --
 
-CREATE FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[]) RETURNS integer
-    LANGUAGE sql
+CREATE FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text DEFAULT NULL::text) RETURNS integer
+    LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
+DECLARE
+    v_done integer;
+BEGIN
+    IF p_log_status IS NOT NULL AND p_log_status NOT IN ('success', 'skipped') THEN
+        RAISE EXCEPTION 'complete_pushes: p_log_status must be success, skipped or NULL, got %',
+            pg_catalog.quote_literal(p_log_status)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'NULL writes no audit rows (the caller wrote them); success or skipped '
+                      'writes one per completed push.';
+    END IF;
     WITH done AS (
         UPDATE crm.crm_push_queue AS q
         SET status = 'done',
@@ -236,18 +246,46 @@ CREATE FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push
           AND q.id = ANY(p_push_ids)
           AND q.status = 'in_flight'
           AND q.lease_owner = p_lease_owner
+        RETURNING q.client_id, q.id, q.operation, q.lead_id, q.meeting_id, q.deal_id
+    ),
+
+    logged AS (
+        INSERT INTO crm.crm_push_log (
+            client_id, crm_config_id, push_id, operation, lead_id, meeting_id, deal_id,
+            status, duration_ms
+        )
+        SELECT
+            d.client_id,
+            (
+                SELECT cfg.id
+                FROM crm.client_crm_configs AS cfg
+                WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
+            ),
+            d.id,
+            d.operation,
+            d.lead_id,
+            d.meeting_id,
+            d.deal_id,
+            p_log_status,
+            0
+        FROM done AS d
+        WHERE p_log_status IS NOT NULL
         RETURNING 1
     )
-    SELECT count(*)::integer FROM done;
+
+    SELECT count(*)::integer INTO v_done FROM done;
+    RETURN v_done;
+END;
 $$;
 
 --
--- Name: FUNCTION complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[]); Type: COMMENT; Schema: crm; Owner: -
+-- Name: FUNCTION complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text); Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[]) IS 'Mark many claimed pushes of one client done in one statement (pushes with nothing to send,
-batch acknowledgements). Pushes p_lease_owner no longer holds are left alone. Returns how many
-were completed.';
+COMMENT ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text) IS 'Mark many claimed pushes of one client done in one statement (pushes with nothing to send,
+batch acknowledgements). Pushes p_lease_owner no longer holds are left alone. With
+p_log_status (success or skipped) it also writes one crm_push_log row per push it completed.
+Returns how many were completed.';
 
 --
 -- Name: finish_push(uuid, bigint, text, text, text, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
@@ -4612,7 +4650,7 @@ CREATE TABLE crm.crm_push_log (
     deleted_at timestamp with time zone,
     CONSTRAINT crm_push_log_duration_ms_check CHECK ((duration_ms >= 0)),
     CONSTRAINT crm_push_log_http_status_check CHECK (((http_status >= 100) AND (http_status <= 599))),
-    CONSTRAINT crm_push_log_operation_check CHECK ((operation ~ '^[a-z][a-z0-9_]{0,62}$'::text)),
+    CONSTRAINT crm_push_log_operation_check CHECK (((length(operation) <= 63) AND (operation ~ '^[a-z][a-z0-9_]*$'::text))),
     CONSTRAINT crm_push_log_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failed'::text, 'skipped'::text])))
 );
 
@@ -4633,13 +4671,13 @@ COMMENT ON COLUMN crm.crm_push_log.id IS 'Log row id.';
 -- Name: COLUMN crm_push_log.client_id; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.crm_push_log.client_id IS 'Owning client.';
+COMMENT ON COLUMN crm.crm_push_log.client_id IS 'Owning client (written by the push runner; not a foreign key, see migration 0009).';
 
 --
 -- Name: COLUMN crm_push_log.crm_config_id; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.crm_push_log.crm_config_id IS 'CRM config used; NULL when none (skipped).';
+COMMENT ON COLUMN crm.crm_push_log.crm_config_id IS 'CRM connection the call was made with (not a foreign key, see migration 0009).';
 
 --
 -- Name: COLUMN crm_push_log.push_id; Type: COMMENT; Schema: crm; Owner: -
@@ -4766,7 +4804,7 @@ COMMENT ON CONSTRAINT crm_push_log_http_status_check ON crm.crm_push_log IS 'htt
 -- Name: CONSTRAINT crm_push_log_operation_check ON crm_push_log; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON CONSTRAINT crm_push_log_operation_check ON crm.crm_push_log IS 'operation must be lower snake_case (a-z, 0-9, _), starting with a letter.';
+COMMENT ON CONSTRAINT crm_push_log_operation_check ON crm.crm_push_log IS 'operation must be lower snake_case (a-z, 0-9, _), starting with a letter, at most 63 characters.';
 
 --
 -- Name: CONSTRAINT crm_push_log_status_check ON crm_push_log; Type: COMMENT; Schema: crm; Owner: -
@@ -5309,16 +5347,16 @@ CREATE INDEX crm_external_ids_client_id_entity_id_idx ON crm.crm_external_ids US
 CREATE INDEX crm_push_log_client_id_created_at_idx ON crm.crm_push_log USING btree (client_id, created_at);
 
 --
--- Name: crm_push_log_client_id_crm_config_id_idx; Type: INDEX; Schema: crm; Owner: -
---
-
-CREATE INDEX crm_push_log_client_id_crm_config_id_idx ON crm.crm_push_log USING btree (client_id, crm_config_id);
-
---
 -- Name: crm_push_log_client_id_deal_id_idx; Type: INDEX; Schema: crm; Owner: -
 --
 
-CREATE INDEX crm_push_log_client_id_deal_id_idx ON crm.crm_push_log USING btree (client_id, deal_id);
+CREATE INDEX crm_push_log_client_id_deal_id_idx ON crm.crm_push_log USING btree (client_id, deal_id) WHERE (deal_id IS NOT NULL);
+
+--
+-- Name: INDEX crm_push_log_client_id_deal_id_idx; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON INDEX crm.crm_push_log_client_id_deal_id_idx IS 'The CRM calls made for a deal.';
 
 --
 -- Name: crm_push_log_client_id_lead_id_idx; Type: INDEX; Schema: crm; Owner: -
@@ -5330,7 +5368,13 @@ CREATE INDEX crm_push_log_client_id_lead_id_idx ON crm.crm_push_log USING btree 
 -- Name: crm_push_log_client_id_meeting_id_idx; Type: INDEX; Schema: crm; Owner: -
 --
 
-CREATE INDEX crm_push_log_client_id_meeting_id_idx ON crm.crm_push_log USING btree (client_id, meeting_id);
+CREATE INDEX crm_push_log_client_id_meeting_id_idx ON crm.crm_push_log USING btree (client_id, meeting_id) WHERE (meeting_id IS NOT NULL);
+
+--
+-- Name: INDEX crm_push_log_client_id_meeting_id_idx; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON INDEX crm.crm_push_log_client_id_meeting_id_idx IS 'The CRM calls made for a meeting.';
 
 --
 -- Name: crm_push_log_client_id_push_id_idx; Type: INDEX; Schema: crm; Owner: -
@@ -5686,61 +5730,61 @@ CREATE TRIGGER _050_refuse_update BEFORE UPDATE ON crm.deal_stage_history FOR EA
 -- Name: activities _100_set_updated_at; Type: TRIGGER; Schema: crm; Owner: -
 --
 
-CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.activities FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION crm_private.tg__set_updated_at();
+CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.activities FOR EACH ROW WHEN (((NOT (old.updated_at IS DISTINCT FROM new.updated_at)) AND (old.* IS DISTINCT FROM new.*))) EXECUTE FUNCTION crm_private.tg__set_updated_at();
 
 --
 -- Name: campaigns _100_set_updated_at; Type: TRIGGER; Schema: crm; Owner: -
 --
 
-CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.campaigns FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION crm_private.tg__set_updated_at();
+CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.campaigns FOR EACH ROW WHEN (((NOT (old.updated_at IS DISTINCT FROM new.updated_at)) AND (old.* IS DISTINCT FROM new.*))) EXECUTE FUNCTION crm_private.tg__set_updated_at();
 
 --
 -- Name: client_crm_configs _100_set_updated_at; Type: TRIGGER; Schema: crm; Owner: -
 --
 
-CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.client_crm_configs FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION crm_private.tg__set_updated_at();
+CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.client_crm_configs FOR EACH ROW WHEN (((NOT (old.updated_at IS DISTINCT FROM new.updated_at)) AND (old.* IS DISTINCT FROM new.*))) EXECUTE FUNCTION crm_private.tg__set_updated_at();
 
 --
 -- Name: clients _100_set_updated_at; Type: TRIGGER; Schema: crm; Owner: -
 --
 
-CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.clients FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION crm_private.tg__set_updated_at();
+CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.clients FOR EACH ROW WHEN (((NOT (old.updated_at IS DISTINCT FROM new.updated_at)) AND (old.* IS DISTINCT FROM new.*))) EXECUTE FUNCTION crm_private.tg__set_updated_at();
 
 --
 -- Name: crm_external_ids _100_set_updated_at; Type: TRIGGER; Schema: crm; Owner: -
 --
 
-CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.crm_external_ids FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION crm_private.tg__set_updated_at();
+CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.crm_external_ids FOR EACH ROW WHEN (((NOT (old.updated_at IS DISTINCT FROM new.updated_at)) AND (old.* IS DISTINCT FROM new.*))) EXECUTE FUNCTION crm_private.tg__set_updated_at();
 
 --
 -- Name: crm_push_log _100_set_updated_at; Type: TRIGGER; Schema: crm; Owner: -
 --
 
-CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.crm_push_log FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION crm_private.tg__set_updated_at();
+CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.crm_push_log FOR EACH ROW WHEN (((NOT (old.updated_at IS DISTINCT FROM new.updated_at)) AND (old.* IS DISTINCT FROM new.*))) EXECUTE FUNCTION crm_private.tg__set_updated_at();
 
 --
 -- Name: crm_push_queue _100_set_updated_at; Type: TRIGGER; Schema: crm; Owner: -
 --
 
-CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.crm_push_queue FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION crm_private.tg__set_updated_at();
+CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.crm_push_queue FOR EACH ROW WHEN (((NOT (old.updated_at IS DISTINCT FROM new.updated_at)) AND (old.* IS DISTINCT FROM new.*))) EXECUTE FUNCTION crm_private.tg__set_updated_at();
 
 --
 -- Name: deals _100_set_updated_at; Type: TRIGGER; Schema: crm; Owner: -
 --
 
-CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.deals FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION crm_private.tg__set_updated_at();
+CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.deals FOR EACH ROW WHEN (((NOT (old.updated_at IS DISTINCT FROM new.updated_at)) AND (old.* IS DISTINCT FROM new.*))) EXECUTE FUNCTION crm_private.tg__set_updated_at();
 
 --
 -- Name: leads _100_set_updated_at; Type: TRIGGER; Schema: crm; Owner: -
 --
 
-CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.leads FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION crm_private.tg__set_updated_at();
+CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.leads FOR EACH ROW WHEN (((NOT (old.updated_at IS DISTINCT FROM new.updated_at)) AND (old.* IS DISTINCT FROM new.*))) EXECUTE FUNCTION crm_private.tg__set_updated_at();
 
 --
 -- Name: meetings _100_set_updated_at; Type: TRIGGER; Schema: crm; Owner: -
 --
 
-CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.meetings FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION crm_private.tg__set_updated_at();
+CREATE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.meetings FOR EACH ROW WHEN (((NOT (old.updated_at IS DISTINCT FROM new.updated_at)) AND (old.* IS DISTINCT FROM new.*))) EXECUTE FUNCTION crm_private.tg__set_updated_at();
 
 --
 -- Name: deals _150_given_probability; Type: TRIGGER; Schema: crm; Owner: -
@@ -5896,71 +5940,6 @@ ALTER TABLE ONLY crm.crm_external_ids
 --
 
 COMMENT ON CONSTRAINT crm_external_ids_client_id_crm_config_id_fkey ON crm.crm_external_ids IS 'crm_config_id must name a CRM config of the same client.';
-
---
--- Name: crm_push_log crm_push_log_client_id_crm_config_id_fkey; Type: FK CONSTRAINT; Schema: crm; Owner: -
---
-
-ALTER TABLE ONLY crm.crm_push_log
-    ADD CONSTRAINT crm_push_log_client_id_crm_config_id_fkey FOREIGN KEY (client_id, crm_config_id) REFERENCES crm.client_crm_configs(client_id, id);
-
---
--- Name: CONSTRAINT crm_push_log_client_id_crm_config_id_fkey ON crm_push_log; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT crm_push_log_client_id_crm_config_id_fkey ON crm.crm_push_log IS 'crm_config_id must name a CRM config of the same client.';
-
---
--- Name: crm_push_log crm_push_log_client_id_deal_id_fkey; Type: FK CONSTRAINT; Schema: crm; Owner: -
---
-
-ALTER TABLE ONLY crm.crm_push_log
-    ADD CONSTRAINT crm_push_log_client_id_deal_id_fkey FOREIGN KEY (client_id, deal_id) REFERENCES crm.deals(client_id, id);
-
---
--- Name: CONSTRAINT crm_push_log_client_id_deal_id_fkey ON crm_push_log; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT crm_push_log_client_id_deal_id_fkey ON crm.crm_push_log IS 'deal_id must name a deal of the same client.';
-
---
--- Name: crm_push_log crm_push_log_client_id_fkey; Type: FK CONSTRAINT; Schema: crm; Owner: -
---
-
-ALTER TABLE ONLY crm.crm_push_log
-    ADD CONSTRAINT crm_push_log_client_id_fkey FOREIGN KEY (client_id) REFERENCES crm.clients(id);
-
---
--- Name: CONSTRAINT crm_push_log_client_id_fkey ON crm_push_log; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT crm_push_log_client_id_fkey ON crm.crm_push_log IS 'client_id must name an existing client.';
-
---
--- Name: crm_push_log crm_push_log_client_id_lead_id_fkey; Type: FK CONSTRAINT; Schema: crm; Owner: -
---
-
-ALTER TABLE ONLY crm.crm_push_log
-    ADD CONSTRAINT crm_push_log_client_id_lead_id_fkey FOREIGN KEY (client_id, lead_id) REFERENCES crm.leads(client_id, id);
-
---
--- Name: CONSTRAINT crm_push_log_client_id_lead_id_fkey ON crm_push_log; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT crm_push_log_client_id_lead_id_fkey ON crm.crm_push_log IS 'lead_id must name a lead of the same client.';
-
---
--- Name: crm_push_log crm_push_log_client_id_meeting_id_fkey; Type: FK CONSTRAINT; Schema: crm; Owner: -
---
-
-ALTER TABLE ONLY crm.crm_push_log
-    ADD CONSTRAINT crm_push_log_client_id_meeting_id_fkey FOREIGN KEY (client_id, meeting_id) REFERENCES crm.meetings(client_id, id);
-
---
--- Name: CONSTRAINT crm_push_log_client_id_meeting_id_fkey ON crm_push_log; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT crm_push_log_client_id_meeting_id_fkey ON crm.crm_push_log IS 'meeting_id must name a meeting of the same client.';
 
 --
 -- Name: crm_push_queue crm_push_queue_client_id_fkey; Type: FK CONSTRAINT; Schema: crm; Owner: -
@@ -6125,10 +6104,10 @@ COMMENT ON CONSTRAINT meetings_client_id_lead_id_fkey ON crm.meetings IS 'lead_i
 REVOKE ALL ON FUNCTION crm.claim_pushes(p_client_id uuid, p_lease_owner text, p_limit integer, p_lease_seconds integer) FROM PUBLIC;
 
 --
--- Name: FUNCTION complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[]); Type: ACL; Schema: crm; Owner: -
+-- Name: FUNCTION complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text); Type: ACL; Schema: crm; Owner: -
 --
 
-REVOKE ALL ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone); Type: ACL; Schema: crm; Owner: -

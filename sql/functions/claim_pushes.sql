@@ -19,6 +19,9 @@ RETURNS TABLE (
 )
 LANGUAGE plpgsql
 SET search_path = ''
+-- One plan per session for the claim, whatever p_limit is (a custom plan per call cost more
+-- than the claim itself; see docs/benchmarks.md).
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_now timestamptz := pg_catalog.clock_timestamp();
@@ -91,33 +94,32 @@ BEGIN
       AND q.client_id = p_client_id;
 
     RETURN QUERY
-    WITH picked AS (
-        SELECT q.client_id, q.id
-        FROM crm.crm_push_queue AS q
-        WHERE q.client_id = p_client_id
-          AND q.status = 'pending'
-          AND q.run_after <= v_now
-          -- Per-entity order: never overtake an unfinished earlier push of the same lead.
-          AND NOT EXISTS (
-              SELECT 1
-              FROM crm.crm_push_queue AS e
-              WHERE e.client_id = q.client_id
-                AND e.lead_id = q.lead_id
-                AND e.id < q.id
-                AND e.status IN ('pending', 'in_flight', 'held')
-          )
-        ORDER BY q.run_after, q.id
-        LIMIT p_limit
-        FOR UPDATE OF q SKIP LOCKED
-    )
     UPDATE crm.crm_push_queue AS u
     SET status = 'in_flight',
         attempts = u.attempts + 1,
         lease_owner = p_lease_owner,
         lease_expires_at = v_now + pg_catalog.make_interval(secs => p_lease_seconds),
         updated_at = v_now
-    FROM picked
-    WHERE u.client_id = picked.client_id AND u.id = picked.id
+    WHERE u.client_id = p_client_id
+      AND u.id = ANY(ARRAY(
+          SELECT q.id
+          FROM crm.crm_push_queue AS q
+          WHERE q.client_id = p_client_id
+            AND q.status = 'pending'
+            AND q.run_after <= v_now
+            -- Per-entity order: never overtake an unfinished earlier push of the same lead.
+            AND NOT EXISTS (
+                SELECT 1
+                FROM crm.crm_push_queue AS e
+                WHERE e.client_id = q.client_id
+                  AND e.lead_id = q.lead_id
+                  AND e.id < q.id
+                  AND e.status IN ('pending', 'in_flight', 'held')
+            )
+          ORDER BY q.run_after, q.id
+          LIMIT p_limit
+          FOR UPDATE OF q SKIP LOCKED
+      ))
     RETURNING
         u.client_id, u.id, u.operation, u.lead_id, u.meeting_id, u.deal_id, u.attempts,
         v_config_id, u.lease_expires_at;

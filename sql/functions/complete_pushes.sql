@@ -1,14 +1,26 @@
 -- SELECT crm.complete_pushes('<client uuid>', 'runner-host-1234', ARRAY[41, 42, 43]);
+-- SELECT crm.complete_pushes('<client uuid>', 'runner-host-1234', ARRAY[41, 42], 'skipped');
 
 CREATE OR REPLACE FUNCTION crm.complete_pushes(
     p_client_id uuid,
     p_lease_owner text,
-    p_push_ids bigint[]
+    p_push_ids bigint[],
+    p_log_status text DEFAULT NULL
 )
 RETURNS integer
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = ''
 AS $$
+DECLARE
+    v_done integer;
+BEGIN
+    IF p_log_status IS NOT NULL AND p_log_status NOT IN ('success', 'skipped') THEN
+        RAISE EXCEPTION 'complete_pushes: p_log_status must be success, skipped or NULL, got %',
+            pg_catalog.quote_literal(p_log_status)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'NULL writes no audit rows (the caller wrote them); success or skipped '
+                      'writes one per completed push.';
+    END IF;
     WITH done AS (
         UPDATE crm.crm_push_queue AS q
         SET status = 'done',
@@ -20,14 +32,42 @@ AS $$
           AND q.id = ANY(p_push_ids)
           AND q.status = 'in_flight'
           AND q.lease_owner = p_lease_owner
+        RETURNING q.client_id, q.id, q.operation, q.lead_id, q.meeting_id, q.deal_id
+    ),
+
+    logged AS (
+        INSERT INTO crm.crm_push_log (
+            client_id, crm_config_id, push_id, operation, lead_id, meeting_id, deal_id,
+            status, duration_ms
+        )
+        SELECT
+            d.client_id,
+            (
+                SELECT cfg.id
+                FROM crm.client_crm_configs AS cfg
+                WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
+            ),
+            d.id,
+            d.operation,
+            d.lead_id,
+            d.meeting_id,
+            d.deal_id,
+            p_log_status,
+            0
+        FROM done AS d
+        WHERE p_log_status IS NOT NULL
         RETURNING 1
     )
-    SELECT count(*)::integer FROM done;
+
+    SELECT count(*)::integer INTO v_done FROM done;
+    RETURN v_done;
+END;
 $$;
 
-COMMENT ON FUNCTION crm.complete_pushes(uuid, text, bigint[]) IS
+COMMENT ON FUNCTION crm.complete_pushes(uuid, text, bigint[], text) IS
 'Mark many claimed pushes of one client done in one statement (pushes with nothing to send,
-batch acknowledgements). Pushes p_lease_owner no longer holds are left alone. Returns how many
-were completed.';
+batch acknowledgements). Pushes p_lease_owner no longer holds are left alone. With
+p_log_status (success or skipped) it also writes one crm_push_log row per push it completed.
+Returns how many were completed.';
 
-REVOKE ALL ON FUNCTION crm.complete_pushes(uuid, text, bigint[]) FROM public;
+REVOKE ALL ON FUNCTION crm.complete_pushes(uuid, text, bigint[], text) FROM public;

@@ -39,7 +39,8 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format(
             'CREATE OR REPLACE TRIGGER _100_set_updated_at BEFORE UPDATE ON crm.%I '
-            'FOR EACH ROW WHEN (old.* IS DISTINCT FROM new.*) '
+            'FOR EACH ROW WHEN (old.updated_at IS NOT DISTINCT FROM new.updated_at '
+            'AND old.* IS DISTINCT FROM new.*) '
             'EXECUTE FUNCTION crm_private.tg__set_updated_at()',
             v_table
         );

