@@ -10,6 +10,7 @@ import psycopg
 import typer
 
 from agency_crm import __version__, db, schema
+from agency_crm.cli_options import DatabaseUrl, JsonOutput
 from agency_crm.errors import AgencyCrmError
 from agency_crm.push_cli import push_app
 from agency_crm.sandbox.cli import sandbox
@@ -27,20 +28,6 @@ db_app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(push_app, name="push")
 app.command("sandbox")(sandbox)
-
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar=["AGENCY_CRM_DATABASE_URL", "DATABASE_URL"],
-        show_envvar=True,
-        help="PostgreSQL URL or key=value string. Without it, libpq's PG* variables apply.",
-    ),
-]
-JsonOutput = Annotated[
-    bool,
-    typer.Option("--json", envvar="AGENCY_CRM_JSON", show_envvar=True, help="Print JSON."),
-]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

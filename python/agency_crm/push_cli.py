@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from agency_crm import db
+from agency_crm.cli_options import DatabaseUrl, JsonOutput
 from agency_crm.push.base import Settings
 from agency_crm.push.runner import Drainer, DrainSettings, DrainSummary, PushEvent
 
@@ -27,19 +28,6 @@ push_app = typer.Typer(
     no_args_is_help=True,
 )
 
-DatabaseUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar=["AGENCY_CRM_DATABASE_URL", "DATABASE_URL"],
-        show_envvar=True,
-        help="PostgreSQL URL or key=value string. Without it, libpq's PG* variables apply.",
-    ),
-]
-JsonOutput = Annotated[
-    bool,
-    typer.Option("--json", envvar="AGENCY_CRM_JSON", show_envvar=True, help="Print JSON."),
-]
 ClientOption = Annotated[
     list[str] | None,
     typer.Option("--client", help="Only this client (uuid); repeat for several."),

@@ -99,6 +99,38 @@ CLAIM_CREATE_SQL = """
 """
 
 
+def log_row(
+    client_id: uuid.UUID,
+    config_id: uuid.UUID,
+    push_id: int | None,
+    rec: CallRecord,
+    lead_id: uuid.UUID | None = None,
+    meeting_id: uuid.UUID | None = None,
+    deal_id: uuid.UUID | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of LOG_SQL for one audit row."""
+    return (
+        client_id,
+        config_id,
+        push_id,
+        rec.operation,
+        lead_id,
+        meeting_id,
+        deal_id,
+        rec.crm_contact_id,
+        rec.crm_deal_id,
+        rec.crm_org_id,
+        Jsonb(rec.request_payload) if rec.request_payload is not None else None,
+        Jsonb(rec.response_payload) if rec.response_payload is not None else None,
+        rec.status,
+        rec.http_status,
+        rec.error_code,
+        rec.error_message[:2000] if rec.error_message else None,
+        rec.duration_ms,
+        rec.at,
+    )
+
+
 def config_from_row(row: dict[str, Any]) -> Config:
     """A Config from a CONFIG_SQL row."""
     return Config(
@@ -326,25 +358,8 @@ class Store:
         deal_id = push.deal_id or (
             ctx.deal.entity_id if ctx.deal is not None and ctx.deal.stage is not None else None
         )
-        return (
-            push.client_id,
-            ctx.config.id,
-            push.id,
-            rec.operation,
-            ctx.lead.id,
-            push.meeting_id,
-            deal_id,
-            rec.crm_contact_id,
-            rec.crm_deal_id,
-            rec.crm_org_id,
-            Jsonb(rec.request_payload) if rec.request_payload is not None else None,
-            Jsonb(rec.response_payload) if rec.response_payload is not None else None,
-            rec.status,
-            rec.http_status,
-            rec.error_code,
-            rec.error_message[:2000] if rec.error_message else None,
-            rec.duration_ms,
-            rec.at,
+        return log_row(
+            push.client_id, ctx.config.id, push.id, rec, ctx.lead.id, push.meeting_id, deal_id
         )
 
     async def finish(
@@ -440,29 +455,7 @@ class Store:
     ) -> None:
         """An audit row for a push whose context could not be read (missing entity)."""
         async with self.pool.connection() as conn:
-            await conn.execute(
-                LOG_SQL,
-                (
-                    push.client_id,
-                    config_id,
-                    push.id,
-                    rec.operation,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    rec.status,
-                    None,
-                    rec.error_code,
-                    rec.error_message,
-                    rec.duration_ms,
-                    rec.at,
-                ),
-            )
+            await conn.execute(LOG_SQL, log_row(push.client_id, config_id, push.id, rec))
 
     async def record_check(
         self, config: Config, ok: bool, problem: str | None, logs: Sequence[CallRecord]
@@ -472,30 +465,7 @@ class Store:
         async with self.pool.connection() as conn, conn.transaction():
             if logs:
                 await conn.cursor().executemany(
-                    LOG_SQL,
-                    [
-                        (
-                            config.client_id,
-                            config.id,
-                            None,
-                            rec.operation,
-                            None,
-                            None,
-                            None,
-                            None,
-                            None,
-                            None,
-                            Jsonb(rec.request_payload) if rec.request_payload else None,
-                            Jsonb(rec.response_payload) if rec.response_payload else None,
-                            rec.status,
-                            rec.http_status,
-                            rec.error_code,
-                            rec.error_message,
-                            rec.duration_ms,
-                            rec.at,
-                        )
-                        for rec in logs
-                    ],
+                    LOG_SQL, [log_row(config.client_id, config.id, None, rec) for rec in logs]
                 )
             await conn.execute(
                 "UPDATE crm.client_crm_configs SET connection_status = %s, last_error = %s "
