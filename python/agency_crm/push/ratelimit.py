@@ -120,6 +120,10 @@ class RateLimiter:
             if headers is not None:
                 limit, remaining, reset = parse_limit(headers, self.default_interval)
                 if limit is not None and limit.max > 0:
+                    # Pipedrive's and Close's reset counts down as the window rolls: it only
+                    # bounds the window length from below, so keep the longest seen.
+                    if self.limit is not None and reset is not None and limit.max == self.limit.max:
+                        limit.interval = max(limit.interval, self.limit.interval)
                     self.limit = limit
                     # The CRM says the window is full (another runner may share the
                     # account): wait until it says a slot frees.
