@@ -9,6 +9,7 @@ PIP_CONSTRAINT_FILE := constraints.txt
 PYTEST_ARGS ?=
 BENCH_LIFECYCLE_ARGS ?=
 BENCH_ANALYTICS_ARGS ?=
+BENCH_QUEUE_ARGS ?=
 
 .PHONY: help install test lint fmt db-upgrade db-status schema-dump schema-check docs docs-check bench demo clean
 
@@ -57,9 +58,10 @@ docs-check: install ## Fail when docs/sql-api.md or the examples of docs/analyti
 	$(BIN)/python -m agency_crm.devtools sql-api --check docs/sql-api.md
 	$(BIN)/python -m agency_crm.devtools analytics-examples --check docs/analytics.md
 
-bench: install ## Benchmarks: lifecycle triggers, analytics at scale; results in docs/benchmarks.md
+bench: install ## Benchmarks: lifecycle triggers, analytics at scale, queue overhead; results in docs/benchmarks.md
 	$(BIN)/python bench/bench_lifecycle.py $(BENCH_LIFECYCLE_ARGS)
 	$(BIN)/python bench/bench_analytics.py $(BENCH_ANALYTICS_ARGS)
+	$(BIN)/python bench/bench_queue.py $(BENCH_QUEUE_ARGS)
 
 demo: ## The demo (not built yet: it arrives with the demo issue)
 	@echo "make demo: no demo yet; it arrives once meetings, deals and the push runner exist" >&2

@@ -242,8 +242,11 @@ BEGIN
             lease_expires_at = NULL,
             finished_at = pg_catalog.clock_timestamp(),
             updated_at = pg_catalog.clock_timestamp()
+        -- One primary-key probe per id (= ANY scanned every in-flight push through the lease
+        -- index and tested each against the array).
+        FROM pg_catalog.unnest(p_push_ids) AS t (id)
         WHERE q.client_id = p_client_id
-          AND q.id = ANY(p_push_ids)
+          AND q.id = t.id
           AND q.status = 'in_flight'
           AND q.lease_owner = p_lease_owner
         RETURNING q.client_id, q.id, q.operation, q.lead_id, q.meeting_id, q.deal_id
