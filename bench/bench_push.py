@@ -140,12 +140,13 @@ def seed(
     clients: int,
     latency_ms: float,
     limit: Limit,
+    vendors: tuple[str, ...] = VENDORS,
 ) -> list[Account]:
     """Clients, their CRM accounts and configs, leads and meetings (autocommit)."""
     make = Make(conn)
     accounts: list[Account] = []
     for i in range(clients):
-        vendor = VENDORS[i % len(VENDORS)]
+        vendor = vendors[i % len(vendors)]
         client = make.client(name=f"Bench {i:02d} {vendor}")
         crm = connect_crm(make, sandbox, client, vendor)
         crm.configure(
@@ -351,6 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--per-client", type=int, default=4)
     parser.add_argument("--mode", choices=("subprocess", "inprocess"), default="subprocess")
+    parser.add_argument(
+        "--crms",
+        default=",".join(VENDORS),
+        help="CRMs the clients use, in turn (hubspot alone gives every client the same calls)",
+    )
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
     args = parser.parse_args(argv)
     limit: Limit = args.limit
@@ -370,7 +376,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"({MEETINGS_PER_LEAD} per lead) ...",
                 file=sys.stderr,
             )
-            accounts = seed(conn, sandbox, args.pushes, args.clients, args.latency_ms, limit)
+            accounts = seed(
+                conn,
+                sandbox,
+                args.pushes,
+                args.clients,
+                args.latency_ms,
+                limit,
+                tuple(v.strip() for v in args.crms.split(",") if v.strip()),
+            )
             queued = conn.execute("SELECT count(*) FROM crm.crm_push_queue").fetchone()
             print(
                 f"{queued[0] if queued else 0} pushes queued; draining ({args.mode}, concurrency "
