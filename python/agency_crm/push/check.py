@@ -9,7 +9,6 @@ import uuid
 from dataclasses import dataclass, field
 
 import httpx
-from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from agency_crm.push.base import ConfigState, Settings
@@ -18,9 +17,7 @@ from agency_crm.push.model import Claimed, Config, Lead, PushContext
 from agency_crm.push.ratelimit import RateLimiter
 from agency_crm.push.redact import Redactor
 from agency_crm.push.runner import CLIENTS, DEFAULT_INTERVALS
-from agency_crm.push.store import CONFIG_SQL, Store, config_from_row
-
-ALL_CONFIGS_SQL = CONFIG_SQL.replace("AND cfg.is_active AND cfg.connection_status <> 'error'", "")
+from agency_crm.push.store import Store
 
 
 @dataclass
@@ -72,11 +69,7 @@ async def check(
         httpx.AsyncClient(timeout=httpx.Timeout(timeout)) as client,
     ):
         store = Store(pool)
-        async with pool.connection() as conn:
-            query = ALL_CONFIGS_SQL + (" AND cfg.client_id = ANY(%s)" if client_ids else "")
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(query + " ORDER BY c.name", (client_ids,) if client_ids else None)
-            configs = [config_from_row(r) for r in await cur.fetchall()]
+        configs = await store.configs(client_ids, pushable_only=False)
         for config in configs:
             results.append(await check_one(store, client, config, settings))
     return results

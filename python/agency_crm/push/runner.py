@@ -211,12 +211,8 @@ class Drainer:
                     min(next_refresh, self.deadline, time.monotonic() + 1.0) - time.monotonic(),
                 )
                 woken: set[str] = set()
-                try:
-                    gen = conn.notifies(timeout=timeout, stop_after=1)
-                    async for notify in gen:
-                        woken.add(notify.payload)
-                except psycopg.OperationalError:
-                    raise
+                async for notify in conn.notifies(timeout=timeout, stop_after=1):
+                    woken.add(notify.payload)
                 refresh = time.monotonic() >= next_refresh
                 for payload in woken:
                     try:

@@ -35,8 +35,10 @@ CONFIG_SQL = """
            cfg.external_key_fields, cfg.max_attempts
     FROM crm.client_crm_configs AS cfg
     JOIN crm.clients AS c ON c.id = cfg.client_id
-    WHERE cfg.deleted_at IS NULL AND cfg.is_active AND cfg.connection_status <> 'error'
+    WHERE cfg.deleted_at IS NULL
 """
+# Configs that get pushes: active, and not waiting for their credentials to be fixed.
+PUSHABLE_SQL = " AND cfg.is_active AND cfg.connection_status <> 'error'"
 
 CONTEXT_SQL = """
     SELECT
@@ -227,9 +229,13 @@ class Store:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
 
-    async def configs(self, client_ids: Sequence[uuid.UUID] | None = None) -> list[Config]:
-        """Live, active configs that are not in error (optionally only these clients)."""
-        query = CONFIG_SQL + (" AND cfg.client_id = ANY(%s)" if client_ids else "")
+    async def configs(
+        self, client_ids: Sequence[uuid.UUID] | None = None, *, pushable_only: bool = True
+    ) -> list[Config]:
+        """Live configs (optionally only these clients'); by default only those that get
+        pushes (active, not in error)."""
+        query = CONFIG_SQL + (PUSHABLE_SQL if pushable_only else "")
+        query += " AND cfg.client_id = ANY(%s)" if client_ids else ""
         query += " ORDER BY c.name, cfg.client_id"
         async with self.pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
