@@ -45,18 +45,18 @@ db-status: install ## Show migrations applied to the database named by DATABASE_
 	$(BIN)/agency-crm db status
 
 schema-dump: install ## Regenerate sql/schema.dump.sql from a fresh install
-	$(BIN)/python -m agency_crm.devtools schema-dump sql/schema.dump.sql
+	$(BIN)/python -m agency_crm.dev schema-dump sql/schema.dump.sql
 
 schema-check: install ## Fail when sql/schema.dump.sql is stale
-	$(BIN)/python -m agency_crm.devtools schema-dump --check sql/schema.dump.sql
+	$(BIN)/python -m agency_crm.dev schema-dump --check sql/schema.dump.sql
 
 docs: install ## Regenerate docs/sql-api.md and the worked examples of docs/analytics.md
-	$(BIN)/python -m agency_crm.devtools sql-api docs/sql-api.md
-	$(BIN)/python -m agency_crm.devtools analytics-examples docs/analytics.md
+	$(BIN)/python -m agency_crm.dev sql-api docs/sql-api.md
+	$(BIN)/python -m agency_crm.dev analytics-examples docs/analytics.md
 
 docs-check: install ## Fail when docs/sql-api.md or the examples of docs/analytics.md are stale
-	$(BIN)/python -m agency_crm.devtools sql-api --check docs/sql-api.md
-	$(BIN)/python -m agency_crm.devtools analytics-examples --check docs/analytics.md
+	$(BIN)/python -m agency_crm.dev sql-api --check docs/sql-api.md
+	$(BIN)/python -m agency_crm.dev analytics-examples --check docs/analytics.md
 
 bench: install ## Benchmarks: lifecycle triggers, analytics at scale, queue overhead; results in docs/benchmarks.md
 	$(BIN)/python bench/bench_lifecycle.py $(BENCH_LIFECYCLE_ARGS)

@@ -15,7 +15,6 @@ auto_explain) to bench/plans/, flagging any sequential scan of a large table.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import sys
@@ -30,7 +29,14 @@ import psycopg
 from psycopg import sql
 
 from agency_crm import schema
-from agency_crm.tempcluster import TempCluster
+from common import (
+    add_client,
+    add_database_url,
+    bench_database,
+    log,
+    markdown_header,
+    markdown_row,
+)
 
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 PLANS = Path(__file__).with_name("plans")
@@ -46,10 +52,6 @@ MODELS = ["first_touch", "last_touch", "linear", "position_based", "time_decay"]
 BIG_TABLES = ("leads", "activities", "meetings", "deals", "deal_stage_history")
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def seed_client(conn: psycopg.Connection[Any], client: uuid.UUID, scale: float, seed: int) -> None:
     """One client, generated set-based with a fixed random seed."""
     n_leads, n_deal_leads = int(100_000 * scale), int(20_000 * scale)
@@ -63,7 +65,7 @@ def seed_client(conn: psycopg.Connection[Any], client: uuid.UUID, scale: float, 
         "seed": seed / 100.0,
     }
     conn.execute("SELECT setseed(%(seed)s)", p)
-    conn.execute("INSERT INTO crm.clients (id, name) VALUES (%(c)s, 'Bench client')", p)
+    add_client(conn, client, "Bench client")
     conn.execute(
         """
         INSERT INTO crm.leads (client_id, email, status, created_at)
@@ -313,11 +315,10 @@ def side_by_side(conn: psycopg.Connection[Any], client: uuid.UUID, runs: int) ->
         results[label] = (statistics.median(times), max(grown) / 1024)
     base = results["SQL (crm.get_channel_revenue_attribution x 5)"][0]
     lines = [
-        "| five models, 365 days | median s | x SQL | client peak RSS growth MB |",
-        "|---|---|---|---|",
+        markdown_header("five models, 365 days", "median s", "x SQL", "client peak RSS growth MB")
     ]
     for label, (t, mb) in results.items():
-        lines.append(f"| {label} | {t:.2f} | {t / base:.1f}x | {mb:.0f} |")
+        lines.append(markdown_row(label, f"{t:.2f}", f"{t / base:.1f}x", f"{mb:.0f}"))
     return lines
 
 
@@ -326,79 +327,72 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    add_database_url(parser)
     args = parser.parse_args(argv)
-    cluster = None if args.database_url else TempCluster().start()
-    server = args.database_url or (cluster.url if cluster else "")
-    name = f"bench_analytics_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        params = psycopg.conninfo.conninfo_to_dict(server)
-        params["dbname"] = name
-        url = psycopg.conninfo.make_conninfo(**params)  # type: ignore[arg-type]
-        with psycopg.connect(url) as conn:
-            schema.upgrade(conn)
-            conn.commit()
-            clients = [uuid.UUID(int=i + 1) for i in range(args.clients)]
-            started = time.perf_counter()
-            seed_client(conn, clients[0], args.scale, 1)
-            conn.autocommit = True
-            conn.execute("VACUUM ANALYZE")
-            conn.autocommit = False
-            counts = conn.execute(
-                """
-                SELECT (SELECT count(*) FROM crm.leads), (SELECT count(*) FROM crm.activities),
-                       (SELECT count(*) FROM crm.meetings), (SELECT count(*) FROM crm.deals),
-                       (SELECT count(*) FROM crm.deals WHERE stage = 'closed_won'),
-                       (SELECT count(*) FROM crm.deal_stage_history)
-                """
-            ).fetchone()
-            log(f"client 1 loaded in {time.perf_counter() - started:.0f} s: {counts}")
-            p = {"c": clients[0], "as_of": AS_OF}
-            one = {fn: timed(conn, q, p, args.runs) for fn, q in SPEC_CALLS.items()}
-            for i, client in enumerate(clients[1:], start=2):
-                seed_client(conn, client, args.scale, i)
-                log(f"client {i} loaded ({time.perf_counter() - started:.0f} s)")
-            conn.autocommit = True
-            conn.execute("VACUUM ANALYZE")
-            conn.autocommit = False
-            total = conn.execute(
-                "SELECT (SELECT count(*) FROM crm.leads) + (SELECT count(*) FROM crm.activities)"
-                " + (SELECT count(*) FROM crm.meetings) + (SELECT count(*) FROM crm.deals)"
-                " + (SELECT count(*) FROM crm.deal_stage_history)"
-            ).fetchone()
-            many = {fn: timed(conn, q, p, args.runs) for fn, q in SPEC_CALLS.items()}
-            print(
-                f"One client: {counts[0]:,} leads, {counts[1]:,} activities, {counts[2]:,}"
-                f" meetings, {counts[3]:,} deals ({counts[4]:,} won), {counts[5]:,} stage"
-                f" history rows; {args.clients} clients, {total[0]:,} rows in all.\n"
+    with (
+        bench_database(args.database_url, "bench_analytics") as (_, db),
+        psycopg.connect(db.url) as conn,
+    ):
+        schema.upgrade(conn)
+        conn.commit()
+        clients = [uuid.UUID(int=i + 1) for i in range(args.clients)]
+        started = time.perf_counter()
+        seed_client(conn, clients[0], args.scale, 1)
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+        conn.autocommit = False
+        counts = conn.execute(
+            """
+            SELECT (SELECT count(*) FROM crm.leads), (SELECT count(*) FROM crm.activities),
+                   (SELECT count(*) FROM crm.meetings), (SELECT count(*) FROM crm.deals),
+                   (SELECT count(*) FROM crm.deals WHERE stage = 'closed_won'),
+                   (SELECT count(*) FROM crm.deal_stage_history)
+            """
+        ).fetchone()
+        log(f"client 1 loaded in {time.perf_counter() - started:.0f} s: {counts}")
+        p = {"c": clients[0], "as_of": AS_OF}
+        one = {fn: timed(conn, q, p, args.runs) for fn, q in SPEC_CALLS.items()}
+        for i, client in enumerate(clients[1:], start=2):
+            seed_client(conn, client, args.scale, i)
+            log(f"client {i} loaded ({time.perf_counter() - started:.0f} s)")
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+        conn.autocommit = False
+        total = conn.execute(
+            "SELECT (SELECT count(*) FROM crm.leads) + (SELECT count(*) FROM crm.activities)"
+            " + (SELECT count(*) FROM crm.meetings) + (SELECT count(*) FROM crm.deals)"
+            " + (SELECT count(*) FROM crm.deal_stage_history)"
+        ).fetchone()
+        many = {fn: timed(conn, q, p, args.runs) for fn, q in SPEC_CALLS.items()}
+        print(
+            f"One client: {counts[0]:,} leads, {counts[1]:,} activities, {counts[2]:,}"
+            f" meetings, {counts[3]:,} deals ({counts[4]:,} won), {counts[5]:,} stage"
+            f" history rows; {args.clients} clients, {total[0]:,} rows in all.\n"
+        )
+        print(
+            markdown_header(
+                "365-day window", "1 client (ms)", f"{args.clients} clients (ms)", "ratio"
             )
-            print(f"| 365-day window | 1 client (ms) | {args.clients} clients (ms) | ratio |")
-            print("|---|---|---|---|")
-            for fn in SPEC_CALLS:
-                print(
-                    f"| `{fn}` | {one[fn] * 1000:.0f} | {many[fn] * 1000:.0f} |"
-                    f" {many[fn] / one[fn]:.2f} |"
-                )
-            print(f"\nmedian of {args.runs} warm runs; targets: < 250 ms, ratio <= 1.2\n")
-            print("\n".join(side_by_side(conn, clients[0], 3)))
-            warnings = explain_all(conn, clients[0])
+        )
+        for fn in SPEC_CALLS:
             print(
-                f"\nplans written to {PLANS}/; sequential scans of large tables: "
-                f"{'none' if not warnings else ''}"
-            )
-            for w in warnings:
-                print(f"- {w}")
-        return 0
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        else:
-            with psycopg.connect(server, autocommit=True) as admin:
-                admin.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+                markdown_row(
+                    f"`{fn}`",
+                    f"{one[fn] * 1000:.0f}",
+                    f"{many[fn] * 1000:.0f}",
+                    f"{many[fn] / one[fn]:.2f}",
                 )
+            )
+        print(f"\nmedian of {args.runs} warm runs; targets: < 250 ms, ratio <= 1.2\n")
+        print("\n".join(side_by_side(conn, clients[0], 3)))
+        warnings = explain_all(conn, clients[0])
+        print(
+            f"\nplans written to {PLANS}/; sequential scans of large tables: "
+            f"{'none' if not warnings else ''}"
+        )
+        for w in warnings:
+            print(f"- {w}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,20 +17,27 @@ markdown table of median seconds and the ratio triggers / hand-written (target <
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from psycopg import conninfo, sql
+from psycopg import sql
 
 from agency_crm import schema
-from agency_crm.tempcluster import TempCluster
+from common import (
+    add_client,
+    add_database_url,
+    add_leads,
+    bench_database,
+    database,
+    log,
+    markdown_header,
+    markdown_row,
+)
 
 CLIENT = uuid.UUID("00000000-0000-4000-8000-000000000001")
 CAMPAIGN = uuid.UUID("00000000-0000-4000-8000-000000000002")
@@ -66,35 +73,21 @@ COLLAPSE = """
 """
 
 
-def url_for(server: str, dbname: str) -> str:
-    params = conninfo.conninfo_to_dict(server)
-    params["dbname"] = dbname
-    return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
-
-
 def seed(url: str, n: int) -> None:
     with psycopg.connect(url) as conn:
         schema.upgrade(conn)
-        ids = {"client": CLIENT, "campaign": CAMPAIGN, "n": n}
-        conn.execute("INSERT INTO crm.clients (id, name) VALUES (%(client)s, 'Bench')", ids)
+        add_client(conn, CLIENT, "Bench", crm_api_key="k")
         conn.execute(
-            "INSERT INTO crm.client_crm_configs (client_id, crm_type, api_key)"
-            " VALUES (%(client)s, 'pipedrive', 'k')",
-            ids,
+            "INSERT INTO crm.campaigns (id, client_id, name) VALUES (%s, %s, 'Q')",
+            (CAMPAIGN, CLIENT),
         )
-        conn.execute(
-            "INSERT INTO crm.campaigns (id, client_id, name)"
-            " VALUES (%(campaign)s, %(client)s, 'Q')",
-            ids,
-        )
-        conn.execute(
-            """
-            INSERT INTO crm.leads (client_id, campaign_id, email, status, created_at)
-            SELECT %(client)s, %(campaign)s, 'lead' || g || '@bench.io', 'contacted',
-                   now() - interval '60 days'
-            FROM generate_series(1, %(n)s) AS g
-            """,
-            ids,
+        add_leads(
+            conn,
+            CLIENT,
+            n,
+            campaign_id=sql.Literal(CAMPAIGN),
+            status=sql.Literal("contacted"),
+            created_at=sql.SQL("now() - interval '60 days'"),
         )
         conn.execute(
             """
@@ -255,26 +248,10 @@ def outcome(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
     return (meetings, leads, queue)
 
 
-@contextmanager
-def clone(server: str, template: str) -> Iterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(name), sql.Identifier(template)
-            )
-        )
-    try:
-        yield url_for(server, name)
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def measure(
     server: str, template: str, run: Callable[[psycopg.Connection[Any]], None], hand: bool
 ) -> tuple[float, tuple[Any, ...]]:
-    with clone(server, template) as url, psycopg.connect(url) as conn:
+    with database(server, "bench", template=template) as (_, url), psycopg.connect(url) as conn:
         if hand:
             drop_lifecycle_triggers(conn)
         conn.execute("CHECKPOINT")
@@ -288,18 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--meetings", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    add_database_url(parser)
     args = parser.parse_args(argv)
 
-    cluster = None if args.database_url else TempCluster().start()
-    server = args.database_url or (cluster.url if cluster else "")
-    template = f"bench_template_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(template)))
-        print(f"seeding {args.meetings} leads with 3 touches each ...", file=sys.stderr)
-        seed(url_for(server, template), args.meetings)
-        with psycopg.connect(url_for(server, template)) as conn:
+    with bench_database(args.database_url, "bench_template") as (server, template):
+        log(f"seeding {args.meetings} leads with 3 touches each ...")
+        seed(template.url, args.meetings)
+        with psycopg.connect(template.url) as conn:
             todo = bookings(conn)
         shapes: dict[str, tuple[Callable[..., None], Callable[..., None]]] = {
             "bulk: one INSERT ... SELECT": (bulk_triggers, bulk_by_hand),
@@ -309,40 +281,29 @@ def main(argv: list[str] | None = None) -> int:
             ),
         }
         print(
-            f"| {args.meetings} meetings | triggers (s) | hand-written SQL (s) | ratio |\n"
-            "|---|---|---|---|"
+            markdown_header(
+                f"{args.meetings} meetings", "triggers (s)", "hand-written SQL (s)", "ratio"
+            )
         )
         worst = 0.0
         for shape, (with_triggers, by_hand) in shapes.items():
             t_times: list[float] = []
             h_times: list[float] = []
             for r in range(args.runs):
-                print(f"  {shape}: run {r + 1}/{args.runs}", file=sys.stderr)
-                t, t_out = measure(server, template, with_triggers, hand=False)
-                h, h_out = measure(server, template, by_hand, hand=True)
+                log(f"  {shape}: run {r + 1}/{args.runs}")
+                t, t_out = measure(server, template.name, with_triggers, hand=False)
+                h, h_out = measure(server, template.name, by_hand, hand=True)
                 if t_out != h_out:
-                    print(f"MISMATCH {shape}: triggers {t_out} != by hand {h_out}", file=sys.stderr)
+                    log(f"MISMATCH {shape}: triggers {t_out} != by hand {h_out}")
                     return 1
                 t_times.append(t)
                 h_times.append(h)
-            ratio = statistics.median(t_times) / statistics.median(h_times)
+            t_median, h_median = statistics.median(t_times), statistics.median(h_times)
+            ratio = t_median / h_median
             worst = max(worst, ratio)
-            print(
-                f"| {shape} | {statistics.median(t_times):.2f} | "
-                f"{statistics.median(h_times):.2f} | {ratio:.2f}x |"
-            )
+            print(markdown_row(shape, f"{t_median:.2f}", f"{h_median:.2f}", f"{ratio:.2f}x"))
         print(f"\nmedian of {args.runs} runs each; target: ratio <= 1.3 (worst here {worst:.2f})")
         return 0
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        elif args.database_url:
-            with psycopg.connect(server, autocommit=True) as admin:
-                admin.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(template)
-                    )
-                )
 
 
 if __name__ == "__main__":

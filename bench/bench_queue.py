@@ -63,17 +63,31 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Barrier
 from typing import Any
 
 import psycopg
-from psycopg import conninfo, sql
+from psycopg import conninfo
 
 from agency_crm import schema
-from agency_crm.tempcluster import TempCluster
+from common import (
+    Database,
+    ServerCpu,
+    add_client,
+    add_database_url,
+    add_leads,
+    bench_server,
+    database,
+    log,
+    machine_busy_seconds,
+    markdown_header,
+    markdown_row,
+    per_item,
+    wait_idle,
+)
 
 CONTENDERS = ("ours", "bare", "pgqueuer", "procrastinate")
 LEASE_SECONDS = 300
@@ -282,66 +296,6 @@ async def procrastinate_prepare(url: str, jobs: int) -> None:
 # -- harness ---------------------------------------------------------------------------------
 
 
-class ServerCpu:
-    """CPU seconds used by a local cluster: its live processes plus the children its
-    postmaster has reaped (backends that exited). None when the server is not local."""
-
-    def __init__(self, server: str) -> None:
-        self.postmaster: int | None = None
-        with psycopg.connect(server) as conn:
-            row = conn.execute("SELECT pg_backend_pid()").fetchone()
-        try:
-            backend = self._stat(int(row[0])) if row else None
-            if backend is not None and b"postgres" in self._cmdline(backend[0]):
-                self.postmaster = backend[0]
-        except OSError:
-            self.postmaster = None
-
-    @staticmethod
-    def _stat(pid: int) -> tuple[int, int, int] | None:
-        """(ppid, own CPU ticks, reaped children's CPU ticks) of a process."""
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            return None
-        return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
-
-    @staticmethod
-    def _cmdline(pid: int) -> bytes:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-
-    def seconds(self) -> float | None:
-        if self.postmaster is None:
-            return None
-        for _attempt in range(100):
-            before = self._stat(self.postmaster)
-            ticks = 0
-            for entry in os.listdir("/proc"):
-                if entry.isdigit():
-                    stat = self._stat(int(entry))
-                    if stat is not None and stat[0] == self.postmaster:
-                        ticks += stat[1]
-            after = self._stat(self.postmaster)
-            if before is None or after is None:
-                return None
-            if before == after:  # no child reaped meanwhile: nobody missed or counted twice
-                return (ticks + after[1] + after[2]) / os.sysconf("SC_CLK_TCK")
-        return None
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds the whole machine has spent running tasks (user, nice, system), or None
-    without /proc/stat. Interrupt time is left out: it is not charged to any process."""
-    try:
-        with open("/proc/stat") as f:
-            values = [int(x) for x in f.readline().split()[1:4]]
-    except OSError:
-        return None
-    return sum(values) / os.sysconf("SC_CLK_TCK")
-
-
 @dataclass
 class Outcome:
     seconds: float
@@ -381,34 +335,6 @@ class Bench:
     repeated: int = 0  # measurements repeated because of other load
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def url_for(server: str, dbname: str) -> str:
-    params = conninfo.conninfo_to_dict(server)
-    params["dbname"] = dbname
-    return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
-
-
-def admin(server: str, statement: sql.Composed) -> None:
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-@contextmanager
-def fresh_database(bench: Bench, template: str | None = None) -> Iterator[str]:
-    name = f"bench_queue_{uuid.uuid4().hex[:10]}"
-    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-    if template:
-        create = sql.SQL("{} TEMPLATE {}").format(create, sql.Identifier(template))
-    admin(bench.server, create)
-    try:
-        yield url_for(bench.server, name)
-    finally:
-        admin(bench.server, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def settle(url: str) -> None:
     """Same start for everyone: fresh statistics, visibility map set, nothing dirty."""
     with psycopg.connect(url, autocommit=True) as conn:
@@ -416,26 +342,15 @@ def settle(url: str) -> None:
         conn.execute("CHECKPOINT")
 
 
-def seed_template(bench: Bench, nclients: int) -> None:
+def seed_template(bench: Bench, template: Database, nclients: int) -> None:
     """Schema, `nclients` clients with an active Pipedrive config and `jobs` leads each."""
-    bench.template = f"bench_queue_template_{uuid.uuid4().hex[:8]}"
-    admin(bench.server, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(bench.template)))
-    with psycopg.connect(url_for(bench.server, bench.template)) as conn:
+    bench.template = template.name
+    with psycopg.connect(template.url) as conn:
         schema.upgrade(conn)
         for i in range(nclients):
             client = uuid.UUID(int=i + 1)
-            p = {"client": client, "name": f"Bench {i + 1}", "n": bench.jobs}
-            conn.execute("INSERT INTO crm.clients (id, name) VALUES (%(client)s, %(name)s)", p)
-            conn.execute(
-                "INSERT INTO crm.client_crm_configs (client_id, crm_type, api_key)"
-                " VALUES (%(client)s, 'pipedrive', 'bench-key')",
-                p,
-            )
-            conn.execute(
-                "INSERT INTO crm.leads (client_id, email)"
-                " SELECT %(client)s, 'lead' || g || '@bench.io' FROM generate_series(1, %(n)s) g",
-                p,
-            )
+            add_client(conn, client, f"Bench {i + 1}", crm_api_key="bench-key")
+            add_leads(conn, client, bench.jobs)
             bench.clients.append(client)
         conn.commit()
 
@@ -510,30 +425,6 @@ def bare_prepare(url: str, jobs: int) -> None:
         )
 
 
-def wait_idle(limit: float = 10.0) -> None:
-    """Wait (up to `limit` s) until the CPUs are mostly idle: the machine may be shared."""
-
-    def busy_share() -> float:
-        def sample() -> tuple[int, int]:
-            with open("/proc/stat") as f:
-                values = [int(x) for x in f.readline().split()[1:]]
-            return sum(values), values[3] + values[4]
-
-        total0, idle0 = sample()
-        time.sleep(0.3)
-        total1, idle1 = sample()
-        return 1 - (idle1 - idle0) / max(total1 - total0, 1)
-
-    if not os.path.exists("/proc/stat"):
-        return
-    deadline = time.monotonic() + limit
-    share = busy_share()
-    while share > 0.15 and time.monotonic() < deadline:
-        share = busy_share()
-    if share > 0.15:
-        log(f"    note: CPUs {share:.0%} busy with something else; timings may be noisy")
-
-
 def run_workers(
     target: Callable[..., None], args: list[tuple[Any, ...]], server_cpu: ServerCpu
 ) -> Outcome:
@@ -580,7 +471,8 @@ def run_workers(
 def measure(bench: Bench, setting: Setting) -> Outcome:
     """One measurement on a fresh database; raises if the outcome is wrong."""
     c, jobs = setting.contender, bench.jobs
-    with fresh_database(bench, bench.template if c == "ours" else None) as url:
+    template = bench.template if c == "ours" else None
+    with database(bench.server, "bench_queue", template=template) as (_, url):
         target: Callable[..., None]
         args: list[tuple[Any, ...]]
         if c == "ours":
@@ -667,10 +559,6 @@ def grid(contender: str, procs: tuple[int, ...], sweep: str) -> list[Setting]:
     return [Setting(c, p, n) for p in procs for n in ((1, 10) if sweep == "wide" else (1,))]
 
 
-def per_job(cpu: float | None, jobs: int) -> str:
-    return "-" if cpu is None else f"{cpu / jobs * 1e6:.0f} us"
-
-
 def print_table(
     jobs: int, nruns: int, best: dict[str, Setting], runs: dict[str, list[Outcome]], repeated: int
 ) -> None:
@@ -681,18 +569,19 @@ def print_table(
 
     seconds = {c: statistics.median(o.seconds for o in outcomes) for c, outcomes in runs.items()}
     rate = {c: jobs / t for c, t in seconds.items()}
-    print(
-        f"| {jobs:,} no-op jobs | best setting | median s | jobs/s | x PgQueuer | x bare"
-        " | server CPU per job | client CPU per job |\n|---|---|---|---|---|---|---|---|"
-    )
+    header = markdown_header(
+        f"{jobs:,} no-op jobs", "best setting", "median s", "jobs/s", "x PgQueuer", "x bare",
+        "server CPU per job", "client CPU per job",
+    )  # fmt: skip
+    print(header)
     for c, outcomes in runs.items():
         vs_pgq = f"{rate[c] / rate['pgqueuer']:.2f}" if "pgqueuer" in rate else "-"
         vs_bare = f"{rate[c] / rate['bare']:.2f}" if "bare" in rate else "-"
-        print(
-            f"| {c} | {best[c].label} | {seconds[c]:.3f} | {rate[c]:,.0f} | {vs_pgq} |"
-            f" {vs_bare} | {per_job(median_cpu(outcomes, True), jobs)} |"
-            f" {per_job(median_cpu(outcomes, False), jobs)} |"
-        )
+        row = markdown_row(
+            c, best[c].label, f"{seconds[c]:.3f}", f"{rate[c]:,.0f}", vs_pgq, vs_bare,
+            per_item(median_cpu(outcomes, True), jobs), per_item(median_cpu(outcomes, False), jobs),
+        )  # fmt: skip
+        print(row)
     print(
         f"\nMedians of {nruns} runs each, a fresh database per run; CPU per job: CPU time of"
         " the whole cluster (server) and of the worker processes (client) during the run,"
@@ -718,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    add_database_url(parser)
     parser.add_argument(
         "--only", default=",".join(CONTENDERS), help=f"comma-separated, of {', '.join(CONTENDERS)}"
     )
@@ -751,10 +640,8 @@ def main(argv: list[str] | None = None) -> int:
         log("note: asyncpg is not installed; PgQueuer runs on its (slower) psycopg driver")
 
     began = time.monotonic()
-    cluster = None if args.database_url else TempCluster(fsync=True).start()
-    server = args.database_url or (cluster.url if cluster else "")
-    bench = Bench(server, args.jobs, ServerCpu(server))
-    try:
+    with bench_server(args.database_url, fsync=True) as server, ExitStack() as stack:
+        bench = Bench(server.url, args.jobs, ServerCpu(server.url))
         with psycopg.connect(bench.server, autocommit=True) as conn:
             version = conn.execute("SHOW server_version").fetchone()
             durability = conn.execute(
@@ -766,7 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         if "ours" in only:
             nclients = max(max(procs), 2)
             log(f"seeding the template: {nclients} clients with {args.jobs} leads each ...")
-            seed_template(bench, nclients)
+            template = database(server.url, "bench_queue_template", drop=not server.throwaway)
+            seed_template(bench, stack.enter_context(template), nclients)
 
         best: dict[str, Setting] = {}
         for contender in only:
@@ -789,21 +677,11 @@ def main(argv: list[str] | None = None) -> int:
                 other = "-" if o.other is None else f"{o.other:.0%}"
                 log(f"  run {r + 1}/{args.runs} {contender}: {best[contender].label}:"
                     f" {o.seconds:.3f} s, {args.jobs / o.seconds:,.0f} jobs/s,"
-                    f" CPU per job {per_job(o.server_cpu, args.jobs)} server,"
-                    f" {per_job(o.client_cpu, args.jobs)} client, other load {other}")  # fmt: skip
+                    f" CPU per job {per_item(o.server_cpu, args.jobs)} server,"
+                    f" {per_item(o.client_cpu, args.jobs)} client, other load {other}")  # fmt: skip
         print_table(args.jobs, args.runs, best, runs, bench.repeated)
         log(f"done in {time.monotonic() - began:.0f} s")
         return 0
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        elif bench.template:
-            admin(
-                bench.server,
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(bench.template)
-                ),
-            )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from agency_crm import schema
-from agency_crm.tempcluster import TempCluster
+from agency_crm.dev.cluster import TempCluster
 
 pytest_plugins = ["tests.helpers.fixtures"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 
 from agency_crm import schema
-from agency_crm.devtools import DUMP_HEADER, dump_schema, render_sql_api
+from agency_crm.dev.generate import DUMP_HEADER, dump_schema, render_sql_api
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ def test_committed_sql_api_reference_matches_a_fresh_install(empty_db_url: str) 
 
 
 def test_committed_analytics_examples_are_the_functions_real_output(empty_db_url: str) -> None:
-    from agency_crm.devtools import render_analytics_examples, replace_examples
+    from agency_crm.dev.generate import render_analytics_examples, replace_examples
 
     with psycopg.connect(empty_db_url) as conn:
         schema.upgrade(conn)

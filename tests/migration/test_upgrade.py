@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from agency_crm import schema
-from agency_crm.devtools import dump_schema, scratch_database
+from agency_crm.dev.generate import dump_schema, scratch_database
 
 REPO = Path(__file__).resolve().parents[2]
 REPO_SQL = REPO / "sql"
