@@ -17,7 +17,10 @@ Then one ``push drain --once`` runs, by default as a subprocess (``python -m age
 drain``, as cron runs it), so the sandbox's server threads and the drainer's event loop do not
 share one GIL as they do with --mode inprocess (measured 1-3 % slower, more so for the clients
 whose calls are cheapest). Measured: the seconds from the start of the drain to the last push
-done, the CRM calls the fakes served and how many of them were 429s.
+done, the CRM calls the fakes served and how many of them were 429s, and the CPU time per CRM
+call of the drain subprocess (user + system, start-up included; its own, not the sandbox
+threads of this process; not measured with --mode inprocess) and of the whole cluster during
+the drain (when local).
 
 The bound, in calls per second, is min(clients x max / interval, concurrency / latency), and
 "fraction" is the accepted calls per second of the whole run over it. That assumes every client
@@ -43,6 +46,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -53,10 +57,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
-from psycopg import conninfo, sql
+
+from common import (
+    ServerCpu,
+    add_database_url,
+    bench_database,
+    log,
+    markdown_header,
+    markdown_row,
+    per_item,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -66,10 +79,9 @@ from tests.helpers.fixtures import Make  # noqa: E402
 from tests.push.conftest import Crm, connect_crm  # noqa: E402
 
 from agency_crm import schema  # noqa: E402
-from agency_crm.push.base import Settings  # noqa: E402
 from agency_crm.push.runner import DrainSettings, DrainSummary, drain  # noqa: E402
+from agency_crm.push.settings import Settings  # noqa: E402
 from agency_crm.sandbox import VENDORS, Sandbox  # noqa: E402
-from agency_crm.tempcluster import TempCluster  # noqa: E402
 
 MEETINGS_PER_LEAD = 5
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -116,18 +128,14 @@ class Outcome:
 
     seconds: float = 0.0
     process_seconds: float = 0.0
+    process_cpu: float | None = None  # user + system seconds of the drain subprocess
+    server_cpu: float | None = None  # CPU seconds of the cluster during the drain, when local
     runner_calls: int = 0
     runner_rate_limited: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     calls: dict[uuid.UUID, int] = field(default_factory=dict)
     status_429: dict[uuid.UUID, int] = field(default_factory=dict)
     busy: dict[uuid.UUID, float] = field(default_factory=dict)  # start to last push done
-
-
-def url_for(server: str, dbname: str) -> str:
-    params = conninfo.conninfo_to_dict(server)
-    params["dbname"] = dbname
-    return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
 
 
 # -- seeding ---------------------------------------------------------------------------------
@@ -214,16 +222,21 @@ class Progress(threading.Thread):
                 ).fetchone()
                 assert row is not None
                 elapsed = time.monotonic() - self.started
-                print(
+                log(
                     f"  {elapsed:6.1f} s: {row[0]:>6}/{self.total} pushes done, {row[1]:>6} CRM "
-                    f"calls logged ({row[1] / elapsed:.0f}/s), {row[2]} x 429",
-                    file=sys.stderr,
-                    flush=True,
+                    f"calls logged ({row[1] / elapsed:.0f}/s), {row[2]} x 429"
                 )
 
 
-def drain_subprocess(url: str, concurrency: int, per_client: int) -> tuple[int, int, float]:
-    """``python -m agency_crm push drain --once``; (calls, rate_limited, process seconds)."""
+class DrainRun(NamedTuple):
+    calls: int
+    rate_limited: int
+    seconds: float  # wall time around the subprocess, or the in-process drain's own
+    cpu: float | None  # user + system seconds of the drain process; None in-process
+
+
+def drain_subprocess(url: str, concurrency: int, per_client: int) -> DrainRun:
+    """``python -m agency_crm push drain --once``, with the subprocess's CPU time."""
     command = [
         sys.executable, "-m", "agency_crm", "push", "drain", "--once", "--progress", "log",
         "--concurrency", str(concurrency), "--per-client", str(per_client),
@@ -234,19 +247,26 @@ def drain_subprocess(url: str, concurrency: int, per_client: int) -> tuple[int, 
         p for p in (str(ROOT / "python"), env.get("PYTHONPATH")) if p
     )
     started = time.monotonic()
-    with tempfile.TemporaryFile("w+") as log:
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    with tempfile.TemporaryFile("w+") as stderr:
+        # Children's CPU time counts the children this process has waited for: while it
+        # runs, only the drain (and whatever the drain waits for). The sandbox threads and
+        # the progress thread are this process's own time, not counted here.
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
         seconds = time.monotonic() - started
         if done.returncode != 0:
-            log.seek(0)
-            tail = log.read()[-3000:]
+            stderr.seek(0)
+            tail = stderr.read()[-3000:]
             raise SystemExit(f"push drain exited {done.returncode}:\n{done.stdout}\n{tail}")
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     line = json.loads(done.stdout.strip().splitlines()[-1])
-    return int(line["crm_calls"]), int(line["rate_limited"]), seconds
+    return DrainRun(int(line["crm_calls"]), int(line["rate_limited"]), seconds, cpu)
 
 
-def drain_inprocess(url: str, concurrency: int, per_client: int) -> tuple[int, int, float]:
-    """The same drain on an event loop in this process (shares the GIL with the sandbox)."""
+def drain_inprocess(url: str, concurrency: int, per_client: int) -> DrainRun:
+    """The same drain on an event loop in this process (shares the GIL with the sandbox, and
+    its CPU time cannot be told from the sandbox's)."""
     settings = DrainSettings(
         database_url=url,
         concurrency=concurrency,
@@ -257,11 +277,16 @@ def drain_inprocess(url: str, concurrency: int, per_client: int) -> tuple[int, i
         ),
     )
     summary: DrainSummary = asyncio.run(drain(settings))
-    return summary.calls, summary.rate_limited, summary.seconds
+    return DrainRun(summary.calls, summary.rate_limited, summary.seconds, None)
 
 
 def run_drain(
-    url: str, accounts: list[Account], mode: str, concurrency: int, per_client: int
+    url: str,
+    accounts: list[Account],
+    mode: str,
+    concurrency: int,
+    per_client: int,
+    server_cpu: ServerCpu,
 ) -> Outcome:
     total = sum(a.meetings for a in accounts)
     out = Outcome()
@@ -270,9 +295,12 @@ def run_drain(
     progress.start()
     try:
         runner = drain_subprocess if mode == "subprocess" else drain_inprocess
-        out.runner_calls, out.runner_rate_limited, out.process_seconds = runner(
-            url, concurrency, per_client
-        )
+        cpu0 = server_cpu.seconds()
+        run = runner(url, concurrency, per_client)
+        cpu1 = server_cpu.seconds()
+        out.runner_calls, out.runner_rate_limited = run.calls, run.rate_limited
+        out.process_seconds, out.process_cpu = run.seconds, run.cpu
+        out.server_cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
     finally:
         progress.stopped.set()
         progress.join()
@@ -357,24 +385,19 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(VENDORS),
         help="CRMs the clients use, in turn (hubspot alone gives every client the same calls)",
     )
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    add_database_url(parser)
     args = parser.parse_args(argv)
     limit: Limit = args.limit
 
-    cluster = None if args.database_url else TempCluster().start()
-    server = args.database_url or (cluster.url if cluster else "")
-    dbname = f"bench_push_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-        url = url_for(server, dbname)
+    with bench_database(args.database_url, "bench_push") as (server, db):
+        url = db.url
         with psycopg.connect(url) as conn:
             schema.upgrade(conn)
+        server_cpu = ServerCpu(server)
         with Sandbox() as sandbox, psycopg.connect(url, autocommit=True) as conn:
-            print(
+            log(
                 f"seeding {args.clients} clients, {args.pushes} meetings "
-                f"({MEETINGS_PER_LEAD} per lead) ...",
-                file=sys.stderr,
+                f"({MEETINGS_PER_LEAD} per lead) ..."
             )
             accounts = seed(
                 conn,
@@ -386,12 +409,11 @@ def main(argv: list[str] | None = None) -> int:
                 tuple(v.strip() for v in args.crms.split(",") if v.strip()),
             )
             queued = conn.execute("SELECT count(*) FROM crm.crm_push_queue").fetchone()
-            print(
+            log(
                 f"{queued[0] if queued else 0} pushes queued; draining ({args.mode}, concurrency "
-                f"{args.concurrency}, per client {args.per_client}) ...",
-                file=sys.stderr,
+                f"{args.concurrency}, per client {args.per_client}) ..."
             )
-            out = run_drain(url, accounts, args.mode, args.concurrency, args.per_client)
+            out = run_drain(url, accounts, args.mode, args.concurrency, args.per_client, server_cpu)
             problems = verify(conn, accounts)
 
         pushes = out.statuses.get("done", 0)
@@ -422,57 +444,48 @@ def main(argv: list[str] | None = None) -> int:
             # A rolling window lets a client send a full window at once and again each time
             # it has passed: the least time its calls can take.
             whole = [(-(-c // limit.max) - 1) * limit.seconds for c in n]
-            print(
+            log(
                 f"{vendor}: {len(group)} clients, {min(n)}-{max(n)} accepted calls and "
                 f"{min(busy):.1f}-{max(busy):.1f} s each; {sum(n) / sum(busy) / client_rate:.2f} "
                 f"of the limit while busy (least time by whole windows {max(whole):.0f} s), "
-                f"{sum(out.status_429[a.client_id] for a in group)} x 429",
-                file=sys.stderr,
+                f"{sum(out.status_429[a.client_id] for a in group)} x 429"
             )
-        print(
+        log(
             f"runner: {out.runner_calls} calls, {out.runner_rate_limited} rate-limited, "
-            f"process {out.process_seconds:.1f} s; queue: {dict(out.statuses)}",
-            file=sys.stderr,
+            f"process {out.process_seconds:.1f} s; queue: {dict(out.statuses)}"
         )
-        print(
+        log(
             "check: every push done, one deal per meeting and one contact per lead in every "
-            "account: " + ("yes" if not problems else "NO"),
-            file=sys.stderr,
+            "account: " + ("yes" if not problems else "NO")
         )
         for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
+            log(f"  {problem}")
 
-        print(
-            "| pushes | clients | CRM calls | seconds | calls/s | bound calls/s | fraction "
-            "| bound s (busiest client) | fraction of it | pushes/s | 429s |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|"
-        )
-        print(
-            f"| {pushes} | {len(accounts)} | {calls} | {out.seconds:.1f} | {rate:.1f} "
-            f"| {bound:.0f} | {fraction:.2f} | {least:.1f} | {of_least:.2f} "
-            f"| {pushes / out.seconds:.1f} | {n429} |"
-        )
+        header = markdown_header(
+            "pushes", "clients", "CRM calls", "seconds", "calls/s", "bound calls/s", "fraction",
+            "bound s (busiest client)", "fraction of it", "pushes/s", "429s",
+            "drain CPU per call", "server CPU per call",
+        )  # fmt: skip
+        print(header)
+        row = markdown_row(
+            pushes, len(accounts), calls, f"{out.seconds:.1f}", f"{rate:.1f}", f"{bound:.0f}",
+            f"{fraction:.2f}", f"{least:.1f}", f"{of_least:.2f}", f"{pushes / out.seconds:.1f}",
+            n429, per_item(out.process_cpu, calls), per_item(out.server_cpu, calls),
+        )  # fmt: skip
+        print(row)
         print(
             f"\nbound = min({len(accounts)} x {limit.max}/{limit.seconds:g} s, "
             f"{args.concurrency} / {args.latency_ms:g} ms) = {bound:.0f} calls/s; calls/s and "
             "fractions count the calls the CRMs accepted (not 429s). Bound s: the busiest "
             f"client's accepted calls ({busiest}) at {client_rate:g}/s; fraction of it: bound s "
             f"/ seconds. --mode {args.mode}, --concurrency {args.concurrency}, --per-client "
-            f"{args.per_client}. Targets: >= 0.9; no 429 after each client's first (here "
-            f"{late_429})."
+            f"{args.per_client}. CPU per call: user + system time of the drain subprocess, "
+            "start-up included (- with --mode inprocess), and of the whole cluster (- when not "
+            "local) during the drain, divided by the CRM calls (429s included). Targets: >= 0.9;"
+            f" no 429 after each client's first (here {late_429})."
         )
         ok = not problems and of_least >= 0.9 and late_429 == 0
         return 0 if ok else 1
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        else:
-            with psycopg.connect(server, autocommit=True) as admin:
-                admin.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(dbname)
-                    )
-                )
 
 
 if __name__ == "__main__":

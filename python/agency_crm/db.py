@@ -36,8 +36,30 @@ def connect(database_url: str | None) -> psycopg.Connection[tuple[object, ...]]:
         reason = "; ".join(lines) or "unknown error"
         raise ConnectionFailed(
             f"cannot connect to {describe_params(params)}: {reason}",
-            hint="Pass --database-url or set DATABASE_URL (libpq PG* variables also work).",
+            hint=connection_hint(reason, params, given=bool(dsn.strip())),
         ) from None
+
+
+def connection_hint(reason: str, params: Mapping[str, object], *, given: bool) -> str:
+    """What to do about a failed connection, from libpq's reason."""
+    where = describe_params(params)
+    text = reason.lower()
+    if "password authentication failed" in text or "no password supplied" in text:
+        return "Check the user name and password in the database URL (or PGPASSWORD)."
+    if "does not exist" in text and "database" in text:
+        return f"Create the database or fix its name in the URL ({where})."
+    if "does not exist" in text and "role" in text:
+        return f"Use a role that exists on the server ({where}), or create it."
+    if "pg_hba.conf" in text:
+        return "The server refuses this user or host: an entry in its pg_hba.conf allows it."
+    if not given:
+        return (
+            "No database was named: pass --database-url or set DATABASE_URL (libpq's PG*"
+            " variables also work)."
+        )
+    if "timeout" in text or "timed out" in text:
+        return f"Nothing answered in time: is {where} reachable from here?"
+    return f"Is PostgreSQL running and accepting connections at {where}?"
 
 
 def describe_params(params: Mapping[str, object]) -> str:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -32,6 +34,9 @@ REQUIRES = re.compile(r"^-- requires: (?P<names>.+)$", re.MULTILINE)
 CODE_DIRS = ("functions", "triggers")
 # pg_advisory_xact_lock key shared by every agency-crm upgrade: "acrm" as an int32.
 UPGRADE_LOCK_KEY = 0x6163726D
+# Seconds a migration (or a trigger being re-created) waits for a table lock before the
+# upgrade gives up, so a deploy never stalls the app's writes queued behind it for long.
+DEFAULT_LOCK_TIMEOUT = 5.0
 
 
 class SchemaError(AgencyCrmError):
@@ -238,11 +243,91 @@ def _dependency_order(files: list[SqlFile]) -> tuple[SqlFile, ...]:
     return tuple(ordered)
 
 
-def _execute_file(conn: psycopg.Connection[tuple[object, ...]], item: SqlFile, what: str) -> None:
+class LockWatch:
+    """Notes which lock the upgrade's backend is waiting for, so that a lock timeout can say
+    which table and which sessions held it (the error itself names neither). Polls from a
+    side connection only while a wait lasts longer than one poll interval."""
+
+    QUERY = """
+        SELECT
+            l.mode,
+            coalesce(l.relation::regclass::text, l.locktype) AS object,
+            (
+                SELECT string_agg(
+                    format(
+                        'pid %%s (%%s, %%s since %%s)',
+                        a.pid,
+                        coalesce(nullif(a.application_name, ''), 'no application_name'),
+                        a.state,
+                        to_char(a.state_change, 'HH24:MI:SS')
+                    ),
+                    '; '
+                )
+                FROM pg_catalog.pg_stat_activity AS a
+                WHERE a.pid = ANY(pg_catalog.pg_blocking_pids(l.pid))
+            ) AS holders
+        FROM pg_catalog.pg_locks AS l
+        WHERE l.pid = %(pid)s AND NOT l.granted
+    """
+
+    def __init__(self, conn: psycopg.Connection[tuple[object, ...]], timeout: float) -> None:
+        self.conn = conn
+        self.timeout = timeout
+        self.interval = min(0.25, max(timeout / 4, 0.01))
+        self.waiting: str | None = None
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Watch while the block runs (one file of the upgrade)."""
+        self.waiting = None
+        stop = threading.Event()
+        thread = threading.Thread(target=self._watch, args=(stop,), name="lock-watch")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
+    def _watch(self, stop: threading.Event) -> None:
+        info = self.conn.info
+        pid = info.backend_pid
+        side: psycopg.Connection[tuple[object, ...]] | None = None
+        try:
+            while not stop.wait(self.interval):
+                if side is None:
+                    side = psycopg.connect(
+                        info.dsn, password=info.password, autocommit=True, connect_timeout=5
+                    )
+                row = side.execute(self.QUERY, {"pid": pid}).fetchone()
+                if row is not None:
+                    mode, obj, holders = row
+                    self.waiting = f"{mode} on {obj}, held by {holders or 'another session'}"
+        except psycopg.Error:
+            return  # best effort: the error message then says less
+        finally:
+            if side is not None:
+                side.close()
+
+
+def _execute_file(
+    conn: psycopg.Connection[tuple[object, ...]],
+    item: SqlFile,
+    what: str,
+    watch: LockWatch | None = None,
+) -> None:
     """Run a whole SQL file (simple query protocol) and name the file in any error."""
     try:
         # bytes: the text is our own file, not a query assembled from input.
         conn.execute(item.text.encode())
+    except psycopg.errors.LockNotAvailable as exc:
+        within = f" within {watch.timeout:g} s" if watch else ""
+        raise SchemaError(
+            f"{what} {item.name} could not get a lock{within}:"
+            f" {(watch.waiting if watch else None) or exc.diag.message_primary}",
+            hint="Nothing was applied. Run the upgrade again when those transactions have"
+            " ended (or end them); --lock-timeout sets how long it waits for a lock.",
+        ) from exc
     except psycopg.Error as exc:
         diag = exc.diag
         where = ""
@@ -255,6 +340,20 @@ def _execute_file(conn: psycopg.Connection[tuple[object, ...]], item: SqlFile, w
             hint=diag.message_hint
             or "Nothing was applied: the upgrade runs in one transaction and was rolled back.",
         ) from exc
+
+
+def _run_file(
+    conn: psycopg.Connection[tuple[object, ...]],
+    item: SqlFile,
+    what: str,
+    watch: LockWatch | None,
+) -> None:
+    """_execute_file, with the lock watch running while the file does."""
+    if watch is None:
+        _execute_file(conn, item, what)
+        return
+    with watch.running():
+        _execute_file(conn, item, what, watch)
 
 
 def _crm_schema_is_foreign(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
@@ -328,6 +427,35 @@ def status(conn: psycopg.Connection[tuple[object, ...]], source: SqlSource | Non
     )
 
 
+def require_current(
+    conn: psycopg.Connection[tuple[object, ...]], where: str, source: SqlSource | None = None
+) -> None:
+    """Raise SchemaError, saying what to run, unless the database holds this package's schema
+    with nothing pending (commands that use the schema call this first)."""
+    source = source or load_source()
+    state = status(conn, source)
+    if state.up_to_date:
+        return
+    if state.code_applied_at is None and not any(
+        m.state is not MigrationState.PENDING for m in state.migrations
+    ):
+        raise SchemaError(
+            f"database {where} has no agency-crm schema",
+            hint="Run `agency-crm db upgrade` to install it (or point --database-url at the"
+            " database that has it).",
+        )
+    _refuse_problems(state.problems, source)
+    what = (
+        f"{len(state.pending)} migration(s) pending"
+        if state.pending
+        else "its functions and triggers are not this version's"
+    )
+    raise SchemaError(
+        f"the agency-crm schema of {where} is not current for agency-crm {__version__}: {what}",
+        hint="Run `agency-crm db upgrade` (at every deploy, before the new version runs).",
+    )
+
+
 def _refuse_problems(migrations: Iterable[MigrationStatus], source: SqlSource) -> None:
     for item in migrations:
         if item.state is MigrationState.CHANGED:
@@ -353,14 +481,17 @@ def upgrade(
     target: str | None = None,
     apply_code: bool = True,
     reapply_code: bool = False,
+    lock_timeout: float | None = DEFAULT_LOCK_TIMEOUT,
     progress: Progress = _quiet,
 ) -> UpgradeResult:
     """Apply pending migrations (up to ``target``), then the functions and triggers.
 
     Everything happens in one transaction under an advisory lock. Refuses, changing
     nothing, when an applied migration's file changed or the database knows a migration
-    this package does not. ``apply_code=False`` stops after the migrations (tests use it
-    to stand in for an older release).
+    this package does not. Each statement waits at most ``lock_timeout`` seconds for a
+    table lock (None or 0: as long as it takes); past it the upgrade is rolled back with an
+    error naming the lock and who held it. ``apply_code=False`` stops after the migrations
+    (tests use it to stand in for an older release).
     """
     source = source or load_source()
     if target is not None:
@@ -372,6 +503,12 @@ def upgrade(
             result.waited_for_lock = True
             progress("waiting for another agency-crm upgrade of this database to finish")
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (UPGRADE_LOCK_KEY,))
+        # Only now: the wait for a concurrent upgrade above is not a table lock.
+        conn.execute(
+            "SELECT set_config('lock_timeout', %(ms)s, true)",
+            {"ms": f"{round((lock_timeout or 0) * 1000)}ms"},
+        )
+        watch = LockWatch(conn, lock_timeout) if lock_timeout else None
         if _crm_schema_is_foreign(conn):
             raise SchemaError(
                 "schema crm already exists and was not created by agency-crm",
@@ -388,7 +525,7 @@ def upgrade(
             if item.name not in pending:
                 continue
             started = time.perf_counter()
-            _execute_file(conn, item, "migration")
+            _run_file(conn, item, "migration", watch)
             elapsed_ms = round((time.perf_counter() - started) * 1000)
             conn.execute(
                 """
@@ -411,7 +548,7 @@ def upgrade(
         if result.applied or stale or reapply_code:
             started = time.perf_counter()
             for item in source.code:
-                _execute_file(conn, item, "code file")
+                _run_file(conn, item, "code file", watch)
             conn.execute(
                 """
                 INSERT INTO crm.schema_code (singleton, checksum, package_version)

@@ -57,7 +57,9 @@ BEGIN
         WHEN 'failed' THEN 'failed'
         WHEN 'held' THEN 'held'
         WHEN 'defer' THEN 'pending'
-        ELSE CASE WHEN v_push.attempts >= coalesce(v_max_attempts, 10) THEN 'dead'
+        -- Without a live config (deleted meanwhile) there is no budget to spend: the push
+        -- waits, pending, for the client's next config.
+        ELSE CASE WHEN v_push.attempts >= v_max_attempts THEN 'dead'
             ELSE 'pending' END
     END;
     -- Back to pending while the entity got a newer pending push of the same operation: that

@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import psycopg
 from psycopg import conninfo
 
 from agency_crm import schema
+from tests.helpers.cli import run
 
 MIGRATIONS = list(schema.migration_names())
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
-    base.pop("AGENCY_CRM_DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "agency_crm", *args],
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        timeout=120,
-        check=False,
-    )
 
 
 def test_upgrade_twice_on_an_empty_database_the_second_is_a_no_op(empty_db_url: str) -> None:

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
 Row = dict[str, Any]
+
+# One TLS context for every test HTTP client: httpx loads the CA bundle for each client made
+# without one (about 50 ms of CPU each). The tests only speak plain HTTP to loopback.
+TLS = httpx.create_ssl_context()
 
 
 def insert(conn: psycopg.Connection[Any], table: str, values: Row) -> Row:
@@ -53,6 +59,19 @@ def raises_sqlstate(
     assert info.value.sqlstate == sqlstate, (
         f"expected SQLSTATE {sqlstate}, got {info.value.sqlstate}: {info.value}"
     )
+
+
+def wait_until_blocked(dsn: str, pid: int, timeout: float = 30.0) -> None:
+    """Return once the session ``pid`` waits for a lock another session holds, so that two
+    sessions' statements truly overlap (polled from a third session: pg_stat_activity is a
+    per-transaction snapshot)."""
+    with psycopg.connect(dsn, autocommit=True) as monitor:
+        deadline = time.monotonic() + timeout
+        while monitor.execute(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,)
+        ).fetchone() != ("Lock",):
+            assert time.monotonic() < deadline, f"session {pid} never waited for a lock"
+            time.sleep(0.005)
 
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

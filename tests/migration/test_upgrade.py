@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -505,3 +506,59 @@ def test_code_files_are_applied_after_the_files_they_require(
     (functions / "zzz_callee.sql").write_text("-- requires: nowhere.sql\nSELECT 1;\n")
     with pytest.raises(schema.SchemaError, match=r"requires nowhere\.sql"):
         schema.load_source(sql_copy)
+
+
+def test_a_migration_that_cannot_get_its_lock_in_time_names_it_and_changes_nothing(
+    empty_db_url: str, sql_copy: Path
+) -> None:
+    upgrade(empty_db_url, source=schema.load_source(sql_copy))
+    (sql_copy / "migrations" / "0999_add_a_column.sql").write_text(
+        "ALTER TABLE crm.meetings ADD COLUMN room text;\n"
+    )
+    source = schema.load_source(sql_copy)
+    with psycopg.connect(empty_db_url) as app:
+        app.execute("SET application_name = 'app-worker-7'")
+        # An app transaction that holds crm.meetings (any lock conflicts with ALTER TABLE).
+        app.execute("SELECT count(*) FROM crm.meetings")
+        started = time.monotonic()
+        with pytest.raises(schema.SchemaError) as info:
+            upgrade(empty_db_url, source=source, lock_timeout=0.5)
+        waited = time.monotonic() - started
+        app.rollback()
+    message = info.value.message
+    assert message.startswith(
+        "migration 0999_add_a_column.sql could not get a lock within 0.5 s: "
+        "AccessExclusiveLock on crm.meetings, held by pid "
+    ), message
+    assert "app-worker-7" in message
+    assert info.value.hint and "--lock-timeout" in info.value.hint
+    assert 0.5 <= waited < 10
+    with psycopg.connect(empty_db_url) as conn:
+        assert [m.name for m in schema.status(conn, source).pending] == ["0999_add_a_column.sql"]
+    assert fetch(
+        empty_db_url,
+        "SELECT count(*) FROM information_schema.columns WHERE column_name = 'room'",
+    ) == [(0,)]
+    # Once the app's transaction ended, the same upgrade goes through.
+    assert upgrade(empty_db_url, source=source, lock_timeout=0.5).applied == [
+        "0999_add_a_column.sql"
+    ]
+
+
+def test_reapplying_a_trigger_waits_for_writers_only_as_long_as_the_lock_timeout(
+    empty_db_url: str,
+) -> None:
+    upgrade(empty_db_url)
+    with psycopg.connect(empty_db_url) as app:
+        client = app.execute("INSERT INTO crm.clients (name) VALUES ('c') RETURNING id").fetchone()
+        assert client is not None
+        app.execute(
+            "INSERT INTO crm.leads (client_id, email) VALUES (%s, 'a@b.example')", (client[0],)
+        )
+        with pytest.raises(schema.SchemaError) as info:
+            upgrade(empty_db_url, reapply_code=True, lock_timeout=0.3)
+        app.rollback()
+    assert "could not get a lock within 0.3 s" in info.value.message
+    assert " on crm." in info.value.message
+    # No lock timeout: the wait is not capped (nothing holds a lock now, so it just runs).
+    assert upgrade(empty_db_url, reapply_code=True, lock_timeout=None).code_applied

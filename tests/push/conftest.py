@@ -16,10 +16,10 @@ import pytest
 from psycopg import conninfo
 from psycopg.types.json import Jsonb
 
-from agency_crm.push.base import Settings
 from agency_crm.push.runner import DrainSettings, DrainSummary, drain
+from agency_crm.push.settings import Settings
 from agency_crm.sandbox import Sandbox
-from tests.helpers.fixtures import Make, Row
+from tests.helpers.fixtures import TLS, Make, Row
 
 CRMS = ("hubspot", "pipedrive", "close")
 
@@ -68,7 +68,7 @@ class Crm:
     config: Row
 
     def admin(self, method: str, path: str, **kw: Any) -> Any:
-        response = httpx.request(method, self.url + path, timeout=10, **kw)
+        response = httpx.request(method, self.url + path, timeout=10, verify=TLS, **kw)
         response.raise_for_status()
         return response.json() if response.content else None
 
@@ -187,7 +187,7 @@ def connect_crm(pmake: Make, sandbox: Sandbox, client: Row, vendor: str, **overr
     url = sandbox.urls[vendor]
     token = f"sbx_{vendor}_{uuid.uuid4().hex[:12]}"
     body: dict[str, Any] = {"token": token}
-    account = httpx.post(url + "/_sandbox/accounts", json=body, timeout=10).json()
+    account = httpx.post(url + "/_sandbox/accounts", json=body, timeout=10, verify=TLS).json()
     pipeline_id, first_stage, open_ids, closed = stage_ids(vendor, account)
     stage_map = {
         ours: open_ids[min(i, len(open_ids) - 1)] for i, ours in enumerate(OUR_OPEN_STAGES)
@@ -220,6 +220,7 @@ def fast_settings(url: str, **kw: Any) -> DrainSettings:
     """Drain settings for tests: short backoff, short waits, the sandbox's OAuth app."""
     client_kw = {
         "search_lag": kw.pop("search_lag", timedelta(seconds=0.3)),
+        "http_timeout": kw.pop("http_timeout", 0.5),
         "hubspot_client_id": "sbx-client",
         "hubspot_client_secret": "sbx-secret",
     }
@@ -227,7 +228,6 @@ def fast_settings(url: str, **kw: Any) -> DrainSettings:
         "backoff_base": 0.05,
         "backoff_cap": 1.0,
         "retry_horizon": 5.0,
-        "http_timeout": 0.5,
         "max_seconds": 60.0,
         "client": Settings(**client_kw),
     }

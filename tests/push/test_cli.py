@@ -14,21 +14,9 @@ from typing import Any
 import psycopg
 
 from agency_crm.sandbox import Sandbox
+from tests.helpers.cli import run
 from tests.helpers.fixtures import Make
 from tests.push.conftest import CRMS, connect_crm
-
-
-def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
-    env.pop("AGENCY_CRM_DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "agency_crm", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_drain_logs_one_json_line_per_push_and_a_summary(
@@ -93,7 +81,7 @@ def test_status_retry_and_logs(
     assert "Acme Agency Client" in human.stdout and "close" in human.stdout
 
     logs = run("push", "logs", "--json", "--status", "failed", "--database-url", url)
-    [failed] = [json.loads(line) for line in logs.stdout.splitlines()]
+    [failed] = json.loads(logs.stdout)
     assert failed["operation"] == "create_deal" and failed["http_status"] == 400
     assert "request_payload" not in failed
     with_payloads = run("push", "logs", "--payloads", "--limit", "2", "--database-url", url)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from agency_crm.sandbox import Sandbox
+from tests.helpers.fixtures import TLS
 from tests.sandbox import auth_kwargs, new_token
 
 
@@ -37,7 +38,7 @@ def client(sandbox: Sandbox) -> Iterator[Callable[..., httpx.Client]]:
     made: list[httpx.Client] = []
 
     def make(vendor: str, token: str | None = None, **kwargs: Any) -> httpx.Client:
-        options: dict[str, Any] = {"base_url": sandbox.urls[vendor], "timeout": 5.0}
+        options: dict[str, Any] = {"base_url": sandbox.urls[vendor], "timeout": 5.0, "verify": TLS}
         if token is not None:
             options.update(auth_kwargs(vendor, token))
         options.update(kwargs)

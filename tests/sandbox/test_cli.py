@@ -1,4 +1,4 @@
-"""``python -m agency_crm.sandbox`` / the ``sandbox`` typer command."""
+"""``agency-crm sandbox``: the three fake CRMs from the command line."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 import httpx
 from typer.testing import CliRunner
 
-from agency_crm.sandbox.cli import app
+from agency_crm.cli.sandbox import app
 
 
 def test_runs_until_sigterm() -> None:
@@ -19,7 +19,8 @@ def test_runs_until_sigterm() -> None:
     args = [
         sys.executable,
         "-m",
-        "agency_crm.sandbox",
+        "agency_crm",
+        "sandbox",
         "--hubspot-port",
         "0",
         "--pipedrive-port",

@@ -4,13 +4,12 @@ continuous and a good outcome still creates exactly one deal."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 
-from tests.helpers.fixtures import T0, Make
+from tests.helpers.fixtures import T0, Make, wait_until_blocked
 
 
 def seed(conn: psycopg.Connection[Any], **client: Any) -> dict[str, Any]:
@@ -37,15 +36,7 @@ def race(dsn: str, first: str, second: str, params: tuple[Any, ...]) -> None:
 
         worker = threading.Thread(target=run_b)
         worker.start()
-        # Wait until B is blocked on A's lock, so the two updates truly overlap. Polled from
-        # a third session: pg_stat_activity is a per-transaction snapshot.
-        with psycopg.connect(dsn, autocommit=True) as monitor:
-            deadline = time.monotonic() + 30
-            while monitor.execute(
-                "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (b_pid,)
-            ).fetchone() != ("Lock",):
-                assert time.monotonic() < deadline, "session B never waited for A's lock"
-                time.sleep(0.005)
+        wait_until_blocked(dsn, b_pid)
         a.commit()
         worker.join(timeout=30)
         assert done.is_set()

@@ -505,6 +505,22 @@ def test_retry_with_the_attempts_spent_is_dead(db: Conn, make: Make) -> None:
     assert before <= row["finished_at"] <= clock(db)
 
 
+def test_retry_after_the_config_was_deleted_waits_pending_for_the_next_config(
+    db: Conn, make: Make
+) -> None:
+    # max_attempts lives on the config only (its column default): with the config deleted
+    # while the push was in flight there is no budget to spend, so the push is not dead.
+    c = make.client()
+    make.crm_config(c, max_attempts=1)
+    p = make.push(make.lead(c), attempts=5)
+    claim(db, c)
+    db.execute(
+        "UPDATE crm.client_crm_configs SET deleted_at = now() WHERE client_id = %s", (c["id"],)
+    )
+    assert finish(db, c, p, "retry", error="timeout", retry_at=clock(db)) == "pending"
+    assert push_row(db, p)["status"] == "pending"
+
+
 def test_failed_finishes_the_push(db: Conn, make: Make, client: Row) -> None:
     p = make.push(make.lead(client))
     claim(db, client)

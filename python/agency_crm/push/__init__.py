@@ -2,11 +2,6 @@
 
 Delivery is at least once with an effect of exactly once: every CRM record carries our stable
 external key, the CRM id is stored the moment it is known, and a create whose outcome is unknown
-is looked up by that key before it is ever sent again (see docs/push.md).
+is looked up by that key before it is ever sent again (see docs/push.md). The runner is
+:mod:`agency_crm.push.runner`; a client's CRM is a :mod:`~agency_crm.push.connection`.
 """
-
-from __future__ import annotations
-
-from agency_crm.push.runner import DrainSettings, DrainSummary, drain
-
-__all__ = ["DrainSettings", "DrainSummary", "drain"]

@@ -7,13 +7,13 @@ opportunity custom field, searched before a create whose earlier outcome is unkn
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+from typing import Any, ClassVar
 
-import httpx
-
-from agency_crm.push.base import CrmClient, require
-from agency_crm.push.http import CrmError
-from agency_crm.push.model import DealState
+from agency_crm.push.connection import Catalog, Connection, Pipeline, no_credentials, require
+from agency_crm.push.http import CrmError, CrmHttp
+from agency_crm.push.model import DealState, Outcome, PushContext
+from agency_crm.push.sync import Push
 
 
 def email_query(email: str) -> dict[str, Any]:
@@ -63,24 +63,71 @@ def custom_field_query(object_type: str, field_id: str, value: str) -> dict[str,
     }
 
 
-class Close(CrmClient):
-    """One push into Close."""
+class Close(Connection):
+    """A client's Close: API key (HTTP basic), pipelines with their statuses, users."""
 
-    def auth(self) -> httpx.Auth:
+    crm_type = "close"
+    default_base_url = "https://api.close.com"
+    default_interval = 1.0
+    default_key_fields: ClassVar[dict[str, str]] = {
+        "lead": "cf_agency_crm_key",
+        "opportunity": "cf_agency_crm_key",
+    }
+
+    def push(self, ctx: PushContext, http: CrmHttp) -> ClosePush:
+        return ClosePush(self, ctx, http)
+
+    async def headers(self, http: CrmHttp) -> dict[str, str]:
         """HTTP basic: the API key as user name, empty password."""
         key = self.config.api_key
         if not key:
-            raise CrmError("auth", "no_credentials", "the Close config has no api_key")
-        return httpx.BasicAuth(key, "")
+            raise no_credentials("the Close config has no api_key")
+        return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
 
-    async def headers(self) -> dict[str, str]:
-        """No extra headers: Close authenticates with basic auth."""
-        return {}
+    async def catalog(self, http: CrmHttp) -> Catalog:
+        """GET /api/v1/pipeline/ and every page of GET /api/v1/user/."""
+        pipelines = {
+            str(p["id"]): Pipeline(
+                str(p["id"]),
+                str(p.get("name") or p["id"]),
+                {str(st["id"]): str(st.get("label") or st["id"]) for st in p.get("statuses") or []},
+            )
+            for p in await self.pipelines(http)
+        }
+        users: dict[str, str] = {}
+        skip = 0
+        while True:
+            page = await http.call(
+                "get_users", "GET", "/api/v1/user/", params={"_skip": skip, "_limit": 100}
+            )
+            body = page.body or {}
+            batch = body.get("data") or []
+            for user in batch:
+                users[str(user["id"])] = str(user.get("email") or user["id"])
+            if not body.get("has_more") or not batch:
+                return Catalog(pipelines, users)
+            skip += len(batch)
 
-    async def sync(self) -> dict[str, str | None]:
+    async def pipelines(self, http: CrmHttp) -> list[dict[str, Any]]:
+        """GET /api/v1/pipeline/: the opportunity pipelines with their statuses (read once per
+        run: pushes find a won or lost status in them)."""
+        cached = self.cache.get("pipelines")
+        if cached is None:
+            response = await http.call("get_pipelines", "GET", "/api/v1/pipeline/")
+            cached = list((response.body or {}).get("data") or [])
+            self.cache["pipelines"] = cached
+        return list(cached)
+
+
+class ClosePush(Push):
+    """One push into Close."""
+
+    connection: Close
+
+    async def sync(self) -> None:
         lead_id, contact_id = await self.ensure_lead()
-        opp_id = await self.ensure_opportunity(lead_id, contact_id) if self.ctx.deal else None
-        return {"contact": contact_id, "lead": lead_id, "deal": opp_id}
+        if self.ctx.deal:
+            await self.ensure_opportunity(lead_id, contact_id)
 
     async def search(self, operation: str, query: dict[str, Any]) -> dict[str, Any] | None:
         """POST /api/v1/data/search/; the first hit."""
@@ -103,7 +150,7 @@ class Close(CrmClient):
         if hit is None and self.ids.unknown_outcome("lead", lead.key):
             found = await self.search(
                 "find_lead_by_key",
-                custom_field_query("lead", self.config.key_field("lead"), lead.key),
+                custom_field_query("lead", self.connection.key_field("lead"), lead.key),
             )
             if found is not None:
                 lead_id = str(found["id"])
@@ -112,20 +159,20 @@ class Close(CrmClient):
                 contact_id = str(contacts[0]["id"]) if contacts else None
         if not lead_id or not contact_id:
             existing = await self.ids.claim_create(
-                "lead", lead.key, lead.id, self.settings.unknown_outcome_window, f"lead {lead.key}"
+                "lead", lead.key, lead.id, self.unknown_outcome_window, f"lead {lead.key}"
             )
             if existing is not None:
                 # Another push stored the lead (the contact id is stored first).
                 contact_ext = await self.ids.refresh("contact", lead.key)
                 if contact_ext is None or not contact_ext.crm_id:
                     raise CrmError(
-                        "defer",
+                        Outcome.DEFER,
                         "create_in_doubt",
                         "lead stored without its contact",
                         retry_after=1.0,
                     )
                 return existing, contact_ext.crm_id
-            contact: dict[str, Any] = {"name": lead.display_name}
+            contact: dict[str, Any] = {"name": lead.name}
             if lead.title:
                 contact["title"] = lead.title
             if lead.email:
@@ -133,9 +180,9 @@ class Close(CrmClient):
             if lead.phone:
                 contact["phones"] = [{"phone": lead.phone, "type": "office"}]
             payload = {
-                "name": lead.company or lead.display_name,
+                "name": lead.company or lead.name,
                 "contacts": [contact],
-                f"custom.{self.config.key_field('lead')}": lead.key,
+                f"custom.{self.connection.key_field('lead')}": lead.key,
             }
             response = await self.ids.create(
                 "lead",
@@ -147,38 +194,25 @@ class Close(CrmClient):
             body = response.body or {}
             contacts = body.get("contacts") or []
             if "id" not in body or not contacts:
-                raise CrmError("retry", "malformed_response", "lead create returned no ids")
+                raise CrmError(Outcome.RETRY, "malformed_response", "lead create returned no ids")
             lead_id, contact_id = str(body["id"]), str(contacts[0]["id"])
         self.http.tag_last(crm_contact_id=contact_id)
         await self.ids.record("contact", lead.key, lead.id, contact_id)
         await self.ids.record("lead", lead.key, lead.id, lead_id)
         return lead_id, contact_id
 
-    async def statuses(self) -> list[dict[str, Any]]:
-        """The opportunity statuses of the configured pipeline (read once per run)."""
-        cached = self.state.cache.get("statuses")
-        if cached is None:
-            response = await self.http.call("get_pipelines", "GET", "/api/v1/pipeline/")
-            pipeline_id = self.config.pipeline_id
-            cached = []
-            for pipeline in (response.body or {}).get("data") or []:
-                if pipeline_id is None or pipeline.get("id") == pipeline_id:
-                    cached.extend(pipeline.get("statuses") or [])
-            self.state.cache["statuses"] = cached
-        return list(cached)
-
     async def status_for(self, deal: DealState) -> str | None:
         """The Close status: mapped from our stage, or the pipeline's first won/lost status."""
-        if deal.status == "open":
-            return self.stage_for(deal.stage)
-        mapped = self.config.stage_map.get(f"closed_{deal.status}")
-        if mapped:
-            return mapped
-        for status in await self.statuses():
-            if status.get("type") == deal.status:
-                return str(status["id"])
+        if deal.status == "open" or deal.crm_stage:
+            return deal.crm_stage
+        pipeline_id = self.config.pipeline_id
+        for pipeline in await self.connection.pipelines(self.http):
+            if pipeline_id is None or pipeline.get("id") == pipeline_id:
+                for status in pipeline.get("statuses") or []:
+                    if status.get("type") == deal.status:
+                        return str(status["id"])
         raise CrmError(
-            "failed",
+            Outcome.FAILED,
             "config_incomplete",
             f"the Close pipeline has no {deal.status} status; map closed_{deal.status} in "
             "client_crm_configs.stage_map",
@@ -207,7 +241,9 @@ class Close(CrmClient):
         if opp_id is None and self.ids.unknown_outcome("deal", deal.key):
             found = await self.search(
                 "find_deal_by_key",
-                custom_field_query("opportunity", self.config.key_field("opportunity"), deal.key),
+                custom_field_query(
+                    "opportunity", self.connection.key_field("opportunity"), deal.key
+                ),
             )
             if found is not None:
                 opp_id = str(found["id"])
@@ -224,7 +260,7 @@ class Close(CrmClient):
             **fields,
             "lead_id": lead_id,
             "contact_id": contact_id,
-            f"custom.{self.config.key_field('opportunity')}": deal.key,
+            f"custom.{self.connection.key_field('opportunity')}": deal.key,
         }
         if self.config.owner_id:
             body["user_id"] = self.config.owner_id
@@ -232,7 +268,7 @@ class Close(CrmClient):
             "deal",
             deal.key,
             deal.entity_id,
-            self.settings.unknown_outcome_window,
+            self.unknown_outcome_window,
             f"opportunity {deal.key}",
         )
         if adopted is not None:
@@ -248,28 +284,8 @@ class Close(CrmClient):
         )
         opp = response.body or {}
         if "id" not in opp:
-            raise CrmError("retry", "malformed_response", "opportunity create returned no id")
+            raise CrmError(Outcome.RETRY, "malformed_response", "opportunity create returned no id")
         opp_id = str(opp["id"])
         self.http.tag_last(crm_deal_id=opp_id, crm_contact_id=contact_id)
         await self.ids.record("deal", deal.key, deal.entity_id, opp_id)
         return opp_id
-
-    async def catalog(self) -> tuple[dict[str, set[str]], set[str]]:
-        """GET /api/v1/pipeline/ and every page of GET /api/v1/user/."""
-        response = await self.http.call("get_pipelines", "GET", "/api/v1/pipeline/")
-        pipelines = {
-            str(p["id"]): {str(st["id"]) for st in p.get("statuses") or []}
-            for p in (response.body or {}).get("data") or []
-        }
-        users: set[str] = set()
-        skip = 0
-        while True:
-            page = await self.http.call(
-                "get_users", "GET", "/api/v1/user/", params={"_skip": skip, "_limit": 100}
-            )
-            body = page.body or {}
-            batch = body.get("data") or []
-            users.update(str(u["id"]) for u in batch)
-            if not body.get("has_more") or not batch:
-                return pipelines, users
-            skip += len(batch)

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from agency_crm.push import crashpoints
-from agency_crm.push.model import CallRecord
-from agency_crm.push.ratelimit import RateLimiter
-from agency_crm.push.redact import Redactor
+from agency_crm.push.model import CallRecord, LogStatus, Outcome
+
+if TYPE_CHECKING:
+    from agency_crm.push.connection import Connection
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 ERROR_CODES = {
@@ -35,15 +35,14 @@ ERROR_CODES = {
 
 
 class CrmError(Exception):
-    """A CRM call that did not succeed, classified for the delivery protocol.
-
-    kind: ``retry`` (try again later), ``failed`` (not retryable) or ``auth`` (credentials
-    refused: hold the client's pushes).
+    """A CRM call (or a push) that did not succeed, classified by the outcome it asks
+    ``crm.finish_push`` to record: retry (try again later), defer (wait without spending an
+    attempt), failed (not retryable) or held (credentials refused: hold the client's pushes).
     """
 
     def __init__(
         self,
-        kind: str,
+        kind: Outcome,
         code: str,
         message: str,
         *,
@@ -105,26 +104,13 @@ def error_message(body: Any, text: str) -> str:
 
 
 class CrmHttp:
-    """Makes the calls of one config: every call passes its rate limiter and the runner's
-    concurrency bound, and leaves a redacted CallRecord in ``records``."""
+    """The calls of one push (or one check) through a connection: every call passes the
+    connection's rate limiter and the run's concurrency bound, and leaves a redacted
+    CallRecord in ``records``."""
 
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        base_url: str,
-        headers: Callable[[], Awaitable[dict[str, str]]],
-        limiter: RateLimiter,
-        redactor: Redactor,
-        slots: asyncio.Semaphore,
-        auth: httpx.Auth | None = None,
-    ) -> None:
-        self.client = client
-        self.base_url = base_url
-        self.headers = headers
-        self.limiter = limiter
-        self.redactor = redactor
-        self.slots = slots
-        self.auth = auth
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.redactor = connection.redactor
         self.records: list[CallRecord] = []
         self._started_at = datetime.now(UTC)
         self.calls = 0
@@ -148,8 +134,9 @@ class CrmHttp:
         authenticated: bool = True,
     ) -> Response:
         """Send one request; return the accepted response or raise CrmError."""
-        url = self.base_url + path
-        headers = await self.headers() if authenticated else {}
+        conn = self.connection
+        url = conn.base_url + path
+        headers = await conn.headers(self) if authenticated else {}
         request_payload: dict[str, Any] = {"method": method, "path": path}
         if params:
             request_payload["query"] = dict(params)
@@ -159,24 +146,23 @@ class CrmHttp:
             request_payload["body"] = dict(form)
         request_payload = self.redactor.value(request_payload)
 
-        await self.limiter.acquire()
+        await conn.limiter.acquire()
         self._started_at = datetime.now(UTC)
         response: httpx.Response | None = None
         failure: BaseException | None = None
         start = time.perf_counter()
         try:
-            async with self.slots:
+            async with conn.slots:
                 start = time.perf_counter()
                 if method != "GET":
                     crashpoints.arm_send()
-                response = await self.client.request(
+                response = await conn.client.request(
                     method,
                     url,
                     json=json_body,
                     params=params,
                     data=form,
                     headers=headers,
-                    auth=self.auth or httpx.USE_CLIENT_DEFAULT,
                 )
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             failure = exc
@@ -184,7 +170,7 @@ class CrmHttp:
             duration_ms = int((time.perf_counter() - start) * 1000)
             self.calls += 1
             if response is None:
-                await self.limiter.release(None)
+                await conn.limiter.release(None)
         assert response is not None or failure is not None
 
         if response is None:
@@ -194,9 +180,9 @@ class CrmHttp:
             )
             message = self.redactor.text(message)
             self._record(
-                operation, "failed", request_payload, None, None, code, message, duration_ms
+                operation, LogStatus.FAILED, request_payload, None, None, code, message, duration_ms
             )
-            raise CrmError("retry", code, message)
+            raise CrmError(Outcome.RETRY, code, message)
 
         text = response.text
         body: Any
@@ -208,7 +194,7 @@ class CrmHttp:
             malformed = True
         status = response.status_code
         retry_after = retry_after_seconds(response.headers, body) if status == 429 else None
-        await self.limiter.release(response.headers, retry_after)
+        await conn.limiter.release(response.headers, retry_after)
         kept_headers = {
             k: v
             for k, v in response.headers.items()
@@ -223,7 +209,7 @@ class CrmHttp:
                 crashpoints.reached("after_2xx")
             self._record(
                 operation,
-                "success",
+                LogStatus.SUCCESS,
                 request_payload,
                 response_payload,
                 status,
@@ -236,7 +222,7 @@ class CrmHttp:
             code = ERROR_CODES.get(status, f"http_{status}")
             self._record(
                 operation,
-                "success",
+                LogStatus.SUCCESS,
                 request_payload,
                 response_payload,
                 status,
@@ -249,20 +235,20 @@ class CrmHttp:
         message = self.redactor.text(error_message(body, text))
         if malformed:
             code = "malformed_response"
-            kind = "retry"
+            kind = Outcome.RETRY
             message = f"response is not JSON: {self.redactor.text(text[:200])!r}"
         elif status == 401:
-            code, kind = "unauthorized", "auth"
+            code, kind = "unauthorized", Outcome.HELD
         elif status in RETRYABLE_STATUS:
             code = "rate_limited" if status == 429 else ERROR_CODES.get(status, "server_error")
-            kind = "retry"
+            kind = Outcome.RETRY
             if status == 429:
                 self.rate_limited += 1
         else:
-            code, kind = ERROR_CODES.get(status, f"http_{status}"), "failed"
+            code, kind = ERROR_CODES.get(status, f"http_{status}"), Outcome.FAILED
         self._record(
             operation,
-            "failed",
+            LogStatus.FAILED,
             request_payload,
             response_payload,
             status,
@@ -275,7 +261,7 @@ class CrmHttp:
     def _record(
         self,
         operation: str,
-        status: str,
+        status: LogStatus,
         request_payload: dict[str, Any],
         response_payload: Any,
         http_status: int | None,
@@ -286,7 +272,7 @@ class CrmHttp:
         self.records.append(
             CallRecord(
                 operation=operation,
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 request_payload=request_payload,
                 response_payload=response_payload,
                 http_status=http_status,

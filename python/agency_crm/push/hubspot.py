@@ -9,56 +9,64 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
-from agency_crm.push.base import CrmClient
-from agency_crm.push.http import CrmError
-from agency_crm.push.model import DealState
+from agency_crm.push.connection import Catalog, Connection, Pipeline, no_credentials
+from agency_crm.push.http import CrmError, CrmHttp
+from agency_crm.push.model import DealState, Outcome, PushContext
+from agency_crm.push.sync import Push
 
 EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 
 
-class HubSpot(CrmClient):
-    """One push into HubSpot."""
+class HubSpot(Connection):
+    """A client's HubSpot: private-app token or OAuth (refreshed), pipelines and owners."""
 
-    async def headers(self) -> dict[str, str]:
+    crm_type = "hubspot"
+    default_base_url = "https://api.hubapi.com"
+    default_interval = 10.0
+    default_key_fields: ClassVar[dict[str, str]] = {
+        "contact": "agency_crm_key",
+        "deal": "agency_crm_key",
+    }
+
+    def push(self, ctx: PushContext, http: CrmHttp) -> HubSpotPush:
+        return HubSpotPush(self, ctx, http)
+
+    async def headers(self, http: CrmHttp) -> dict[str, str]:
         """Bearer token: the private-app token, or the OAuth token refreshed when near expiry."""
-        config = self.state.config
-        if config.api_key:
-            return {"Authorization": f"Bearer {config.api_key}"}
-        async with self.state.lock:
-            config = self.state.config
-            expires = config.oauth_expires_at
+        if self.config.api_key:
+            return {"Authorization": f"Bearer {self.config.api_key}"}
+        async with self.lock:
+            expires = self.config.oauth_expires_at
             margin = self.settings.token_refresh_margin
-            if config.oauth_refresh_token and (
+            if self.config.oauth_refresh_token and (
                 expires is None or expires - datetime.now(UTC) <= margin
             ):
-                await self.refresh_token()
-            token = self.state.config.oauth_access_token
+                await self.refresh_token(http)
+            token = self.config.oauth_access_token
         if not token:
-            raise CrmError(
-                "auth",
-                "no_credentials",
-                "the HubSpot config has neither an api_key nor an OAuth access token",
+            raise no_credentials(
+                "the HubSpot config has neither an api_key nor an OAuth access token"
             )
         return {"Authorization": f"Bearer {token}"}
 
-    async def refresh_token(self) -> None:
+    async def refresh_token(self, http: CrmHttp) -> None:
         """POST /oauth/v1/token; the new tokens and expiry are saved at once."""
-        config = self.state.config
+        config = self.config
         client_id = self.settings.hubspot_client_id
         secret = self.settings.hubspot_client_secret
         if not client_id or not secret:
             raise CrmError(
-                "auth",
+                Outcome.HELD,
                 "refresh_not_configured",
                 "the HubSpot access token expires and AGENCY_CRM_HUBSPOT_CLIENT_ID / "
                 "AGENCY_CRM_HUBSPOT_CLIENT_SECRET are not set, so it cannot be refreshed",
             )
-        self.state.redactor.add(secret)
+        self.redactor.add(secret)
         try:
-            response = await self.http.call(
+            response = await http.call(
                 "refresh_token",
                 "POST",
                 "/oauth/v1/token",
@@ -71,28 +79,57 @@ class HubSpot(CrmClient):
                 authenticated=False,
             )
         except CrmError as exc:
-            if exc.kind == "failed" or exc.status == 401:
+            if exc.kind is Outcome.FAILED or exc.status == 401:
                 raise CrmError(
-                    "auth", "refresh_failed", f"token refresh refused: {exc.message}"
+                    Outcome.HELD, "refresh_failed", f"token refresh refused: {exc.message}"
                 ) from exc
             raise
         body = response.body or {}
         access, refresh = body.get("access_token"), body.get("refresh_token")
         if not isinstance(access, str) or not access:
-            raise CrmError("retry", "malformed_response", "token refresh returned no access_token")
+            raise CrmError(
+                Outcome.RETRY, "malformed_response", "token refresh returned no access_token"
+            )
         refresh = refresh if isinstance(refresh, str) and refresh else config.oauth_refresh_token
         expires_at = datetime.now(UTC) + timedelta(seconds=int(body.get("expires_in", 1800)))
-        self.state.redactor.add(access)
-        self.state.redactor.add(refresh)
+        self.redactor.add(access)
+        self.redactor.add(refresh)
         await self.store.save_tokens(config, access, refresh or "", expires_at)
         config.oauth_access_token = access
         config.oauth_refresh_token = refresh
         config.oauth_expires_at = expires_at
 
-    async def sync(self) -> dict[str, str | None]:
+    async def catalog(self, http: CrmHttp) -> Catalog:
+        """GET /crm/v3/pipelines/deals and every page of GET /crm/v3/owners."""
+        response = await http.call("get_pipelines", "GET", "/crm/v3/pipelines/deals")
+        pipelines = {
+            str(p["id"]): Pipeline(
+                str(p["id"]),
+                str(p.get("label") or p["id"]),
+                {str(st["id"]): str(st.get("label") or st["id"]) for st in p.get("stages") or []},
+            )
+            for p in (response.body or {}).get("results") or []
+        }
+        owners: dict[str, str] = {}
+        params: dict[str, str | int] = {"limit": 100}
+        while True:
+            page = await http.call("get_owners", "GET", "/crm/v3/owners", params=params)
+            body = page.body or {}
+            for owner in body.get("results") or []:
+                owners[str(owner["id"])] = str(owner.get("email") or owner["id"])
+            after = ((body.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return Catalog(pipelines, owners)
+            params = {"limit": 100, "after": str(after)}
+
+
+class HubSpotPush(Push):
+    """One push into HubSpot."""
+
+    async def sync(self) -> None:
         contact_id = await self.ensure_contact()
-        deal_id = await self.ensure_deal(contact_id) if self.ctx.deal else None
-        return {"contact": contact_id, "deal": deal_id}
+        if self.ctx.deal:
+            await self.ensure_deal(contact_id)
 
     def contact_properties(self) -> dict[str, str]:
         """Contact properties (all strings, as the API types them)."""
@@ -104,7 +141,7 @@ class HubSpot(CrmClient):
             "company": lead.company,
             "jobtitle": lead.title,
             "phone": lead.phone,
-            self.config.key_field("contact"): lead.key,
+            self.connection.key_field("contact"): lead.key,
         }
         return {k: v for k, v in props.items() if v}
 
@@ -118,7 +155,7 @@ class HubSpot(CrmClient):
             params = {"idProperty": "email"}
         else:
             path = f"/crm/v3/objects/contacts/{quote(lead.key, safe='')}"
-            params = {"idProperty": self.config.key_field("contact")}
+            params = {"idProperty": self.connection.key_field("contact")}
         found = await self.http.call("find_contact", "GET", path, params=params, allow=(404,))
         if found.status == 200:
             contact_id = str(found.body["id"])
@@ -136,7 +173,10 @@ class HubSpot(CrmClient):
             match = EXISTING_ID.search(str((created.body or {}).get("message", "")))
             if not match:
                 raise CrmError(
-                    "retry", "conflict", "409 on contact create without an existing id", status=409
+                    Outcome.RETRY,
+                    "conflict",
+                    "409 on contact create without an existing id",
+                    status=409,
                 )
             contact_id = match.group(1)
         else:
@@ -152,21 +192,20 @@ class HubSpot(CrmClient):
             "amount": format(deal.amount, "f"),
             "deal_currency_code": deal.currency,
         }
-        stage: str | None
+        # HubSpot's own won and lost stages, unless the config maps ours elsewhere.
+        stage = deal.crm_stage
         if deal.status == "won":
-            stage = self.config.stage_map.get("closed_won", "closedwon")
+            stage = stage or "closedwon"
         elif deal.status == "lost":
-            stage = self.config.stage_map.get("closed_lost", "closedlost")
+            stage = stage or "closedlost"
             if deal.lost_reason:
                 props["closed_lost_reason"] = deal.lost_reason
-        else:
-            stage = self.stage_for(deal.stage)
         if create:
             props["pipeline"] = self.config.pipeline_id or "default"
             stage = stage or self.config.stage_id
             if self.config.owner_id:
                 props["hubspot_owner_id"] = self.config.owner_id
-            props[self.config.key_field("deal")] = deal.key
+            props[self.connection.key_field("deal")] = deal.key
         if stage:
             props["dealstage"] = stage
         if deal.probability is not None:
@@ -196,7 +235,7 @@ class HubSpot(CrmClient):
                 "inputs": [
                     {
                         "id": deal.key,
-                        "idProperty": self.config.key_field("deal"),
+                        "idProperty": self.connection.key_field("deal"),
                         "properties": self.deal_properties(deal, create=True),
                     }
                 ]
@@ -204,7 +243,7 @@ class HubSpot(CrmClient):
         )
         results: list[Any] = (response.body or {}).get("results") or []
         if not results or "id" not in results[0]:
-            raise CrmError("retry", "malformed_response", "deal upsert returned no result")
+            raise CrmError(Outcome.RETRY, "malformed_response", "deal upsert returned no result")
         deal_id = str(results[0]["id"])
         self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=contact_id)
         # Stored at once, marked incomplete until the association is made.
@@ -218,21 +257,3 @@ class HubSpot(CrmClient):
         self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=contact_id)
         await self.ids.record("deal", deal.key, deal.entity_id, deal_id)
         return deal_id
-
-    async def catalog(self) -> tuple[dict[str, set[str]], set[str]]:
-        """GET /crm/v3/pipelines/deals and every page of GET /crm/v3/owners."""
-        response = await self.http.call("get_pipelines", "GET", "/crm/v3/pipelines/deals")
-        pipelines = {
-            str(p["id"]): {str(st["id"]) for st in p.get("stages") or []}
-            for p in (response.body or {}).get("results") or []
-        }
-        owners: set[str] = set()
-        params: dict[str, str | int] = {"limit": 100}
-        while True:
-            page = await self.http.call("get_owners", "GET", "/crm/v3/owners", params=params)
-            body = page.body or {}
-            owners.update(str(o["id"]) for o in body.get("results") or [])
-            after = ((body.get("paging") or {}).get("next") or {}).get("after")
-            if not after:
-                return pipelines, owners
-            params = {"limit": 100, "after": str(after)}

@@ -1,8 +1,10 @@
-"""What a push knows: the CRM config, the claimed push, the lead and the desired CRM deal."""
+"""What a push knows: its words (the outcomes and statuses the SQL also spells), the CRM
+config, the claimed push and what the CRM must hold after it (read from
+``crm.push_target``)."""
 
 from __future__ import annotations
 
-import hashlib
+import enum
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -11,35 +13,62 @@ from typing import Any, Literal
 
 CrmType = Literal["hubspot", "pipedrive", "close"]
 
-DEFAULT_BASE_URLS: dict[str, str] = {
-    "hubspot": "https://api.hubapi.com",
-    "pipedrive": "https://api.pipedrive.com",
-    "close": "https://api.close.com",
-}
 
-# Where our external key is written in each CRM when the config does not say.
-DEFAULT_KEY_FIELDS: dict[str, dict[str, str]] = {
-    "hubspot": {"contact": "agency_crm_key", "deal": "agency_crm_key"},
-    "pipedrive": {
-        "person": "agency_crm_key",
-        "deal": "agency_crm_key",
-        "organization": "agency_crm_key",
-    },
-    "close": {"lead": "cf_agency_crm_key", "opportunity": "cf_agency_crm_key"},
-}
+class Outcome(enum.StrEnum):
+    """How one attempt ended, as ``crm.finish_push`` records it (its ``p_outcome``); also the
+    kind of a :class:`~agency_crm.push.http.CrmError`."""
 
-LOST_REASONS: dict[str, str] = {
-    "price_too_high": "Price too high",
-    "chose_competitor": "Chose a competitor",
-    "no_budget": "No budget",
-    "timing_not_right": "Timing not right",
-    "no_decision": "No decision",
-    "champion_left": "Champion left",
-    "went_silent": "Went silent",
-    "project_cancelled": "Project cancelled",
-    "bad_fit": "Bad fit",
-    "other": "Other",
-}
+    DONE = "done"  # the CRM has it
+    RETRY = "retry"  # try again later, spending an attempt
+    DEFER = "defer"  # wait, without spending an attempt (a create in doubt, search lag)
+    FAILED = "failed"  # not retryable
+    HELD = "held"  # credentials refused: the client's pushes wait for the config to be fixed
+
+
+class QueueStatus(enum.StrEnum):
+    """``crm.crm_push_queue.status`` (its CHECK constraint lists the same words)."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    DONE = "done"
+    FAILED = "failed"
+    DEAD = "dead"
+    HELD = "held"
+
+
+class Finished(enum.StrEnum):
+    """What ``crm.finish_push`` returns: the push's new status, ``superseded`` (done: a newer
+    pending push of the entity sends its current state) or ``lease_lost``."""
+
+    DONE = "done"
+    PENDING = "pending"
+    FAILED = "failed"
+    DEAD = "dead"
+    HELD = "held"
+    SUPERSEDED = "superseded"
+    LEASE_LOST = "lease_lost"
+
+
+class Reported(enum.StrEnum):
+    """How ``push drain`` reports one finished push (its progress lines and summary)."""
+
+    DONE = "done"
+    SKIPPED = "skipped"  # done without a CRM call: its lead, meeting or deal is deleted
+    SUPERSEDED = "superseded"
+    RETRY = "retry"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    DEAD = "dead"
+    HELD = "held"
+    LEASE_LOST = "lease_lost"
+
+
+class LogStatus(enum.StrEnum):
+    """``crm.crm_push_log.status`` of one CRM call."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    SKIPPED = "skipped"
 
 
 @dataclass
@@ -60,16 +89,15 @@ class Config:
     api_base_url: str | None
     stage_map: dict[str, str]
     external_key_fields: dict[str, str]
-    max_attempts: int
 
-    @property
-    def base_url(self) -> str:
-        """The API root: the config's own, else the vendor's public one."""
-        return (self.api_base_url or DEFAULT_BASE_URLS[self.crm_type]).rstrip("/")
-
-    def key_field(self, entity: str) -> str:
-        """Where our external key goes for a CRM entity (contact, deal, person, lead, ...)."""
-        return self.external_key_fields.get(entity) or DEFAULT_KEY_FIELDS[self.crm_type][entity]
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Config:
+        """A Config from a row of the ``live_configs`` query."""
+        maps = {
+            name: {str(k): str(v) for k, v in (row[name] or {}).items()}
+            for name in ("stage_map", "external_key_fields")
+        }
+        return cls(**{**row, **maps})
 
     def secrets(self) -> list[str | None]:
         """Every secret this config holds (for redaction)."""
@@ -78,7 +106,7 @@ class Config:
 
 @dataclass
 class Claimed:
-    """A push claimed under our lease."""
+    """A push: claimed under our lease, or (``push drain --dry-run``) only due."""
 
     client_id: uuid.UUID
     id: int
@@ -87,7 +115,6 @@ class Claimed:
     meeting_id: uuid.UUID | None
     deal_id: uuid.UUID | None
     attempts: int
-    crm_config_id: uuid.UUID
 
 
 @dataclass
@@ -95,23 +122,15 @@ class Lead:
     """The lead a push is about (the CRM contact / person / Close lead)."""
 
     id: uuid.UUID
+    key: str  # our stable external key of its CRM contact
     email: str | None
     first_name: str | None
     last_name: str | None
+    name: str  # the name the CRM shows
     company: str | None
     title: str | None
     phone: str | None
-
-    @property
-    def key(self) -> str:
-        """Our stable external key of the lead's CRM contact."""
-        return f"acrm-lead-{self.id}"
-
-    @property
-    def display_name(self) -> str:
-        """A name for the CRM: the person's name, else the email, else the company."""
-        name = " ".join(p for p in (self.first_name, self.last_name) if p)
-        return name or self.email or self.company or f"Lead {str(self.id)[:8]}"
+    org_key: str | None  # our key of the company's organisation; None without a company
 
 
 @dataclass
@@ -119,11 +138,13 @@ class DealState:
     """What the CRM deal (opportunity) should look like now."""
 
     key: str
-    entity_id: uuid.UUID
+    entity_id: uuid.UUID  # the meeting or deal the CRM deal stands for
+    deal_id: uuid.UUID | None  # our deal; None for a meeting that has none yet
     name: str
     amount: Decimal
     currency: str
     stage: str | None  # our stage; None for a meeting that has no deal yet
+    crm_stage: str | None  # the config's stage_map entry for it, if any
     probability: int | None
     status: Literal["open", "won", "lost"]
     lost_reason: str | None
@@ -155,7 +176,7 @@ class CallRecord:
     """One CRM call, as it goes into ``crm.crm_push_log`` (payloads already redacted)."""
 
     operation: str
-    status: Literal["success", "failed", "skipped"]
+    status: LogStatus
     request_payload: dict[str, Any] | None
     response_payload: Any
     http_status: int | None
@@ -166,11 +187,3 @@ class CallRecord:
     crm_contact_id: str | None = None
     crm_deal_id: str | None = None
     crm_org_id: str | None = None
-
-
-def org_key(company: str) -> str:
-    """Our stable key of an organisation: its normalised name (hashed when long)."""
-    name = " ".join(company.lower().split())
-    if len(name) <= 180:
-        return f"acrm-org-{name}"
-    return "acrm-org-sha1-" + hashlib.sha1(name.encode()).hexdigest()

@@ -7,12 +7,19 @@ before anything is created again.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
-from agency_crm.push.base import CrmClient, as_int, require
-from agency_crm.push.http import CrmError
-from agency_crm.push.model import DealState, org_key
+from agency_crm.push.connection import (
+    Catalog,
+    Connection,
+    Pipeline,
+    as_int,
+    no_credentials,
+    require,
+)
+from agency_crm.push.http import CrmError, CrmHttp
+from agency_crm.push.model import DealState, Outcome, PushContext
+from agency_crm.push.sync import Push
 
 
 def first_item_id(body: Any) -> str | None:
@@ -25,21 +32,79 @@ def first_item_id(body: Any) -> str | None:
     return None
 
 
-class Pipedrive(CrmClient):
-    """One push into Pipedrive."""
+class Pipedrive(Connection):
+    """A client's Pipedrive: API token, pipelines with their stages, users."""
 
-    async def headers(self) -> dict[str, str]:
+    crm_type = "pipedrive"
+    default_base_url = "https://api.pipedrive.com"
+    default_interval = 2.0
+    default_key_fields: ClassVar[dict[str, str]] = {
+        "person": "agency_crm_key",
+        "deal": "agency_crm_key",
+        "organization": "agency_crm_key",
+    }
+
+    def push(self, ctx: PushContext, http: CrmHttp) -> PipedrivePush:
+        return PipedrivePush(self, ctx, http)
+
+    async def headers(self, http: CrmHttp) -> dict[str, str]:
         """The API token header."""
         token = self.config.api_key
         if not token:
-            raise CrmError("auth", "no_credentials", "the Pipedrive config has no api_key")
+            raise no_credentials("the Pipedrive config has no api_key")
         return {"x-api-token": token}
 
-    async def sync(self) -> dict[str, str | None]:
+    async def catalog(self, http: CrmHttp) -> Catalog:
+        """GET /api/v2/pipelines, /api/v2/stages per pipeline (cursor pages), /v1/users."""
+        pipelines: dict[str, Pipeline] = {}
+        for pipeline in await self.pages(http, "get_pipelines", "/api/v2/pipelines", {}):
+            stages = await self.pages(
+                http, "get_stages", "/api/v2/stages", {"pipeline_id": str(pipeline["id"])}
+            )
+            pipelines[str(pipeline["id"])] = Pipeline(
+                str(pipeline["id"]),
+                str(pipeline.get("name") or pipeline["id"]),
+                {str(st["id"]): str(st.get("name") or st["id"]) for st in stages},
+            )
+        users: dict[str, str] = {}
+        start = 0
+        while True:
+            page = await http.call(
+                "get_users", "GET", "/v1/users", params={"start": start, "limit": 100}
+            )
+            body = page.body or {}
+            for user in body.get("data") or []:
+                users[str(user["id"])] = str(user.get("email") or user.get("name") or user["id"])
+            more = (body.get("additional_data") or {}).get("pagination") or {}
+            if not more.get("more_items_in_collection"):
+                return Catalog(pipelines, users)
+            start = int(more.get("next_start") or start + 100)
+
+    @staticmethod
+    async def pages(
+        http: CrmHttp, operation: str, path: str, params: dict[str, str | int]
+    ) -> list[dict[str, Any]]:
+        """Every item of a v2 list endpoint, following ``additional_data.next_cursor``."""
+        items: list[dict[str, Any]] = []
+        query: dict[str, str | int] = {**params, "limit": 500}
+        while True:
+            page = await http.call(operation, "GET", path, params=query)
+            body = page.body or {}
+            items.extend(body.get("data") or [])
+            cursor = (body.get("additional_data") or {}).get("next_cursor")
+            if not cursor:
+                return items
+            query = {**params, "limit": 500, "cursor": cursor}
+
+
+class PipedrivePush(Push):
+    """One push into Pipedrive."""
+
+    async def sync(self) -> None:
         org_id = await self.ensure_org()
         person_id = await self.ensure_person(org_id)
-        deal_id = await self.ensure_deal(person_id, org_id) if self.ctx.deal else None
-        return {"contact": person_id, "deal": deal_id, "org": org_id}
+        if self.ctx.deal:
+            await self.ensure_deal(person_id, org_id)
 
     async def search(self, operation: str, kind: str, term: str, fields: str) -> str | None:
         """GET /api/v2/{kind}/search with an exact match; the first hit's id."""
@@ -56,19 +121,19 @@ class Pipedrive(CrmClient):
         response = await self.http.call(operation, "POST", f"/api/v2/{kind}", json_body=body)
         data = (response.body or {}).get("data") or {}
         if "id" not in data:
-            raise CrmError("retry", "malformed_response", f"{operation} returned no id")
+            raise CrmError(Outcome.RETRY, "malformed_response", f"{operation} returned no id")
         return str(data["id"])
 
     async def ensure_org(self) -> str | None:
         """The organisation of the lead's company: known, found by name, or created."""
-        company = (self.ctx.lead.company or "").strip()
-        if not company:
+        key = self.ctx.lead.org_key
+        if key is None:
             return None
-        key = org_key(company)
+        company = (self.ctx.lead.company or "").strip()
         if known := self.ids.known("organisation", key):
             return known
         # Leads of one company share the organisation: one push at a time decides.
-        async with self.state.key_lock("organisation", key):
+        async with self.connection.key_lock("organisation", key):
             ext = await self.ids.refresh("organisation", key)
             if ext and ext.crm_id:
                 return ext.crm_id
@@ -77,12 +142,16 @@ class Pipedrive(CrmClient):
                 org_id = await self.search("find_org_by_key", "organizations", key, "custom_fields")
             if org_id is None:
                 org_id = await self.ids.claim_create(
-                    "organisation", key, None, self.window, f"organisation {company!r}"
+                    "organisation",
+                    key,
+                    None,
+                    self.unknown_outcome_window,
+                    f"organisation {company!r}",
                 )
             if org_id is None:
                 body: dict[str, Any] = {
                     "name": company,
-                    "custom_fields": {self.config.key_field("organization"): key},
+                    "custom_fields": {self.connection.key_field("organization"): key},
                 }
                 if owner := as_int(self.config.owner_id, "owner_id"):
                     body["owner_id"] = owner
@@ -92,11 +161,6 @@ class Pipedrive(CrmClient):
             self.http.tag_last(crm_org_id=org_id)
             await self.ids.record("organisation", key, None, org_id)
             return org_id
-
-    @property
-    def window(self) -> timedelta:
-        """How long a create whose outcome is unknown blocks another create of the record."""
-        return self.settings.unknown_outcome_window
 
     async def ensure_person(self, org_id: str | None) -> str:
         """The lead's person: known, found by email (or our key), or created."""
@@ -112,12 +176,12 @@ class Pipedrive(CrmClient):
             )
         if person_id is None:
             person_id = await self.ids.claim_create(
-                "lead", lead.key, lead.id, self.window, f"person {lead.key}"
+                "lead", lead.key, lead.id, self.unknown_outcome_window, f"person {lead.key}"
             )
         if person_id is None:
             body: dict[str, Any] = {
-                "name": lead.display_name,
-                "custom_fields": {self.config.key_field("person"): lead.key},
+                "name": lead.name,
+                "custom_fields": {self.connection.key_field("person"): lead.key},
             }
             if lead.email:
                 body["emails"] = [{"value": lead.email, "primary": True, "label": "work"}]
@@ -144,8 +208,8 @@ class Pipedrive(CrmClient):
         }
         if deal.status == "lost":
             fields["lost_reason"] = deal.lost_reason or "Lost"
-        elif deal.status == "open" and (stage := self.stage_for(deal.stage)):
-            fields["stage_id"] = as_int(stage, f"stage_map.{deal.stage}")
+        elif deal.status == "open" and deal.crm_stage:
+            fields["stage_id"] = as_int(deal.crm_stage, f"stage_map.{deal.stage}")
         if deal.probability is not None:
             fields["probability"] = deal.probability
         if deal.close_date is not None:
@@ -172,9 +236,9 @@ class Pipedrive(CrmClient):
                 body["stage_id"] = first
             if owner := as_int(self.config.owner_id, "owner_id"):
                 body["owner_id"] = owner
-            body["custom_fields"] = {self.config.key_field("deal"): deal.key}
+            body["custom_fields"] = {self.connection.key_field("deal"): deal.key}
             deal_id = await self.ids.claim_create(
-                "deal", deal.key, deal.entity_id, self.window, f"deal {deal.key}"
+                "deal", deal.key, deal.entity_id, self.unknown_outcome_window, f"deal {deal.key}"
             )
             if deal_id is None:
                 deal_id = await self.ids.create(
@@ -192,39 +256,3 @@ class Pipedrive(CrmClient):
         )
         self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=person_id, crm_org_id=org_id)
         return deal_id
-
-    async def catalog(self) -> tuple[dict[str, set[str]], set[str]]:
-        """GET /api/v2/pipelines, /api/v2/stages per pipeline (cursor pages), /v1/users."""
-        pipelines: dict[str, set[str]] = {}
-        for pipeline in await self.pages("get_pipelines", "/api/v2/pipelines", {}):
-            stages = await self.pages(
-                "get_stages", "/api/v2/stages", {"pipeline_id": str(pipeline["id"])}
-            )
-            pipelines[str(pipeline["id"])] = {str(st["id"]) for st in stages}
-        users: set[str] = set()
-        start = 0
-        while True:
-            page = await self.http.call(
-                "get_users", "GET", "/v1/users", params={"start": start, "limit": 100}
-            )
-            body = page.body or {}
-            users.update(str(u["id"]) for u in body.get("data") or [])
-            more = (body.get("additional_data") or {}).get("pagination") or {}
-            if not more.get("more_items_in_collection"):
-                return pipelines, users
-            start = int(more.get("next_start") or start + 100)
-
-    async def pages(
-        self, operation: str, path: str, params: dict[str, str | int]
-    ) -> list[dict[str, Any]]:
-        """Every item of a v2 list endpoint, following ``additional_data.next_cursor``."""
-        items: list[dict[str, Any]] = []
-        query: dict[str, str | int] = {**params, "limit": 500}
-        while True:
-            page = await self.http.call(operation, "GET", path, params=query)
-            body = page.body or {}
-            items.extend(body.get("data") or [])
-            cursor = (body.get("additional_data") or {}).get("next_cursor")
-            if not cursor:
-                return items
-            query = {**params, "limit": 500, "cursor": cursor}

@@ -75,7 +75,6 @@ class RateLimiter:
         self._released: deque[float] = deque()
         self._blocked_until = 0.0
         self._changed = asyncio.Condition()
-        self.waited_seconds = 0.0
 
     def _free_at(self, now: float) -> float:
         """0 when a request may go now, else the monotonic time a slot frees up."""
@@ -94,7 +93,6 @@ class RateLimiter:
 
     async def acquire(self) -> None:
         """Wait for a slot."""
-        start = time.monotonic()
         async with self._changed:
             while True:
                 now = time.monotonic()
@@ -107,7 +105,6 @@ class RateLimiter:
                     await asyncio.wait_for(self._changed.wait(), timeout)
                 except TimeoutError:
                     pass
-        self.waited_seconds += time.monotonic() - start
 
     async def release(
         self, headers: Mapping[str, str] | None, retry_after: float | None = None

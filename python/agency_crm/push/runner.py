@@ -25,21 +25,23 @@ import httpx
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from agency_crm.push import crashpoints
-from agency_crm.push.base import ConfigState, CrmClient, Settings
-from agency_crm.push.close import Close
-from agency_crm.push.http import CrmError, CrmHttp
-from agency_crm.push.hubspot import HubSpot
-from agency_crm.push.model import CallRecord, Claimed, Config
-from agency_crm.push.pipedrive import Pipedrive
-from agency_crm.push.ratelimit import RateLimiter
-from agency_crm.push.redact import Redactor
-from agency_crm.push.store import MissingEntity, Store
+from agency_crm.push import crashpoints, crms
+from agency_crm.push.connection import Connection
+from agency_crm.push.http import CrmError
+from agency_crm.push.model import (
+    CallRecord,
+    Claimed,
+    Config,
+    Finished,
+    LogStatus,
+    Outcome,
+    Reported,
+)
+from agency_crm.push.settings import Settings
+from agency_crm.push.store import MissingEntity, Store, log_params
+from agency_crm.queries import PUSH
 
 logger = logging.getLogger("agency_crm.push")
-
-CLIENTS: dict[str, type[CrmClient]] = {"hubspot": HubSpot, "pipedrive": Pipedrive, "close": Close}
-DEFAULT_INTERVALS = {"hubspot": 10.0, "pipedrive": 2.0, "close": 1.0}
 
 
 def default_owner() -> str:
@@ -59,7 +61,6 @@ class DrainSettings:
     max_seconds: float | None = None
     client_ids: list[uuid.UUID] | None = None
     lease_seconds: int = 300
-    http_timeout: float = 30.0
     backoff_base: float = 2.0
     backoff_cap: float = 900.0
     retry_horizon: float = 30.0
@@ -77,7 +78,7 @@ class PushEvent:
     push_id: int
     operation: str
     attempt: int
-    outcome: str  # done, skipped, retry, deferred, superseded, failed, dead, held, lease_lost
+    outcome: Reported
     error: str | None
     duration_ms: int
     calls: int
@@ -87,7 +88,7 @@ class PushEvent:
 class DrainSummary:
     """What a drain did."""
 
-    outcomes: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[Reported] = field(default_factory=Counter)
     calls: int = 0
     rate_limited: int = 0
     seconds: float = 0.0
@@ -99,16 +100,19 @@ class DrainSummary:
         return sum(self.outcomes.values())
 
 
-def backoff(exc: CrmError, attempt: int, settings: DrainSettings) -> float:
-    """Seconds before the next attempt: the CRM's Retry-After when it gave one, else
-    exponential from backoff_base with full jitter in [50 %, 100 %], capped."""
+def backoff(exc: CrmError, attempt: int, settings: DrainSettings) -> datetime:
+    """When a push whose attempt ``attempt`` failed with ``exc`` is tried again: the one
+    backoff policy of every retried push. A rate-limited call as soon as the CRM's
+    Retry-After allows (the CRM refused it before doing any work), else exponential from
+    backoff_base with jitter in [50 %, 100 %], capped at backoff_cap, and never sooner than a
+    Retry-After the CRM gave."""
     if exc.code == "rate_limited" and exc.retry_after is not None:
-        return exc.retry_after + random.uniform(0.0, 0.25)
-    delay = settings.backoff_base * float(2 ** max(attempt - 1, 0))
-    delay = min(delay, settings.backoff_cap) * random.uniform(0.5, 1.0)
-    if exc.retry_after is not None:
-        delay = max(delay, exc.retry_after)
-    return delay
+        delay = exc.retry_after + random.uniform(0.0, 0.25)
+    else:
+        delay = settings.backoff_base * float(2 ** max(attempt - 1, 0))
+        delay = min(delay, settings.backoff_cap) * random.uniform(0.5, 1.0)
+        delay = max(delay, exc.retry_after or 0.0)
+    return datetime.now(UTC) + timedelta(seconds=delay)
 
 
 class Drainer:
@@ -120,14 +124,13 @@ class Drainer:
         on_event: Callable[[PushEvent], None] | None = None,
     ) -> None:
         self.settings = settings
-        settings.client.http_timeout = timedelta(seconds=settings.http_timeout)
         self.on_event = on_event or (lambda _event: None)
         self.summary = DrainSummary()
         self.slots = asyncio.Semaphore(settings.concurrency)
         self.stopping = asyncio.Event()
         self.wake: dict[uuid.UUID, asyncio.Event] = {}
         self.lanes: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self.states: dict[uuid.UUID, ConfigState] = {}
+        self.connections: dict[uuid.UUID, Connection] = {}
         self.deadline = (
             time.monotonic() + settings.max_seconds if settings.max_seconds else float("inf")
         )
@@ -154,10 +157,7 @@ class Drainer:
         )
         await self.pool.open(wait=True, timeout=15)
         self.store = Store(self.pool)
-        limits = httpx.Limits(
-            max_connections=s.concurrency * 2, max_keepalive_connections=s.concurrency * 2
-        )
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(s.http_timeout), limits=limits)
+        self.http = crms.http_client(s.client, s.concurrency)
         try:
             configs = await self.store.configs(s.client_ids)
             for config in configs:
@@ -175,34 +175,31 @@ class Drainer:
             await self.http.aclose()
             await self.pool.close()
         self.summary.seconds = time.monotonic() - start
-        self.summary.clients = len(self.states)
+        self.summary.clients = len(self.connections)
         return self.summary
 
     def start_lane(self, config: Config) -> None:
         """Start (or restart) the lane of one config."""
-        state = self.states.get(config.client_id)
-        if state is None or state.config.id != config.id:
-            state = ConfigState(
-                config=config,
-                limiter=RateLimiter(DEFAULT_INTERVALS[config.crm_type]),
-                redactor=Redactor(config.secrets()),
+        assert self.store is not None and self.http is not None
+        connection = self.connections.get(config.client_id)
+        if connection is None or connection.config.id != config.id:
+            connection = crms.connect(
+                config, self.http, self.settings.client, self.store, self.slots
             )
-            self.states[config.client_id] = state
+            self.connections[config.client_id] = connection
         else:
-            state.config = config
-            for secret in config.secrets():
-                state.redactor.add(secret)
+            connection.update(config)
         self.wake.setdefault(config.client_id, asyncio.Event())
         task = self.lanes.get(config.client_id)
         if task is None or task.done():
-            self.lanes[config.client_id] = asyncio.create_task(self.lane(state))
+            self.lanes[config.client_id] = asyncio.create_task(self.lane(connection))
 
     async def watch(self) -> None:
         """--watch: LISTEN crm_push_queue; new pushes wake their lane, new configs get one."""
         assert self.store is not None
         conn = await psycopg.AsyncConnection.connect(self.settings.database_url, autocommit=True)
         try:
-            await conn.execute("LISTEN crm_push_queue")
+            await conn.execute(PUSH["listen_push_queue"])
             next_refresh = time.monotonic() + self.settings.poll_seconds
             while not self.stopping.is_set() and time.monotonic() < self.deadline:
                 # Short waits, so a stop request (SIGTERM) is seen within a second.
@@ -232,13 +229,13 @@ class Drainer:
         finally:
             await conn.close()
 
-    async def lane(self, state: ConfigState) -> None:
+    async def lane(self, connection: Connection) -> None:
         """Claim and run one client's pushes until nothing is due (or stopped)."""
         assert self.store is not None
         s = self.settings
-        client_id = state.config.client_id
+        client_id = connection.config.client_id
         wake = self.wake[client_id]
-        running: set[asyncio.Task[str]] = set()
+        running: set[asyncio.Task[Finished]] = set()
         held = False
         while True:
             stopping = self.stopping.is_set() or time.monotonic() >= self.deadline
@@ -251,10 +248,10 @@ class Drainer:
                 if claimed:
                     crashpoints.reached("after_claim")
                 for push in claimed:
-                    running.add(asyncio.create_task(self.process(state, push)))
+                    running.add(asyncio.create_task(self.process(connection, push)))
             if running:
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                if any(t.result() == "held" for t in done):
+                if any(t.result() is Finished.HELD for t in done):
                     held = True
                 continue
             if stopping or held:
@@ -279,74 +276,68 @@ class Drainer:
             except TimeoutError:
                 pass
 
-    async def process(self, state: ConfigState, push: Claimed) -> str:
+    async def process(self, connection: Connection, push: Claimed) -> Finished:
         """Run one push and record its outcome; returns the push's new status."""
-        assert self.store is not None and self.http is not None
+        assert self.store is not None
         s = self.settings
         started = time.perf_counter()
-        config = state.config
-        http = CrmHttp(
-            self.http, config.base_url, _no_headers, state.limiter, state.redactor, self.slots
-        )
+        config = connection.config
+        http = connection.calls()
         ctx = None
-        outcome, error, retry_at = "done", None, None
-        event_outcome = "done"
+        outcome, error, retry_at = Outcome.DONE, None, None
+        skipped = False
         try:
             ctx = await self.store.context(push, config)
             if ctx.skip_reason:
                 http.records.append(_skipped(ctx.skip_reason))
-                event_outcome = "skipped"
+                skipped = True
             else:
-                crm = CLIENTS[config.crm_type](ctx, http, state, self.store, s.client)
-                http.headers = crm.headers
-                if isinstance(crm, Close):
-                    http.auth = crm.auth()
-                await crm.sync()
+                await connection.push(ctx, http).sync()
         except MissingEntity as exc:
-            outcome, error = "failed", str(exc)
-            http.records.append(_skipped(str(exc), status="failed", code="missing_entity"))
+            outcome, error = Outcome.FAILED, str(exc)
+            http.records.append(_skipped(error, status=LogStatus.FAILED, code="missing_entity"))
         except CrmError as exc:
-            error = exc.describe()
-            if exc.kind == "auth":
-                outcome = "held"
+            outcome, error = exc.kind, exc.describe()
+            if outcome is Outcome.HELD:
                 await self.store.hold(push.client_id, f"{config.crm_type}: {error}")
-            elif exc.kind == "failed":
-                outcome = "failed"
-            elif exc.kind == "defer":
-                outcome = "defer"
+            elif outcome is Outcome.DEFER:
                 retry_at = datetime.now(UTC) + timedelta(seconds=exc.retry_after or 1.0)
-            else:
-                outcome = "retry"
-                retry_at = datetime.now(UTC) + timedelta(seconds=backoff(exc, push.attempts, s))
+            elif outcome is Outcome.RETRY:
+                retry_at = backoff(exc, push.attempts, s)
         except (psycopg.Error, OSError) as exc:
             # Our own database or network trouble: the push is retried later.
-            outcome, error = "retry", f"runner error: {type(exc).__name__}: {exc}"
-            retry_at = datetime.now(UTC) + timedelta(seconds=s.backoff_base)
+            outcome, error = Outcome.RETRY, f"runner error: {type(exc).__name__}: {exc}"
+            retry_at = backoff(CrmError(outcome, "runner_error", error), push.attempts, s)
         except Exception as exc:  # a bug must not strand the push in flight
             # An answer we could not understand (or a bug): retried with backoff, dead after
             # max_attempts, with the error recorded instead of a crashed lane.
-            outcome = "retry"
-            error = state.redactor.text(f"internal error: {type(exc).__name__}: {exc}")
-            retry_at = datetime.now(UTC) + timedelta(
-                seconds=backoff(CrmError("retry", "internal_error", error), push.attempts, s)
-            )
+            outcome = Outcome.RETRY
+            error = connection.redactor.text(f"internal error: {type(exc).__name__}: {exc}")
+            retry_at = backoff(CrmError(outcome, "internal_error", error), push.attempts, s)
             logger.exception("push %s of client %s failed unexpectedly", push.id, push.client_id)
         records = http.take_records()
         if ctx is None:
-            for rec in records:
-                await self.store.log_without_context(push, config.id, rec)
+            await self.store.log_calls(
+                [
+                    log_params(
+                        push.client_id,
+                        config.id,
+                        rec,
+                        push.id,
+                        push.lead_id,
+                        push.meeting_id,
+                        push.deal_id,
+                    )
+                    for rec in records
+                ]
+            )
             records = []
         status = await self.store.finish(push, s.owner, outcome, error, retry_at, ctx, records)
         crashpoints.reached("after_commit")
         self.summary.calls += http.calls
         self.summary.rate_limited += http.rate_limited
-        if status == "done":
-            status_name = event_outcome
-        elif status == "pending":
-            status_name = "deferred" if outcome == "defer" else "retry"
-        else:
-            status_name = status
-        self.summary.outcomes[status_name] += 1
+        reported = report(status, outcome, skipped)
+        self.summary.outcomes[reported] += 1
         self.on_event(
             PushEvent(
                 client_id=push.client_id,
@@ -354,7 +345,7 @@ class Drainer:
                 push_id=push.id,
                 operation=push.operation,
                 attempt=push.attempts,
-                outcome=status_name,
+                outcome=reported,
                 error=error,
                 duration_ms=int((time.perf_counter() - started) * 1000),
                 calls=http.calls,
@@ -363,14 +354,21 @@ class Drainer:
         return status
 
 
-async def _no_headers() -> dict[str, str]:
-    return {}
+def report(status: Finished, outcome: Outcome, skipped: bool) -> Reported:
+    """How push drain reports a push crm.finish_push left in ``status``."""
+    if status is Finished.DONE:
+        return Reported.SKIPPED if skipped else Reported.DONE
+    if status is Finished.PENDING:
+        return Reported.DEFERRED if outcome is Outcome.DEFER else Reported.RETRY
+    return Reported(status.value)
 
 
-def _skipped(reason: str, status: str = "skipped", code: str = "skipped") -> CallRecord:
+def _skipped(
+    reason: str, status: LogStatus = LogStatus.SKIPPED, code: str = "skipped"
+) -> CallRecord:
     return CallRecord(
         operation="skip_push",
-        status=status,  # type: ignore[arg-type]
+        status=status,
         request_payload=None,
         response_payload=None,
         http_status=None,

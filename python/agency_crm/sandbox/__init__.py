@@ -28,7 +28,6 @@ from agency_crm.sandbox.hubspot import HubSpotApp
 from agency_crm.sandbox.pipedrive import PipedriveApp
 
 __all__ = [
-    "DEFAULT_PORTS",
     "VENDORS",
     "CloseApp",
     "HubSpotApp",
@@ -39,8 +38,6 @@ __all__ = [
 
 #: Vendor names, in start order.
 VENDORS = ("hubspot", "pipedrive", "close")
-#: Ports the CLI uses by default.
-DEFAULT_PORTS = {"hubspot": 8701, "pipedrive": 8702, "close": 8703}
 _APPS: dict[str, type[VendorApp[Any]]] = {
     "hubspot": HubSpotApp,
     "pipedrive": PipedriveApp,
@@ -112,7 +109,14 @@ class Sandbox:
             return self
         try:
             for vendor in VENDORS:
-                server = SandboxHTTPServer((self.host, self.ports[vendor]), self.apps[vendor])
+                address = (self.host, self.ports[vendor])
+                try:
+                    server = SandboxHTTPServer(address, self.apps[vendor])
+                except OSError as exc:
+                    raise OSError(
+                        exc.errno,
+                        f"cannot bind {vendor} to {address[0]}:{address[1]}: {exc.strerror or exc}",
+                    ) from exc
                 self._servers[vendor] = server
                 thread = threading.Thread(
                     target=server.serve_forever,

@@ -347,7 +347,7 @@ class FaultRule:
             return False
         if self.method and self.method != req.method:
             return False
-        if self.path is not None and not path_matches(self.path, req.segments):
+        if self.path is not None and match_template(self.path.split("/"), req.segments) is None:
             return False
         if self.path_regex is not None and not self.path_regex.fullmatch(req.path):
             return False
@@ -376,18 +376,20 @@ class FaultRule:
         return out
 
 
-def path_matches(template: str, segments: list[str]) -> bool:
-    """Exact path match where a ``{name}`` template segment matches any one non-empty segment."""
-    parts = template.split("/")
-    if len(parts) != len(segments):
-        return False
+def match_template(parts: list[str], segments: list[str]) -> dict[str, str] | None:
+    """The path parameters when ``segments`` fit a template split at its slashes: an exact
+    match where a ``{name}`` part matches any one non-empty segment (and captures it)."""
+    if len(segments) != len(parts):
+        return None
+    params: dict[str, str] = {}
     for part, seg in zip(parts, segments, strict=True):
         if part.startswith("{") and part.endswith("}"):
             if not seg:
-                return False
+                return None
+            params[part[1:-1]] = seg
         elif part != seg:
-            return False
-    return True
+            return None
+    return params
 
 
 def parse_fault(raw: Any, rule_id: int) -> FaultRule:
@@ -537,17 +539,7 @@ class Route(Generic[A]):
 
     def match(self, segments: list[str]) -> dict[str, str] | None:
         """Path parameters when ``segments`` fit the template."""
-        if len(segments) != len(self.parts):
-            return None
-        params: dict[str, str] = {}
-        for part, seg in zip(self.parts, segments, strict=True):
-            if part.startswith("{") and part.endswith("}"):
-                if not seg:
-                    return None
-                params[part[1:-1]] = seg
-            elif part != seg:
-                return None
-        return params
+        return match_template(self.parts, segments)
 
 
 def new_correlation_id() -> str:

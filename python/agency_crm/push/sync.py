@@ -1,59 +1,21 @@
-"""The small interface every CRM client implements, and the id bookkeeping they share."""
+"""One push's sync: the base every CRM's push implements, and the CRM-id bookkeeping they
+share (ids stored the moment they are known, creates claimed before they are sent)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from agency_crm.push.http import CrmError, CrmHttp
-from agency_crm.push.model import Config, ExternalId, PushContext
-from agency_crm.push.ratelimit import RateLimiter
-from agency_crm.push.redact import Redactor
+from agency_crm.push.model import ExternalId, Outcome, PushContext
 from agency_crm.push.store import Store
 
+if TYPE_CHECKING:
+    from agency_crm.push.connection import Connection
+
 T = TypeVar("T")
-
-
-@dataclass
-class ConfigState:
-    """What all pushes of one config share during a run."""
-
-    config: Config
-    limiter: RateLimiter
-    redactor: Redactor
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    cache: dict[str, Any] = field(default_factory=dict)
-    key_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
-
-    def key_lock(self, entity: str, key: str) -> asyncio.Lock:
-        """Serialises, within this run, the pushes that may create one shared record (an
-        organisation several leads work for)."""
-        return self.key_locks.setdefault((entity, key), asyncio.Lock())
-
-
-@dataclass
-class Settings:
-    """Knobs of the clients that tests and operators may turn."""
-
-    # A create whose outcome is unknown is not repeated until the CRM's search index has had
-    # this long to show the record (Pipedrive and Close search lags behind writes).
-    search_lag: timedelta = timedelta(seconds=30)
-    hubspot_client_id: str | None = None
-    hubspot_client_secret: str | None = None
-    token_refresh_margin: timedelta = timedelta(minutes=5)
-    # A call may still land this long after it was sent (the runner's HTTP timeout).
-    http_timeout: timedelta = timedelta(seconds=30)
-
-    @property
-    def unknown_outcome_window(self) -> timedelta:
-        """How long after sending a create whose outcome is unknown we wait before creating
-        again: the CRM's search lag after the moment we gave up on the call (one timeout),
-        plus one more timeout for a CRM that finishes a request after we stopped waiting."""
-        return 2 * self.http_timeout + self.search_lag
 
 
 class Ids:
@@ -101,7 +63,7 @@ class Ids:
         ready = ext.create_sent_at + window
         wait = max(0.05, (ready - datetime.now(UTC)).total_seconds())
         raise CrmError(
-            "defer",
+            Outcome.DEFER,
             "create_in_doubt",
             f"a create of {what} was sent at {ext.create_sent_at.isoformat(timespec='seconds')}"
             " and may still land; not creating it again before "
@@ -121,8 +83,8 @@ class Ids:
         """Store a CRM id at once, in its own transaction, with the calls made so far."""
         ext = self.get(entity, key)
         sent = None if complete else (ext.create_sent_at if ext else None) or datetime.now(UTC)
-        await self.store.save_ids(
-            self.ctx, [(entity, key, entity_id, crm_id, sent)], self.http.take_records()
+        await self.store.record_id(
+            self.ctx, entity, key, entity_id, crm_id, sent, self.http.take_records()
         )
         self.ctx.ids[(entity, key)] = ExternalId(crm_id, sent)
 
@@ -151,55 +113,23 @@ class Ids:
         return ext if ext and ext.crm_id is None and ext.create_sent_at else None
 
 
-class CrmClient:
-    """Pushes one entity's current state into one CRM. Subclasses: HubSpot, Pipedrive, Close."""
+class Push:
+    """Makes one CRM hold one push's lead (contact) and deal as they are now. Subclasses:
+    HubSpotPush, PipedrivePush, ClosePush."""
 
-    def __init__(
-        self, ctx: PushContext, http: CrmHttp, state: ConfigState, store: Store, settings: Settings
-    ) -> None:
+    def __init__(self, connection: Connection, ctx: PushContext, http: CrmHttp) -> None:
+        self.connection = connection
+        self.config = connection.config
+        self.settings = connection.settings
         self.ctx = ctx
         self.http = http
-        self.state = state
-        self.store = store
-        self.settings = settings
-        self.ids = Ids(ctx, store, http)
-        self.config = state.config
+        self.ids = Ids(ctx, connection.store, http)
 
-    async def headers(self) -> dict[str, str]:
-        """Authentication headers for the next call."""
-        return {}
-
-    async def sync(self) -> dict[str, str | None]:
+    async def sync(self) -> None:
         """Make the CRM hold the lead's contact and the push's deal as they are now."""
         raise NotImplementedError
 
-    async def catalog(self) -> tuple[dict[str, set[str]], set[str]]:
-        """The CRM's deal pipelines with their stage ids, and its user (owner) ids."""
-        raise NotImplementedError
-
-    def stage_for(self, our_stage: str | None) -> str | None:
-        """The CRM stage mapped from ours, or None when the config maps none."""
-        return self.config.stage_map.get(our_stage) if our_stage else None
-
-
-def require(value: str | None, what: str) -> str:
-    """A config value the CRM needs, or a not-retryable error naming it."""
-    if not value:
-        raise CrmError(
-            "failed",
-            "config_incomplete",
-            f"the CRM config has no {what}; set client_crm_configs.{what}",
-        )
-    return value
-
-
-def as_int(value: str | None, what: str) -> int | None:
-    """A numeric CRM id from text config (Pipedrive ids are integers)."""
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise CrmError(
-            "failed", "config_invalid", f"client_crm_configs.{what} {value!r} is not a number"
-        ) from None
+    @property
+    def unknown_outcome_window(self) -> timedelta:
+        """How long a create whose outcome is unknown blocks another create of the record."""
+        return self.settings.unknown_outcome_window

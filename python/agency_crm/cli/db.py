@@ -1,62 +1,28 @@
-"""The agency-crm command line."""
+"""``agency-crm db``: install, upgrade and inspect the schema."""
 
 from __future__ import annotations
 
 import json
-import sys
-from typing import Annotated, NoReturn
+from typing import Annotated
 
-import psycopg
 import typer
 
-from agency_crm import __version__, db, schema
-from agency_crm.cli_options import DatabaseUrl, JsonOutput
-from agency_crm.errors import AgencyCrmError
-from agency_crm.push_cli import push_app
-from agency_crm.sandbox.cli import sandbox
+from agency_crm import db, schema
+from agency_crm.cli.common import Command, DatabaseUrl, JsonOutput, between, examples, group
 
-app = typer.Typer(
-    name="agency-crm",
-    help="Meetings, deals, analytics and CRM push for lead-generation agencies, in PostgreSQL.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+app = group("Install, upgrade and inspect the agency-crm schema.")
+
+
+@app.command(
+    "upgrade",
+    cls=Command,
+    epilog=examples(
+        "agency-crm db upgrade --database-url postgresql://app@db.internal:5432/agency",
+        "DATABASE_URL=postgresql://app@db/agency agency-crm db upgrade --json",
+        "agency-crm db upgrade --lock-timeout 30   # a quiet hour: wait longer for locks",
+    ),
 )
-db_app = typer.Typer(
-    help="Install, upgrade and inspect the agency-crm schema.", no_args_is_help=True
-)
-app.add_typer(db_app, name="db")
-app.add_typer(push_app, name="push")
-app.command("sandbox")(sandbox)
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one line to stderr and exit non-zero."""
-    one_line = " ".join(message.split())
-    typer.echo(f"agency-crm: error: {one_line}", err=True)
-    sys.exit(code)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"agency-crm {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-) -> None:
-    """agency-crm command line."""
-
-
-@db_app.command("upgrade")
-def db_upgrade(
+def upgrade(
     database_url: DatabaseUrl = None,
     reapply_code: Annotated[
         bool,
@@ -65,12 +31,26 @@ def db_upgrade(
             help="Re-apply every function and trigger file even when none changed.",
         ),
     ] = False,
+    lock_timeout: Annotated[
+        float,
+        typer.Option(
+            "--lock-timeout",
+            metavar="SECONDS",
+            envvar="AGENCY_CRM_LOCK_TIMEOUT",
+            show_envvar=True,
+            callback=between(0.0),
+            help="Most seconds a migration waits for a table lock (the app's writes queue "
+            "behind it meanwhile); past it nothing is applied and the error names the lock "
+            "and who holds it. 0 waits as long as it takes.",
+        ),
+    ] = schema.DEFAULT_LOCK_TIMEOUT,
     as_json: JsonOutput = False,
 ) -> None:
     """Apply pending migrations, then all functions and triggers, in one transaction.
 
-    Safe to run at every deploy: a second run changes nothing. Refuses, changing nothing,
-    when an applied migration's file was edited.
+    Safe to run at every deploy: a second run changes nothing, and two runs at once take
+    turns. Refuses, changing nothing, when an applied migration's file was edited or the
+    database was upgraded by a newer agency-crm.
     """
 
     def progress(message: str) -> None:
@@ -80,7 +60,9 @@ def db_upgrade(
     with db.connect(database_url) as conn:
         if not as_json:
             typer.echo(f"database: {db.describe(conn)}")
-        result = schema.upgrade(conn, reapply_code=reapply_code, progress=progress)
+        result = schema.upgrade(
+            conn, reapply_code=reapply_code, lock_timeout=lock_timeout, progress=progress
+        )
         state = schema.status(conn)
     applied_total = sum(m.state is schema.MigrationState.APPLIED for m in state.migrations)
     if as_json:
@@ -108,8 +90,15 @@ def db_upgrade(
         )
 
 
-@db_app.command("status")
-def db_status(
+@app.command(
+    "status",
+    cls=Command,
+    epilog=examples(
+        "agency-crm db status",
+        "agency-crm db status --check || agency-crm db upgrade   # in a deploy script",
+    ),
+)
+def status(
     database_url: DatabaseUrl = None,
     check: Annotated[
         bool,
@@ -156,18 +145,3 @@ def db_status(
         typer.echo(summary)
     if check and not state.up_to_date:
         raise typer.Exit(3)
-
-
-def main() -> None:
-    """Console entry point: run the app, turning known errors into one line and exit 1."""
-    try:
-        app()
-    except AgencyCrmError as exc:
-        fail(exc.one_line())
-    except psycopg.Error as exc:
-        message = exc.diag.message_primary or str(exc)
-        hint = f" (hint: {exc.diag.message_hint})" if exc.diag.message_hint else ""
-        fail(f"database error {exc.sqlstate or ''}: {message}{hint}")
-    except KeyboardInterrupt:
-        typer.echo("agency-crm: interrupted", err=True)
-        sys.exit(130)

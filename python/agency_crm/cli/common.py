@@ -1,0 +1,167 @@
+"""What every command group shares: the options they have in common, help without type noise,
+one-line errors, and the database connection checked for the schema."""
+
+from __future__ import annotations
+
+import enum
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import psycopg
+import typer
+
+# typer vendors its own copy of click: the classes its commands are made of.
+from typer._click.core import Context, Parameter
+from typer._click.formatting import HelpFormatter
+from typer.core import TyperCommand, TyperGroup, TyperOption
+
+from agency_crm import db, schema
+from agency_crm.errors import AgencyCrmError
+
+N = TypeVar("N", int, float)
+
+
+def _plain_flags(params: Iterable[Parameter]) -> None:
+    # A flag takes no value: show no type for it (typer would print <bool>).
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+
+
+class Command(TyperCommand):
+    """A command whose help shows each option's value as its metavar, flags bare."""
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        _plain_flags(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+
+class Group(TyperGroup):
+    """A command group with the same help style as :class:`Command`."""
+
+    def format_help(self, ctx: Context, formatter: HelpFormatter) -> None:
+        _plain_flags(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+
+def group(help: str) -> typer.Typer:
+    """A command group (``agency-crm db``, ``agency-crm push``)."""
+    return typer.Typer(
+        cls=Group,
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: its examples, one per line."""
+    return "Examples:\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
+
+
+def choices(values: type[enum.Enum]) -> str:
+    """The metavar of an option taking one of an enum's values: [a|b|c]."""
+    return "[" + "|".join(str(v.value) for v in values) + "]"
+
+
+def between(low: N, high: N | None = None) -> Callable[[N | None], N | None]:
+    """An option callback refusing values outside [low, high] (help says the range in words)."""
+
+    def check(value: N | None) -> N | None:
+        if value is not None and (value < low or (high is not None and value > high)):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise typer.BadParameter(f"must be {bound}, got {value}")
+        return value
+
+    return check
+
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        metavar="URL",
+        envvar=["AGENCY_CRM_DATABASE_URL", "DATABASE_URL"],
+        show_envvar=True,
+        help="PostgreSQL URL (postgresql://user@host/db) or key=value string. "
+        "Without it, libpq's PG* variables apply.",
+    ),
+]
+JsonOutput = Annotated[
+    bool,
+    typer.Option("--json", envvar="AGENCY_CRM_JSON", show_envvar=True, help="Print JSON."),
+]
+ClientOption = Annotated[
+    list[str] | None,
+    typer.Option("--client", metavar="UUID", help="Only this client; repeat for several."),
+]
+
+
+def client_ids(values: list[str] | None) -> list[uuid.UUID] | None:
+    """The --client values as uuids (None: every client)."""
+    if not values:
+        return None
+    out = []
+    for value in values:
+        try:
+            out.append(uuid.UUID(value))
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a uuid", param_hint="'--client'") from None
+    return out
+
+
+def to_json(value: Any) -> str:
+    """JSON of command output: timestamps as ISO 8601, uuids and decimals as strings."""
+
+    def default(item: Any) -> Any:
+        if isinstance(item, datetime | date):
+            return item.isoformat()
+        if isinstance(item, uuid.UUID | Decimal | enum.Enum):
+            return str(item.value if isinstance(item, enum.Enum) else item)
+        raise TypeError(f"{type(item).__name__} is not JSON serialisable")
+
+    return json.dumps(value, default=default)
+
+
+def connect_ready(database_url: str | None) -> psycopg.Connection[tuple[object, ...]]:
+    """A connection to a database whose agency-crm schema is installed and current, or a
+    one-line error saying what to run."""
+    conn = db.connect(database_url)
+    try:
+        schema.require_current(conn, db.describe(conn))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one line to stderr and exit non-zero."""
+    one_line = " ".join(message.split())
+    typer.echo(f"agency-crm: error: {one_line}", err=True)
+    sys.exit(code)
+
+
+def run(app: Callable[[], Any]) -> None:
+    """Run a typer app, turning known errors into one line and exit 1."""
+    try:
+        app()
+    except AgencyCrmError as exc:
+        fail(exc.one_line())
+    except psycopg.Error as exc:
+        message = exc.diag.message_primary or str(exc)
+        hint = exc.diag.message_hint
+        if exc.sqlstate in ("3F000", "42P01", "42883") and "crm" in message:
+            hint = "is the agency-crm schema installed? run `agency-crm db upgrade`"
+        fail(
+            f"database error {exc.sqlstate or ''}: {message}" + (f" (hint: {hint})" if hint else "")
+        )
+    except KeyboardInterrupt:
+        typer.echo("agency-crm: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,24 @@
+"""Run `agency-crm` as a user does: a real process, without the caller's database settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``python -m agency_crm ARGS``: no PG*, DATABASE_URL or AGENCY_CRM_DATABASE_URL from
+    this process leaks in; ``env`` adds variables."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
+    base.pop("AGENCY_CRM_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "agency_crm", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
