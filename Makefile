@@ -10,8 +10,11 @@ PYTEST_ARGS ?=
 BENCH_LIFECYCLE_ARGS ?=
 BENCH_ANALYTICS_ARGS ?=
 BENCH_QUEUE_ARGS ?=
+BENCH_PUSH_ARGS ?=
+# The slow tiers, each marked with why (pyproject.toml): make test-fast leaves them out.
+SLOW_MARKERS := not crash and not property and not packaging
 
-.PHONY: help install test lint fmt db-upgrade db-status schema-dump schema-check docs docs-check bench demo clean
+.PHONY: help install test test-fast lint fmt db-upgrade db-status schema-dump schema-check docs docs-check bench demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -24,8 +27,11 @@ $(BIN)/agency-crm: pyproject.toml $(PIP_CONSTRAINT_FILE)
 
 install: $(BIN)/agency-crm ## Create .venv and install agency-crm (editable) with the dev, test-oracle and benchmark tools
 
-test: install ## Run the test suite (starts a throwaway PostgreSQL unless TEST_DATABASE_URL is set)
+test: install ## Run the whole test suite (starts a throwaway PostgreSQL unless TEST_DATABASE_URL is set)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install ## The inner loop: all but the crash, property (Hypothesis) and packaging tests, 4 workers
+	$(BIN)/pytest -m "$(SLOW_MARKERS)" -n 4 --dist worksteal $(PYTEST_ARGS)
 
 lint: install ## ruff, ruff format --check, mypy, sqlfluff (plpgsql_check runs in the suite)
 	$(BIN)/ruff check python tests bench
@@ -58,10 +64,11 @@ docs-check: install ## Fail when docs/sql-api.md or the examples of docs/analyti
 	$(BIN)/python -m agency_crm.dev sql-api --check docs/sql-api.md
 	$(BIN)/python -m agency_crm.dev analytics-examples --check docs/analytics.md
 
-bench: install ## Benchmarks: lifecycle triggers, analytics at scale, queue overhead; results in docs/benchmarks.md
+bench: install ## Benchmarks: lifecycle triggers, analytics at scale, the push queue, end-to-end push; results in docs/benchmarks.md
 	$(BIN)/python bench/bench_lifecycle.py $(BENCH_LIFECYCLE_ARGS)
 	$(BIN)/python bench/bench_analytics.py $(BENCH_ANALYTICS_ARGS)
 	$(BIN)/python bench/bench_queue.py $(BENCH_QUEUE_ARGS)
+	$(BIN)/python bench/bench_push.py $(BENCH_PUSH_ARGS)
 
 demo: ## The demo (not built yet: it arrives with the demo issue)
 	@echo "make demo: no demo yet; it arrives once meetings, deals and the push runner exist" >&2

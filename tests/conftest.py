@@ -49,6 +49,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if config.getoption("postgresql_port"):
         return  # --postgresql-port given: use that server.
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return  # the pytest-xdist controller runs no test: each worker starts its own cluster
     _cluster = TempCluster().start()
     config.option.postgresql_host = _cluster.host
     config.option.postgresql_port = str(_cluster.port)

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 from tests.analytics import reference as ref
 from tests.analytics.datasets import AS_OF, Loaded, clients, load
 
+pytestmark = pytest.mark.property
+
 try:
     import polars as pl
     from mam import MAM

@@ -7,10 +7,13 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.analytics.datasets import CHANNELS, Loaded, at, clients, load, read_back
+
+pytestmark = pytest.mark.property
 
 COLUMNS = (
     "deal_id, channel, touches, first_touch, last_touch, linear, time_decay, position_based,"

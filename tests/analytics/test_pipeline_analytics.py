@@ -7,11 +7,14 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tests.analytics import reference as ref
 from tests.analytics.datasets import AS_OF, Loaded, clients, load
 from tests.analytics.test_against_oracles import MAM, WINDOWS, pl
+
+pytestmark = pytest.mark.property
 
 EXAMPLES = settings(
     max_examples=200,

@@ -17,11 +17,14 @@ from collections import Counter
 from typing import Any
 
 import psycopg
+import pytest
 
 from agency_crm.push.crashpoints import POINTS
 from agency_crm.sandbox import Sandbox
 from tests.helpers.fixtures import Make
 from tests.push.conftest import CRMS, Crm, connect_crm
+
+pytestmark = pytest.mark.crash
 
 LEASE_SECONDS = 2
 CLIENTS_PER_CRM = 2

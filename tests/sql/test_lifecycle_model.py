@@ -9,10 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers.fixtures import T0, Make
+
+pytestmark = pytest.mark.property
 
 PROBABILITY = {
     "qualification": 20, "proposal": 40, "negotiation": 60, "verbal_commit": 80,
