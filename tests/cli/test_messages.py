@@ -52,6 +52,13 @@ def test_help_shows_values_not_types_lists_choices_and_gives_examples(
     noise = re.findall(r"<(?:bool|str|int|float|list\[[a-z]+\])[^>]*>|\[\d+<=x", done.stdout)
     assert noise == [], done.stdout
     assert "Examples:" in done.stdout and "$ agency-crm " in done.stdout
+    # Every example names this command and only options it has.
+    examples = [line.split("$ ", 1)[1] for line in done.stdout.splitlines() if "$ " in line]
+    options = set(re.findall(r"(--[a-z][a-z-]+)", done.stdout.split("Examples:")[0]))
+    for example in examples:
+        words = [w for w in example.split("#")[0].split() if not re.match(r"[A-Z_]+=", w)]
+        assert words[: 1 + len(command)] == ["agency-crm", *command], example
+        assert set(re.findall(r"(--[a-z][a-z-]+)", example.split("#")[0])) <= options, example
 
 
 def test_option_choices_are_listed_and_checked() -> None:

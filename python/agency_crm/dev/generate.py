@@ -35,16 +35,17 @@ class DevToolError(AgencyCrmError):
     """A developer tool could not do its work."""
 
 
-def find_pg_dump(server_version_num: int) -> str:
-    """pg_dump of the server's major version (Debian keeps one per version), else PATH's."""
+def find_pg_tool(name: str, server_version_num: int) -> str:
+    """A client program (pg_dump, psql) of the server's major version (Debian keeps one per
+    version), else PATH's."""
     major = server_version_num // 10000
-    versioned = Path(f"/usr/lib/postgresql/{major}/bin/pg_dump")
+    versioned = Path(f"/usr/lib/postgresql/{major}/bin/{name}")
     if versioned.is_file():
         return str(versioned)
-    found = shutil.which("pg_dump")
+    found = shutil.which(name)
     if found is None:
         raise DevToolError(
-            "pg_dump not found",
+            f"{name} not found",
             hint=f"Install postgresql-client-{major} (Debian) or add it to PATH.",
         )
     return found
@@ -55,7 +56,7 @@ def dump_schema(url: str) -> str:
     with psycopg.connect(url) as conn:
         version = conn.info.server_version
     done = subprocess.run(
-        [find_pg_dump(version), "--schema-only", "--no-owner", "--dbname", url],
+        [find_pg_tool("pg_dump", version), "--schema-only", "--no-owner", "--dbname", url],
         capture_output=True,
         text=True,
         check=False,
