@@ -82,6 +82,20 @@ def between(low: N, high: N | None = None) -> Callable[[N | None], N | None]:
     return check
 
 
+def bounded(
+    flag: str, metavar: str, low: N, high: N | None = None, *, help: str, **options: Any
+) -> Any:
+    """An option taking a number in [low, high] (no upper bound when high is None): checked,
+    and the bounds said once, in its help."""
+    if high is not None:
+        span = f"{low:g} to {high:g}"
+    else:
+        span = "0 or more" if low == 0 else f"at least {low:g}"
+    return typer.Option(
+        flag, metavar=metavar, callback=between(low, high), help=f"{help} ({span})", **options
+    )
+
+
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from agency_crm import db, schema
-from agency_crm.cli.common import Command, DatabaseUrl, JsonOutput, between, examples, group
+from agency_crm.cli.common import Command, DatabaseUrl, JsonOutput, bounded, examples, group
 
 app = group("Install, upgrade and inspect the agency-crm schema.")
 
@@ -33,15 +33,15 @@ def upgrade(
     ] = False,
     lock_timeout: Annotated[
         float,
-        typer.Option(
+        bounded(
             "--lock-timeout",
-            metavar="SECONDS",
+            "SECONDS",
+            0.0,
             envvar="AGENCY_CRM_LOCK_TIMEOUT",
             show_envvar=True,
-            callback=between(0.0),
             help="Most seconds a migration waits for a table lock (the app's writes queue "
             "behind it meanwhile); past it nothing is applied and the error names the lock "
-            "and who holds it. 0 waits as long as it takes.",
+            "and who holds it; 0 waits as long as it takes",
         ),
     ] = schema.DEFAULT_LOCK_TIMEOUT,
     as_json: JsonOutput = False,

@@ -21,7 +21,7 @@ from agency_crm.cli.common import (
     Command,
     DatabaseUrl,
     JsonOutput,
-    between,
+    bounded,
     choices,
     client_ids,
     connect_ready,
@@ -54,12 +54,7 @@ RETRYABLE = (QueueStatus.DEAD, QueueStatus.FAILED, QueueStatus.HELD)
 
 HttpTimeout = Annotated[
     float,
-    typer.Option(
-        "--http-timeout",
-        metavar="SECONDS",
-        callback=between(0.1),
-        help="Seconds one CRM call may take.",
-    ),
+    bounded("--http-timeout", "SECONDS", 0.1, help="Seconds one CRM call may take"),
 ]
 
 
@@ -93,38 +88,23 @@ def drain(
     ] = True,
     batch_size: Annotated[
         int,
-        typer.Option(
-            "--batch-size",
-            metavar="N",
-            callback=between(1, 10000),
-            help="Most pushes claimed at once (1 to 10000).",
-        ),
+        bounded("--batch-size", "N", 1, 10000, help="Most pushes claimed at once"),
     ] = 100,
     concurrency: Annotated[
         int,
-        typer.Option(
-            "--concurrency",
-            metavar="N",
-            callback=between(1, 1000),
-            help="Most CRM calls in flight at once (1 to 1000).",
-        ),
+        bounded("--concurrency", "N", 1, 1000, help="Most CRM calls in flight at once"),
     ] = 16,
     per_client: Annotated[
         int,
-        typer.Option(
-            "--per-client",
-            metavar="N",
-            callback=between(1, 1000),
-            help="Most pushes of one client in flight at once (1 to 1000).",
-        ),
+        bounded("--per-client", "N", 1, 1000, help="Most pushes of one client in flight at once"),
     ] = 4,
     max_seconds: Annotated[
         float | None,
-        typer.Option(
+        bounded(
             "--max-seconds",
-            metavar="SECONDS",
-            callback=between(0.1),
-            help="Stop claiming after this long; pushes in flight finish.",
+            "SECONDS",
+            0.1,
+            help="Stop claiming after this long; pushes in flight finish",
         ),
     ] = None,
     clients: ClientOption = None,
@@ -137,30 +117,31 @@ def drain(
     ] = False,
     retry_horizon: Annotated[
         float,
-        typer.Option(
+        bounded(
             "--retry-horizon",
-            metavar="SECONDS",
-            callback=between(0.0),
-            help="--once also waits for retries due within this many seconds.",
+            "SECONDS",
+            0.0,
+            help="--once also waits for retries due within this many seconds",
         ),
     ] = 30.0,
     lease_seconds: Annotated[
         int,
-        typer.Option(
+        bounded(
             "--lease-seconds",
-            metavar="SECONDS",
-            callback=between(1, 86400),
-            help="Claim lease: a crashed runner's pushes are claimed again after this long.",
+            "SECONDS",
+            1,
+            86400,
+            help="Claim lease: a crashed runner's pushes are claimed again after this long",
         ),
     ] = 300,
     search_lag: Annotated[
         float,
-        typer.Option(
+        bounded(
             "--search-lag",
-            metavar="SECONDS",
-            callback=between(0.0),
+            "SECONDS",
+            0.0,
             help="How long a Pipedrive/Close create may take to become searchable; a create "
-            "whose outcome is unknown is not repeated sooner.",
+            "whose outcome is unknown is not repeated sooner",
         ),
     ] = Settings.search_lag.total_seconds(),
     http_timeout: HttpTimeout = DEFAULT_HTTP_TIMEOUT,
@@ -436,9 +417,7 @@ def logs(
     ] = None,
     limit: Annotated[
         int,
-        typer.Option(
-            "--limit", metavar="N", callback=between(1, 10000), help="At most N calls, 1 to 10000."
-        ),
+        bounded("--limit", "N", 1, 10000, help="At most N calls"),
     ] = 50,
     payloads: Annotated[
         bool, typer.Option("--payloads", help="Include the (redacted) request and response.")

@@ -9,11 +9,11 @@ from __future__ import annotations
 import signal
 import threading
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from agency_crm.cli.common import Command, between, examples, fail
+from agency_crm.cli.common import Command, bounded, examples, fail
 
 # The ports `agency-crm sandbox` binds by default.
 DEFAULT_PORTS = {"hubspot": 8701, "pipedrive": 8702, "close": 8703}
@@ -21,12 +21,13 @@ DEFAULT_PORTS = {"hubspot": 8701, "pipedrive": 8702, "close": 8703}
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 
-def _port(vendor: str) -> object:
-    return typer.Option(
+def _port(vendor: str) -> Any:
+    return bounded(
         f"--{vendor}-port",
-        metavar="PORT",
-        callback=between(0, 65535),
-        help=f"Fake {vendor.capitalize()} port (0: any free port).",
+        "PORT",
+        0,
+        65535,
+        help=f"Fake {vendor.capitalize()} port, 0 for any free port",
     )
 
 
@@ -48,9 +49,7 @@ def sandbox(
     close_port: Annotated[int, _port("close")] = DEFAULT_PORTS["close"],
     latency_ms: Annotated[
         float,
-        typer.Option(
-            "--latency-ms", metavar="MS", callback=between(0.0), help="Added to every API response."
-        ),
+        bounded("--latency-ms", "MS", 0.0, help="Added to every API response"),
     ] = 0.0,
     rate_limit: Annotated[
         str | None,
@@ -63,12 +62,7 @@ def sandbox(
     ] = None,
     search_lag_ms: Annotated[
         float,
-        typer.Option(
-            "--search-lag-ms",
-            metavar="MS",
-            callback=between(0.0),
-            help="Delay before writes show up in search.",
-        ),
+        bounded("--search-lag-ms", "MS", 0.0, help="Delay before writes show up in search"),
     ] = 0.0,
 ) -> None:
     """Run fake HubSpot, Pipedrive and Close servers until Ctrl-C or SIGTERM.
