@@ -2815,249 +2815,244 @@ retry time, the last successful push and the last error. Clients with neither a 
 unfinished pushes are left out. Done pushes are not counted (the table keeps them all).';
 
 --
--- Name: lost_reason_label(crm.deal_lost_reason_type); Type: FUNCTION; Schema: crm_private; Owner: -
+-- Name: push_target(uuid, bigint); Type: FUNCTION; Schema: crm; Owner: -
 --
 
-CREATE FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+CREATE FUNCTION crm.push_target(p_client_id uuid, p_push_id bigint) RETURNS TABLE(push_id bigint, operation text, crm_config_id uuid, action text, reason text, lead_id uuid, contact_key text, email text, first_name text, last_name text, contact_name text, company text, title text, phone text, org_key text, deal_key text, deal_entity_id uuid, deal_id uuid, deal_name text, deal_amount numeric, deal_currency text, deal_stage text, deal_crm_stage text, deal_probability integer, deal_status text, deal_lost_reason text, deal_close_date date, lead_crm_id text, lead_create_sent_at timestamp with time zone, contact_crm_id text, contact_create_sent_at timestamp with time zone, org_crm_id text, org_create_sent_at timestamp with time zone, deal_crm_id text, deal_create_sent_at timestamp with time zone)
+    LANGUAGE plpgsql STABLE
     SET search_path TO ''
-    RETURN CASE p_reason WHEN 'price_too_high'::crm.deal_lost_reason_type THEN 'Price too high'::text WHEN 'chose_competitor'::crm.deal_lost_reason_type THEN 'Chose a competitor'::text WHEN 'no_budget'::crm.deal_lost_reason_type THEN 'No budget'::text WHEN 'timing_not_right'::crm.deal_lost_reason_type THEN 'Timing not right'::text WHEN 'no_decision'::crm.deal_lost_reason_type THEN 'No decision'::text WHEN 'champion_left'::crm.deal_lost_reason_type THEN 'Champion left'::text WHEN 'went_silent'::crm.deal_lost_reason_type THEN 'Went silent'::text WHEN 'project_cancelled'::crm.deal_lost_reason_type THEN 'Project cancelled'::text WHEN 'bad_fit'::crm.deal_lost_reason_type THEN 'Bad fit'::text WHEN 'other'::crm.deal_lost_reason_type THEN 'Other'::text ELSE NULL::text END;
-
---
--- Name: FUNCTION lost_reason_label(p_reason crm.deal_lost_reason_type); Type: COMMENT; Schema: crm_private; Owner: -
---
-
-COMMENT ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) IS 'The words a CRM shows for a lost reason (a lost deal''s reason in HubSpot, Pipedrive and Close):
-no_budget -> No budget. NULL for NULL.';
-
---
--- Name: client_crm_configs; Type: TABLE; Schema: crm; Owner: -
---
-
-CREATE TABLE crm.client_crm_configs (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    client_id uuid NOT NULL,
-    crm_type text NOT NULL,
-    api_key text,
-    oauth_access_token text,
-    oauth_refresh_token text,
-    oauth_expires_at timestamp with time zone,
-    hubspot_portal_id text,
-    pipeline_id text,
-    stage_id text,
-    owner_id text,
-    is_active boolean DEFAULT true NOT NULL,
-    connection_status text DEFAULT 'pending'::text NOT NULL,
-    last_successful_push_at timestamp with time zone,
-    last_error text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    deleted_at timestamp with time zone,
-    api_base_url text,
-    stage_map jsonb DEFAULT '{}'::jsonb NOT NULL,
-    external_key_fields jsonb DEFAULT '{}'::jsonb NOT NULL,
-    max_attempts integer DEFAULT 10 NOT NULL,
-    CONSTRAINT client_crm_configs_api_base_url_check CHECK ((api_base_url ~ '^https?://[^[:space:]/]+(/[^[:space:]]*)?$'::text)),
-    CONSTRAINT client_crm_configs_connection_status_check CHECK ((connection_status = ANY (ARRAY['pending'::text, 'connected'::text, 'error'::text, 'disconnected'::text]))),
-    CONSTRAINT client_crm_configs_crm_type_check CHECK ((crm_type = ANY (ARRAY['hubspot'::text, 'pipedrive'::text, 'close'::text]))),
-    CONSTRAINT client_crm_configs_external_key_fields_check CHECK ((jsonb_typeof(external_key_fields) = 'object'::text)),
-    CONSTRAINT client_crm_configs_hubspot_portal_id_check CHECK (((crm_type = 'hubspot'::text) OR (hubspot_portal_id IS NULL))),
-    CONSTRAINT client_crm_configs_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
-    CONSTRAINT client_crm_configs_oauth_check CHECK (((crm_type = 'hubspot'::text) OR (num_nonnulls(oauth_access_token, oauth_refresh_token, oauth_expires_at) = 0))),
-    CONSTRAINT client_crm_configs_stage_map_check CHECK ((jsonb_typeof(stage_map) = 'object'::text))
-);
-
---
--- Name: TABLE client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON TABLE crm.client_crm_configs IS 'The CRM a client pushes meetings and deals into: at most one live (not soft-deleted)
-config per client.';
-
---
--- Name: COLUMN client_crm_configs.id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.id IS 'Config id.';
-
---
--- Name: COLUMN client_crm_configs.client_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.client_id IS 'Owning client.';
-
---
--- Name: COLUMN client_crm_configs.crm_type; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.crm_type IS 'hubspot, pipedrive or close.';
-
---
--- Name: COLUMN client_crm_configs.api_key; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.api_key IS 'Secret. API key (Pipedrive, Close) or HubSpot private-app token. Never logged.';
-
---
--- Name: COLUMN client_crm_configs.oauth_access_token; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.oauth_access_token IS 'Secret. HubSpot OAuth access token. Never logged.';
-
---
--- Name: COLUMN client_crm_configs.oauth_refresh_token; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.oauth_refresh_token IS 'Secret. HubSpot OAuth refresh token. Never logged.';
-
---
--- Name: COLUMN client_crm_configs.oauth_expires_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.oauth_expires_at IS 'When the HubSpot access token expires; refreshed when within 5 minutes of it.';
-
---
--- Name: COLUMN client_crm_configs.hubspot_portal_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.hubspot_portal_id IS 'HubSpot account (portal) id.';
-
---
--- Name: COLUMN client_crm_configs.pipeline_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.pipeline_id IS 'CRM pipeline new deals go into.';
-
---
--- Name: COLUMN client_crm_configs.stage_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.stage_id IS 'CRM stage new deals start in.';
-
---
--- Name: COLUMN client_crm_configs.owner_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.owner_id IS 'CRM user who owns new deals.';
-
---
--- Name: COLUMN client_crm_configs.is_active; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.is_active IS 'Pushes are made only while true; false pauses the connection.';
-
---
--- Name: COLUMN client_crm_configs.connection_status; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.connection_status IS 'pending (not yet tested), connected, error (see last_error) or disconnected.';
-
---
--- Name: COLUMN client_crm_configs.last_successful_push_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.last_successful_push_at IS 'When a push last succeeded.';
-
---
--- Name: COLUMN client_crm_configs.last_error; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.last_error IS 'Most recent error from the CRM, secrets redacted.';
-
---
--- Name: COLUMN client_crm_configs.created_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.created_at IS 'When the row was created.';
-
---
--- Name: COLUMN client_crm_configs.updated_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.updated_at IS 'When the row last changed (maintained by trigger).';
-
---
--- Name: COLUMN client_crm_configs.deleted_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.deleted_at IS 'Soft-delete time; NULL while the row is live.';
-
---
--- Name: COLUMN client_crm_configs.api_base_url; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.api_base_url IS 'Root URL of the CRM API (scheme and host, no path), e.g. https://api.hubapi.com. NULL means
-the vendor''s public API; set it to talk to a proxy or the local CRM sandbox.';
-
---
--- Name: COLUMN client_crm_configs.stage_map; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.stage_map IS 'Our deal stage -> the CRM''s stage id, e.g. {"proposal": "presentationscheduled"}. An open
-stage that is not mapped leaves the CRM deal''s stage as it is; closed_won and closed_lost fall
-back to the CRM''s own won and lost (see docs/push.md).';
-
---
--- Name: COLUMN client_crm_configs.external_key_fields; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.external_key_fields IS 'Where our stable external key is written in the CRM, per CRM entity, e.g. {"deal":
-"agency_crm_key"}: a HubSpot unique property, a Pipedrive custom field key or a Close custom
-field id (cf_...). Missing entries use the defaults in docs/push.md.';
-
---
--- Name: COLUMN client_crm_configs.max_attempts; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.max_attempts IS 'How many times a push is tried before it becomes dead.';
-
---
--- Name: CONSTRAINT client_crm_configs_api_base_url_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_api_base_url_check ON crm.client_crm_configs IS 'api_base_url must be an http(s) URL without spaces.';
-
---
--- Name: CONSTRAINT client_crm_configs_connection_status_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_connection_status_check ON crm.client_crm_configs IS 'connection_status must be one of pending, connected, error, disconnected.';
-
---
--- Name: CONSTRAINT client_crm_configs_crm_type_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_crm_type_check ON crm.client_crm_configs IS 'crm_type must be one of hubspot, pipedrive, close.';
-
---
--- Name: CONSTRAINT client_crm_configs_external_key_fields_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_external_key_fields_check ON crm.client_crm_configs IS 'external_key_fields must be a JSON object.';
-
---
--- Name: CONSTRAINT client_crm_configs_hubspot_portal_id_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_hubspot_portal_id_check ON crm.client_crm_configs IS 'hubspot_portal_id is for hubspot configs only.';
-
---
--- Name: CONSTRAINT client_crm_configs_max_attempts_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_max_attempts_check ON crm.client_crm_configs IS 'max_attempts must be between 1 and 100.';
-
---
--- Name: CONSTRAINT client_crm_configs_oauth_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_oauth_check ON crm.client_crm_configs IS 'oauth_access_token, oauth_refresh_token and oauth_expires_at are for hubspot configs only.';
-
---
--- Name: CONSTRAINT client_crm_configs_stage_map_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_stage_map_check ON crm.client_crm_configs IS 'stage_map must be a JSON object.';
+    AS $$
+BEGIN
+    RETURN QUERY
+    WITH push AS (
+        SELECT
+            q.client_id,
+            q.id,
+            q.operation,
+            q.lead_id,
+            q.meeting_id,
+            q.deal_id
+        FROM crm.crm_push_queue AS q
+        WHERE q.client_id = p_client_id AND q.id = p_push_id
+    ),
+
+    -- The push's deal: the one it names, else the live deal of the meeting it names.
+    entities AS (
+        SELECT
+            p.*,
+            c.default_currency,
+            c.timezone,
+            cfg.id AS config_id,
+            cfg.stage_map,
+            d.id AS d_id,
+            d.meeting_id AS d_meeting_id,
+            d.name AS d_name,
+            d.value AS d_value,
+            d.currency AS d_currency,
+            d.stage AS d_stage,
+            d.probability AS d_probability,
+            d.expected_close_date AS d_expected_close_date,
+            d.closed_at AS d_closed_at,
+            d.won AS d_won,
+            d.lost_reason AS d_lost_reason,
+            d.deleted_at IS NOT NULL AS d_deleted,
+            m.id AS m_id,
+            m.scheduled_at AS m_scheduled_at,
+            m.meeting_type AS m_meeting_type,
+            m.meeting_outcome AS m_outcome,
+            m.deleted_at IS NOT NULL AS m_deleted,
+            l.id AS l_id,
+            l.email AS l_email,
+            l.first_name AS l_first_name,
+            l.last_name AS l_last_name,
+            l.company AS l_company,
+            l.title AS l_title,
+            l.phone AS l_phone,
+            l.deleted_at IS NOT NULL AS l_deleted,
+            -- the person's name, as the CRM shows it
+            nullif(concat_ws(
+                ' ', nullif(l.first_name, ''), nullif(l.last_name, '')
+            ), '') AS l_name,
+            -- the company as a key: lower case, whitespace runs as one space, trimmed
+            nullif(btrim(regexp_replace(lower(l.company), '\s+', ' ', 'g'), ' '), '') AS l_org
+        FROM push AS p
+        INNER JOIN crm.clients AS c ON c.id = p.client_id
+        LEFT JOIN crm.client_crm_configs AS cfg
+            ON cfg.client_id = p.client_id AND cfg.deleted_at IS NULL
+        LEFT JOIN crm.deals AS d
+            ON
+                d.client_id = p.client_id
+                AND d.id = coalesce(
+                    p.deal_id,
+                    (
+                        SELECT d2.id
+                        FROM crm.deals AS d2
+                        WHERE
+                            d2.client_id = p.client_id
+                            AND d2.meeting_id = p.meeting_id
+                            AND d2.deleted_at IS NULL
+                    )
+                )
+        LEFT JOIN crm.meetings AS m
+            ON m.client_id = p.client_id AND m.id = coalesce(p.meeting_id, d.meeting_id)
+        LEFT JOIN crm.leads AS l
+            ON l.client_id = p.client_id AND l.id = coalesce(p.lead_id, d.lead_id, m.lead_id)
+    ),
+
+    target AS (
+        SELECT
+            e.*,
+            CASE
+                WHEN e.l_id IS NULL
+                    THEN
+                        'lead ' || coalesce(e.lead_id::text, '(none)') || ' of push '
+                        || e.id || ' does not exist'
+                WHEN e.deal_id IS NOT NULL AND e.d_id IS NULL
+                    THEN 'deal ' || e.deal_id || ' of push ' || e.id || ' does not exist'
+                WHEN e.meeting_id IS NOT NULL AND e.m_id IS NULL
+                    THEN 'meeting ' || e.meeting_id || ' of push ' || e.id || ' does not exist'
+            END AS missing,
+            CASE
+                WHEN e.l_deleted THEN 'lead ' || e.l_id || ' is deleted'
+                WHEN e.d_id IS NOT NULL AND e.d_deleted THEN 'deal ' || e.d_id || ' is deleted'
+                WHEN e.d_id IS NULL AND e.m_deleted THEN 'meeting ' || e.m_id || ' is deleted'
+            END AS deleted,
+            -- a deal of ours, else the deal a booked meeting opens in the CRM
+            CASE
+                WHEN e.d_id IS NOT NULL AND e.d_won THEN 'won'
+                WHEN e.d_id IS NOT NULL AND NOT e.d_won THEN 'lost'
+                WHEN e.d_id IS NULL AND e.m_outcome IN ('cancelled', 'bad') THEN 'lost'
+                WHEN e.d_id IS NOT NULL OR e.m_id IS NOT NULL THEN 'open'
+            END AS status,
+            CASE
+                WHEN e.d_meeting_id IS NOT NULL THEN 'acrm-meeting-' || e.d_meeting_id
+                WHEN e.d_id IS NOT NULL THEN 'acrm-deal-' || e.d_id
+                WHEN e.m_id IS NOT NULL THEN 'acrm-meeting-' || e.m_id
+            END AS key,
+            CASE
+                WHEN length(e.l_org) <= 180 THEN 'acrm-org-' || e.l_org
+                WHEN e.l_org IS NOT NULL
+                    THEN 'acrm-org-sha256-' || encode(sha256(convert_to(e.l_org, 'UTF8')), 'hex')
+            END AS org
+        FROM entities AS e
+    )
+
+    SELECT
+        t.id AS push_id,
+        t.operation,
+        t.config_id AS crm_config_id,
+        CASE
+            WHEN t.missing IS NOT NULL THEN 'fail'
+            WHEN t.deleted IS NOT NULL THEN 'skip'
+            ELSE 'send'
+        END AS action,
+        coalesce(t.missing, t.deleted) AS reason,
+        t.l_id AS lead_id,
+        'acrm-lead-' || t.l_id AS contact_key,
+        t.l_email AS email,
+        t.l_first_name AS first_name,
+        t.l_last_name AS last_name,
+        coalesce(
+            t.l_name,
+            nullif(t.l_email, ''),
+            nullif(t.l_company, ''),
+            'Lead ' || left(t.l_id::text, 8)
+        ) AS contact_name,
+        t.l_company AS company,
+        t.l_title AS title,
+        t.l_phone AS phone,
+        t.org AS org_key,
+        t.key AS deal_key,
+        coalesce(t.d_id, t.m_id) AS deal_entity_id,
+        t.d_id AS deal_id,
+        CASE
+            WHEN t.d_id IS NOT NULL THEN t.d_name
+            WHEN t.m_id IS NOT NULL
+                THEN
+                    coalesce(t.l_name, nullif(t.l_email, ''), 'lead')
+                    || coalesce(' (' || nullif(t.l_company, '') || ')', '')
+                    || ': ' || t.m_meeting_type || ' meeting '
+                    || to_char(t.m_scheduled_at AT TIME ZONE t.timezone, 'YYYY-MM-DD')
+        END AS deal_name,
+        CASE
+            WHEN t.d_id IS NOT NULL THEN t.d_value
+            WHEN t.m_id IS NOT NULL THEN 0
+        END AS deal_amount,
+        CASE
+            WHEN t.d_id IS NOT NULL THEN t.d_currency
+            WHEN t.m_id IS NOT NULL THEN t.default_currency
+        END AS deal_currency,
+        t.d_stage::text AS deal_stage,
+        t.stage_map ->> CASE t.status
+            WHEN 'won' THEN 'closed_won'
+            WHEN 'lost' THEN 'closed_lost'
+            ELSE t.d_stage::text
+        END AS deal_crm_stage,
+        t.d_probability AS deal_probability,
+        t.status AS deal_status,
+        CASE
+            WHEN t.d_id IS NOT NULL THEN crm_private.lost_reason_label(t.d_lost_reason)
+            WHEN t.status = 'lost' AND t.m_outcome = 'cancelled' THEN 'Meeting cancelled'
+            WHEN t.status = 'lost' THEN 'Meeting outcome: bad'
+        END AS deal_lost_reason,
+        coalesce(
+            (t.d_closed_at AT TIME ZONE t.timezone)::date, t.d_expected_close_date
+        ) AS deal_close_date,
+        xl.crm_id AS lead_crm_id,
+        xl.create_sent_at AS lead_create_sent_at,
+        xc.crm_id AS contact_crm_id,
+        xc.create_sent_at AS contact_create_sent_at,
+        xo.crm_id AS org_crm_id,
+        xo.create_sent_at AS org_create_sent_at,
+        xd.crm_id AS deal_crm_id,
+        xd.create_sent_at AS deal_create_sent_at
+    FROM target AS t
+    LEFT JOIN crm.crm_external_ids AS xl
+        ON
+            xl.client_id = t.client_id
+            AND xl.crm_config_id = t.config_id
+            AND xl.entity_type = 'lead'
+            AND xl.external_key = 'acrm-lead-' || t.l_id
+    LEFT JOIN crm.crm_external_ids AS xc
+        ON
+            xc.client_id = t.client_id
+            AND xc.crm_config_id = t.config_id
+            AND xc.entity_type = 'contact'
+            AND xc.external_key = 'acrm-lead-' || t.l_id
+    LEFT JOIN crm.crm_external_ids AS xo
+        ON
+            xo.client_id = t.client_id
+            AND xo.crm_config_id = t.config_id
+            AND xo.entity_type = 'organisation'
+            AND xo.external_key = t.org
+    LEFT JOIN crm.crm_external_ids AS xd
+        ON
+            xd.client_id = t.client_id
+            AND xd.crm_config_id = t.config_id
+            AND xd.entity_type = 'deal'
+            AND xd.external_key = t.key;
+END;
+$$;
+
+--
+-- Name: FUNCTION push_target(p_client_id uuid, p_push_id bigint); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.push_target(p_client_id uuid, p_push_id bigint) IS 'What one push must make the client''s CRM hold, read when the push is sent (the push runner
+and push drain --dry-run both use it). action: send; skip (its lead, deal or meeting is
+deleted; reason says which) or fail (an entity the push names does not exist). The contact:
+our stable key acrm-lead-<lead id>, the lead''s fields, contact_name (the person''s name, else
+the email, the company, or Lead <id prefix>) and org_key (the company, lower case with
+whitespace collapsed, or its SHA-256 when longer than 180 characters). The deal: the push''s
+deal, or for a meeting without one the deal the booking opens (key acrm-meeting-<meeting id>,
+named after the lead and the meeting''s date in the client''s time zone, amount 0 in the
+client''s currency, lost when the meeting was cancelled or bad); deal_status open, won or lost;
+deal_crm_stage is the config''s stage_map entry for the stage (closed_won or closed_lost for a
+closed deal), NULL when unmapped; deal_lost_reason is the label the CRM shows; deal_close_date
+the close day in the client''s time zone, else the expected one. The *_crm_id and
+*_create_sent_at columns are what crm_external_ids already knows for the live config (lead:
+the contact, person or Close lead; contact: the Close contact). No row when the push does not
+exist.';
 
 --
 -- Name: crm_external_ids; Type: TABLE; Schema: crm; Owner: -
@@ -3168,389 +3163,6 @@ COMMENT ON CONSTRAINT crm_external_ids_entity_type_check ON crm.crm_external_ids
 --
 
 COMMENT ON CONSTRAINT crm_external_ids_external_key_check ON crm.crm_external_ids IS 'external_key must be 1-200 characters.';
-
---
--- Name: crm_push_queue; Type: TABLE; Schema: crm; Owner: -
---
-
-CREATE TABLE crm.crm_push_queue (
-    id bigint NOT NULL,
-    client_id uuid NOT NULL,
-    operation text NOT NULL,
-    lead_id uuid,
-    meeting_id uuid,
-    deal_id uuid,
-    status text DEFAULT 'pending'::text NOT NULL,
-    attempts integer DEFAULT 0 NOT NULL,
-    run_after timestamp with time zone DEFAULT now() NOT NULL,
-    lease_owner text,
-    lease_expires_at timestamp with time zone,
-    last_error text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    finished_at timestamp with time zone,
-    CONSTRAINT crm_push_queue_attempts_check CHECK ((attempts >= 0)),
-    CONSTRAINT crm_push_queue_entity_check CHECK ((num_nonnulls(lead_id, meeting_id, deal_id) >= 1)),
-    CONSTRAINT crm_push_queue_finished_at_check CHECK (((status = ANY (ARRAY['done'::text, 'failed'::text, 'dead'::text])) = (finished_at IS NOT NULL))),
-    CONSTRAINT crm_push_queue_lease_check CHECK (((status <> 'in_flight'::text) OR ((lease_owner IS NOT NULL) AND (lease_expires_at IS NOT NULL)))),
-    CONSTRAINT crm_push_queue_operation_check CHECK ((operation = ANY (ARRAY['meeting_booked'::text, 'meeting_outcome'::text, 'deal_created'::text, 'deal_updated'::text]))),
-    CONSTRAINT crm_push_queue_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'in_flight'::text, 'done'::text, 'failed'::text, 'dead'::text, 'held'::text])))
-);
-
---
--- Name: TABLE crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON TABLE crm.crm_push_queue IS 'Pending pushes (transactional outbox): written by triggers in the same transaction as the
-change, drained into the CRMs by `agency-crm push drain`.';
-
---
--- Name: COLUMN crm_push_queue.id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.id IS 'Push id (identity): increases in insert order.';
-
---
--- Name: COLUMN crm_push_queue.client_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.client_id IS 'Owning client.';
-
---
--- Name: COLUMN crm_push_queue.operation; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.operation IS 'What the CRM must learn: meeting_booked, meeting_outcome, deal_created or deal_updated.';
-
---
--- Name: COLUMN crm_push_queue.lead_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.lead_id IS 'Lead concerned (written by the lifecycle triggers; not a foreign key, see migration 0006).';
-
---
--- Name: COLUMN crm_push_queue.meeting_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.meeting_id IS 'Meeting concerned, if any (written by the lifecycle triggers; not a foreign key).';
-
---
--- Name: COLUMN crm_push_queue.deal_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.deal_id IS 'Deal concerned, if any (written by the lifecycle triggers; not a foreign key).';
-
---
--- Name: COLUMN crm_push_queue.status; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.status IS 'pending (waiting for run_after), in_flight (claimed under a lease), done, failed (not
-retryable), dead (retries exhausted) or held (CRM credentials need fixing).';
-
---
--- Name: COLUMN crm_push_queue.attempts; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.attempts IS 'How many times the push has been claimed.';
-
---
--- Name: COLUMN crm_push_queue.run_after; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.run_after IS 'Not claimed before this time (retry backoff).';
-
---
--- Name: COLUMN crm_push_queue.lease_owner; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.lease_owner IS 'Runner that holds the claim.';
-
---
--- Name: COLUMN crm_push_queue.lease_expires_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.lease_expires_at IS 'When the claim lapses; an expired in_flight row is claimed again.';
-
---
--- Name: COLUMN crm_push_queue.last_error; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.last_error IS 'Error of the last failed attempt, redacted.';
-
---
--- Name: COLUMN crm_push_queue.created_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.created_at IS 'When the push was enqueued.';
-
---
--- Name: COLUMN crm_push_queue.updated_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.updated_at IS 'When the row last changed (maintained by trigger).';
-
---
--- Name: COLUMN crm_push_queue.finished_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.crm_push_queue.finished_at IS 'When the push reached done, failed or dead.';
-
---
--- Name: CONSTRAINT crm_push_queue_attempts_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT crm_push_queue_attempts_check ON crm.crm_push_queue IS 'attempts must not be negative.';
-
---
--- Name: CONSTRAINT crm_push_queue_entity_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT crm_push_queue_entity_check ON crm.crm_push_queue IS 'A push must name at least one of lead_id, meeting_id, deal_id.';
-
---
--- Name: CONSTRAINT crm_push_queue_finished_at_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT crm_push_queue_finished_at_check ON crm.crm_push_queue IS 'finished_at is set exactly when status is done, failed or dead.';
-
---
--- Name: CONSTRAINT crm_push_queue_lease_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT crm_push_queue_lease_check ON crm.crm_push_queue IS 'status in_flight requires lease_owner and lease_expires_at (the claim lease).';
-
---
--- Name: CONSTRAINT crm_push_queue_operation_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT crm_push_queue_operation_check ON crm.crm_push_queue IS 'operation must be one of meeting_booked, meeting_outcome, deal_created, deal_updated.';
-
---
--- Name: CONSTRAINT crm_push_queue_status_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT crm_push_queue_status_check ON crm.crm_push_queue IS 'status must be one of pending, in_flight, done, failed, dead, held.';
-
---
--- Name: push_target(uuid, bigint); Type: FUNCTION; Schema: crm; Owner: -
---
-
-CREATE FUNCTION crm.push_target(p_client_id uuid, p_push_id bigint) RETURNS TABLE(push_id bigint, operation text, crm_config_id uuid, action text, reason text, lead_id uuid, contact_key text, email text, first_name text, last_name text, contact_name text, company text, title text, phone text, org_key text, deal_key text, deal_entity_id uuid, deal_id uuid, deal_name text, deal_amount numeric, deal_currency text, deal_stage text, deal_crm_stage text, deal_probability integer, deal_status text, deal_lost_reason text, deal_close_date date, lead_crm_id text, lead_create_sent_at timestamp with time zone, contact_crm_id text, contact_create_sent_at timestamp with time zone, org_crm_id text, org_create_sent_at timestamp with time zone, deal_crm_id text, deal_create_sent_at timestamp with time zone)
-    LANGUAGE sql STABLE
-    SET search_path TO ''
-    BEGIN ATOMIC
- WITH push AS (
-          SELECT q.client_id,
-             q.id,
-             q.operation,
-             q.lead_id,
-             q.meeting_id,
-             q.deal_id
-            FROM crm.crm_push_queue q
-           WHERE ((q.client_id = push_target.p_client_id) AND (q.id = push_target.p_push_id))
-         ), entities AS (
-          SELECT p.client_id,
-             p.id,
-             p.operation,
-             p.lead_id,
-             p.meeting_id,
-             p.deal_id,
-             c.default_currency,
-             c.timezone,
-             cfg.id AS config_id,
-             cfg.stage_map,
-             d.id AS d_id,
-             d.meeting_id AS d_meeting_id,
-             d.name AS d_name,
-             d.value AS d_value,
-             d.currency AS d_currency,
-             d.stage AS d_stage,
-             d.probability AS d_probability,
-             d.expected_close_date AS d_expected_close_date,
-             d.closed_at AS d_closed_at,
-             d.won AS d_won,
-             d.lost_reason AS d_lost_reason,
-             (d.deleted_at IS NOT NULL) AS d_deleted,
-             m.id AS m_id,
-             m.scheduled_at AS m_scheduled_at,
-             m.meeting_type AS m_meeting_type,
-             m.meeting_outcome AS m_outcome,
-             (m.deleted_at IS NOT NULL) AS m_deleted,
-             l.id AS l_id,
-             l.email AS l_email,
-             l.first_name AS l_first_name,
-             l.last_name AS l_last_name,
-             l.company AS l_company,
-             l.title AS l_title,
-             l.phone AS l_phone,
-             (l.deleted_at IS NOT NULL) AS l_deleted,
-             NULLIF(concat_ws(' '::text, NULLIF(l.first_name, ''::text), NULLIF(l.last_name, ''::text)), ''::text) AS l_name,
-             NULLIF(btrim(regexp_replace(lower(l.company), '\s+'::text, ' '::text, 'g'::text), ' '::text), ''::text) AS l_org
-            FROM (((((push p
-              JOIN crm.clients c ON ((c.id = p.client_id)))
-              LEFT JOIN crm.client_crm_configs cfg ON (((cfg.client_id = p.client_id) AND (cfg.deleted_at IS NULL))))
-              LEFT JOIN crm.deals d ON (((d.client_id = p.client_id) AND (d.id = COALESCE(p.deal_id, ( SELECT d2.id
-                    FROM crm.deals d2
-                   WHERE ((d2.client_id = p.client_id) AND (d2.meeting_id = p.meeting_id) AND (d2.deleted_at IS NULL))))))))
-              LEFT JOIN crm.meetings m ON (((m.client_id = p.client_id) AND (m.id = COALESCE(p.meeting_id, d.meeting_id)))))
-              LEFT JOIN crm.leads l ON (((l.client_id = p.client_id) AND (l.id = COALESCE(p.lead_id, d.lead_id, m.lead_id)))))
-         ), target AS (
-          SELECT e.client_id,
-             e.id,
-             e.operation,
-             e.lead_id,
-             e.meeting_id,
-             e.deal_id,
-             e.default_currency,
-             e.timezone,
-             e.config_id,
-             e.stage_map,
-             e.d_id,
-             e.d_meeting_id,
-             e.d_name,
-             e.d_value,
-             e.d_currency,
-             e.d_stage,
-             e.d_probability,
-             e.d_expected_close_date,
-             e.d_closed_at,
-             e.d_won,
-             e.d_lost_reason,
-             e.d_deleted,
-             e.m_id,
-             e.m_scheduled_at,
-             e.m_meeting_type,
-             e.m_outcome,
-             e.m_deleted,
-             e.l_id,
-             e.l_email,
-             e.l_first_name,
-             e.l_last_name,
-             e.l_company,
-             e.l_title,
-             e.l_phone,
-             e.l_deleted,
-             e.l_name,
-             e.l_org,
-                 CASE
-                     WHEN (e.l_id IS NULL) THEN (((('lead '::text || COALESCE((e.lead_id)::text, '(none)'::text)) || ' of push '::text) || e.id) || ' does not exist'::text)
-                     WHEN ((e.deal_id IS NOT NULL) AND (e.d_id IS NULL)) THEN (((('deal '::text || e.deal_id) || ' of push '::text) || e.id) || ' does not exist'::text)
-                     WHEN ((e.meeting_id IS NOT NULL) AND (e.m_id IS NULL)) THEN (((('meeting '::text || e.meeting_id) || ' of push '::text) || e.id) || ' does not exist'::text)
-                     ELSE NULL::text
-                 END AS missing,
-                 CASE
-                     WHEN e.l_deleted THEN (('lead '::text || e.l_id) || ' is deleted'::text)
-                     WHEN ((e.d_id IS NOT NULL) AND e.d_deleted) THEN (('deal '::text || e.d_id) || ' is deleted'::text)
-                     WHEN ((e.d_id IS NULL) AND e.m_deleted) THEN (('meeting '::text || e.m_id) || ' is deleted'::text)
-                     ELSE NULL::text
-                 END AS deleted,
-                 CASE
-                     WHEN ((e.d_id IS NOT NULL) AND e.d_won) THEN 'won'::text
-                     WHEN ((e.d_id IS NOT NULL) AND (NOT e.d_won)) THEN 'lost'::text
-                     WHEN ((e.d_id IS NULL) AND (e.m_outcome = ANY (ARRAY['cancelled'::text, 'bad'::text]))) THEN 'lost'::text
-                     WHEN ((e.d_id IS NOT NULL) OR (e.m_id IS NOT NULL)) THEN 'open'::text
-                     ELSE NULL::text
-                 END AS status,
-                 CASE
-                     WHEN (e.d_meeting_id IS NOT NULL) THEN ('acrm-meeting-'::text || e.d_meeting_id)
-                     WHEN (e.d_id IS NOT NULL) THEN ('acrm-deal-'::text || e.d_id)
-                     WHEN (e.m_id IS NOT NULL) THEN ('acrm-meeting-'::text || e.m_id)
-                     ELSE NULL::text
-                 END AS key,
-                 CASE
-                     WHEN (length(e.l_org) <= 180) THEN ('acrm-org-'::text || e.l_org)
-                     WHEN (e.l_org IS NOT NULL) THEN ('acrm-org-sha256-'::text || encode(sha256(convert_to(e.l_org, 'UTF8'::name)), 'hex'::text))
-                     ELSE NULL::text
-                 END AS org
-            FROM entities e
-         )
-  SELECT t.id AS push_id,
-     t.operation,
-     t.config_id AS crm_config_id,
-         CASE
-             WHEN (t.missing IS NOT NULL) THEN 'fail'::text
-             WHEN (t.deleted IS NOT NULL) THEN 'skip'::text
-             ELSE 'send'::text
-         END AS action,
-     COALESCE(t.missing, t.deleted) AS reason,
-     t.l_id AS lead_id,
-     ('acrm-lead-'::text || t.l_id) AS contact_key,
-     t.l_email AS email,
-     t.l_first_name AS first_name,
-     t.l_last_name AS last_name,
-     COALESCE(t.l_name, NULLIF(t.l_email, ''::text), NULLIF(t.l_company, ''::text), ('Lead '::text || "left"((t.l_id)::text, 8))) AS contact_name,
-     t.l_company AS company,
-     t.l_title AS title,
-     t.l_phone AS phone,
-     t.org AS org_key,
-     t.key AS deal_key,
-     COALESCE(t.d_id, t.m_id) AS deal_entity_id,
-     t.d_id AS deal_id,
-         CASE
-             WHEN (t.d_id IS NOT NULL) THEN t.d_name
-             WHEN (t.m_id IS NOT NULL) THEN (((((COALESCE(t.l_name, NULLIF(t.l_email, ''::text), 'lead'::text) || COALESCE(((' ('::text || NULLIF(t.l_company, ''::text)) || ')'::text), ''::text)) || ': '::text) || t.m_meeting_type) || ' meeting '::text) || to_char((t.m_scheduled_at AT TIME ZONE t.timezone), 'YYYY-MM-DD'::text))
-             ELSE NULL::text
-         END AS deal_name,
-         CASE
-             WHEN (t.d_id IS NOT NULL) THEN t.d_value
-             WHEN (t.m_id IS NOT NULL) THEN (0)::numeric
-             ELSE NULL::numeric
-         END AS deal_amount,
-         CASE
-             WHEN (t.d_id IS NOT NULL) THEN t.d_currency
-             WHEN (t.m_id IS NOT NULL) THEN t.default_currency
-             ELSE NULL::text
-         END AS deal_currency,
-     (t.d_stage)::text AS deal_stage,
-     (t.stage_map ->>
-         CASE t.status
-             WHEN 'won'::text THEN 'closed_won'::text
-             WHEN 'lost'::text THEN 'closed_lost'::text
-             ELSE (t.d_stage)::text
-         END) AS deal_crm_stage,
-     t.d_probability AS deal_probability,
-     t.status AS deal_status,
-         CASE
-             WHEN (t.d_id IS NOT NULL) THEN crm_private.lost_reason_label(t.d_lost_reason)
-             WHEN ((t.status = 'lost'::text) AND (t.m_outcome = 'cancelled'::text)) THEN 'Meeting cancelled'::text
-             WHEN (t.status = 'lost'::text) THEN 'Meeting outcome: bad'::text
-             ELSE NULL::text
-         END AS deal_lost_reason,
-     COALESCE(((t.d_closed_at AT TIME ZONE t.timezone))::date, t.d_expected_close_date) AS deal_close_date,
-     xl.crm_id AS lead_crm_id,
-     xl.create_sent_at AS lead_create_sent_at,
-     xc.crm_id AS contact_crm_id,
-     xc.create_sent_at AS contact_create_sent_at,
-     xo.crm_id AS org_crm_id,
-     xo.create_sent_at AS org_create_sent_at,
-     xd.crm_id AS deal_crm_id,
-     xd.create_sent_at AS deal_create_sent_at
-    FROM ((((target t
-      LEFT JOIN crm.crm_external_ids xl ON (((xl.client_id = t.client_id) AND (xl.crm_config_id = t.config_id) AND (xl.entity_type = 'lead'::text) AND (xl.external_key = ('acrm-lead-'::text || t.l_id)))))
-      LEFT JOIN crm.crm_external_ids xc ON (((xc.client_id = t.client_id) AND (xc.crm_config_id = t.config_id) AND (xc.entity_type = 'contact'::text) AND (xc.external_key = ('acrm-lead-'::text || t.l_id)))))
-      LEFT JOIN crm.crm_external_ids xo ON (((xo.client_id = t.client_id) AND (xo.crm_config_id = t.config_id) AND (xo.entity_type = 'organisation'::text) AND (xo.external_key = t.org))))
-      LEFT JOIN crm.crm_external_ids xd ON (((xd.client_id = t.client_id) AND (xd.crm_config_id = t.config_id) AND (xd.entity_type = 'deal'::text) AND (xd.external_key = t.key))));
-END;
-
---
--- Name: FUNCTION push_target(p_client_id uuid, p_push_id bigint); Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON FUNCTION crm.push_target(p_client_id uuid, p_push_id bigint) IS 'What one push must make the client''s CRM hold, read when the push is sent (the push runner
-and push drain --dry-run both use it). action: send; skip (its lead, deal or meeting is
-deleted; reason says which) or fail (an entity the push names does not exist). The contact:
-our stable key acrm-lead-<lead id>, the lead''s fields, contact_name (the person''s name, else
-the email, the company, or Lead <id prefix>) and org_key (the company, lower case with
-whitespace collapsed, or its SHA-256 when longer than 180 characters). The deal: the push''s
-deal, or for a meeting without one the deal the booking opens (key acrm-meeting-<meeting id>,
-named after the lead and the meeting''s date in the client''s time zone, amount 0 in the
-client''s currency, lost when the meeting was cancelled or bad); deal_status open, won or lost;
-deal_crm_stage is the config''s stage_map entry for the stage (closed_won or closed_lost for a
-closed deal), NULL when unmapped; deal_lost_reason is the label the CRM shows; deal_close_date
-the close day in the client''s time zone, else the expected one. The *_crm_id and
-*_create_sent_at columns are what crm_external_ids already knows for the live config (lead:
-the contact, person or Close lead; contact: the Close contact). No row when the push does not
-exist.';
 
 --
 -- Name: record_crm_id(uuid, uuid, text, text, uuid, text, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
@@ -3892,6 +3504,22 @@ $$;
 
 COMMENT ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) IS 'True when the UPDATE being processed set p_column on the row p_row_id (noted by a BEFORE UPDATE OF
 trigger, crm_private.tg__note_given_column); consumes the note.';
+
+--
+-- Name: lost_reason_label(crm.deal_lost_reason_type); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN CASE p_reason WHEN 'price_too_high'::crm.deal_lost_reason_type THEN 'Price too high'::text WHEN 'chose_competitor'::crm.deal_lost_reason_type THEN 'Chose a competitor'::text WHEN 'no_budget'::crm.deal_lost_reason_type THEN 'No budget'::text WHEN 'timing_not_right'::crm.deal_lost_reason_type THEN 'Timing not right'::text WHEN 'no_decision'::crm.deal_lost_reason_type THEN 'No decision'::text WHEN 'champion_left'::crm.deal_lost_reason_type THEN 'Champion left'::text WHEN 'went_silent'::crm.deal_lost_reason_type THEN 'Went silent'::text WHEN 'project_cancelled'::crm.deal_lost_reason_type THEN 'Project cancelled'::text WHEN 'bad_fit'::crm.deal_lost_reason_type THEN 'Bad fit'::text WHEN 'other'::crm.deal_lost_reason_type THEN 'Other'::text ELSE NULL::text END;
+
+--
+-- Name: FUNCTION lost_reason_label(p_reason crm.deal_lost_reason_type); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) IS 'The words a CRM shows for a lost reason (a lost deal''s reason in HubSpot, Pipedrive and Close):
+no_budget -> No budget. NULL for NULL.';
 
 --
 -- Name: markov_conversion(double precision[], integer, integer); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -5126,6 +4754,235 @@ COMMENT ON COLUMN crm.campaigns.deleted_at IS 'Soft-delete time; NULL while the 
 COMMENT ON CONSTRAINT campaigns_name_check ON crm.campaigns IS 'name must be 1-200 characters after trimming spaces.';
 
 --
+-- Name: client_crm_configs; Type: TABLE; Schema: crm; Owner: -
+--
+
+CREATE TABLE crm.client_crm_configs (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    client_id uuid NOT NULL,
+    crm_type text NOT NULL,
+    api_key text,
+    oauth_access_token text,
+    oauth_refresh_token text,
+    oauth_expires_at timestamp with time zone,
+    hubspot_portal_id text,
+    pipeline_id text,
+    stage_id text,
+    owner_id text,
+    is_active boolean DEFAULT true NOT NULL,
+    connection_status text DEFAULT 'pending'::text NOT NULL,
+    last_successful_push_at timestamp with time zone,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    deleted_at timestamp with time zone,
+    api_base_url text,
+    stage_map jsonb DEFAULT '{}'::jsonb NOT NULL,
+    external_key_fields jsonb DEFAULT '{}'::jsonb NOT NULL,
+    max_attempts integer DEFAULT 10 NOT NULL,
+    CONSTRAINT client_crm_configs_api_base_url_check CHECK ((api_base_url ~ '^https?://[^[:space:]/]+(/[^[:space:]]*)?$'::text)),
+    CONSTRAINT client_crm_configs_connection_status_check CHECK ((connection_status = ANY (ARRAY['pending'::text, 'connected'::text, 'error'::text, 'disconnected'::text]))),
+    CONSTRAINT client_crm_configs_crm_type_check CHECK ((crm_type = ANY (ARRAY['hubspot'::text, 'pipedrive'::text, 'close'::text]))),
+    CONSTRAINT client_crm_configs_external_key_fields_check CHECK ((jsonb_typeof(external_key_fields) = 'object'::text)),
+    CONSTRAINT client_crm_configs_hubspot_portal_id_check CHECK (((crm_type = 'hubspot'::text) OR (hubspot_portal_id IS NULL))),
+    CONSTRAINT client_crm_configs_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
+    CONSTRAINT client_crm_configs_oauth_check CHECK (((crm_type = 'hubspot'::text) OR (num_nonnulls(oauth_access_token, oauth_refresh_token, oauth_expires_at) = 0))),
+    CONSTRAINT client_crm_configs_stage_map_check CHECK ((jsonb_typeof(stage_map) = 'object'::text))
+);
+
+--
+-- Name: TABLE client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON TABLE crm.client_crm_configs IS 'The CRM a client pushes meetings and deals into: at most one live (not soft-deleted)
+config per client.';
+
+--
+-- Name: COLUMN client_crm_configs.id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.id IS 'Config id.';
+
+--
+-- Name: COLUMN client_crm_configs.client_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.client_id IS 'Owning client.';
+
+--
+-- Name: COLUMN client_crm_configs.crm_type; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.crm_type IS 'hubspot, pipedrive or close.';
+
+--
+-- Name: COLUMN client_crm_configs.api_key; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.api_key IS 'Secret. API key (Pipedrive, Close) or HubSpot private-app token. Never logged.';
+
+--
+-- Name: COLUMN client_crm_configs.oauth_access_token; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.oauth_access_token IS 'Secret. HubSpot OAuth access token. Never logged.';
+
+--
+-- Name: COLUMN client_crm_configs.oauth_refresh_token; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.oauth_refresh_token IS 'Secret. HubSpot OAuth refresh token. Never logged.';
+
+--
+-- Name: COLUMN client_crm_configs.oauth_expires_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.oauth_expires_at IS 'When the HubSpot access token expires; refreshed when within 5 minutes of it.';
+
+--
+-- Name: COLUMN client_crm_configs.hubspot_portal_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.hubspot_portal_id IS 'HubSpot account (portal) id.';
+
+--
+-- Name: COLUMN client_crm_configs.pipeline_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.pipeline_id IS 'CRM pipeline new deals go into.';
+
+--
+-- Name: COLUMN client_crm_configs.stage_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.stage_id IS 'CRM stage new deals start in.';
+
+--
+-- Name: COLUMN client_crm_configs.owner_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.owner_id IS 'CRM user who owns new deals.';
+
+--
+-- Name: COLUMN client_crm_configs.is_active; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.is_active IS 'Pushes are made only while true; false pauses the connection.';
+
+--
+-- Name: COLUMN client_crm_configs.connection_status; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.connection_status IS 'pending (not yet tested), connected, error (see last_error) or disconnected.';
+
+--
+-- Name: COLUMN client_crm_configs.last_successful_push_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.last_successful_push_at IS 'When a push last succeeded.';
+
+--
+-- Name: COLUMN client_crm_configs.last_error; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.last_error IS 'Most recent error from the CRM, secrets redacted.';
+
+--
+-- Name: COLUMN client_crm_configs.created_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.created_at IS 'When the row was created.';
+
+--
+-- Name: COLUMN client_crm_configs.updated_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.updated_at IS 'When the row last changed (maintained by trigger).';
+
+--
+-- Name: COLUMN client_crm_configs.deleted_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.deleted_at IS 'Soft-delete time; NULL while the row is live.';
+
+--
+-- Name: COLUMN client_crm_configs.api_base_url; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.api_base_url IS 'Root URL of the CRM API (scheme and host, no path), e.g. https://api.hubapi.com. NULL means
+the vendor''s public API; set it to talk to a proxy or the local CRM sandbox.';
+
+--
+-- Name: COLUMN client_crm_configs.stage_map; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.stage_map IS 'Our deal stage -> the CRM''s stage id, e.g. {"proposal": "presentationscheduled"}. An open
+stage that is not mapped leaves the CRM deal''s stage as it is; closed_won and closed_lost fall
+back to the CRM''s own won and lost (see docs/push.md).';
+
+--
+-- Name: COLUMN client_crm_configs.external_key_fields; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.external_key_fields IS 'Where our stable external key is written in the CRM, per CRM entity, e.g. {"deal":
+"agency_crm_key"}: a HubSpot unique property, a Pipedrive custom field key or a Close custom
+field id (cf_...). Missing entries use the defaults in docs/push.md.';
+
+--
+-- Name: COLUMN client_crm_configs.max_attempts; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.max_attempts IS 'How many times a push is tried before it becomes dead.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_api_base_url_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_api_base_url_check ON crm.client_crm_configs IS 'api_base_url must be an http(s) URL without spaces.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_connection_status_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_connection_status_check ON crm.client_crm_configs IS 'connection_status must be one of pending, connected, error, disconnected.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_crm_type_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_crm_type_check ON crm.client_crm_configs IS 'crm_type must be one of hubspot, pipedrive, close.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_external_key_fields_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_external_key_fields_check ON crm.client_crm_configs IS 'external_key_fields must be a JSON object.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_hubspot_portal_id_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_hubspot_portal_id_check ON crm.client_crm_configs IS 'hubspot_portal_id is for hubspot configs only.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_max_attempts_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_max_attempts_check ON crm.client_crm_configs IS 'max_attempts must be between 1 and 100.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_oauth_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_oauth_check ON crm.client_crm_configs IS 'oauth_access_token, oauth_refresh_token and oauth_expires_at are for hubspot configs only.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_stage_map_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_stage_map_check ON crm.client_crm_configs IS 'stage_map must be a JSON object.';
+
+--
 -- Name: crm_push_log; Type: TABLE; Schema: crm; Owner: -
 --
 
@@ -5314,6 +5171,168 @@ COMMENT ON CONSTRAINT crm_push_log_operation_check ON crm.crm_push_log IS 'opera
 --
 
 COMMENT ON CONSTRAINT crm_push_log_status_check ON crm.crm_push_log IS 'status must be one of success, failed, skipped.';
+
+--
+-- Name: crm_push_queue; Type: TABLE; Schema: crm; Owner: -
+--
+
+CREATE TABLE crm.crm_push_queue (
+    id bigint NOT NULL,
+    client_id uuid NOT NULL,
+    operation text NOT NULL,
+    lead_id uuid,
+    meeting_id uuid,
+    deal_id uuid,
+    status text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    run_after timestamp with time zone DEFAULT now() NOT NULL,
+    lease_owner text,
+    lease_expires_at timestamp with time zone,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT crm_push_queue_attempts_check CHECK ((attempts >= 0)),
+    CONSTRAINT crm_push_queue_entity_check CHECK ((num_nonnulls(lead_id, meeting_id, deal_id) >= 1)),
+    CONSTRAINT crm_push_queue_finished_at_check CHECK (((status = ANY (ARRAY['done'::text, 'failed'::text, 'dead'::text])) = (finished_at IS NOT NULL))),
+    CONSTRAINT crm_push_queue_lease_check CHECK (((status <> 'in_flight'::text) OR ((lease_owner IS NOT NULL) AND (lease_expires_at IS NOT NULL)))),
+    CONSTRAINT crm_push_queue_operation_check CHECK ((operation = ANY (ARRAY['meeting_booked'::text, 'meeting_outcome'::text, 'deal_created'::text, 'deal_updated'::text]))),
+    CONSTRAINT crm_push_queue_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'in_flight'::text, 'done'::text, 'failed'::text, 'dead'::text, 'held'::text])))
+);
+
+--
+-- Name: TABLE crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON TABLE crm.crm_push_queue IS 'Pending pushes (transactional outbox): written by triggers in the same transaction as the
+change, drained into the CRMs by `agency-crm push drain`.';
+
+--
+-- Name: COLUMN crm_push_queue.id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.id IS 'Push id (identity): increases in insert order.';
+
+--
+-- Name: COLUMN crm_push_queue.client_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.client_id IS 'Owning client.';
+
+--
+-- Name: COLUMN crm_push_queue.operation; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.operation IS 'What the CRM must learn: meeting_booked, meeting_outcome, deal_created or deal_updated.';
+
+--
+-- Name: COLUMN crm_push_queue.lead_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.lead_id IS 'Lead concerned (written by the lifecycle triggers; not a foreign key, see migration 0006).';
+
+--
+-- Name: COLUMN crm_push_queue.meeting_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.meeting_id IS 'Meeting concerned, if any (written by the lifecycle triggers; not a foreign key).';
+
+--
+-- Name: COLUMN crm_push_queue.deal_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.deal_id IS 'Deal concerned, if any (written by the lifecycle triggers; not a foreign key).';
+
+--
+-- Name: COLUMN crm_push_queue.status; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.status IS 'pending (waiting for run_after), in_flight (claimed under a lease), done, failed (not
+retryable), dead (retries exhausted) or held (CRM credentials need fixing).';
+
+--
+-- Name: COLUMN crm_push_queue.attempts; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.attempts IS 'How many times the push has been claimed.';
+
+--
+-- Name: COLUMN crm_push_queue.run_after; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.run_after IS 'Not claimed before this time (retry backoff).';
+
+--
+-- Name: COLUMN crm_push_queue.lease_owner; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.lease_owner IS 'Runner that holds the claim.';
+
+--
+-- Name: COLUMN crm_push_queue.lease_expires_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.lease_expires_at IS 'When the claim lapses; an expired in_flight row is claimed again.';
+
+--
+-- Name: COLUMN crm_push_queue.last_error; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.last_error IS 'Error of the last failed attempt, redacted.';
+
+--
+-- Name: COLUMN crm_push_queue.created_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.created_at IS 'When the push was enqueued.';
+
+--
+-- Name: COLUMN crm_push_queue.updated_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.updated_at IS 'When the row last changed (maintained by trigger).';
+
+--
+-- Name: COLUMN crm_push_queue.finished_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.finished_at IS 'When the push reached done, failed or dead.';
+
+--
+-- Name: CONSTRAINT crm_push_queue_attempts_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT crm_push_queue_attempts_check ON crm.crm_push_queue IS 'attempts must not be negative.';
+
+--
+-- Name: CONSTRAINT crm_push_queue_entity_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT crm_push_queue_entity_check ON crm.crm_push_queue IS 'A push must name at least one of lead_id, meeting_id, deal_id.';
+
+--
+-- Name: CONSTRAINT crm_push_queue_finished_at_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT crm_push_queue_finished_at_check ON crm.crm_push_queue IS 'finished_at is set exactly when status is done, failed or dead.';
+
+--
+-- Name: CONSTRAINT crm_push_queue_lease_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT crm_push_queue_lease_check ON crm.crm_push_queue IS 'status in_flight requires lease_owner and lease_expires_at (the claim lease).';
+
+--
+-- Name: CONSTRAINT crm_push_queue_operation_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT crm_push_queue_operation_check ON crm.crm_push_queue IS 'operation must be one of meeting_booked, meeting_outcome, deal_created, deal_updated.';
+
+--
+-- Name: CONSTRAINT crm_push_queue_status_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT crm_push_queue_status_check ON crm.crm_push_queue IS 'status must be one of pending, in_flight, done, failed, dead, held.';
 
 --
 -- Name: crm_push_queue_id_seq; Type: SEQUENCE; Schema: crm; Owner: -
@@ -6571,12 +6590,6 @@ REVOKE ALL ON FUNCTION crm.hold_pushes(p_client_id uuid, p_error text) FROM PUBL
 REVOKE ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) FROM PUBLIC;
 
 --
--- Name: FUNCTION lost_reason_label(p_reason crm.deal_lost_reason_type); Type: ACL; Schema: crm_private; Owner: -
---
-
-REVOKE ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) FROM PUBLIC;
-
---
 -- Name: FUNCTION push_target(p_client_id uuid, p_push_id bigint); Type: ACL; Schema: crm; Owner: -
 --
 
@@ -6623,6 +6636,12 @@ REVOKE ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation te
 --
 
 REVOKE ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) FROM PUBLIC;
+
+--
+-- Name: FUNCTION lost_reason_label(p_reason crm.deal_lost_reason_type); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) FROM PUBLIC;
 
 --
 -- Name: FUNCTION markov_conversion(p_counts double precision[], p_n integer, p_removed integer); Type: ACL; Schema: crm_private; Owner: -
