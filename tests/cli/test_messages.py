@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
-from agency_crm import schema
+from agency_crm import db, schema
 from tests.helpers.cli import run
 from tests.helpers.fixtures import Make
 
@@ -181,3 +181,22 @@ def test_the_sandbox_on_a_busy_port_names_the_port() -> None:
         )
     assert f"cannot bind pipedrive to 127.0.0.1:{port}" in line
     assert "in use" in line.lower()
+
+
+@pytest.mark.parametrize(
+    ("reason", "hint"),
+    [
+        (
+            'connection failed: FATAL:  password authentication failed for user "app"',
+            "Check the user name and password",
+        ),
+        ("fe_sendauth: no password supplied", "Check the user name and password"),
+        ('FATAL:  no pg_hba.conf entry for host "10.0.0.9"', "pg_hba.conf"),
+        ("timeout expired", "Nothing answered in time: is app@db:5432/agency reachable"),
+    ],
+)
+def test_a_failed_connection_is_explained_by_its_cause(reason: str, hint: str) -> None:
+    params = {"user": "app", "host": "db", "port": "5432", "dbname": "agency"}
+    assert hint in db.connection_hint(reason, params, given=True)
+    # The URL was given: never tell the user to pass one.
+    assert "--database-url" not in db.connection_hint(reason, params, given=True)
