@@ -1,9 +1,9 @@
-"""Queue overhead: claim + complete of N no-op pushes through crm.claim_pushes and
-crm.complete_pushes (which writes one audit row per push), side by side on the same cluster
-with PgQueuer, procrastinate and a bare FOR UPDATE SKIP LOCKED loop doing the same no-op jobs.
+"""Queue overhead: N no-op pushes through our push queue, two ways (the batch API, and the
+code path `agency-crm push drain` takes), side by side on the same cluster with PgQueuer,
+procrastinate and a bare FOR UPDATE SKIP LOCKED loop doing the same no-op jobs.
 
     python bench/bench_queue.py [--jobs 20000] [--runs 3] [--database-url URL]
-                                [--only ours,bare,pgqueuer,procrastinate] [--procs 2,4]
+                                [--only ours,runner,bare,pgqueuer,procrastinate] [--procs 2,4]
                                 [--no-sweep | --wide-sweep]
 
 Needs the bench extra (pgqueuer[asyncpg]==1.6.0, procrastinate==3.10.0) for those two
@@ -14,12 +14,33 @@ Every measurement gets a fresh database with the jobs already enqueued, vacuumed
 checkpointed; worker processes connect first, then a barrier starts the clock, which stops
 when the last worker has found the queue empty (enqueue and connection set-up excluded).
 
-* ours: per process, `crm.claim_pushes(client, owner, batch, 300)` (its own transaction:
-  lease, attempt count, per-lead order), then `crm.complete_pushes(client, owner, ids,
-  'skipped')` in a transaction of its own, which marks the pushes done and writes one
-  crm.crm_push_log row per push it completed; that transaction and the next claim go out in
-  one pipeline (one round trip per batch). The pushes point at real leads, either all of one
-  client shared by every process or one client per process.
+* ours ("claim_pushes + complete_pushes (batch API)"): per process, `crm.claim_pushes(client,
+  owner, batch, 300)` (its own transaction: lease, attempt count, per-lead order), then
+  `crm.complete_pushes(client, owner, ids, 'skipped')` in a transaction of its own, which
+  marks the pushes done and writes one crm.crm_push_log row per push it completed; that
+  transaction and the next claim go out in one pipeline (one round trip per batch). The pushes
+  point at real leads, either all of one client shared by every process or one client per
+  process. The push runner never calls complete_pushes: this is what the SQL queue can do, not
+  what `push drain` does.
+* runner ("push drain path, no-op CRM"): the code path `agency-crm push drain` takes. Per
+  process, one real `agency_crm.push.runner.Drainer` (DrainSettings watch=False, client_ids =
+  the clients that process owns, per_client from the setting, batch_size = per_client (a lane
+  never claims more than per_client - running anyway), concurrency = clients x per_client,
+  retry_horizon 0 so the drain ends when the queue is empty) on asyncio, as the CLI runs it.
+  One lane per client claims 1..per_client pushes at a time (`Store.claim`, named query
+  claim_pushes), and each push reads its target (`Store.context`, crm.push_target), goes
+  through the client's `Connection` and `Push`, and is finished in a transaction of its own
+  (`Store.finish`: its audit rows, then crm.finish_push); an idle lane asks next_run_after
+  once and ends. Only the CRM is replaced: the worker registers a no-op Connection for the
+  configs' crm_type ('pipedrive') in `agency_crm.push.crms.CONNECTIONS`, whose push's sync()
+  makes no HTTP call and records one successful call (operation noop_sync, HTTP 200), so
+  every push writes one crm_push_log row as a one-call push does (and as ours does). No
+  product code is changed. Connection set-up is excluded as for the others: before the
+  barrier the worker opens the pool Drainer.run() would open (same arguments, checked when
+  run() asks for it) and grows it to its max_size, and loads the TLS context the run's HTTP
+  client uses (cached per process); the config read, the HTTP client and closing the pool are
+  inside the clock. Each process owns its own clients (1 or 8 per process), the jobs spread
+  evenly over all of them.
 * bare: a table (id, status, payload) and `UPDATE ... WHERE id IN (SELECT id ... ORDER BY id
   LIMIT batch FOR UPDATE SKIP LOCKED) RETURNING id`, then a second UPDATE marking them done,
   pipelined with the next claim.
@@ -29,18 +50,25 @@ when the last worker has found the queue empty (enqueue and connection set-up ex
   False)` per process with a no-op async task.
 
 Each contender first tries each setting of its grid once, then runs its fastest --runs times,
-contenders interleaved. The grid is the same for everyone: --procs worker processes (2 and 4)
-times batch 100, 200 and 500 (procrastinate has no batch: concurrency 1 per process; ours
-also tries one client shared by all processes and one client per process). Batches stop at
-500, a realistic runner batch: past it ours and PgQueuer stay flat while bare keeps gaining
-(about 170,000 jobs/s at 1000 on 2 CPUs). --wide-sweep adds 1 process, batch 50, PgQueuer's
-psycopg driver and procrastinate's concurrency 10: on a 2-CPU machine none of those ever won
-(each was 10 % to 8x slower than the contender's best) and they took most of the run time.
---no-sweep runs the reference settings only (2 processes, batch 100 or concurrency 1, ours
-with one client per process).
+contenders interleaved. The grid is --procs worker processes (2 and 4) times batch 100, 200
+and 500 (procrastinate has no batch: concurrency 1 per process; ours also tries one client
+shared by all processes and one client per process). The runner has no batch of its own: its
+grid is --procs processes times 1 or 8 clients per process times per_client 1, 4 and 16
+(concurrency = clients x per_client: 1 to 128 per process), less the settings whose
+connection pools (Drainer.run's max_size, max(4, min(concurrency + 2, 50)) per process) would
+not fit in the server's max_connections less 10 (on the throwaway cluster's 200: 4 processes
+of 8 clients x 16). Batches stop at 500, a realistic runner batch: past it ours and PgQueuer
+stay flat while bare keeps gaining (about 170,000 jobs/s at 1000 on 2 CPUs). --wide-sweep adds
+1 process, batch 50, PgQueuer's psycopg driver and procrastinate's concurrency 10: on a 2-CPU
+machine none of those ever won (each was 10 % to 8x slower than the contender's best) and they
+took most of the run time. --no-sweep runs the reference settings only (2 processes, batch 100
+or concurrency 1, ours with one client per process, the runner with one client per process
+and per_client 4, push drain's default).
 
-After each run the outcome is checked (ours: every push done with attempts = 1, exactly one
-crm_push_log row per push, with push_id set). The machine may be shared: before each
+After each run the outcome is checked (ours and runner: every push done with attempts = 1,
+exactly one crm_push_log row per push, with push_id set, of the push's lead, status skipped
+and the push's operation for ours, status success and operation noop_sync for the runner;
+the runner's drain must also report every push done). The machine may be shared: before each
 measurement the script waits (up to 10 s) for idle CPUs, and during it counts the CPU time
 the machine spent on anything but the cluster and the workers ("other load", local clusters
 only). A measurement with other load above 10 % of the machine (and 0.05 CPU seconds) is
@@ -56,10 +84,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import multiprocessing
 import os
+import queue
 import statistics
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -67,12 +98,20 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from multiprocessing.synchronize import Barrier
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 from psycopg import conninfo
+from psycopg_pool import AsyncConnectionPool
 
 from agency_crm import schema
+from agency_crm.push import crms
+from agency_crm.push import runner as push_runner
+from agency_crm.push.connection import Catalog, Connection
+from agency_crm.push.http import CrmHttp
+from agency_crm.push.model import CallRecord, LogStatus, PushContext, Reported
+from agency_crm.push.runner import Drainer, DrainSettings
+from agency_crm.push.sync import Push
 from common import (
     Database,
     ServerCpu,
@@ -89,7 +128,12 @@ from common import (
     wait_idle,
 )
 
-CONTENDERS = ("ours", "bare", "pgqueuer", "procrastinate")
+CONTENDERS = ("ours", "runner", "bare", "pgqueuer", "procrastinate")
+# What each contender is, in the table.
+NAMES = {
+    "ours": "ours: claim_pushes + complete_pushes (batch API)",
+    "runner": "runner: push drain path, no-op CRM",
+}
 LEASE_SECONDS = 300
 TIMEOUT = 600.0  # seconds one measurement may take before it is abandoned
 BATCHES = (100, 200, 500)
@@ -97,6 +141,9 @@ WIDE_BATCHES = (50, *BATCHES)
 NOISY = 0.10  # other load, as a share of the machine, above which a measurement is repeated
 NOISY_CPU = 0.05  # ... if it also came to this many CPU seconds (below: clock-tick noise)
 RETRIES = 2
+RUNNER_CLIENTS = (1, 8)  # clients (lanes) per runner process
+RUNNER_PER_CLIENT = (1, 4, 16)
+CONNECTION_HEADROOM = 10  # connections left free for the bench itself and superusers
 
 # -- ours ------------------------------------------------------------------------------------
 
@@ -110,6 +157,13 @@ COMPLETE = "SELECT crm.complete_pushes(%s, %s, %s, 'skipped')"
 def report(out: Any, n: int, cpu0: float, error: str | None = None) -> None:
     """A worker's result: when it finished, jobs done, its CPU seconds since the start."""
     out.put((time.perf_counter(), n, time.process_time() - cpu0, error))
+
+
+def fail(out: Any, barrier: Barrier, cpu0: float = 0.0) -> None:
+    """Report the exception being handled, then break the barrier: a worker failing before
+    the start must not leave the others (and the clock) waiting for it."""
+    report(out, 0, cpu0, traceback.format_exc())
+    barrier.abort()
 
 
 def ours_worker(url: str, clients: list[uuid.UUID], batch: int, barrier: Barrier, out: Any) -> None:
@@ -138,7 +192,134 @@ def ours_worker(url: str, clients: list[uuid.UUID], batch: int, barrier: Barrier
                     rows = claim.fetchall()
         report(out, n, cpu0)
     except Exception:
-        report(out, 0, cpu0, traceback.format_exc())
+        fail(out, barrier, cpu0)
+
+
+# -- runner ----------------------------------------------------------------------------------
+
+NOOP_OPERATION = "noop_sync"
+NOOP_CRM = "pipedrive"  # the crm_type of the seeded configs (common.add_client)
+
+
+class NoopPush(Push):
+    """A push whose sync makes no HTTP call but records one successful call, so that its
+    finish writes one audit row, as a push of one CRM call does."""
+
+    async def sync(self) -> None:
+        self.http.records.append(
+            CallRecord(
+                operation=NOOP_OPERATION,
+                status=LogStatus.SUCCESS,
+                request_payload=None,
+                response_payload=None,
+                http_status=200,
+                error_code=None,
+                error_message=None,
+                duration_ms=0,
+            )
+        )
+
+
+class NoopConnection(Connection):
+    """A CRM that takes every push without a call (registered in the worker process only)."""
+
+    crm_type = NOOP_CRM
+    default_base_url = "http://noop.invalid"
+    default_interval = 2.0
+    default_key_fields: ClassVar[dict[str, str]] = {}
+
+    async def headers(self, http: CrmHttp) -> dict[str, str]:
+        return {}
+
+    async def catalog(self, http: CrmHttp) -> Catalog:
+        raise AssertionError("a drain never reads the catalog")
+
+    def push(self, ctx: PushContext, http: CrmHttp) -> Push:
+        return NoopPush(self, ctx, http)
+
+
+def runner_pool_size(concurrency: int) -> int:
+    """The max_size Drainer.run() gives its connection pool."""
+    return max(4, min(concurrency + 2, 50))
+
+
+def runner_settings(url: str, clients: list[uuid.UUID], per_client: int) -> DrainSettings:
+    """`push drain --once` over `clients`, ending as soon as nothing is pending."""
+    return DrainSettings(
+        database_url=url,
+        watch=False,
+        batch_size=per_client,
+        concurrency=len(clients) * per_client,
+        per_client=per_client,
+        max_seconds=TIMEOUT,
+        client_ids=clients,
+        lease_seconds=LEASE_SECONDS,
+        retry_horizon=0.0,
+    )
+
+
+async def warm_pool(settings: DrainSettings) -> AsyncConnectionPool[Any]:
+    """The pool Drainer.run() opens, opened and grown to its max_size now (connection set-up
+    stays out of the clock); Drainer.run() gets it from runner.AsyncConnectionPool, which
+    checks that run() asks for a pool with these very arguments."""
+    args: tuple[Any, ...] = (settings.database_url,)
+    kwargs: dict[str, Any] = {
+        "min_size": 1,
+        "max_size": runner_pool_size(settings.concurrency),
+        "open": False,
+        "kwargs": {
+            "autocommit": True,
+            "application_name": f"agency-crm push {settings.owner}",
+        },
+    }
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(*args, **kwargs)
+    await pool.open(wait=True, timeout=15)
+    held = [await pool.getconn(timeout=30) for _ in range(kwargs["max_size"])]
+    for conn in held:
+        await pool.putconn(conn)
+
+    def same_pool(*a: Any, **k: Any) -> AsyncConnectionPool[Any]:
+        if (a, k) != (args, kwargs):
+            raise RuntimeError(
+                f"Drainer.run() asked for a pool with {a} {k}, the bench opened one with"
+                f" {args} {kwargs}: update warm_pool() in bench/bench_queue.py"
+            )
+        return pool
+
+    push_runner.AsyncConnectionPool = same_pool  # type: ignore[assignment,misc]
+    return pool
+
+
+async def runner_drain(
+    url: str, clients: list[uuid.UUID], per_client: int, barrier: Barrier
+) -> tuple[int, float]:
+    crms.CONNECTIONS[NOOP_CRM] = NoopConnection
+    settings = runner_settings(url, clients, per_client)
+    pool = await warm_pool(settings)
+    crms.tls_context()  # cached per process: the run's HTTP client gets it without the cost
+    await asyncio.to_thread(barrier.wait, TIMEOUT)
+    cpu0 = time.process_time()
+    summary = await Drainer(settings).run()
+    if not pool.closed:
+        raise RuntimeError("Drainer.run() did not use the pool the bench opened")
+    other = {str(k): v for k, v in summary.outcomes.items() if k is not Reported.DONE}
+    if other or summary.clients != len(clients):
+        raise RuntimeError(
+            f"drain of {len(clients)} client(s): {summary.clients} lane(s),"
+            f" {summary.outcomes[Reported.DONE]} pushes done, others {other}"
+        )
+    return summary.pushes, cpu0
+
+
+def runner_worker(
+    url: str, clients: list[uuid.UUID], per_client: int, barrier: Barrier, out: Any
+) -> None:
+    """One `push drain --once` over `clients` with the no-op CRM, then report (see report())."""
+    try:
+        n, cpu0 = asyncio.run(runner_drain(url, clients, per_client, barrier))
+        report(out, n, cpu0)
+    except Exception:
+        fail(out, barrier)
 
 
 # -- bare ------------------------------------------------------------------------------------
@@ -172,7 +353,7 @@ def bare_worker(url: str, batch: int, barrier: Barrier, out: Any) -> None:
                 rows = claim.fetchall()
         report(out, n, cpu0)
     except Exception:
-        report(out, 0, cpu0, traceback.format_exc())
+        fail(out, barrier, cpu0)
 
 
 # -- PgQueuer --------------------------------------------------------------------------------
@@ -232,7 +413,7 @@ def pgqueuer_worker(url: str, driver: str, batch: int, barrier: Barrier, out: An
         n, cpu0 = uvloop.run(pgqueuer_drain(url, driver, batch, barrier))
         report(out, n, cpu0)
     except Exception:
-        report(out, 0, 0.0, traceback.format_exc())
+        fail(out, barrier)
 
 
 async def pgqueuer_prepare(url: str, jobs: int) -> None:
@@ -283,7 +464,7 @@ def procrastinate_worker(url: str, concurrency: int, barrier: Barrier, out: Any)
         cpu0 = asyncio.run(procrastinate_drain(url, concurrency, barrier))
         report(out, 0, cpu0)
     except Exception:
-        report(out, 0, 0.0, traceback.format_exc())
+        fail(out, barrier)
 
 
 async def procrastinate_prepare(url: str, jobs: int) -> None:
@@ -313,12 +494,19 @@ class Outcome:
 class Setting:
     contender: str
     procs: int
-    size: int  # batch size, or procrastinate's per-process concurrency
+    size: int  # batch size; procrastinate's per-process concurrency; the runner's per_client
     variant: str = ""  # ours: "1 client" / "1 client per process"; pgqueuer: driver
+    clients: int = 0  # runner: clients (lanes) per process
 
     @property
     def label(self) -> str:
         p = f"{self.procs} process{'es' if self.procs > 1 else ''}"
+        if self.contender == "runner":
+            k = self.clients
+            return (
+                f"{p}, {k} client{'s' if k > 1 else ''} per process, per_client {self.size},"
+                f" concurrency {k * self.size}"
+            )
         size = f"concurrency {self.size}" if self.contender == "procrastinate" else (
             f"batch {self.size}"
         )  # fmt: skip
@@ -343,22 +531,31 @@ def settle(url: str) -> None:
 
 
 def seed_template(bench: Bench, template: Database, nclients: int) -> None:
-    """Schema, `nclients` clients with an active Pipedrive config and `jobs` leads each."""
+    """Schema and `nclients` clients with an active Pipedrive config; the i-th (from 1) has
+    ceil(jobs / i) leads, enough for its share whenever the jobs are spread over i or more
+    clients (the first has them all)."""
     bench.template = template.name
     with psycopg.connect(template.url) as conn:
         schema.upgrade(conn)
         for i in range(nclients):
             client = uuid.UUID(int=i + 1)
             add_client(conn, client, f"Bench {i + 1}", crm_api_key="bench-key")
-            add_leads(conn, client, bench.jobs)
+            add_leads(conn, client, math.ceil(bench.jobs / (i + 1)))
             bench.clients.append(client)
         conn.commit()
 
 
-def ours_prepare(bench: Bench, url: str, setting: Setting) -> list[uuid.UUID]:
-    """Enqueue the no-op pushes; returns the clients that hold them."""
-    shared = setting.variant != "1 client per process"
-    clients = bench.clients[:1] if shared else bench.clients[: setting.procs]
+def clients_needed(setting: Setting) -> int:
+    """How many seeded clients a setting of ours or the runner uses."""
+    if setting.contender == "runner":
+        return setting.procs * setting.clients
+    return 1 if setting.variant != "1 client per process" else setting.procs
+
+
+def enqueue_pushes(bench: Bench, url: str, setting: Setting) -> list[uuid.UUID]:
+    """Enqueue the no-op pushes of ours or the runner, spread evenly over the clients the
+    setting uses; returns those clients."""
+    clients = bench.clients[: clients_needed(setting)]
     with psycopg.connect(url) as conn:
         for i, client in enumerate(clients):
             share = bench.jobs // len(clients) + (1 if i < bench.jobs % len(clients) else 0)
@@ -374,8 +571,11 @@ def ours_prepare(bench: Bench, url: str, setting: Setting) -> list[uuid.UUID]:
     return clients
 
 
-def ours_check(url: str, jobs: int) -> str | None:
-    """None when every push is done once (attempts = 1) with exactly one log row."""
+def push_check(
+    url: str, jobs: int, log_status: str, log_operation: str | None = None
+) -> str | None:
+    """None when every push is done once (attempts = 1) with exactly one log row of its own
+    (push_id and lead set, status `log_status`, operation `log_operation` or the push's)."""
     with psycopg.connect(url) as conn:
         row = conn.execute(
             """
@@ -384,13 +584,15 @@ def ours_check(url: str, jobs: int) -> str | None:
                                     AND finished_at IS NOT NULL AND lease_owner IS NULL),
                    (SELECT count(*) FROM crm.crm_push_log),
                    (SELECT count(DISTINCT (client_id, push_id)) FROM crm.crm_push_log
-                    WHERE status = 'skipped' AND push_id IS NOT NULL),
+                    WHERE status = %(status)s AND push_id IS NOT NULL),
                    count(*) FILTER (WHERE EXISTS (
                        SELECT 1 FROM crm.crm_push_log AS l
                        WHERE l.client_id = q.client_id AND l.push_id = q.id
-                         AND l.lead_id = q.lead_id AND l.operation = q.operation))
+                         AND l.lead_id = q.lead_id AND l.status = %(status)s
+                         AND l.operation = coalesce(%(operation)s, q.operation)))
             FROM crm.crm_push_queue AS q
-            """
+            """,
+            {"status": log_status, "operation": log_operation},
         ).fetchone()
     if row != (jobs,) * 5:
         got = dict(
@@ -437,7 +639,14 @@ def run_workers(
     for p in procs:
         p.start()
     try:
-        barrier.wait(TIMEOUT)
+        try:
+            barrier.wait(TIMEOUT)
+        except threading.BrokenBarrierError:
+            try:  # the first report is the worker that broke the barrier
+                first = out.get(timeout=10)[3]
+            except queue.Empty:
+                first = None
+            raise RuntimeError(f"worker failed before the start:\n{first}") from None
         cpu0, busy0 = server_cpu.seconds(), machine_busy_seconds()
         started = time.perf_counter()
         results: list[tuple[float, int, float, str | None]] = [
@@ -471,14 +680,18 @@ def run_workers(
 def measure(bench: Bench, setting: Setting) -> Outcome:
     """One measurement on a fresh database; raises if the outcome is wrong."""
     c, jobs = setting.contender, bench.jobs
-    template = bench.template if c == "ours" else None
+    template = bench.template if c in ("ours", "runner") else None
     with database(bench.server, "bench_queue", template=template) as (_, url):
         target: Callable[..., None]
         args: list[tuple[Any, ...]]
         if c == "ours":
-            clients = ours_prepare(bench, url, setting)
+            clients = enqueue_pushes(bench, url, setting)
             mine = [clients] * setting.procs if len(clients) == 1 else [[x] for x in clients]
             target, args = ours_worker, [(url, m, setting.size) for m in mine]
+        elif c == "runner":
+            clients, k = enqueue_pushes(bench, url, setting), setting.clients
+            mine = [clients[i * k : (i + 1) * k] for i in range(setting.procs)]
+            target, args = runner_worker, [(url, m, setting.size) for m in mine]
         elif c == "bare":
             bare_prepare(url, jobs)
             target, args = bare_worker, [(url, setting.size)] * setting.procs
@@ -513,7 +726,9 @@ def measure_quiet(bench: Bench, setting: Setting) -> Outcome:
 def check(contender: str, url: str, jobs: int) -> str | None:
     """What is wrong with the outcome of a run, if anything."""
     if contender == "ours":
-        return ours_check(url, jobs)
+        return push_check(url, jobs, "skipped")
+    if contender == "runner":
+        return push_check(url, jobs, LogStatus.SUCCESS, NOOP_OPERATION)
     if contender == "bare":
         query, what = "SELECT count(*) FROM bare_jobs WHERE status = 'done'", "jobs done"
     elif contender == "pgqueuer":
@@ -531,13 +746,26 @@ def check(contender: str, url: str, jobs: int) -> str | None:
     return None if got == jobs else f"expected {jobs} {what}, got {got}"
 
 
-def grid(contender: str, procs: tuple[int, ...], sweep: str) -> list[Setting]:
+def grid(
+    contender: str, procs: tuple[int, ...], sweep: str, max_connections: int = 100
+) -> list[Setting]:
     """Settings tried for a contender: sweep is "default", "wide" or "none" (the reference
-    settings)."""
+    settings). The runner's leave out those whose pools would not fit in `max_connections`."""
     c = contender
     batches: tuple[int, ...] = WIDE_BATCHES if sweep == "wide" else BATCHES
     if sweep == "wide":
         procs = tuple(sorted({1, *procs}))
+    if c == "runner":
+        if sweep == "none":
+            return [Setting(c, 2, 4, clients=1)]
+        budget = max_connections - CONNECTION_HEADROOM
+        return [
+            Setting(c, p, n, clients=k)
+            for p in procs
+            for k in RUNNER_CLIENTS
+            for n in RUNNER_PER_CLIENT
+            if p * runner_pool_size(k * n) <= budget
+        ]
     if c == "ours":
         if sweep == "none":
             return [Setting(c, 2, 100, "1 client per process")]
@@ -559,6 +787,11 @@ def grid(contender: str, procs: tuple[int, ...], sweep: str) -> list[Setting]:
     return [Setting(c, p, n) for p in procs for n in ((1, 10) if sweep == "wide" else (1,))]
 
 
+def ratio(x: float) -> str:
+    """A ratio to two decimals, or to two significant digits below 0.1."""
+    return f"{x:.2f}" if x >= 0.1 else f"{x:.2g}"
+
+
 def print_table(
     jobs: int, nruns: int, best: dict[str, Setting], runs: dict[str, list[Outcome]], repeated: int
 ) -> None:
@@ -575,10 +808,10 @@ def print_table(
     )  # fmt: skip
     print(header)
     for c, outcomes in runs.items():
-        vs_pgq = f"{rate[c] / rate['pgqueuer']:.2f}" if "pgqueuer" in rate else "-"
-        vs_bare = f"{rate[c] / rate['bare']:.2f}" if "bare" in rate else "-"
+        vs_pgq = ratio(rate[c] / rate["pgqueuer"]) if "pgqueuer" in rate else "-"
+        vs_bare = ratio(rate[c] / rate["bare"]) if "bare" in rate else "-"
         row = markdown_row(
-            c, best[c].label, f"{seconds[c]:.3f}", f"{rate[c]:,.0f}", vs_pgq, vs_bare,
+            NAMES.get(c, c), best[c].label, f"{seconds[c]:.3f}", f"{rate[c]:,.0f}", vs_pgq, vs_bare,
             per_item(median_cpu(outcomes, True), jobs), per_item(median_cpu(outcomes, False), jobs),
         )  # fmt: skip
         print(row)
@@ -598,9 +831,18 @@ def print_table(
         )
     if "ours" in rate and "pgqueuer" in rate and "bare" in rate:
         print(
-            f"ours: {rate['ours'] / rate['pgqueuer']:.2f}x PgQueuer (target >= 1.5),"
+            f"ours (batch API): {rate['ours'] / rate['pgqueuer']:.2f}x PgQueuer (target >= 1.5),"
             f" {rate['ours'] / rate['bare']:.2f}x the bare loop (target >= 0.6)"
         )
+    if "runner" in rate:
+        vs = [
+            f"{ratio(rate['runner'] / rate[c])}x {what}"
+            for c, what in (("pgqueuer", "PgQueuer"), ("bare", "the bare loop"),
+                            ("ours", "ours (batch API)"))
+            if c in rate
+        ]  # fmt: skip
+        if vs:
+            print(f"runner (the push drain path, no-op CRM): {', '.join(vs)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -648,17 +890,34 @@ def main(argv: list[str] | None = None) -> int:
                 "SELECT current_setting('fsync'), current_setting('synchronous_commit'),"
                 " current_setting('full_page_writes')"
             ).fetchone()
+            max_conn = conn.execute("SELECT current_setting('max_connections')::int").fetchone()
         log(f"PostgreSQL {version[0] if version else '?'}; fsync, synchronous_commit,"
             f" full_page_writes: {durability}; {os.cpu_count()} CPUs")  # fmt: skip
-        if "ours" in only:
-            nclients = max(max(procs), 2)
-            log(f"seeding the template: {nclients} clients with {args.jobs} leads each ...")
+        max_connections = max_conn[0] if max_conn else 100
+        grids = {c: grid(c, procs, mode, max_connections) for c in only}
+        if "runner" in only and mode != "none":
+            left_out = [
+                Setting("runner", p, n, clients=k)
+                for p in (tuple(sorted({1, *procs})) if mode == "wide" else procs)
+                for k in RUNNER_CLIENTS
+                for n in RUNNER_PER_CLIENT
+                if Setting("runner", p, n, clients=k) not in grids["runner"]
+            ]
+            for s in left_out:
+                log(f"note: runner ({s.label}) left out: its pools would take"
+                    f" {s.procs * runner_pool_size(s.clients * s.size)} of the server's"
+                    f" {max_connections} connections")  # fmt: skip
+        seeded = [clients_needed(s) for c in ("ours", "runner") for s in grids.get(c, [])]
+        if seeded:
+            nclients = max(seeded)
+            log(f"seeding the template: {nclients} clients, the i-th with"
+                f" ceil({args.jobs} / i) leads ...")  # fmt: skip
             template = database(server.url, "bench_queue_template", drop=not server.throwaway)
             seed_template(bench, stack.enter_context(template), nclients)
 
         best: dict[str, Setting] = {}
         for contender in only:
-            settings = grid(contender, procs, mode)
+            settings = grids[contender]
             if len(settings) == 1:
                 best[contender] = settings[0]
                 continue
