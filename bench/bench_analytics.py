@@ -338,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         clients = [uuid.UUID(int=i + 1) for i in range(args.clients)]
         started = time.perf_counter()
         seed_client(conn, clients[0], args.scale, 1)
+        conn.commit()  # VACUUM runs outside a transaction: end the one the reads opened
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")
         conn.autocommit = False
@@ -355,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, client in enumerate(clients[1:], start=2):
             seed_client(conn, client, args.scale, i)
             log(f"client {i} loaded ({time.perf_counter() - started:.0f} s)")
+        conn.commit()  # VACUUM runs outside a transaction: end the one the reads opened
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")
         conn.autocommit = False
