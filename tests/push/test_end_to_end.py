@@ -5,6 +5,7 @@ with complete and redacted audit rows."""
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import httpx
@@ -245,3 +246,33 @@ def test_many_bookings_of_one_lead_share_one_contact(
     assert len(crm.contacts()) == 5
     deals = crm.deals()
     assert len(deals) == 15 and len({d["key"] for d in deals}) == 15
+
+
+def test_a_push_naming_a_missing_deal_fails_with_its_audit_row_and_sends_nothing(
+    pushdb: tuple[psycopg.Connection[Any], str], pmake: Make, sandbox: Sandbox
+) -> None:
+    conn, url = pushdb
+    client = pmake.client()
+    crm = connect_crm(pmake, sandbox, client, "pipedrive")
+    lead = pmake.lead(client)
+    ghost = uuid.uuid4()
+    push = pmake.push(lead, operation="deal_updated", deal_id=ghost)
+    summary = run_drain(url)
+    assert summary.outcomes.get("failed") == 1
+    row = conn.execute(
+        "SELECT status, attempts, last_error FROM crm.crm_push_queue WHERE id = %s", (push["id"],)
+    ).fetchone()
+    assert row == ("failed", 1, f"deal {ghost} of push {push['id']} does not exist")
+    [log] = log_rows(conn, client["id"])
+    assert (log["status"], log["error_code"], log["push_id"]) == (
+        "failed",
+        "missing_entity",
+        push["id"],
+    )
+    # The audit row carries the ids the push named, though the deal does not exist.
+    assert (log["lead_id"], log["deal_id"], log["crm_config_id"]) == (
+        lead["id"],
+        ghost,
+        crm.config["id"],
+    )
+    assert crm.state()["requests"] == {}

@@ -38,7 +38,7 @@ from agency_crm.push.model import (
     Reported,
 )
 from agency_crm.push.settings import Settings
-from agency_crm.push.store import MissingEntity, Store, log_params
+from agency_crm.push.store import MissingEntity, Store
 from agency_crm.queries import PUSH
 
 logger = logging.getLogger("agency_crm.push")
@@ -315,24 +315,9 @@ class Drainer:
             error = connection.redactor.text(f"internal error: {type(exc).__name__}: {exc}")
             retry_at = backoff(CrmError(outcome, "internal_error", error), push.attempts, s)
             logger.exception("push %s of client %s failed unexpectedly", push.id, push.client_id)
-        records = http.take_records()
-        if ctx is None:
-            await self.store.log_calls(
-                [
-                    log_params(
-                        push.client_id,
-                        config.id,
-                        rec,
-                        push.id,
-                        push.lead_id,
-                        push.meeting_id,
-                        push.deal_id,
-                    )
-                    for rec in records
-                ]
-            )
-            records = []
-        status = await self.store.finish(push, s.owner, outcome, error, retry_at, ctx, records)
+        status = await self.store.finish(
+            push, config.id, s.owner, outcome, error, retry_at, ctx, http.take_records()
+        )
         crashpoints.reached("after_commit")
         self.summary.calls += http.calls
         self.summary.rate_limited += http.rate_limited

@@ -70,6 +70,21 @@ def log_params(
     }
 
 
+def audit_rows(
+    push: Claimed, config_id: uuid.UUID, ctx: PushContext | None, logs: Sequence[CallRecord]
+) -> list[dict[str, Any]]:
+    """The audit rows of a push's CRM calls: with its target read, the lead and the deal it is
+    about; without (a missing entity), the ids the push names."""
+    lead_id, deal_id = push.lead_id, push.deal_id
+    if ctx is not None:
+        lead_id = ctx.lead.id
+        deal_id = push.deal_id or (ctx.deal.deal_id if ctx.deal is not None else None)
+    return [
+        log_params(push.client_id, config_id, rec, push.id, lead_id, push.meeting_id, deal_id)
+        for rec in logs
+    ]
+
+
 def context_from_target(push: Claimed, config: Config, row: dict[str, Any] | None) -> PushContext:
     """A PushContext from a ``crm.push_target`` row; MissingEntity when it says fail."""
     if row is None:
@@ -177,22 +192,12 @@ class Store:
             return context_from_target(push, config, await cur.fetchone())
 
     @staticmethod
-    def _ctx_log(ctx: PushContext, rec: CallRecord) -> dict[str, Any]:
-        push = ctx.push
-        deal_id = push.deal_id or (ctx.deal.deal_id if ctx.deal is not None else None)
-        return log_params(
-            push.client_id, ctx.config.id, rec, push.id, ctx.lead.id, push.meeting_id, deal_id
-        )
+    async def _write_logs(conn: AsyncConnection[Any], rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            await conn.cursor().executemany(PUSH["insert_push_log"], rows)
 
-    async def _write_logs(
-        self, conn: AsyncConnection[Any], ctx: PushContext, logs: Sequence[CallRecord]
-    ) -> None:
-        if logs:
-            await conn.cursor().executemany(
-                PUSH["insert_push_log"], [self._ctx_log(ctx, rec) for rec in logs]
-            )
-
-    def _id_params(self, ctx: PushContext, entity: str, key: str) -> dict[str, Any]:
+    @staticmethod
+    def _id_params(ctx: PushContext, entity: str, key: str) -> dict[str, Any]:
         return {
             "client_id": ctx.push.client_id,
             "crm_config_id": ctx.config.id,
@@ -214,7 +219,7 @@ class Store:
         params = self._id_params(ctx, entity, key)
         params.update(entity_id=entity_id, crm_id=crm_id, create_sent_at=create_sent_at)
         async with self.pool.connection() as conn, conn.transaction():
-            await self._write_logs(conn, ctx, logs)
+            await self._write_logs(conn, audit_rows(ctx.push, ctx.config.id, ctx, logs))
             await conn.execute(PUSH["record_crm_id"], params)
 
     async def claim_create(
@@ -230,7 +235,7 @@ class Store:
         params = self._id_params(ctx, entity, key)
         params.update(entity_id=entity_id, unknown_outcome_window=window)
         async with self.pool.connection() as conn, conn.transaction():
-            await self._write_logs(conn, ctx, logs)
+            await self._write_logs(conn, audit_rows(ctx.push, ctx.config.id, ctx, logs))
             cur = await conn.execute(PUSH["claim_crm_create"], params)
             row = await cur.fetchone()
             assert row is not None, "claim_crm_create returns a row"
@@ -241,7 +246,7 @@ class Store:
     ) -> None:
         """crm.release_crm_create: the CRM refused the create, nothing was created."""
         async with self.pool.connection() as conn, conn.transaction():
-            await self._write_logs(conn, ctx, logs)
+            await self._write_logs(conn, audit_rows(ctx.push, ctx.config.id, ctx, logs))
             await conn.execute(PUSH["release_crm_create"], self._id_params(ctx, entity, key))
 
     async def lookup_id(self, ctx: PushContext, entity: str, key: str) -> ExternalId | None:
@@ -251,15 +256,10 @@ class Store:
             row = await cur.fetchone()
             return ExternalId(row[0], row[1]) if row else None
 
-    async def log_calls(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Audit rows built with :func:`log_params` (no push context: a missing entity)."""
-        if rows:
-            async with self.pool.connection() as conn, conn.transaction():
-                await conn.cursor().executemany(PUSH["insert_push_log"], rows)
-
     async def finish(
         self,
         push: Claimed,
+        config_id: uuid.UUID,
         owner: str,
         outcome: Outcome,
         error: str | None,
@@ -267,7 +267,8 @@ class Store:
         ctx: PushContext | None,
         logs: Sequence[CallRecord],
     ) -> Finished:
-        """The remaining audit rows and crm.finish_push, in one transaction."""
+        """The remaining audit rows and crm.finish_push, in one transaction (``ctx`` is None
+        when the push's target could not be read)."""
         params = {
             "client_id": push.client_id,
             "push_id": push.id,
@@ -277,8 +278,7 @@ class Store:
             "retry_at": retry_at,
         }
         async with self.pool.connection() as conn, conn.transaction():
-            if ctx is not None:
-                await self._write_logs(conn, ctx, logs)
+            await self._write_logs(conn, audit_rows(push, config_id, ctx, logs))
             cur = await conn.execute(PUSH["finish_push"], params)
             row = await cur.fetchone()
             return Finished(row[0]) if row else Finished.LEASE_LOST
@@ -290,11 +290,7 @@ class Store:
         the config's connection_status / last_error."""
         params: dict[str, Any] = {"client_id": config.client_id, "config_id": config.id}
         async with self.pool.connection() as conn, conn.transaction():
-            if logs:
-                await conn.cursor().executemany(
-                    PUSH["insert_push_log"],
-                    [log_params(config.client_id, config.id, rec) for rec in logs],
-                )
+            await self._write_logs(conn, [log_params(config.client_id, config.id, r) for r in logs])
             await conn.execute(
                 PUSH["record_connection_check"], {**params, "ok": ok, "error": problem}
             )
