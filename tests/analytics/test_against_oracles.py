@@ -10,7 +10,6 @@ random clients loaded through the real tables and triggers.
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 from typing import Any
 
@@ -21,16 +20,9 @@ from hypothesis import strategies as st
 
 from tests.analytics import reference as ref
 from tests.analytics.datasets import AS_OF, Loaded, clients, load
+from tests.analytics.oracle import load as load_oracle
 
 pytestmark = pytest.mark.property
-
-try:
-    import polars as pl
-    from mam import MAM
-except ImportError:  # pragma: no cover - CI installs the oracle extra
-    if os.environ.get("CI"):
-        raise
-    MAM = None
 
 MAM_MODELS = {
     "first_touch": lambda m: m.run_first_click(),
@@ -51,6 +43,9 @@ def sql_attribution(db: Any, data: Loaded, days: int | None, model: str) -> list
 
 def mam_attribution(data: Loaded, days: int | None, model: str) -> dict[str, float]:
     """What MAM credits each channel with, from the same won deals and eligible touches."""
+    oracle = load_oracle()
+    assert oracle is not None
+    MAM, pl = oracle
     journeys, hours, values = [], [], []
     for deal in ref.won_in_window(data.deals, days, AS_OF, None):
         touches = ref.eligible_touches(deal, data.activities)
@@ -108,7 +103,7 @@ def check_attribution(db: Any, data: Loaded, days: int | None) -> None:
         if total > 0:
             assert abs(sum(float(r[4]) for r in rows) - 100) <= 0.01 * len(rows)
         assert [r[2] for r in rows] == sorted((r[2] for r in rows), reverse=True)
-        if MAM is not None and model in MAM_MODELS:
+        if load_oracle() is not None and model in MAM_MODELS:
             # Channels with a vanishing share (time decay of year-old touches) may be a row of
             # 0 on one side and missing on the other: compare every channel either side names.
             oracle = mam_attribution(data, days, model)
@@ -189,5 +184,5 @@ def test_analytics_agree_with_the_oracles(
 
 
 def test_the_attribution_oracle_is_installed() -> None:
-    if MAM is None:
+    if load_oracle() is None:
         pytest.fail("marketing-attribution-models is missing: make install installs [oracle]")

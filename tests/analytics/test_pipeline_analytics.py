@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 
 from tests.analytics import reference as ref
 from tests.analytics.datasets import AS_OF, Loaded, clients, load
-from tests.analytics.test_against_oracles import MAM, WINDOWS, pl
+from tests.analytics.oracle import load as load_oracle
+from tests.analytics.test_against_oracles import WINDOWS
 
 pytestmark = pytest.mark.property
 
@@ -77,6 +78,9 @@ def check_pipeline(db: Any, data: Loaded, days: int | None) -> None:
 
 def mam_removal_effects(db: Any, data: Loaded, days: int | None) -> dict[str, float]:
     """MAM's removal effects on the same paths the SQL builds (crm_private.markov_paths)."""
+    oracle = load_oracle()
+    assert oracle is not None
+    MAM, pl = oracle
     start = None if days is None else AS_OF - timedelta(days=days)
     steps = db.execute(
         "SELECT path_id, channel, converted FROM crm_private.markov_paths(%s, %s, %s, NULL)"
@@ -114,7 +118,7 @@ def check_markov(db: Any, data: Loaded, days: int | None) -> None:
     assert abs(sum(float(r[2]) for r in rows) - len(won)) <= 1e-5
     if rows and sum(d["value"] for d in won) > 0:
         assert abs(sum(float(r[4]) for r in rows) - 100) <= 0.01 * len(rows)
-    if MAM is not None:
+    if load_oracle() is not None:
         ours = {r[0]: float(r[1]) for r in rows if r[0] != "unattributed"}
         oracle = mam_removal_effects(db, data, days)
         assert ours.keys() == oracle.keys() or not oracle

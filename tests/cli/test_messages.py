@@ -13,7 +13,7 @@ import pytest
 from psycopg import conninfo
 
 from agency_crm import db, schema
-from tests.helpers.cli import run
+from tests.helpers.cli import invoke, run
 from tests.helpers.fixtures import Make
 
 COMMANDS = [
@@ -47,7 +47,7 @@ def one_error_line(done: Any) -> str:
 def test_help_shows_values_not_types_lists_choices_and_gives_examples(
     command: tuple[str, ...],
 ) -> None:
-    done = run(*command, "--help", env={"COLUMNS": "200"})
+    done = invoke(*command, "--help", env={"COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     noise = re.findall(r"<(?:bool|str|int|float|list\[[a-z]+\])[^>]*>|\[\d+<=x", done.stdout)
     assert noise == [], done.stdout
@@ -62,16 +62,16 @@ def test_help_shows_values_not_types_lists_choices_and_gives_examples(
 
 
 def test_option_choices_are_listed_and_checked() -> None:
-    help_text = run("push", "logs", "--help", env={"COLUMNS": "200"}).stdout
+    help_text = invoke("push", "logs", "--help", env={"COLUMNS": "200"}).stdout
     assert "[success|failed|skipped]" in help_text
-    drain_help = run("push", "drain", "--help", env={"COLUMNS": "200"}).stdout
+    drain_help = invoke("push", "drain", "--help", env={"COLUMNS": "200"}).stdout
     assert "[auto|bar|log|none]" in drain_help
-    bogus = run("push", "logs", "--status", "bogus", "--database-url", "x")
+    bogus = invoke("push", "logs", "--status", "bogus", "--database-url", "x")
     assert bogus.returncode == 2 and "bogus" in bogus.stderr
-    assert run("push", "drain", "--progress", "fancy", "--database-url", "x").returncode == 2
-    limit = run("push", "logs", "--limit", "0", "--database-url", "x")
+    assert invoke("push", "drain", "--progress", "fancy", "--database-url", "x").returncode == 2
+    limit = invoke("push", "logs", "--limit", "0", "--database-url", "x")
     assert limit.returncode == 2 and "between 1 and 10000" in limit.stderr
-    done = run("push", "retry", "--status", "done", "--database-url", "x")
+    done = invoke("push", "retry", "--status", "done", "--database-url", "x")
     assert done.returncode == 2
 
 
@@ -97,15 +97,15 @@ def test_empty_logs_and_checks_say_so_and_json_is_an_empty_list(
     fresh_db: psycopg.Connection[Any],
 ) -> None:
     url = url_of(fresh_db)
-    logs = run("push", "logs", "--database-url", url)
+    logs = invoke("push", "logs", "--database-url", url)
     assert (logs.returncode, logs.stdout.strip()) == (0, "no CRM calls logged")
-    filtered = run("push", "logs", "--status", "failed", "--database-url", url)
+    filtered = invoke("push", "logs", "--status", "failed", "--database-url", url)
     assert filtered.stdout.strip() == "no CRM calls logged that match"
-    assert json.loads(run("push", "logs", "--json", "--database-url", url).stdout) == []
-    check = run("push", "check", "--database-url", url)
+    assert json.loads(invoke("push", "logs", "--json", "--database-url", url).stdout) == []
+    check = invoke("push", "check", "--database-url", url)
     assert (check.returncode, check.stdout.strip()) == (0, "no CRM configs")
-    assert json.loads(run("push", "check", "--json", "--database-url", url).stdout) == []
-    status = run("push", "status", "--json", "--database-url", url)
+    assert json.loads(invoke("push", "check", "--json", "--database-url", url).stdout) == []
+    status = invoke("push", "status", "--json", "--database-url", url)
     assert json.loads(status.stdout) == []
 
 
@@ -134,7 +134,7 @@ def test_log_lines_name_checks_and_expected_answers_plainly(
         duration_ms=5,
     )
     fresh_db.commit()
-    lines = run("push", "logs", "--database-url", url_of(fresh_db)).stdout.splitlines()
+    lines = invoke("push", "logs", "--database-url", url_of(fresh_db)).stdout.splitlines()
     assert len(lines) == 3, lines
     by_op = {line.split()[2 if " check " in line else 3]: line for line in lines}
     assert " check get_pipelines success 200 12 ms" in by_op["get_pipelines"]

@@ -22,3 +22,16 @@ def run(
         timeout=timeout,
         check=False,
     )
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``agency-crm ARGS`` in this process (typer's CliRunner): for what needs no process of
+    its own, such as help and option parsing; a process start costs about half a second."""
+    from typer.testing import CliRunner
+
+    from agency_crm.cli import app
+
+    result = CliRunner().invoke(app, list(args), env=env, prog_name="agency-crm")
+    return subprocess.CompletedProcess(
+        ["agency-crm", *args], result.exit_code, result.stdout, result.stderr
+    )
