@@ -16,8 +16,9 @@ when the last worker has found the queue empty (enqueue and connection set-up ex
 
 * ours ("claim_pushes + complete_pushes (batch API)"): per process, `crm.claim_pushes(client,
   owner, batch, 300)` (its own transaction: lease, attempt count, per-lead order), then
-  `crm.complete_pushes(client, owner, ids, 'skipped')` in a transaction of its own, which
-  marks the pushes done and writes one crm.crm_push_log row per push it completed; that
+  `crm.complete_pushes(client, owner, ids, attempts, 'skipped')` (the claims by their attempt
+  numbers) in a transaction of its own, which marks the pushes done and writes one
+  crm.crm_push_log row per push it completed; that
   transaction and the next claim go out in one pipeline (one round trip per batch). The pushes
   point at real leads, either all of one client shared by every process or one client per
   process. The push runner never calls complete_pushes: this is what the SQL queue can do, not
@@ -148,10 +149,10 @@ CONNECTION_HEADROOM = 10  # connections left free for the bench itself and super
 # -- ours ------------------------------------------------------------------------------------
 
 CLAIM = """
-    SELECT id, operation, lead_id, meeting_id, deal_id, crm_config_id
+    SELECT id, operation, lead_id, meeting_id, deal_id, crm_config_id, attempts
     FROM crm.claim_pushes(%s, %s, %s, %s)
 """
-COMPLETE = "SELECT crm.complete_pushes(%s, %s, %s, 'skipped')"
+COMPLETE = "SELECT crm.complete_pushes(%s, %s, %s, %s, 'skipped')"
 
 
 def report(out: Any, n: int, cpu0: float, error: str | None = None) -> None:
@@ -180,10 +181,11 @@ def ours_worker(url: str, clients: list[uuid.UUID], batch: int, barrier: Barrier
                 rows = claim.execute(CLAIM, (client, owner, batch, LEASE_SECONDS)).fetchall()
                 while rows:
                     ids = [r[0] for r in rows]
+                    attempts = [r[6] for r in rows]
                     with conn.pipeline():
                         # COMMIT before the next claim, which runs in a transaction of its own.
                         with conn.transaction():
-                            done.execute(COMPLETE, (client, owner, ids))
+                            done.execute(COMPLETE, (client, owner, ids, attempts))
                         claim.execute(CLAIM, (client, owner, batch, LEASE_SECONDS))
                     completed = done.fetchone()
                     if completed is None or completed[0] != len(ids):

@@ -80,10 +80,13 @@ BEGIN
             AND p.status = 'pending'
       );
 
+    -- attempts stays counted: the lapsed claim may still finish late, and naming its number
+    -- then must not match a later claim (crm.finish_push).
     UPDATE crm.crm_push_queue AS q
-    SET status = CASE WHEN q.attempts >= v_max_attempts THEN 'dead' ELSE 'pending' END,
+    SET status = CASE WHEN q.attempts - q.attempts_base >= v_max_attempts THEN 'dead'
+            ELSE 'pending' END,
         run_after = v_now,
-        finished_at = CASE WHEN q.attempts >= v_max_attempts THEN v_now END,
+        finished_at = CASE WHEN q.attempts - q.attempts_base >= v_max_attempts THEN v_now END,
         last_error = 'lease of ' || q.lease_owner || ' expired at '
         || pg_catalog.to_char(q.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
         || ' (runner crashed or hung) after attempt ' || q.attempts,
@@ -129,10 +132,11 @@ $$;
 COMMENT ON FUNCTION crm.claim_pushes(uuid, text, integer, integer) IS
 'Claim up to p_limit due pushes of one client for the runner p_lease_owner, under a lease of
 p_lease_seconds: each becomes in_flight with its attempt counted, in a short transaction of its
-own (never held across an HTTP call). Claims skip rows other runners hold (SKIP LOCKED) and
-pushes whose lead has an earlier unfinished push, so one lead''s pushes go out one at a time in
-order. First returns lapsed leases (crashed runners) to pending, or dead when their attempts
-are spent. Returns nothing when the client has no live, active config or its config is in
-error.';
+own (never held across an HTTP call). The attempts returned names the claim: pass it to
+crm.finish_push (a number is never handed out again once its claim lapsed). Claims skip rows
+other runners hold (SKIP LOCKED) and pushes whose lead has an earlier unfinished push, so one
+lead''s pushes go out one at a time in order. First returns lapsed leases (crashed runners)
+to pending, or dead when their attempts are spent. Returns nothing when the client has no
+live, active config or its config is in error.';
 
 REVOKE ALL ON FUNCTION crm.claim_pushes(uuid, text, integer, integer) FROM public;

@@ -22,16 +22,23 @@ BEGIN
     ) THEN
         RETURN;
     END IF;
-    -- A pending deal_created sends the deal's state at send time: an update adds nothing.
-    IF p_operation = 'deal_updated' AND EXISTS (
-        SELECT 1
+    -- A pending deal_created sends the deal's state at send time: an update adds nothing,
+    -- provided that push is not sent before this change commits. So the row is locked, until
+    -- the writer commits: a claim (FOR UPDATE SKIP LOCKED) passes over it meanwhile. A claim
+    -- that took it first is waited for, and the row, no longer pending, is not found: the
+    -- change gets its own deal_updated. (The INSERT below collapses into a pending row of its
+    -- own operation with ON CONFLICT DO UPDATE, which locks that row the same way.)
+    IF p_operation = 'deal_updated' THEN
+        PERFORM 1
         FROM crm.crm_push_queue AS q
         WHERE q.client_id = p_client_id
           AND q.operation = 'deal_created'
           AND coalesce(q.deal_id, q.meeting_id, q.lead_id) = p_deal_id
           AND q.status = 'pending'
-    ) THEN
-        RETURN;
+        FOR SHARE;
+        IF FOUND THEN
+            RETURN;
+        END IF;
     END IF;
     INSERT INTO crm.crm_push_queue AS q (client_id, operation, lead_id, meeting_id, deal_id)
     VALUES (p_client_id, p_operation, p_lead_id, p_meeting_id, p_deal_id)
@@ -44,6 +51,8 @@ $$;
 COMMENT ON FUNCTION crm_private.enqueue_push(uuid, text, uuid, uuid, uuid) IS
 'Enqueue one CRM push in the caller''s transaction, when the client has a live, active CRM
 config. A second change to the same entity and operation before the drainer runs collapses into
-the pending row; a deal_updated collapses into a pending deal_created of the same deal.';
+the pending row; a deal_updated collapses into a pending deal_created of the same deal. The
+pending row collapsed into stays locked until the caller commits, so the runner cannot send it
+without the change.';
 
 REVOKE ALL ON FUNCTION crm_private.enqueue_push(uuid, text, uuid, uuid, uuid) FROM public;

@@ -38,7 +38,9 @@ BEGIN
     )
     UPDATE crm.crm_push_queue AS q
     SET status = 'pending',
-        attempts = 0,
+        -- A fresh budget, but the count goes on: a lapsed claim of this push may still
+        -- finish late, and its attempt number must never name a later claim.
+        attempts_base = q.attempts,
         run_after = pg_catalog.now(),
         finished_at = NULL,
         lease_owner = NULL,
@@ -63,10 +65,11 @@ END;
 $$;
 
 COMMENT ON FUNCTION crm.retry_pushes(uuid, text[], bigint[]) IS
-'Send dead and failed (or held) pushes again: back to pending with a fresh attempt budget,
-due now. Narrow with p_client_id, p_statuses and p_push_ids. A push whose entity already has
-a pending push of the same operation is left as it is (the pending one sends the current
-state), and of several stuck pushes of one entity and operation only the newest goes back.
+'Send dead and failed (or held) pushes again: back to pending with a fresh attempt budget
+(attempts_base = attempts: the attempt numbers go on, max_attempts counts from there), due
+now. Narrow with p_client_id, p_statuses and p_push_ids. A push whose entity already has a
+pending push of the same operation is left as it is (the pending one sends the current state),
+and of several stuck pushes of one entity and operation only the newest goes back.
 Returns how many pushes were put back.';
 
 REVOKE ALL ON FUNCTION crm.retry_pushes(uuid, text[], bigint[]) FROM public;

@@ -154,8 +154,9 @@ SELECT crm.release_crm_create(
 );
 
 -- name: finish_push
+-- The claim finished is named by its attempt number (what claim_pushes returned).
 SELECT crm.finish_push(
-    %(client_id)s, %(push_id)s, %(owner)s, %(outcome)s, %(error)s, %(retry_at)s
+    %(client_id)s, %(push_id)s, %(owner)s, %(attempt)s, %(outcome)s, %(error)s, %(retry_at)s
 );
 
 -- name: hold_pushes

@@ -46,11 +46,13 @@ def test_finish_push_accepts_exactly_the_outcomes_and_returns_finished_words(
     ).fetchall()
     assert len(claimed) == 1
     push_id = claimed[0][0]
-    finish = "SELECT crm.finish_push(%s, %s, %s, %s, 'why', %s)"
+    finish = "SELECT crm.finish_push(%s, %s, %s, 1, %s, 'why', %s)"
     later = datetime.now(UTC) + timedelta(minutes=1)
     returned: set[str] = set()
     for outcome in Outcome:
         with db.transaction(force_rollback=True):
+            if outcome is Outcome.HELD:  # the runner puts the config in error first
+                db.execute("SELECT crm.hold_pushes(%s, 'why')", (client["id"],))
             row = db.execute(finish, (client["id"], push_id, "runner-1", outcome, later)).fetchone()
             assert row is not None
             returned.add(row[0])

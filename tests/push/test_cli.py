@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -173,6 +174,67 @@ def test_check_tests_each_connection_and_records_it(
     )
     assert human.returncode == 0, human.stderr
     assert "Good hubspot (hubspot): connected" in human.stdout
+
+
+def test_check_leaves_the_config_alone_when_the_crm_could_not_be_asked(
+    pushdb: tuple[psycopg.Connection[Any], str], pmake: Make, sandbox: Sandbox
+) -> None:
+    """Issue 11: a 503 or a refused connection says nothing about the config's credentials
+    or ids; only a refusal of the credentials (401, 403) puts it in error."""
+    conn, url = pushdb
+    unavailable = connect_crm(pmake, sandbox, pmake.client(name="Unavailable"), "pipedrive")
+    unavailable.fault(method="GET", path="/api/v2/pipelines", times=-1, kind="status", status=503)
+    with socket.socket() as probe:  # a port nothing listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    connect_crm(
+        pmake,
+        sandbox,
+        pmake.client(name="Unreachable"),
+        "close",
+        api_base_url=f"http://127.0.0.1:{closed_port}",
+    )
+    forbidden = connect_crm(pmake, sandbox, pmake.client(name="Forbidden"), "hubspot")
+    forbidden.fault(
+        method="GET", path="/crm/v3/pipelines/deals", times=-1, kind="status", status=403
+    )
+    conn.execute("UPDATE crm.client_crm_configs SET last_error = 'earlier note'")
+
+    result = run("push", "check", "--json", "--database-url", url)
+    assert result.returncode == 3, result.stderr
+    configs = dict(
+        conn.execute(
+            "SELECT c.name, (cfg.connection_status, cfg.last_error) "
+            "FROM crm.client_crm_configs AS cfg JOIN crm.clients AS c ON c.id = cfg.client_id"
+        ).fetchall()
+    )
+    assert configs["Unavailable"] == ("connected", "earlier note")
+    assert configs["Unreachable"] == ("connected", "earlier note")
+    assert configs["Forbidden"][0] == "error" and "403" in configs["Forbidden"][1]
+    by_name = {r["client_name"]: r for r in json.loads(result.stdout)}
+    assert "503" in by_name["Unavailable"]["problems"][0]
+    assert "connection_error" in by_name["Unreachable"]["problems"][0]
+    assert "403" in by_name["Forbidden"]["problems"][0]
+    assert {name: (r["ok"], r["recorded"]) for name, r in by_name.items()} == {
+        "Unavailable": (False, False),
+        "Unreachable": (False, False),
+        "Forbidden": (False, True),
+    }
+    # The calls are in the audit log all the same.
+    codes = {
+        r[0]
+        for r in conn.execute(
+            "SELECT error_code FROM crm.crm_push_log WHERE push_id IS NULL AND status = 'failed'"
+        )
+    }
+    assert {"server_error", "connection_error", "forbidden"} <= codes
+
+    human = run(
+        "push", "check", "--client", str(unavailable.config["client_id"]), "--database-url", url
+    )
+    assert human.returncode == 3
+    assert "Unavailable (pipedrive): could not check: 503" in human.stdout
+    assert "left as it was" in human.stdout
 
 
 def test_progress_bar_mode_prints_a_human_summary(

@@ -83,6 +83,12 @@ def config_of(db: Conn, client: Row) -> Row:
     return row
 
 
+def current_attempts(db: Conn, push_id: int) -> int:
+    """The attempt number the push's live claim holds (at least 1, what a claim returns)."""
+    row = db.execute("SELECT attempts FROM crm.crm_push_queue WHERE id = %s", (push_id,)).fetchone()
+    return max(int(row[0]), 1) if row else 1
+
+
 def finish(
     db: Conn,
     client: Row,
@@ -91,19 +97,30 @@ def finish(
     owner: str = "runner-1",
     error: str | None = None,
     retry_at: datetime | None = None,
+    attempt: int | None = None,
 ) -> str:
+    """crm.finish_push of the claim ``attempt`` (default: the push's current claim)."""
     push_id = push if isinstance(push, int) else push["id"]
+    if attempt is None:
+        attempt = current_attempts(db, push_id)
     value: str = scalar(
         db,
-        "SELECT crm.finish_push(%s, %s::bigint, %s, %s, %s, %s::timestamptz)",
-        (client["id"], push_id, owner, outcome, error, retry_at),
+        "SELECT crm.finish_push(%s, %s::bigint, %s, %s::integer, %s, %s, %s::timestamptz)",
+        (client["id"], push_id, owner, attempt, outcome, error, retry_at),
     )
     return value
 
 
-def complete(db: Conn, client: Row, owner: str, push_ids: list[int]) -> int:
+def complete(
+    db: Conn, client: Row, owner: str, push_ids: list[int], attempts: list[int] | None = None
+) -> int:
+    """crm.complete_pushes of the claims ``attempts`` (default: each push's current claim)."""
+    if attempts is None:
+        attempts = [current_attempts(db, i) for i in push_ids]
     value: int = scalar(
-        db, "SELECT crm.complete_pushes(%s, %s, %s::bigint[])", (client["id"], owner, push_ids)
+        db,
+        "SELECT crm.complete_pushes(%s, %s, %s::bigint[], %s::integer[])",
+        (client["id"], owner, push_ids, attempts),
     )
     return value
 
@@ -540,6 +557,8 @@ def test_held_gives_the_attempt_back(db: Conn, make: Make, client: Row) -> None:
     p = make.push(make.lead(client), attempts=2)
     claim(db, client)
     assert push_row(db, p)["attempts"] == 3
+    # The runner holds the client's pushes (config in error) before it finishes this one.
+    assert scalar(db, "SELECT crm.hold_pushes(%s, '401')", (client["id"],)) == 0
     assert finish(db, client, p, "held", error="401") == "held"
     row = push_row(db, p)
     assert (
@@ -664,6 +683,229 @@ def test_lease_rescue_while_a_newer_pending_push_of_the_entity_exists(
     assert push_row(db, first)["lease_owner"] != "runner-1"
 
 
+# --- 4b. a finish names its claim -----------------------------------------------------------
+
+
+def relapse(db: Conn, client: Row, push: Row, owner: str = "runner-1") -> int:
+    """The claim of ``owner`` lapses and the same runner claims the push again: returns the
+    new claim's attempt number."""
+    expire(db, push)
+    [again] = claim(db, client, owner=owner)
+    assert again["id"] == push["id"]
+    return int(again["attempts"])
+
+
+@pytest.mark.parametrize("outcome", ["done", "retry", "defer", "failed", "held"])
+def test_a_late_finish_of_a_lapsed_claim_leaves_the_same_runners_new_claim_alone(
+    db: Conn, make: Make, client: Row, outcome: str
+) -> None:
+    """Issue 11: the lease lapsed and the same runner (same lease owner) claimed the push
+    again; the first attempt's late finish must not finish the second."""
+    p = make.push(make.lead(client))
+    [first] = claim(db, client)
+    assert relapse(db, client, p) == 2
+    before = push_row(db, p)
+    late = finish(db, client, p, outcome, error="late", retry_at=clock(db), attempt=1)
+    assert late == "lease_lost"
+    assert push_row(db, p) == before
+    assert first["attempts"] == 1
+    assert finish(db, client, p, "done", attempt=2) == "done"
+    row = push_row(db, p)
+    assert (row["status"], row["attempts"]) == ("done", 2)
+
+
+def test_a_late_defer_does_not_hand_the_push_to_a_third_runner(
+    db: Conn, make: Make, client: Row
+) -> None:
+    p = make.push(make.lead(client))
+    claim(db, client)
+    relapse(db, client, p)
+    past = clock(db) - timedelta(seconds=1)
+    assert finish(db, client, p, "defer", error="search lag", retry_at=past, attempt=1) == (
+        "lease_lost"
+    )
+    assert claim(db, client, owner="runner-3") == []  # attempt 2 is still sending it
+    assert status(db, p) == "in_flight"
+    assert finish(db, client, p, "done", attempt=2) == "done"
+
+
+def test_attempt_numbers_are_never_handed_out_again_after_a_lapse(
+    db: Conn, make: Make, client: Row
+) -> None:
+    """Held and deferred finishes give their number back, and push retry starts a fresh
+    budget: none of them may let a later claim carry a lapsed claim's number."""
+    p = make.push(make.lead(client))
+    claim(db, client)  # attempt 1 lapses and stays out there
+    assert relapse(db, client, p) == 2
+    past = clock(db) - timedelta(seconds=1)
+    assert finish(db, client, p, "defer", retry_at=past, attempt=2) == "pending"
+    assert [r["attempts"] for r in claim(db, client)] == [2]
+    scalar(db, "SELECT crm.hold_pushes(%s, '401')", (client["id"],))
+    assert finish(db, client, p, "held", error="401", attempt=2) == "held"
+    db.execute(
+        "UPDATE crm.client_crm_configs SET api_key = 'new' WHERE client_id = %s", (client["id"],)
+    )
+    assert [r["attempts"] for r in claim(db, client)] == [2]
+    assert finish(db, client, p, "failed", error="422", attempt=2) == "failed"
+    assert retry(db, client) == 1
+    [again] = claim(db, client)
+    assert again["attempts"] == 3
+    for stale in (1, 2):
+        assert finish(db, client, p, "failed", error="late", attempt=stale) == "lease_lost"
+    assert finish(db, client, p, "done", attempt=3) == "done"
+
+
+def test_push_retry_gives_a_fresh_budget_counted_from_attempts_base(db: Conn, make: Make) -> None:
+    c = make.client()
+    make.crm_config(c, max_attempts=2)
+    t = now(db)
+    p = make.push(make.lead(c), status="dead", attempts=5, **finished(db))
+    assert retry(db, c) == 1
+    assert (push_row(db, p)["attempts"], push_row(db, p)["attempts_base"]) == (5, 5)
+    [got] = claim(db, c)
+    assert got["attempts"] == 6
+    assert finish(db, c, p, "retry", error="503", retry_at=clock(db)) == "pending"  # 1 of 2
+    [got] = claim(db, c)
+    assert got["attempts"] == 7
+    assert finish(db, c, p, "retry", error="503", retry_at=clock(db)) == "dead"  # 2 of 2
+    # A lapsed lease is judged by the same budget.
+    lapsed = {"attempts_base": 5, **in_flight("runner-1", t - timedelta(hours=1))}
+    alive = make.push(make.lead(c), attempts=6, **lapsed)
+    spent = make.push(make.lead(c), attempts=7, **lapsed)
+    claimed = claim(db, c, owner="runner-2")
+    assert [(r["id"], r["attempts"]) for r in claimed] == [(alive["id"], 7)]
+    assert status(db, spent) == "dead"
+
+
+def test_attempts_base_stays_within_attempts(db: Conn, make: Make, client: Row) -> None:
+    lead = make.lead(client)
+    with raises_sqlstate(db, "23514") as info:
+        make.push(lead, attempts=2, attempts_base=3)
+    assert info.value.diag.constraint_name == "crm_push_queue_attempts_base_check"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "SELECT crm.finish_push(%(c)s, %(p)s, 'runner-1', 'done')",
+        "SELECT crm.finish_push(%(c)s, %(p)s, 'runner-1', 'failed', 'e')",
+        "SELECT crm.finish_push(%(c)s, %(p)s, 'runner-1', 'retry', 'e', now())",
+        "SELECT crm.finish_push(%(c)s, %(p)s, 'runner-1', 'retry', 'e', NULL)",
+        "SELECT crm.finish_push(%(c)s, %(p)s, 'runner-1', 'done'::text, NULL::text, NULL)",
+        # The runner's own call before the claim was named, with its parameters typed as
+        # psycopg types them (a missing error or retry_at is an untyped NULL).
+        "SELECT crm.finish_push(%(c)s, %(p)s, %(owner)s, %(outcome)s, %(error)s, %(retry_at)s)",
+    ],
+)
+@pytest.mark.parametrize("outcome", ["done", "retry"])
+def test_the_old_finish_push_signature_refuses_and_shows_the_new_call(
+    db: Conn, make: Make, client: Row, call: str, outcome: str
+) -> None:
+    p = make.push(make.lead(client))
+    claim(db, client)
+    params = {"c": client["id"], "p": p["id"], "owner": "runner-1", "outcome": outcome}
+    params |= {"error": None, "retry_at": None}
+    if outcome == "retry":
+        params |= {"error": "503", "retry_at": clock(db)}
+    with raises_sqlstate(db, "0A000") as info:
+        db.execute(call.encode(), params)
+    assert "claim must be named" in str(info.value.diag.message_primary)
+    assert "p_attempt" in str(info.value.diag.message_hint)
+    assert "<attempts>" in str(info.value.diag.message_hint)
+    assert status(db, p) == "in_flight"
+
+
+@pytest.mark.parametrize(("attempt", "sqlstate"), [(None, "22004"), (0, "22023"), (-1, "22023")])
+def test_finish_needs_the_claims_attempt(
+    db: Conn, make: Make, client: Row, attempt: int | None, sqlstate: str
+) -> None:
+    p = make.push(make.lead(client))
+    claim(db, client)
+    with raises_sqlstate(db, sqlstate) as info:
+        db.execute(
+            "SELECT crm.finish_push(%s, %s, 'runner-1', %s::integer, 'done')",
+            (client["id"], p["id"], attempt),
+        )
+    assert "p_attempt" in str(info.value.diag.message_primary)
+    assert "claim_pushes" in str(info.value.diag.message_hint)
+    assert status(db, p) == "in_flight"
+
+
+@pytest.mark.parametrize("outcome", ["retry", "defer"])
+@pytest.mark.parametrize(
+    "retry_at",
+    ["'infinity'", "'-infinity'", "clock_timestamp() + interval '7 days 1 minute'"],
+    ids=["infinity", "minus-infinity", "past-the-bound"],
+)
+def test_finish_refuses_a_retry_at_that_would_park_the_push(
+    db: Conn, make: Make, client: Row, outcome: str, retry_at: str
+) -> None:
+    p = make.push(make.lead(client))
+    claim(db, client)
+    before = push_row(db, p)
+    with raises_sqlstate(db, "22023") as info:
+        db.execute(
+            f"SELECT crm.finish_push(%s, %s, 'runner-1', 1, %s, 'e', {retry_at})".encode(),
+            (client["id"], p["id"], outcome),
+        )
+    assert "p_retry_at" in str(info.value.diag.message_primary)
+    assert "7 days" in str(info.value.diag.message_primary)
+    assert info.value.diag.message_hint
+    assert push_row(db, p) == before
+
+
+def test_finish_takes_a_retry_at_up_to_the_bound(db: Conn, make: Make, client: Row) -> None:
+    from agency_crm.push.model import MAX_RETRY_DELAY
+
+    p = make.push(make.lead(client))
+    claim(db, client)
+    # The bound the runner keeps to is the one the SQL enforces.
+    with raises_sqlstate(db, "22023"):
+        finish(db, client, p, "retry", retry_at=clock(db) + MAX_RETRY_DELAY + timedelta(seconds=1))
+    retry_at = clock(db) + MAX_RETRY_DELAY - timedelta(minutes=1)
+    assert finish(db, client, p, "retry", error="429", retry_at=retry_at) == "pending"
+    assert push_row(db, p)["run_after"] == retry_at
+
+
+def test_held_leaves_the_push_pending_when_the_config_is_no_longer_in_error(
+    db: Conn, make: Make, client: Row
+) -> None:
+    """The config was fixed between crm.hold_pushes and this finish (the interleavings with
+    the fix still in progress are in test_push_races)."""
+    p = make.push(make.lead(client), attempts=2)
+    claim(db, client)
+    scalar(db, "SELECT crm.hold_pushes(%s, '401')", (client["id"],))
+    db.execute(
+        "UPDATE crm.client_crm_configs SET api_key = 'fixed' WHERE client_id = %s",
+        (client["id"],),
+    )
+    t = clock(db)
+    assert finish(db, client, p, "held", error="401") == "pending"
+    row = push_row(db, p)
+    assert (row["status"], row["attempts"], row["last_error"], row["lease_owner"]) == (
+        "pending",
+        2,
+        "401",
+        None,
+    )
+    assert t <= row["run_after"] <= clock(db)
+    assert ids(claim(db, client)) == {p["id"]}
+
+
+def test_held_without_a_live_config_leaves_the_push_pending(db: Conn, make: Make) -> None:
+    c = make.client()
+    make.crm_config(c)
+    p = make.push(make.lead(c))
+    claim(db, c)
+    db.execute(
+        "UPDATE crm.client_crm_configs SET deleted_at = now() WHERE client_id = %s", (c["id"],)
+    )
+    assert finish(db, c, p, "held", error="401") == "pending"
+    # It waits for the client's next config (a new config releases nothing held).
+    make.crm_config(c)
+    assert ids(claim(db, c)) == {p["id"]}
+
+
 # --- 5. complete_pushes ----------------------------------------------------------------------
 
 
@@ -694,6 +936,49 @@ def test_complete_pushes_completes_only_the_owners_pushes(
     assert status(db, elsewhere) == "in_flight"
     assert complete(db, client, "runner-1", every) == 0  # already done
     assert complete(db, client, "runner-1", []) == 0
+
+
+def test_complete_pushes_completes_only_the_claims_named(db: Conn, make: Make, client: Row) -> None:
+    p, q = make.push(make.lead(client)), make.push(make.lead(client))
+    claim(db, client)
+    assert relapse(db, client, p) == 2  # p was claimed again by the same runner
+    assert complete(db, client, "runner-1", [p["id"], q["id"]], [1, 1]) == 1
+    assert (status(db, p), status(db, q)) == ("in_flight", "done")
+    assert complete(db, client, "runner-1", [p["id"]], [2]) == 1
+    assert status(db, p) == "done"
+
+
+@pytest.mark.parametrize(
+    ("push_ids", "attempts"), [([1, 2], [1]), ([1], [1, 1]), ([1], None), (None, [1])]
+)
+def test_complete_pushes_needs_one_attempt_per_push(
+    db: Conn, client: Row, push_ids: list[int] | None, attempts: list[int] | None
+) -> None:
+    with raises_sqlstate(db, "22023") as info:
+        db.execute(
+            "SELECT crm.complete_pushes(%s, 'runner-1', %s::bigint[], %s::integer[])",
+            (client["id"], push_ids, attempts),
+        )
+    assert "p_attempts" in str(info.value.diag.message_primary)
+    assert info.value.diag.message_hint
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "SELECT crm.complete_pushes(%(c)s, 'runner-1', ARRAY[%(p)s]::bigint[])",
+        "SELECT crm.complete_pushes(%(c)s, 'runner-1', ARRAY[%(p)s]::bigint[], 'skipped')",
+    ],
+)
+def test_the_old_complete_pushes_signature_refuses(
+    db: Conn, make: Make, client: Row, call: str
+) -> None:
+    p = make.push(make.lead(client))
+    claim(db, client)
+    with raises_sqlstate(db, "0A000") as info:
+        db.execute(call.encode(), {"c": client["id"], "p": p["id"]})
+    assert "p_attempts" in str(info.value.diag.message_hint)
+    assert status(db, p) == "in_flight"
 
 
 # --- 6. hold_pushes and the credentials trigger ----------------------------------------------
@@ -827,17 +1112,22 @@ def test_retry_pushes_puts_dead_and_failed_pushes_back(db: Conn, make: Make, cli
     t = now(db)
     for p in (dead, failed):
         row = push_row(db, p)
+        # A fresh budget from attempt 10 on: the attempt numbers are not handed out again.
         assert (
             row["status"],
             row["attempts"],
+            row["attempts_base"],
             row["finished_at"],
             row["lease_owner"],
             row["lease_expires_at"],
-        ) == ("pending", 0, None, None, None)
+        ) == ("pending", 10, 10, None, None, None)
         assert t <= row["run_after"] <= clock(db)
     assert status(db, done) == "done"
     assert status(db, held) == "held"
-    assert ids(claim(db, client)) == {dead["id"], failed["id"]}
+    assert {(r["id"], r["attempts"]) for r in claim(db, client)} == {
+        (dead["id"], 11),
+        (failed["id"], 11),
+    }
 
 
 def test_retry_pushes_filters_by_client_status_and_id(db: Conn, make: Make) -> None:

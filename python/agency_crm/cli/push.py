@@ -484,8 +484,10 @@ def check_command(
     """Test each CRM connection: the credentials work, and the pipeline, stage, owner and
     stage map of the config exist in the CRM.
 
-    Records connection_status (connected or error) and last_error on the config; exit 3
-    when a config has a problem.
+    Records connection_status (connected or error) and last_error on the config. A CRM that
+    could not be asked (5xx, 429, timeout, connection refused) is reported and the config
+    left as it was: only refused credentials (401, 403) or missing ids put it in error.
+    Exit 3 when a config has a problem or could not be checked.
     """
     from agency_crm.push.check import check
 
@@ -504,6 +506,7 @@ def check_command(
                         "problems": r.problems,
                         "pipelines": r.pipelines,
                         "owners": r.owners,
+                        "recorded": r.recorded,
                     }
                     for r in results
                 ]
@@ -519,7 +522,12 @@ def check_command(
                     head + f"connected; {r.pipelines} pipeline(s), {r.owners} user(s); "
                     "pipeline, stage, owner and stage map found"
                 )
-            else:
+            elif r.recorded:
                 typer.echo(head + "error: " + "; ".join(r.problems))
+            else:
+                typer.echo(
+                    head + "could not check: " + "; ".join(r.problems) + " (connection status "
+                    "left as it was; run the check again)"
+                )
     if any(not r.ok for r in results):
         raise typer.Exit(3)

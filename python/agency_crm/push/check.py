@@ -1,6 +1,8 @@
 """``agency-crm push check``: test each config against its CRM, as the spec's "test connection
 by fetching pipelines": the credentials work, and the pipeline, stage, owner and stage map the
-config names exist. The result is written to the config (connection_status, last_error)."""
+config names exist. What the check could tell is written to the config (connection_status,
+last_error); a CRM that could not be asked (5xx, 429, timeout, connection refused, an answer
+we could not read) tells nothing about the config, which is left as it was."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 from agency_crm.push import crms
 from agency_crm.push.connection import Catalog, Connection
 from agency_crm.push.http import CrmError
-from agency_crm.push.model import Config
+from agency_crm.push.model import Config, Outcome
 from agency_crm.push.settings import Settings
 from agency_crm.push.store import Store
 
@@ -30,6 +32,14 @@ class CheckResult:
     pipelines: int = 0
     owners: int = 0
     calls: int = 0
+    # Whether the outcome was written to the config; False when the CRM could not be asked.
+    recorded: bool = True
+
+
+def refused_credentials(exc: CrmError) -> bool:
+    """The CRM refused the config's credentials (401, 403, a failed token refresh, none set):
+    the config is in error. Anything else says nothing about the config."""
+    return exc.kind is Outcome.HELD or exc.status in (401, 403)
 
 
 def problems_of(config: Config, catalog: Catalog) -> list[str]:
@@ -85,9 +95,14 @@ async def check_one(connection: Connection) -> CheckResult:
         result.problems = problems_of(config, catalog)
     except CrmError as exc:
         result.problems = [exc.describe()]
+        result.recorded = refused_credentials(exc)
     result.ok = not result.problems
     result.calls = http.calls
     await connection.store.record_check(
-        config, result.ok, "; ".join(result.problems) or None, http.take_records()
+        config,
+        result.ok,
+        "; ".join(result.problems) or None,
+        http.take_records(),
+        record=result.recorded,
     )
     return result

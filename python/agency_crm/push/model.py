@@ -7,11 +7,15 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
 CrmType = Literal["hubspot", "pipedrive", "close"]
+
+# The latest ``crm.finish_push`` lets a retried or deferred push wait (its p_retry_at): a
+# push is never parked longer than this.
+MAX_RETRY_DELAY = timedelta(days=7)
 
 
 class Outcome(enum.StrEnum):
@@ -106,7 +110,8 @@ class Config:
 
 @dataclass
 class Claimed:
-    """A push: claimed under our lease, or (``push drain --dry-run``) only due."""
+    """A push: claimed under our lease, or (``push drain --dry-run``) only due. ``attempts``
+    names the claim: ``crm.finish_push`` finishes only the claim with that number."""
 
     client_id: uuid.UUID
     id: int

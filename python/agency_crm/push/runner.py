@@ -29,6 +29,7 @@ from agency_crm.push import crashpoints, crms
 from agency_crm.push.connection import Connection
 from agency_crm.push.http import CrmError
 from agency_crm.push.model import (
+    MAX_RETRY_DELAY,
     CallRecord,
     Claimed,
     Config,
@@ -100,6 +101,11 @@ class DrainSummary:
         return sum(self.outcomes.values())
 
 
+# However long a CRM's Retry-After: crm.finish_push refuses a retry later than MAX_RETRY_DELAY
+# after its own clock, and an hour of margin covers a runner clock ahead of the database's.
+LONGEST_WAIT = MAX_RETRY_DELAY - timedelta(hours=1)
+
+
 def backoff(exc: CrmError, attempt: int, settings: DrainSettings) -> datetime:
     """When a push whose attempt ``attempt`` failed with ``exc`` is tried again: the one
     backoff policy of every retried push. A rate-limited call as soon as the CRM's
@@ -109,9 +115,10 @@ def backoff(exc: CrmError, attempt: int, settings: DrainSettings) -> datetime:
     if exc.code == "rate_limited" and exc.retry_after is not None:
         delay = exc.retry_after + random.uniform(0.0, 0.25)
     else:
-        delay = settings.backoff_base * float(2 ** max(attempt - 1, 0))
+        delay = settings.backoff_base * float(2 ** min(max(attempt - 1, 0), 64))
         delay = min(delay, settings.backoff_cap) * random.uniform(0.5, 1.0)
         delay = max(delay, exc.retry_after or 0.0)
+    delay = min(delay, LONGEST_WAIT.total_seconds())
     return datetime.now(UTC) + timedelta(seconds=delay)
 
 
@@ -235,7 +242,7 @@ class Drainer:
         s = self.settings
         client_id = connection.config.client_id
         wake = self.wake[client_id]
-        running: set[asyncio.Task[Finished]] = set()
+        running: set[asyncio.Task[tuple[Finished, Outcome]]] = set()
         held = False
         while True:
             stopping = self.stopping.is_set() or time.monotonic() >= self.deadline
@@ -251,7 +258,11 @@ class Drainer:
                     running.add(asyncio.create_task(self.process(connection, push)))
             if running:
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                if any(t.result() is Finished.HELD for t in done):
+                # Our credentials were refused: claim nothing more this round, even when the
+                # config was fixed meanwhile (the push went back to pending): the fix is not
+                # what this lane holds, and sending with the old credentials would only put
+                # the fixed config in error again.
+                if any(t.result()[1] is Outcome.HELD for t in done):
                     held = True
                 continue
             if stopping or held:
@@ -276,8 +287,9 @@ class Drainer:
             except TimeoutError:
                 pass
 
-    async def process(self, connection: Connection, push: Claimed) -> Finished:
-        """Run one push and record its outcome; returns the push's new status."""
+    async def process(self, connection: Connection, push: Claimed) -> tuple[Finished, Outcome]:
+        """Run one push and record its outcome; returns the push's new status and the
+        outcome it was finished with."""
         assert self.store is not None
         s = self.settings
         started = time.perf_counter()
@@ -336,7 +348,7 @@ class Drainer:
                 calls=http.calls,
             )
         )
-        return status
+        return status, outcome
 
 
 def report(status: Finished, outcome: Outcome, skipped: bool) -> Reported:

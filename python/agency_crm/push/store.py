@@ -267,12 +267,13 @@ class Store:
         ctx: PushContext | None,
         logs: Sequence[CallRecord],
     ) -> Finished:
-        """The remaining audit rows and crm.finish_push, in one transaction (``ctx`` is None
-        when the push's target could not be read)."""
+        """The remaining audit rows and crm.finish_push of our claim (``push.attempts``), in
+        one transaction (``ctx`` is None when the push's target could not be read)."""
         params = {
             "client_id": push.client_id,
             "push_id": push.id,
             "owner": owner,
+            "attempt": push.attempts,
             "outcome": outcome,
             "error": error,
             "retry_at": retry_at,
@@ -284,16 +285,23 @@ class Store:
             return Finished(row[0]) if row else Finished.LEASE_LOST
 
     async def record_check(
-        self, config: Config, ok: bool, problem: str | None, logs: Sequence[CallRecord]
+        self,
+        config: Config,
+        ok: bool,
+        problem: str | None,
+        logs: Sequence[CallRecord],
+        *,
+        record: bool = True,
     ) -> None:
-        """The outcome of ``push check``: its calls in the audit log (no push, no lead) and
-        the config's connection_status / last_error."""
+        """The outcome of ``push check``: its calls in the audit log (no push, no lead) and,
+        with ``record``, the config's connection_status / last_error."""
         params: dict[str, Any] = {"client_id": config.client_id, "config_id": config.id}
         async with self.pool.connection() as conn, conn.transaction():
             await self._write_logs(conn, [log_params(config.client_id, config.id, r) for r in logs])
-            await conn.execute(
-                PUSH["record_connection_check"], {**params, "ok": ok, "error": problem}
-            )
+            if record:
+                await conn.execute(
+                    PUSH["record_connection_check"], {**params, "ok": ok, "error": problem}
+                )
 
     async def hold(self, client_id: uuid.UUID, error: str) -> int:
         """crm.hold_pushes: config in error, pending pushes held."""

@@ -1,0 +1,150 @@
+"""A push drain against a fake CRM, end to end: a claim whose lease lapsed under a slow CRM
+never finishes the claim that took the push over, and a deal change committed while the drain
+runs always reaches the CRM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+
+from agency_crm.push.http import CrmError
+from agency_crm.push.model import MAX_RETRY_DELAY, Outcome, Reported
+from agency_crm.push.runner import Drainer, DrainSettings, PushEvent, backoff
+from agency_crm.sandbox import Sandbox
+from tests.helpers.fixtures import TLS, Make
+from tests.push.conftest import connect_crm, fast_settings, run_drain
+
+ASSOCIATE = r"/crm/v4/objects/deals/[^/]+/associations/default/contacts/{}"
+
+
+def hubspot_contact(url: str, token: str, email: str) -> str:
+    """A contact made in the fake HubSpot beforehand: a push then finds it by email, so its
+    first call is a quick lookup and its contact id is known in advance."""
+    r = httpx.post(
+        url + "/crm/v3/objects/contacts",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"properties": {"email": email}, "associations": []},
+        timeout=10,
+        verify=TLS,
+    )
+    r.raise_for_status()
+    return str(r.json()["id"])
+
+
+def test_a_lease_shorter_than_a_slow_crm_never_lets_the_lapsed_claim_finish_the_push(
+    pushdb: tuple[psycopg.Connection[Any], str], pmake: Make, sandbox: Sandbox
+) -> None:
+    """Issue 11. One drain, a 2 s lease. Push P's first attempt hangs on the CRM (its
+    association call times out after 3.4 s); push Q ends after 2.4 s, so the lane claims
+    again, finds P's lease lapsed and claims P itself: attempt 2, same runner, whose own
+    association takes 2 s. Attempt 1's late finish (a retry) comes while attempt 2 is
+    sending. It must change nothing: not finish the push, not return it to pending for a third
+    claim to send it again. Attempt 2 finishes it, once.
+
+    Every delay is a lower bound the fake CRM keeps; the run's own work adds about 0.1 s
+    where up to a second would still fit."""
+    conn, url = pushdb
+    client = pmake.client()
+    crm = connect_crm(pmake, sandbox, client, "hubspot")
+    p_email, q_email = "p@slow.example", "q@slow.example"
+    p_contact = hubspot_contact(crm.url, crm.token, p_email)
+    q_contact = hubspot_contact(crm.url, crm.token, q_email)
+    p_meeting = pmake.meeting(pmake.lead(client, email=p_email))
+    pmake.meeting(pmake.lead(client, email=q_email))
+    crm.admin(
+        "POST",
+        "/_sandbox/faults",
+        json={
+            "faults": [
+                # P, attempt 1: hangs past the HTTP timeout. P, attempt 2: slow, within it.
+                {"token": crm.token, "kind": "slow", "delay_ms": 8000, "method": "PUT"}
+                | {"path_regex": ASSOCIATE.format(p_contact)},
+                {"token": crm.token, "kind": "slow", "delay_ms": 2000, "method": "PUT"}
+                | {"path_regex": ASSOCIATE.format(p_contact)},
+                # Q: ends after P's lease lapsed, so the lane claims again.
+                {"token": crm.token, "kind": "slow", "delay_ms": 2400, "method": "PUT"}
+                | {"path_regex": ASSOCIATE.format(q_contact)},
+            ]
+        },
+    )
+    p_push = conn.execute(
+        "SELECT id FROM crm.crm_push_queue WHERE meeting_id = %s", (p_meeting["id"],)
+    ).fetchone()
+    assert p_push is not None
+    events: list[PushEvent] = []
+    settings = fast_settings(url, lease_seconds=2, http_timeout=3.4, per_client=4)
+    summary = asyncio.run(Drainer(settings, events.append).run())
+
+    p_events = [(e.attempt, e.outcome) for e in events if e.push_id == p_push[0]]
+    cur = conn.cursor(row_factory=dict_row)
+    row = cur.execute(
+        "SELECT status, attempts FROM crm.crm_push_queue WHERE id = %s", p_push
+    ).fetchone()
+    assert row == {"status": "done", "attempts": 2}, (row, p_events)
+    assert p_events == [(1, Reported.LEASE_LOST), (2, Reported.DONE)]
+    assert summary.outcomes[Reported.DONE] == 2  # P and Q, each finished once
+    # Sent by the two attempts, never by a third: one deal upsert each.
+    key = f"acrm-meeting-{p_meeting['id']}"
+    upserts = [
+        r
+        for r in crm.state()["request_log"]
+        if r["path"] == "/crm/v3/objects/deals/batch/upsert" and key in json.dumps(r["body"])
+    ]
+    assert len(upserts) == 2
+    assert len([d for d in crm.deals() if d["key"] == key]) == 1
+    # The timeout of attempt 1 is in the audit log; the push's last word is attempt 2's.
+    timeouts = cur.execute(
+        "SELECT count(*) AS n FROM crm.crm_push_log WHERE push_id = %s AND error_code = 'timeout'",
+        p_push,
+    ).fetchone()
+    assert timeouts == {"n": 1}
+    assert run_drain(url).pushes == 0
+
+
+def test_a_deal_change_committed_while_the_drain_runs_reaches_the_crm(
+    pushdb: tuple[psycopg.Connection[Any], str], pmake: Make, sandbox: Sandbox
+) -> None:
+    """Issue 11: the change collapses into the deal's pending deal_created; a drain that ran
+    while the change was not committed must not have sent that push without it."""
+    conn, url = pushdb
+    client = pmake.client()
+    crm = connect_crm(pmake, sandbox, client, "pipedrive")
+    deal = pmake.deal(pmake.lead(client), value=0)
+
+    with psycopg.connect(url) as writer:
+        writer.execute(
+            "UPDATE crm.deals SET stage = 'proposal', value = 5000 WHERE id = %s", (deal["id"],)
+        )
+        # push drain --once while the writer's transaction is open (retry_horizon 0: it tries
+        # what is due once, and does not wait for what it could not claim).
+        first = run_drain(url, retry_horizon=0.0)
+        writer.commit()
+    second = run_drain(url)
+
+    [crm_deal] = crm.deals()
+    assert (crm_deal["stage"], crm_deal["amount"]) == (
+        str(crm.config["stage_map"]["proposal"]),
+        5000,
+    )
+    assert (first.pushes, second.outcomes[Reported.DONE]) == (0, 1)
+    statuses = conn.execute(
+        "SELECT status FROM crm.crm_push_queue WHERE client_id = %s", (client["id"],)
+    ).fetchall()
+    assert statuses == [("done",)]
+    assert run_drain(url).pushes == 0
+
+
+def test_backoff_never_waits_longer_than_finish_push_accepts() -> None:
+    settings = DrainSettings(database_url="")
+    huge = CrmError(Outcome.RETRY, "rate_limited", "429", status=429, retry_after=1e15)
+    later = backoff(huge, 1, settings)
+    slow = CrmError(Outcome.RETRY, "server_error", "503", status=503, retry_after=1e15)
+    for when in (later, backoff(slow, 10_000, settings)):
+        wait = when - when.now(when.tzinfo)
+        assert timedelta(days=6) < wait < MAX_RETRY_DELAY
