@@ -1,6 +1,7 @@
 -- Soft deletes only (spec key rule 10): DELETE and TRUNCATE are refused on every business
--- table, with a hint to set deleted_at; the history tables are append-only. Nothing is ever
--- lost, and soft-deleted rows stay for the audit trail.
+-- table, with a hint to set deleted_at (or, on crm_external_ids, which has none, what to do
+-- instead); the history tables are append-only. Nothing is ever lost, and soft-deleted rows
+-- stay for the audit trail.
 
 CREATE OR REPLACE FUNCTION crm_private.tg__refuse_hard_delete()
 RETURNS trigger
@@ -17,19 +18,38 @@ BEGIN
                   TABLE = TG_TABLE_NAME, SCHEMA = TG_TABLE_SCHEMA,
                   HINT = 'History rows are written by the lifecycle triggers and never changed.';
     END IF;
+    -- The hint names what the table offers instead: deleted_at where it has one.
     RAISE EXCEPTION '% on crm.% is not allowed: agency-crm only soft-deletes', TG_OP, TG_TABLE_NAME
         USING ERRCODE = 'feature_not_supported',
               TABLE = TG_TABLE_NAME, SCHEMA = TG_TABLE_SCHEMA,
-              HINT = pg_catalog.format(
-                  'Instead of %s, set deleted_at: UPDATE crm.%I SET deleted_at = now() WHERE id = ...',
-                  v_what, TG_TABLE_NAME
-              );
+              HINT = CASE
+                  WHEN EXISTS (
+                      SELECT 1
+                      FROM pg_catalog.pg_attribute AS a
+                      WHERE a.attrelid = TG_RELID
+                        AND a.attname = 'deleted_at'
+                        AND NOT a.attisdropped
+                  ) THEN pg_catalog.format(
+                      'Instead of %s, set deleted_at: UPDATE crm.%I SET deleted_at = now() WHERE '
+                      'id = ...', v_what, TG_TABLE_NAME
+                  )
+                  WHEN TG_TABLE_NAME = 'crm_external_ids' THEN
+                      'crm_external_ids has no deleted_at: its rows say where our leads and deals '
+                      'live in each CRM, and without them the next push would create them there '
+                      'again. To stop pushing to a CRM, set is_active = false on its config in '
+                      'crm.client_crm_configs (or soft-delete the config); to point a row at '
+                      'another CRM record, update its crm_id.'
+                  ELSE pg_catalog.format(
+                      'crm.%I has no deleted_at: its rows are kept for good.', TG_TABLE_NAME
+                  )
+              END;
 END;
 $$;
 
 COMMENT ON FUNCTION crm_private.tg__refuse_hard_delete() IS
 'Trigger: refuses DELETE and TRUNCATE (and UPDATE on append-only history) with SQLSTATE 0A000
-and a hint to soft-delete by setting deleted_at.';
+and a hint: soft-delete by setting deleted_at, or, on a table without one (crm_external_ids),
+what to do instead.';
 
 REVOKE ALL ON FUNCTION crm_private.tg__refuse_hard_delete() FROM public;
 
