@@ -12,7 +12,7 @@ BENCH_ANALYTICS_ARGS ?=
 BENCH_QUEUE_ARGS ?=
 BENCH_PUSH_ARGS ?=
 # The slow tiers, each marked with why (pyproject.toml): make test-fast leaves them out.
-SLOW_MARKERS := not crash and not property and not packaging
+SLOW_MARKERS := not crash and not property and not packaging and not stress
 
 .PHONY: help install test test-fast lint fmt db-upgrade db-status schema-dump schema-check docs docs-check bench demo clean
 

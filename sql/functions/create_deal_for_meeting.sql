@@ -35,6 +35,16 @@ BEGIN
         SELECT l.* INTO v_lead
         FROM crm.leads AS l
         WHERE l.client_id = p_client_id AND l.id = v_meeting.lead_id;
+        IF coalesce(v_meeting.outcome_recorded_at, pg_catalog.now()) < v_lead.created_at THEN
+            RAISE EXCEPTION 'meeting %: outcome_recorded_at % is before lead % was created (%): '
+                'its deal would be dated before its lead', p_meeting_id,
+                v_meeting.outcome_recorded_at, v_lead.id, v_lead.created_at
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'outcome_recorded_at', TABLE = 'meetings', SCHEMA = 'crm',
+                      HINT = 'The deal made from a good meeting is created when its outcome was '
+                          'recorded: give an outcome_recorded_at after the lead''s created_at '
+                          '(imports: give the lead its real created_at too).';
+        END IF;
         v_who := coalesce(
             nullif(pg_catalog.btrim(v_lead.company), ''),
             nullif(pg_catalog.btrim(concat_ws(' ', v_lead.first_name, v_lead.last_name)), ''),
@@ -59,7 +69,17 @@ BEGIN
             v_meeting.converting_channel,
             coalesce(v_meeting.outcome_recorded_at, pg_catalog.now())
         )
+        -- A deal of this meeting made by hand in a transaction that was not yet committed
+        -- when we looked: wait for it, then link it (the next statement sees it).
+        ON CONFLICT (client_id, meeting_id) WHERE meeting_id IS NOT NULL AND deleted_at IS NULL
+        DO NOTHING
         RETURNING id INTO v_deal_id;
+        IF v_deal_id IS NULL THEN
+            SELECT d.id INTO v_deal_id
+            FROM crm.deals AS d
+            WHERE d.client_id = p_client_id AND d.meeting_id = p_meeting_id
+              AND d.deleted_at IS NULL;
+        END IF;
     END IF;
     UPDATE crm.meetings AS m
     SET deal_id = v_deal_id, deal_created = TRUE

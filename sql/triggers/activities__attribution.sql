@@ -1,6 +1,6 @@
 -- Keep crm_private.deal_attribution current when a touch that counts for a deal (its lead's,
 -- up to the deal's creation) is added, moved, re-channelled or soft-deleted.
--- requires: refresh_deal_attribution.sql
+-- requires: refresh_deal_attribution.sql, lock_leads.sql
 
 CREATE OR REPLACE FUNCTION crm_private.tg_activities__attribution_insert()
 RETURNS trigger
@@ -8,6 +8,16 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
+    -- Writers of one lead's touches and deals take turns (see crm_private.lock_leads): the
+    -- next statement, run once the lock is ours, sees what the previous writer committed.
+    PERFORM crm_private.lock_leads(
+        ARRAY(
+            SELECT DISTINCT n.client_id FROM new_activities AS n WHERE n.deleted_at IS NULL
+        ),
+        ARRAY(
+            SELECT DISTINCT n.lead_id FROM new_activities AS n WHERE n.deleted_at IS NULL
+        )
+    );
     -- Per touched lead, an index lookup of its deals (LATERAL): the transition table has no
     -- statistics, and a join the planner could turn around would scan every deal per touch.
     PERFORM crm_private.refresh_deal_attribution(t.client_id, array_agg(d.id))
@@ -45,6 +55,7 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
+    PERFORM crm_private.lock_leads(ARRAY[NEW.client_id], ARRAY[OLD.lead_id, NEW.lead_id]);
     PERFORM crm_private.refresh_deal_attribution(d.client_id, array_agg(d.id))
     FROM crm.deals AS d
     WHERE

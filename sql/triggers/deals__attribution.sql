@@ -1,6 +1,6 @@
 -- Keep crm_private.deal_attribution current when deals are created or change what their
 -- eligible touches are (created_at, lead_id).
--- requires: refresh_deal_attribution.sql
+-- requires: refresh_deal_attribution.sql, lock_leads.sql
 
 CREATE OR REPLACE FUNCTION crm_private.tg_deals__attribution_insert()
 RETURNS trigger
@@ -8,6 +8,10 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
+    PERFORM crm_private.lock_leads(
+        ARRAY(SELECT DISTINCT n.client_id FROM new_deals AS n),
+        ARRAY(SELECT DISTINCT n.lead_id FROM new_deals AS n)
+    );
     PERFORM crm_private.refresh_deal_attribution(n.client_id, array_agg(n.id))
     FROM new_deals AS n
     GROUP BY n.client_id;
@@ -32,6 +36,7 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
+    PERFORM crm_private.lock_leads(ARRAY[NEW.client_id], ARRAY[OLD.lead_id, NEW.lead_id]);
     PERFORM crm_private.refresh_deal_attribution(NEW.client_id, ARRAY[NEW.id]);
     RETURN NULL;
 END;

@@ -2,6 +2,8 @@
 -- probabilities, closing rules, no stage change of a closed deal except through
 -- crm.reopen_deal, attribution defaults, and rejections with a SQLSTATE, the field, its
 -- value and a hint.
+-- requires: refused_timestamp.sql, refusal_message.sql, refusal_rule.sql, timestamp_hint.sql,
+-- requires: refusal_choices.sql
 
 CREATE OR REPLACE FUNCTION crm_private.tg_deals__lifecycle()
 RETURNS trigger
@@ -22,7 +24,92 @@ DECLARE
     v_default integer := crm_private.stage_probability(NEW.stage);
     v_probability_given boolean;
     v_stage_time_given boolean;
+    v_change_at timestamptz;
+    v_column text;
 BEGIN
+    -- Times outside crm_private.timestamp_window() (infinity included) are refused first,
+    -- naming the column, before any arithmetic on them could fail (migration 0011).
+    IF NOT (
+        least(NEW.stage_changed_at, NEW.closed_at, NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+        AND greatest(NEW.stage_changed_at, NEW.closed_at, NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+    ) THEN
+        v_column := crm_private.refused_timestamp('deals', pg_catalog.to_jsonb(NEW));
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, v_column,
+                (pg_catalog.to_jsonb(NEW) ->> v_column)::timestamptz::text,
+                'is outside the accepted times'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_timestamps_check'),
+            HINT = crm_private.timestamp_hint('deals', v_column),
+            COLUMN = v_column, TABLE = 'deals', SCHEMA = 'crm',
+            CONSTRAINT = 'deals_timestamps_check';
+    END IF;
+    IF NOT (NEW.expected_close_date >= '1900-01-01' AND NEW.expected_close_date < '2200-01-01') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, 'expected_close_date', NEW.expected_close_date::text,
+                'is outside the accepted dates'
+            ),
+            HINT = 'Give a date from 1900-01-01 to 2199-12-31, or NULL when there is none.',
+            COLUMN = 'expected_close_date', TABLE = 'deals', SCHEMA = 'crm',
+            CONSTRAINT = 'deals_expected_close_date_check';
+    END IF;
+    -- Values the CHECK constraints would refuse, refused first with the field, the value and
+    -- a hint (the constraints stay as the last line of defence).
+    IF NOT pg_catalog.length(pg_catalog.btrim(NEW.name)) BETWEEN 1 AND 500 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, 'name', NEW.name, 'must be 1 to 500 characters (spaces trimmed)'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_name_check'),
+            HINT = 'Name the deal, e.g. the company and what is sold.',
+            COLUMN = 'name', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_name_check';
+    END IF;
+    IF NEW.external_crm NOT IN ('hubspot', 'pipedrive', 'close') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, 'external_crm', NEW.external_crm, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_external_crm_check'),
+            HINT = crm_private.refusal_choices('deals', 'deals_external_crm_check', NEW.external_crm),
+            COLUMN = 'external_crm', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_external_crm_check';
+    END IF;
+    IF NEW.days_to_close < 0 OR NEW.touches_before_deal < 0 THEN
+        v_column := CASE WHEN NEW.days_to_close < 0 THEN 'days_to_close' ELSE 'touches_before_deal'
+            END;
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, v_column,
+                (pg_catalog.to_jsonb(NEW) ->> v_column), 'must not be negative'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_' || v_column || '_check'),
+            HINT = 'The triggers fill it: leave it out, or give 0 or more.',
+            COLUMN = v_column, TABLE = 'deals', SCHEMA = 'crm',
+            CONSTRAINT = 'deals_' || v_column || '_check';
+    END IF;
+    IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) AND NOT EXISTS (
+        SELECT 1
+        FROM crm.activities AS x
+        WHERE x.client_id = NEW.client_id AND x.id = NEW.converting_activity_id
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'foreign_key_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, 'converting_activity_id', NEW.converting_activity_id::text,
+                pg_catalog.format('is not one of client %s''s activities', NEW.client_id)
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_client_id_converting_activity_id_fkey'),
+            HINT = 'Use the id of a touch (crm.activities) of the same client, or leave it out to use the lead''s last touch.',
+            COLUMN = 'converting_activity_id', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_client_id_converting_activity_id_fkey';
+    END IF;
     IF TG_OP = 'UPDATE' THEN
         v_old := OLD;
         -- Both read (and consume) every time, so a note never outlives its row.
@@ -33,6 +120,10 @@ BEGIN
         v_stage_time_given := NEW.stage_changed_at IS NOT NULL;
     END IF;
     v_stage_changed := NEW.stage IS DISTINCT FROM v_old.stage;
+    -- When a stage change happens unless the writer says: now, or the previous change when a
+    -- session that committed after this transaction began moved the deal last (its now() is
+    -- later than ours): changes are recorded in commit order.
+    v_change_at := greatest(v_now, v_old.stage_changed_at);
 
     IF TG_OP = 'INSERT' OR NEW.lead_id IS DISTINCT FROM v_old.lead_id
         OR NEW.client_id IS DISTINCT FROM v_old.client_id THEN
@@ -106,6 +197,42 @@ BEGIN
                   );
     END IF;
 
+    IF NEW.currency !~ '^[A-Z]{3}$' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, 'currency', NEW.currency, 'is not an ISO-4217 currency code'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_currency_check'),
+            HINT = CASE
+                WHEN pg_catalog.upper(pg_catalog.btrim(NEW.currency)) ~ '^[A-Z]{3}$'
+                    THEN pg_catalog.format(
+                        'Codes are three upper-case letters: did you mean %s?',
+                        pg_catalog.upper(pg_catalog.btrim(NEW.currency))
+                    )
+                ELSE 'Give three upper-case letters, e.g. AUD, USD, EUR, or leave it out to use '
+                    'the client''s default_currency.'
+            END,
+            COLUMN = 'currency', TABLE = 'deals', SCHEMA = 'crm',
+            CONSTRAINT = 'deals_currency_check';
+    END IF;
+    IF NEW.value = 'NaN'::numeric THEN
+        RAISE EXCEPTION 'deal %: value NaN is not an amount', NEW.id
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'value', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_value_check',
+                  HINT = 'Give the deal value as a number of 0 or more (0 when not known yet).';
+    END IF;
+    -- Amounts are kept in cents, up to 9,999,999,999.99 (migration 0012).
+    NEW.value := pg_catalog.round(NEW.value, 2);
+    IF NEW.value > 9999999999.99 THEN
+        RAISE EXCEPTION 'deal %: value % is more than 9,999,999,999.99', NEW.id, NEW.value
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'value', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_value_range_check',
+                  HINT = 'Give the amount in the deal''s currency units (e.g. 25000.00 for '
+                      '25,000), not in cents or a smaller unit.';
+    END IF;
     IF NEW.value < 0 THEN
         RAISE EXCEPTION 'deal %: value % must not be negative', NEW.id, NEW.value
             USING ERRCODE = 'check_violation',
@@ -155,7 +282,7 @@ BEGIN
                           'champion_left, project_cancelled, went_silent, bad_fit, other.';
         END IF;
         IF v_stage_changed AND NEW.closed_at IS NOT DISTINCT FROM v_old.closed_at THEN
-            NEW.closed_at := v_now;
+            NEW.closed_at := v_change_at;
         END IF;
         IF NEW.days_to_close IS NOT DISTINCT FROM v_old.days_to_close THEN
             NEW.days_to_close := pg_catalog.floor(
@@ -203,7 +330,7 @@ BEGIN
         );
     ELSIF v_stage_changed THEN
         IF NOT v_stage_time_given THEN
-            NEW.stage_changed_at := CASE WHEN v_closed THEN NEW.closed_at ELSE v_now END;
+            NEW.stage_changed_at := CASE WHEN v_closed THEN NEW.closed_at ELSE v_change_at END;
         END IF;
         IF NEW.stage_changed_at < OLD.stage_changed_at THEN
             RAISE EXCEPTION 'deal %: stage_changed_at % is before the previous stage change %',
@@ -212,6 +339,44 @@ BEGIN
                       COLUMN = 'stage_changed_at', TABLE = 'deals', SCHEMA = 'crm',
                       HINT = 'Stage changes are recorded in time order: give a stage_changed_at '
                           '(or closed_at) after the previous stage change.';
+        END IF;
+    ELSE
+        -- No stage change: the times of the last one are history (crm.deal_stage_history),
+        -- and the row must keep agreeing with it.
+        IF NEW.stage_changed_at IS DISTINCT FROM OLD.stage_changed_at
+            OR NEW.closed_at IS DISTINCT FROM OLD.closed_at THEN
+            RAISE EXCEPTION 'deal %: % cannot move from % to % without a stage change',
+                NEW.id,
+                CASE WHEN NEW.stage_changed_at IS DISTINCT FROM OLD.stage_changed_at
+                    THEN 'stage_changed_at' ELSE 'closed_at' END,
+                CASE WHEN NEW.stage_changed_at IS DISTINCT FROM OLD.stage_changed_at
+                    THEN OLD.stage_changed_at ELSE OLD.closed_at END,
+                CASE WHEN NEW.stage_changed_at IS DISTINCT FROM OLD.stage_changed_at
+                    THEN NEW.stage_changed_at ELSE NEW.closed_at END
+                USING ERRCODE = 'check_violation',
+                      COLUMN = CASE WHEN NEW.stage_changed_at IS DISTINCT FROM OLD.stage_changed_at
+                          THEN 'stage_changed_at' ELSE 'closed_at' END,
+                      TABLE = 'deals', SCHEMA = 'crm',
+                      HINT = 'They are the time of the last stage change, kept in '
+                          'crm.deal_stage_history (append-only): give them only together with '
+                          'a new stage. A wrong close can be undone with crm.reopen_deal and '
+                          'closed again at the right time.';
+        END IF;
+        IF NEW.created_at IS DISTINCT FROM OLD.created_at AND NEW.created_at > (
+            SELECT min(h.changed_at)
+            FROM crm.deal_stage_history AS h
+            WHERE h.client_id = NEW.client_id AND h.deal_id = NEW.id
+        ) THEN
+            RAISE EXCEPTION 'deal %: created_at % is after the deal''s first stage change %',
+                NEW.id, NEW.created_at, (
+                    SELECT min(h.changed_at)
+                    FROM crm.deal_stage_history AS h
+                    WHERE h.client_id = NEW.client_id AND h.deal_id = NEW.id
+                )
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'created_at', TABLE = 'deals', SCHEMA = 'crm',
+                      HINT = 'A correction of created_at may move it earlier, to or before the '
+                          'time its stage history begins, never after.';
         END IF;
     END IF;
     RETURN NEW;

@@ -2,6 +2,8 @@
 -- booking defaults and attribution, lifecycle timestamps set once, outcome effects,
 -- reschedules, and the impossible states rejected with a SQLSTATE, the field, its value and
 -- a hint.
+-- requires: refused_timestamp.sql, refusal_message.sql, refusal_rule.sql, timestamp_hint.sql,
+-- requires: refusal_choices.sql
 
 CREATE OR REPLACE FUNCTION crm_private.tg_meetings__lifecycle()
 RETURNS trigger
@@ -15,7 +17,129 @@ DECLARE
     v_campaign_ok boolean;
     v_showed_set boolean;
     v_outcome_changed boolean;
+    v_held boolean;
+    v_column text;
 BEGIN
+    -- Times outside crm_private.timestamp_window() (infinity included) are refused first,
+    -- naming the column, before any arithmetic on them could fail (migration 0011).
+    IF NOT (
+        least(NEW.scheduled_at, NEW.booked_at, NEW.confirmed_at, NEW.reminder_sent_at, NEW.showed_up_confirmed_at, NEW.outcome_recorded_at, NEW.cancelled_at, NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+        AND greatest(NEW.scheduled_at, NEW.booked_at, NEW.confirmed_at, NEW.reminder_sent_at, NEW.showed_up_confirmed_at, NEW.outcome_recorded_at, NEW.cancelled_at, NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+    ) THEN
+        v_column := crm_private.refused_timestamp('meetings', pg_catalog.to_jsonb(NEW));
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, v_column,
+                (pg_catalog.to_jsonb(NEW) ->> v_column)::timestamptz::text,
+                'is outside the accepted times'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_timestamps_check'),
+            HINT = crm_private.timestamp_hint('meetings', v_column),
+            COLUMN = v_column, TABLE = 'meetings', SCHEMA = 'crm',
+            CONSTRAINT = 'meetings_timestamps_check';
+    END IF;
+
+    -- Values the CHECK constraints would refuse, refused first with the field, the value and
+    -- the accepted values (the constraints stay as the last line of defence).
+    IF NEW.meeting_type NOT IN ('discovery', 'demo', 'follow_up', 'close', 'onboarding', 'other') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'meeting_type', NEW.meeting_type, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_meeting_type_check'),
+            HINT = crm_private.refusal_choices('meetings', 'meetings_meeting_type_check', NEW.meeting_type),
+            COLUMN = 'meeting_type', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_meeting_type_check';
+    END IF;
+    IF NEW.booked_by NOT IN ('ai', 'human', 'lead') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'booked_by', NEW.booked_by, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_booked_by_check'),
+            HINT = crm_private.refusal_choices('meetings', 'meetings_booked_by_check', NEW.booked_by),
+            COLUMN = 'booked_by', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_booked_by_check';
+    END IF;
+    IF NEW.booking_method NOT IN ('calendly', 'direct', 'phone') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'booking_method', NEW.booking_method, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_booking_method_check'),
+            HINT = crm_private.refusal_choices('meetings', 'meetings_booking_method_check', NEW.booking_method),
+            COLUMN = 'booking_method', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_booking_method_check';
+    END IF;
+    IF NEW.meeting_outcome NOT IN ('good', 'bad', 'rescheduled', 'no_show', 'cancelled', 'pending') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'meeting_outcome', NEW.meeting_outcome, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_meeting_outcome_check'),
+            HINT = crm_private.refusal_choices('meetings', 'meetings_meeting_outcome_check', NEW.meeting_outcome),
+            COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_meeting_outcome_check';
+    END IF;
+    IF NEW.duration_minutes NOT BETWEEN 1 AND 1440 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'duration_minutes', NEW.duration_minutes::text,
+                'is not between 1 and 1440'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_duration_minutes_check'),
+            HINT = 'Give the length in whole minutes, 1 to 1440 (one day), or leave it out to use '
+                'the meeting type''s default.',
+            COLUMN = 'duration_minutes', TABLE = 'meetings', SCHEMA = 'crm',
+            CONSTRAINT = 'meetings_duration_minutes_check';
+    END IF;
+    IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) AND NOT EXISTS (
+        SELECT 1
+        FROM crm.activities AS x
+        WHERE x.client_id = NEW.client_id AND x.id = NEW.converting_activity_id
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'foreign_key_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'converting_activity_id', NEW.converting_activity_id::text,
+                pg_catalog.format('is not one of client %s''s activities', NEW.client_id)
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_converting_activity_id_fkey'),
+            HINT = 'Use the id of a touch (crm.activities) of the same client, or leave it out to use the lead''s last touch.',
+            COLUMN = 'converting_activity_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_converting_activity_id_fkey';
+    END IF;
+    IF NEW.deal_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.deal_id IS DISTINCT FROM OLD.deal_id) AND NOT EXISTS (
+        SELECT 1
+        FROM crm.deals AS x
+        WHERE x.client_id = NEW.client_id AND x.id = NEW.deal_id
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'foreign_key_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'deal_id', NEW.deal_id::text,
+                pg_catalog.format('is not one of client %s''s deals', NEW.client_id)
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_deal_id_fkey'),
+            HINT = 'Use the id of a deal of the same client, or NULL.',
+            COLUMN = 'deal_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_deal_id_fkey';
+    END IF;
+    IF NEW.deal_created AND NEW.deal_id IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'deal_created', 'true', 'needs a deal_id'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_deal_created_check'),
+            HINT = 'Set deal_id to the deal made from the meeting in the same write (a good '
+                'outcome does both when the client auto-creates deals).',
+            COLUMN = 'deal_created', TABLE = 'meetings', SCHEMA = 'crm',
+            CONSTRAINT = 'meetings_deal_created_check';
+    END IF;
+
     -- The lead (and campaign) must belong to the meeting's client.
     IF TG_OP = 'INSERT' THEN
         -- Booking, in one query: the lead and campaign checks, the duration by meeting type,
@@ -116,14 +240,49 @@ BEGIN
     IF TG_OP = 'UPDATE' OR NEW.meeting_outcome IS NOT NULL OR NEW.showed_up IS NOT NULL THEN
         v_showed_set := NEW.showed_up IS DISTINCT FROM v_old.showed_up;
         v_outcome_changed := NEW.meeting_outcome IS DISTINCT FROM v_old.meeting_outcome;
-        IF v_outcome_changed AND NEW.meeting_outcome IN ('good', 'bad', 'no_show', 'pending')
-            AND NEW.scheduled_at > v_now THEN
+        v_held := NEW.meeting_outcome IN ('good', 'bad', 'no_show', 'pending');
+        IF v_outcome_changed AND v_held AND NEW.scheduled_at > v_now THEN
             RAISE EXCEPTION 'meeting %: meeting_outcome % needs a past scheduled_at, but it is %',
                 NEW.id, NEW.meeting_outcome, NEW.scheduled_at
                 USING ERRCODE = 'check_violation',
                       COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm',
                       HINT = 'Record good, bad, no_show or pending once the meeting has started; a '
                           'meeting still to come can only be cancelled or rescheduled.';
+        END IF;
+        IF TG_OP = 'UPDATE' AND NEW.scheduled_at IS DISTINCT FROM OLD.scheduled_at
+            AND NEW.scheduled_at > v_now
+            AND (v_held OR NEW.showed_up IS NOT NULL AND NEW.meeting_outcome <> 'rescheduled') THEN
+            RAISE EXCEPTION 'meeting %: scheduled_at cannot move to the future (%) once the '
+                'meeting has taken place (meeting_outcome %, showed_up %)',
+                NEW.id, NEW.scheduled_at, coalesce(NEW.meeting_outcome, 'NULL'),
+                coalesce(NEW.showed_up::text, 'NULL')
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'scheduled_at', TABLE = 'meetings', SCHEMA = 'crm',
+                      HINT = 'To book it again, set meeting_outcome = ''rescheduled'' together '
+                          'with the new scheduled_at (or book a new meeting).';
+        END IF;
+        -- Leaving good: the deal created from the meeting must not stay open as if the
+        -- meeting had gone well.
+        IF v_outcome_changed AND OLD.meeting_outcome = 'good' AND NEW.deal_created
+            AND EXISTS (
+                SELECT 1
+                FROM crm.deals AS d
+                WHERE d.client_id = NEW.client_id
+                  AND d.id = NEW.deal_id
+                  AND d.deleted_at IS NULL
+                  AND d.stage NOT IN ('closed_won', 'closed_lost')
+            ) THEN
+            RAISE EXCEPTION 'meeting %: meeting_outcome cannot change from good to % while deal %, '
+                'created from it, is open', NEW.id, coalesce(NEW.meeting_outcome, 'NULL'),
+                NEW.deal_id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm',
+                      HINT = pg_catalog.format(
+                          'Close the deal first (UPDATE crm.deals SET stage = ''closed_lost'', '
+                          'lost_reason = ''other'' WHERE id = %L) or soft-delete it if it was '
+                          'made by mistake (SET deleted_at = now()); then correct the outcome.',
+                          NEW.deal_id
+                      );
         END IF;
         IF v_showed_set AND NEW.showed_up IS NOT NULL AND NEW.scheduled_at > v_now THEN
             RAISE EXCEPTION 'meeting %: showed_up % needs a past scheduled_at, but it is %',
@@ -160,14 +319,39 @@ BEGIN
                     IF NEW.cancelled_at IS NOT DISTINCT FROM v_old.cancelled_at THEN
                         NEW.cancelled_at := v_now;
                     END IF;
+                    -- A cancelled meeting did not take place: no attendance.
+                    IF v_showed_set AND NEW.showed_up IS NOT NULL THEN
+                        RAISE EXCEPTION
+                            'meeting %: showed_up % contradicts meeting_outcome cancelled',
+                            NEW.id, NEW.showed_up::text
+                            USING ERRCODE = 'check_violation',
+                                  COLUMN = 'showed_up', TABLE = 'meetings', SCHEMA = 'crm',
+                                  HINT = 'A cancelled meeting has no attendance: leave showed_up '
+                                      'out (it becomes NULL), or record no_show if the lead '
+                                      'did not turn up.';
+                    END IF;
+                    NEW.showed_up := NULL;
                     NEW.meeting_notes := concat_ws(
                         E'\n',
                         NEW.meeting_notes,
                         'Cancelled: ' || coalesce(NEW.cancellation_reason, 'no reason given')
                     );
+                WHEN 'rescheduled' THEN
+                    NULL;  -- counted above; attendance of the old slot, if known, is kept
                 ELSE
-                    NULL;  -- rescheduled (counted above) or cleared (NULL)
+                    -- Cleared (a correction): back to not recorded, unless the writer says.
+                    IF NOT v_showed_set THEN
+                        NEW.showed_up := NULL;
+                    END IF;
+                    IF NEW.outcome_recorded_at IS NOT DISTINCT FROM v_old.outcome_recorded_at THEN
+                        NEW.outcome_recorded_at := NULL;
+                    END IF;
             END CASE;
+            -- Un-cancelled (a correction): the cancellation time goes with it.
+            IF v_old.meeting_outcome = 'cancelled'
+                AND NEW.cancelled_at IS NOT DISTINCT FROM v_old.cancelled_at THEN
+                NEW.cancelled_at := NULL;
+            END IF;
             IF NEW.meeting_outcome IS NOT NULL AND NEW.meeting_outcome <> 'pending'
                 AND NEW.outcome_recorded_at IS NOT DISTINCT FROM v_old.outcome_recorded_at THEN
                 NEW.outcome_recorded_at := v_now;
@@ -183,10 +367,36 @@ BEGIN
                           CONSTRAINT = 'meetings_showed_up_check',
                           HINT = 'Record the outcome instead: it sets showed_up to match.';
             END IF;
+            IF NEW.showed_up IS NOT NULL AND NEW.meeting_outcome = 'cancelled' THEN
+                RAISE EXCEPTION 'meeting %: showed_up % contradicts meeting_outcome cancelled',
+                    NEW.id, NEW.showed_up::text
+                    USING ERRCODE = 'check_violation',
+                          COLUMN = 'showed_up', TABLE = 'meetings', SCHEMA = 'crm',
+                          HINT = 'A cancelled meeting has no attendance: if it took place after '
+                              'all, record its outcome (good, bad, no_show or pending).';
+            END IF;
             IF NEW.showed_up IS TRUE AND NEW.meeting_outcome IS NULL THEN
                 NEW.meeting_outcome := 'pending';  -- the default after a show
             END IF;
         END IF;
+    END IF;
+
+    -- How the meeting went is recorded after it began.
+    IF NEW.outcome_recorded_at < NEW.scheduled_at
+        AND NEW.meeting_outcome IN ('good', 'bad', 'no_show', 'pending')
+        AND (
+            TG_OP = 'INSERT'
+            OR NEW.outcome_recorded_at IS DISTINCT FROM OLD.outcome_recorded_at
+            OR NEW.scheduled_at IS DISTINCT FROM OLD.scheduled_at
+            OR v_outcome_changed
+        ) THEN
+        RAISE EXCEPTION 'meeting %: outcome_recorded_at % is before scheduled_at %',
+            NEW.id, NEW.outcome_recorded_at, NEW.scheduled_at
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'outcome_recorded_at', TABLE = 'meetings', SCHEMA = 'crm',
+                  HINT = 'An outcome of a meeting that took place (good, bad, no_show, pending) '
+                      'is recorded at or after its scheduled_at: give a later '
+                      'outcome_recorded_at, or leave it out to record it now.';
     END IF;
 
     -- Lifecycle flags set their timestamps once.

@@ -73,10 +73,11 @@ def mutate(db: psycopg.Connection[Any], data: Loaded, op: tuple[Any, ...]) -> No
             "UPDATE crm.activities SET lead_id = %s WHERE id = %s", (target["id"], touch["id"])
         )
     elif kind == "move_deal_in_time" and deal:
-        # created_at may not pass closed_at: keep it before
+        # created_at may not pass its stage history (nor so closed_at): keep it before
         db.execute(
-            "UPDATE crm.deals SET created_at = least(created_at + %s, coalesce(closed_at,"
-            " 'infinity'), stage_changed_at) WHERE id = %s",
+            "UPDATE crm.deals AS d SET created_at = least(d.created_at + %s, ("
+            " SELECT min(h.changed_at) FROM crm.deal_stage_history AS h"
+            " WHERE h.client_id = d.client_id AND h.deal_id = d.id)) WHERE d.id = %s",
             (timedelta(days=args[1]), deal["id"]),
         )
     elif kind == "add_deal" and lead:

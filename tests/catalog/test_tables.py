@@ -89,7 +89,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "lead_id": "uuid",
         "meeting_id": "uuid",
         "name": "text",
-        "value": "numeric(12,2)",
+        "value": "numeric",  # the spec's numeric(12,2), as a CHECK (migration 0012)
         "currency": "text",
         "probability": "integer",
         "stage": "crm.deal_stage_type",
@@ -115,7 +115,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "from_stage": "crm.deal_stage_type",
         "to_stage": "crm.deal_stage_type",
         "probability": "integer",
-        "value": "numeric(12,2)",
+        "value": "numeric",  # likewise
         "changed_at": "timestamp with time zone",
         "time_in_from_stage": "interval",
     },

@@ -273,6 +273,8 @@ CHECKS: list[tuple[str, Row, str]] = [
     ("crm_push_queue", {"deal_id": None}, "crm_push_queue_entity_check"),
     ("crm_push_queue", {"status": "queued"}, "crm_push_queue_status_check"),
     ("crm_push_queue", {"attempts": -1}, "crm_push_queue_attempts_check"),
+    ("crm_push_queue", {"attempts_base": 1}, "crm_push_queue_attempts_base_check"),
+    ("crm_push_queue", {"attempts_base": -1}, "crm_push_queue_attempts_base_check"),
     ("crm_push_queue", {"status": "in_flight"}, "crm_push_queue_lease_check"),
     ("crm_push_queue", {"status": "done"}, "crm_push_queue_finished_at_check"),
     ("crm_push_queue", {"finished_at": T0}, "crm_push_queue_finished_at_check"),
@@ -281,6 +283,33 @@ CHECKS: list[tuple[str, Row, str]] = [
     ("crm_push_log", {"http_status": 99}, "crm_push_log_http_status_check"),
     ("crm_push_log", {"http_status": 600}, "crm_push_log_http_status_check"),
     ("crm_push_log", {"duration_ms": -1}, "crm_push_log_duration_ms_check"),
+    # Migration 0011: times in crm_private.timestamp_window(), no NaN amounts.
+    ("clients", {"created_at": "-infinity"}, "clients_timestamps_check"),
+    ("campaigns", {"deleted_at": "infinity"}, "campaigns_timestamps_check"),
+    ("leads", {"created_at": "2200-01-01 00:00+00"}, "leads_timestamps_check"),
+    ("activities", {"occurred_at": "-infinity"}, "activities_timestamps_check"),
+    ("meetings", {"scheduled_at": "infinity"}, "meetings_timestamps_check"),
+    (
+        "meeting_reschedules",
+        {"previous_scheduled_at": "-infinity"},
+        "meeting_reschedules_timestamps_check",
+    ),
+    ("deals", {"stage_changed_at": "1899-12-31 00:00+00"}, "deals_timestamps_check"),
+    ("deals", {"value": Decimal("NaN")}, "deals_value_check"),
+    ("deal_stage_history", {"changed_at": "infinity"}, "deal_stage_history_timestamps_check"),
+    ("deal_stage_history", {"value": Decimal("NaN")}, "deal_stage_history_value_check"),
+    (
+        "client_crm_configs",
+        {"last_successful_push_at": "infinity"},
+        "client_crm_configs_timestamps_check",
+    ),
+    ("crm_external_ids", {"create_sent_at": "-infinity"}, "crm_external_ids_timestamps_check"),
+    # Migration 0012: amounts in cents up to 9,999,999,999.99; expected close dates bounded.
+    ("deals", {"value": Decimal("10000000000")}, "deals_value_range_check"),
+    ("deals", {"value": Decimal("1.005")}, "deals_value_range_check"),
+    ("deal_stage_history", {"value": Decimal("1e12")}, "deal_stage_history_value_range_check"),
+    ("deals", {"expected_close_date": "infinity"}, "deals_expected_close_date_check"),
+    ("deals", {"expected_close_date": "1899-12-31"}, "deals_expected_close_date_check"),
 ]
 
 

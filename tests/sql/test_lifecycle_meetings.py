@@ -280,7 +280,11 @@ def test_a_good_outcome_creates_one_deal_when_the_client_auto_creates(db: Any, m
     assert (deal["converting_activity_id"], deal["converting_channel"]) == (touch["id"], "voice")
     assert deal["first_touch_channel"] == "mail"
     assert deal["name"] == "Analytical Engines (discovery meeting)"
-    # good -> bad -> good never makes a second deal.
+    # good -> bad -> good never makes a second deal (leaving good needs the deal closed).
+    db.execute(
+        "UPDATE crm.deals SET stage = 'closed_lost', lost_reason = 'bad_fit' WHERE id = %s",
+        (deal["id"],),
+    )
     update(db, m["id"], meeting_outcome="bad")
     update(db, m["id"], meeting_outcome="good")
     assert len(deals_of(db, m["id"])) == 1

@@ -49,6 +49,10 @@ class MeetingModel:
             return None
         if outcome in ("good", "bad", "no_show", "pending") and self.future:
             return "23514"
+        if self.outcome == "good" and self.deal:
+            return "55000"  # the deal made from the meeting is open (the model never closes it)
+        if self.outcome == "cancelled":
+            self.cancelled = False  # un-cancelled: cancelled_at goes
         if outcome in ("good", "bad", "pending"):
             self.showed_up = True
         elif outcome == "no_show":
@@ -58,6 +62,9 @@ class MeetingModel:
             self.reschedules.append([self.scheduled_at, None])
         elif outcome == "cancelled":
             self.cancelled = True
+            self.showed_up = None  # a cancelled meeting has no attendance
+        elif outcome is None:
+            self.showed_up = None  # cleared: not recorded
         if outcome == "good":
             self.deal = True  # the client auto-creates deals; never a second one
         if outcome not in (None, "pending"):
@@ -74,6 +81,8 @@ class MeetingModel:
             showed_up is False and self.outcome in ("good", "bad", "pending")
         ):
             return "23514"
+        if showed_up is not None and self.outcome == "cancelled":
+            return "23514"
         self.showed_up = showed_up
         if showed_up is True and self.outcome is None:
             self.outcome = "pending"
@@ -82,6 +91,10 @@ class MeetingModel:
     def move(self, when: datetime) -> str | None:
         if when == self.scheduled_at:
             return None
+        held = self.outcome in ("good", "bad", "no_show", "pending")
+        attended = self.showed_up is not None and self.outcome != "rescheduled"
+        if when > datetime.now(UTC) and (held or attended):
+            return "23514"  # a meeting that took place cannot move to the future
         open_rows = [r for r in self.reschedules if r[1] is None]
         if self.outcome == "rescheduled" and open_rows:
             for row in open_rows:  # completes the reschedule recorded without a time
