@@ -15,7 +15,8 @@ AS $$
 BEGIN
     IF p_value IS NULL OR NOT p_value = ANY (p_choices) THEN
         RAISE EXCEPTION '%: % % is not one of %', p_function, p_argument,
-            coalesce(p_value, 'NULL'), pg_catalog.array_to_string(p_choices, ', ')
+            coalesce(pg_catalog.quote_literal(p_value), 'NULL'),
+            pg_catalog.array_to_string(p_choices, ', ')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = pg_catalog.format('Pass %s => %L.', p_argument, p_choices[1]);
     END IF;

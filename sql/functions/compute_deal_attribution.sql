@@ -40,7 +40,9 @@ BEGIN ATOMIC
             a.id AS activity_id,
             row_number() OVER deal_touches AS pos,
             greatest(count(a.id) OVER (PARTITION BY d.id), 1) AS n,
-            extract(EPOCH FROM d.created_at - a.occurred_at)::double precision / 86400 AS age_days
+            -- how much older than the deal's most recent eligible touch, in fractional days
+            extract(EPOCH FROM max(a.occurred_at) OVER (PARTITION BY d.id) - a.occurred_at)
+            ::double precision / 86400 AS age_days
         FROM deals AS d
         LEFT JOIN crm.activities AS a
             ON
@@ -61,7 +63,15 @@ BEGIN ATOMIC
             (t.pos = 1)::integer::double precision AS first_touch,
             (t.pos = t.n)::integer::double precision AS last_touch,
             1.0::double precision / t.n AS linear,
-            coalesce(power(2.0::double precision, -t.age_days / p_half_life_days), 1.0) AS decay,
+            -- 2^(-age / H), with age measured from the most recent touch: the same weights
+            -- once normalised, and that touch weighs 1, so the sum is never 0. A touch more
+            -- than 1000 half-lives older weighs 0 (2^-1000 is about 1e-301): PostgreSQL raises
+            -- on a float underflow rather than return 0, and 1000 * H could overflow.
+            CASE
+                WHEN t.age_days IS NULL THEN 1.0
+                WHEN t.age_days / 1000 > p_half_life_days THEN 0.0
+                ELSE power(2.0::double precision, -(t.age_days / p_half_life_days))
+            END::double precision AS decay,
             CASE
                 WHEN t.n = 1 THEN 1.0
                 WHEN t.n = 2 THEN 0.5
@@ -120,8 +130,11 @@ END;
 COMMENT ON FUNCTION crm_private.compute_deal_attribution(uuid, uuid[], double precision) IS
 'Each given deal''s share of credit per channel under every attribution model, computed from its
 lead''s live touches up to the deal''s creation, ordered by (occurred_at, id); a deal without
-touches gets one row for channel unattributed. The definition crm_private.deal_attribution keeps,
-and what crm.get_channel_revenue_attribution computes on the fly for another half-life.';
+touches gets one row for channel unattributed. time_decay weighs a touch
+2^(-age/p_half_life_days), age in days before the deal''s most recent touch (the same shares once
+normalised, and never all 0), and 0 when it is more than 1000 half-lives older: a weight too small
+to represent is 0. The definition crm_private.deal_attribution keeps, and what
+crm.get_channel_revenue_attribution computes on the fly for another half-life.';
 
 REVOKE ALL ON FUNCTION crm_private.compute_deal_attribution(uuid, uuid[], double precision)
 FROM public;

@@ -43,7 +43,11 @@ BEGIN ATOMIC
         ) AS a
     -- Checked here first (once, before any call) so the error names this function.
     WHERE
-        crm_private.analytics_window_start(
+        crm_private.analytics_scope_check('get_attribution_comparison', p_client_id, p_currency)
+        AND crm_private.attribution_model_check(
+            'get_attribution_comparison', 'linear', p_half_life_days
+        )
+        AND crm_private.analytics_window_start(
             'get_attribution_comparison', p_days, p_as_of
         ) IS NOT NULL
     GROUP BY a.channel
@@ -56,7 +60,8 @@ COMMENT ON FUNCTION crm.get_attribution_comparison(
 'Every attribution model side by side: per channel, the revenue each model credits it with
 (crm.get_channel_revenue_attribution''s total_value; 0 where a model credits the channel
 nothing), for won deals closed in [p_as_of - p_days days, p_as_of). Rows by the linear credit
-descending, then channel. Same errors as crm.get_channel_revenue_attribution.';
+descending, then channel. Same errors as crm.get_channel_revenue_attribution, naming this
+function.';
 
 REVOKE ALL ON FUNCTION crm.get_attribution_comparison(
     uuid, integer, timestamptz, double precision, text

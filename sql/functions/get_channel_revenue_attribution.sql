@@ -128,7 +128,10 @@ BEGIN ATOMIC
     -- The argument checks depend on no row: PostgreSQL runs them once, before any scan, so they
     -- raise even when nothing is in scope.
     WHERE
-        crm_private.attribution_model_check(
+        crm_private.analytics_scope_check(
+            'get_channel_revenue_attribution', p_client_id, p_currency
+        )
+        AND crm_private.attribution_model_check(
             'get_channel_revenue_attribution', p_model, p_half_life_days
         )
         AND crm_private.analytics_window_start(
@@ -149,9 +152,12 @@ time_decay (weight 2^(-age/p_half_life_days), age = deal created_at - occurred_a
 half-life 7), position_based (40/20/40), j_shaped (20/20/60), inverse_j (60/20/20); the position
 models give 1 touch 100 % and split 2 touches first:last in proportion. A deal without eligible
 touches goes to channel unattributed, so deals_attributed sums to the number of won deals and
-percentage_of_revenue to 100. Rows by total_value descending, then channel. Raises 22023 for an
-unknown model (listing the valid ones), p_days <= 0, p_half_life_days <= 0, or deals in several
-currencies without p_currency. See docs/analytics.md.';
+percentage_of_revenue to 100. A touch more than 1000 half-lives older than the deal''s most
+recent touch weighs 0. Rows by total_value descending, then channel. Raises 22023 (naming the
+argument and the value) for a NULL p_client_id, an unknown model (listing the valid ones),
+p_days <= 0 or > 1000000, a p_as_of that is NULL, infinite or outside the years 1-9999, a
+p_half_life_days that is not a positive finite number, a p_currency that is not three upper-case
+letters, or deals in several currencies without p_currency. See docs/analytics.md.';
 
 REVOKE ALL ON FUNCTION crm.get_channel_revenue_attribution(
     uuid, integer, text, timestamptz, double precision, text

@@ -118,7 +118,8 @@ BEGIN ATOMIC
     CROSS JOIN deal_totals AS dt
     -- The window check runs once, before any scan: p_days is checked even for an empty scope.
     WHERE
-        crm_private.analytics_window_start('get_funnel_analytics', p_days, p_as_of) IS NOT NULL
+        crm_private.analytics_scope_check('get_funnel_analytics', p_client_id, p_currency)
+        AND crm_private.analytics_window_start('get_funnel_analytics', p_days, p_as_of) IS NOT NULL
         AND dt.one_currency;
 END;
 
@@ -131,8 +132,9 @@ value. show_rate = meetings_showed / meetings_booked (a lead-level rate, unlike
 get_show_rate_analysis); deal_win_rate = won / (won + lost); lead_to_meeting_rate =
 meetings_booked / total_leads; lead_to_win_rate = leads with a won deal / total_leads (so it
 stays within 0-100 when a lead wins several deals). Rates are percentages
-rounded to 2 decimals, NULL when the denominator is 0. Raises 22023 for p_days <= 0, or when the
-deals carry several currencies and p_currency is not given (p_currency keeps only deals in that
-currency). See docs/analytics.md.';
+rounded to 2 decimals, NULL when the denominator is 0. Raises 22023 for a NULL p_client_id,
+p_days <= 0 or > 1000000, a p_as_of that is NULL, infinite or outside the years 1-9999, a
+p_currency that is not three upper-case letters, or when the deals carry several currencies and
+p_currency is not given (p_currency keeps only deals in that currency). See docs/analytics.md.';
 
 REVOKE ALL ON FUNCTION crm.get_funnel_analytics(uuid, integer, timestamptz, text) FROM public;

@@ -96,7 +96,9 @@ BEGIN ATOMIC
     LEFT JOIN stage_counts AS s ON s.lost_reason = r.lost_reason AND s.rank = 1
     -- The window check runs once, before any scan: p_days is checked even for an empty scope.
     WHERE
-        crm_private.analytics_window_start('get_lost_deal_analysis', p_days, p_as_of) IS NOT NULL
+        crm_private.analytics_scope_check('get_lost_deal_analysis', p_client_id, p_currency)
+        AND crm_private.analytics_window_start('get_lost_deal_analysis', p_days, p_as_of)
+        IS NOT NULL
         AND cc.one_currency
     ORDER BY r.deals DESC, r.lost_value DESC, r.lost_reason ASC;
 END;
@@ -108,7 +110,8 @@ to closed_at, in days, 1 decimal) and common_stage_lost: the most frequent stage
 when they last moved to closed_lost (from crm.deal_stage_history; ties go to the later pipeline
 stage; NULL when no deal of the group has such history, e.g. deals inserted already lost). Rows by
 count descending, total_lost_value descending, then lost_reason in its type''s order. Raises 22023
-for p_days <= 0, or when the deals carry several currencies and p_currency is not given. See
-docs/analytics.md.';
+for a NULL p_client_id, p_days <= 0 or > 1000000, a p_as_of that is NULL, infinite or outside the
+years 1-9999, a p_currency that is not three upper-case letters, or when the deals carry several
+currencies and p_currency is not given. See docs/analytics.md.';
 
 REVOKE ALL ON FUNCTION crm.get_lost_deal_analysis(uuid, integer, timestamptz, text) FROM public;

@@ -37,6 +37,7 @@ DECLARE
     v_to text [];
     v_count double precision [];
 BEGIN
+    PERFORM crm_private.analytics_scope_check('get_markov_attribution', p_client_id, p_currency);
     SELECT array_agg(DISTINCT d.currency), count(*), coalesce(sum(d.value::double precision), 0)
     INTO v_currencies, v_won_deals, v_won_value
     FROM crm.deals AS d
@@ -156,6 +157,8 @@ touched in the window (its touches before p_as_of; not converting). Transitions 
 with c removed) / P(conversion), where removing c sends every transition into c to null; the won
 deals and value with at least one touch are split over channels in proportion to removal effects
 (deals without touches go to unattributed). Rows by total_value descending, then channel.
-Raises 22023 for p_days <= 0 or several currencies without p_currency.';
+Raises 22023 for a NULL p_client_id, p_days <= 0 or > 1000000, a p_as_of that is NULL, infinite
+or outside the years 1-9999, a p_currency that is not three upper-case letters, or several
+currencies without p_currency.';
 
 REVOKE ALL ON FUNCTION crm.get_markov_attribution(uuid, integer, timestamptz, text) FROM public;

@@ -75,7 +75,9 @@ BEGIN ATOMIC
         ) AS velocity_per_day
     FROM totals AS t
     WHERE
-        crm_private.analytics_window_start('get_pipeline_velocity', p_days, p_as_of) IS NOT NULL
+        crm_private.analytics_scope_check('get_pipeline_velocity', p_client_id, p_currency)
+        AND crm_private.analytics_window_start('get_pipeline_velocity', p_days, p_as_of)
+        IS NOT NULL
         AND t.one_currency;
 END;
 
@@ -84,7 +86,8 @@ COMMENT ON FUNCTION crm.get_pipeline_velocity(uuid, integer, timestamptz, text) 
 avg_won_value / avg_cycle_days, in value per day, where win_rate = won / (won + lost) over deals
 closed in [p_as_of - p_days days, p_as_of), avg_won_value and avg_cycle_days (created_at to
 closed_at) over the deals won in that window. Rates in percent, values and days to 2 decimals,
-NULL where a part is undefined. Raises 22023 for p_days <= 0, or several currencies among the open
-and won deals without p_currency.';
+NULL where a part is undefined. Raises 22023 for a NULL p_client_id, p_days <= 0 or > 1000000, a
+p_as_of that is NULL, infinite or outside the years 1-9999, a p_currency that is not three
+upper-case letters, or several currencies among the open and won deals without p_currency.';
 
 REVOKE ALL ON FUNCTION crm.get_pipeline_velocity(uuid, integer, timestamptz, text) FROM public;

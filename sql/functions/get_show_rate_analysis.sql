@@ -77,7 +77,8 @@ BEGIN ATOMIC
     FROM counts AS n
     -- Runs once, before any scan: p_days is checked even when nothing is in scope.
     WHERE
-        crm_private.analytics_window_start('get_show_rate_analysis', p_days, p_as_of)
+        crm_private.analytics_scope_check('get_show_rate_analysis', p_client_id, NULL)
+        AND crm_private.analytics_window_start('get_show_rate_analysis', p_days, p_as_of)
         IS NOT NULL;
 END;
 
@@ -89,7 +90,8 @@ meetings with no known attendance are counted in unresolved_meetings. show_rate 
 resolved and no_show_rate = no-shows / resolved (they sum to 100); reschedule_rate = meetings
 rescheduled at least once / total_meetings; confirmed_show_rate and reminded_show_rate = show rate
 among meetings confirmed / reminded before scheduled_at. Rates are percentages rounded to 2
-decimals, NULL when the denominator is 0. Soft-deleted meetings never count. Raises 22023 for
-p_days <= 0. See docs/analytics.md.';
+decimals, NULL when the denominator is 0. Soft-deleted meetings never count. Raises 22023 for a
+NULL p_client_id, p_days <= 0 or > 1000000, or a p_as_of that is NULL, infinite or outside the
+years 1-9999. See docs/analytics.md.';
 
 REVOKE ALL ON FUNCTION crm.get_show_rate_analysis(uuid, integer, timestamptz) FROM public;

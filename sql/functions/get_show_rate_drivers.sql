@@ -128,7 +128,9 @@ BEGIN ATOMIC
         ) AS ci_high
     FROM wilson AS w
     WHERE
-        crm_private.analytics_window_start('get_show_rate_drivers', p_days, p_as_of) IS NOT NULL
+        crm_private.analytics_scope_check('get_show_rate_drivers', p_client_id, NULL)
+        AND crm_private.analytics_window_start('get_show_rate_drivers', p_days, p_as_of)
+        IS NOT NULL
     ORDER BY w.dimension_order, w.bucket_order, w.bucket;
 END;
 
@@ -139,6 +141,8 @@ lead_time (scheduled_at - booked_at: < 1 day, 1-3, 3-7, 7-14, 14+ days), weekday
 scheduled_at in the client''s time zone), meeting_type, booking_method and converting_channel
 (unknown when NULL). Per bucket: meetings (the n behind the rate), held, show_rate and its Wilson
 95 % interval (ci_low, ci_high), in percent to 2 decimals. Rows by dimension in that order, then
-bucket (in time order for lead_time and weekday, by name otherwise). Raises 22023 for p_days <= 0.';
+bucket (in time order for lead_time and weekday, by name otherwise). Raises 22023 for a NULL
+p_client_id, p_days <= 0 or > 1000000, or a p_as_of that is NULL, infinite or outside the years
+1-9999.';
 
 REVOKE ALL ON FUNCTION crm.get_show_rate_drivers(uuid, integer, timestamptz) FROM public;

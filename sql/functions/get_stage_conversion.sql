@@ -126,7 +126,9 @@ BEGIN ATOMIC
         ps.regressions
     FROM per_step AS ps
     WHERE
-        crm_private.analytics_window_start('get_stage_conversion', p_days, p_as_of) IS NOT NULL
+        crm_private.analytics_scope_check('get_stage_conversion', p_client_id, NULL)
+        AND crm_private.analytics_window_start('get_stage_conversion', p_days, p_as_of)
+        IS NOT NULL
         AND crm_private.analytics_choice_check(
             'get_stage_conversion', 'p_mode', p_mode, ARRAY['strict', 'any']
         )
@@ -142,6 +144,7 @@ stage it entered. deals_entered; deals_moved_on: of those, entered a later stage
 of those, also counted at the next stage (NULL for closed_won); cumulative_rate: deals_entered /
 deals created in the window; deals_skipped: deals that reached a later stage without entering
 this one; regressions: moves from this stage back to an earlier one. Rows in pipeline order.
-Raises 22023 for p_days <= 0 or an unknown p_mode.';
+Raises 22023 for a NULL p_client_id, p_days <= 0 or > 1000000, a p_as_of that is NULL, infinite
+or outside the years 1-9999, or an unknown p_mode.';
 
 REVOKE ALL ON FUNCTION crm.get_stage_conversion(uuid, integer, timestamptz, text) FROM public;

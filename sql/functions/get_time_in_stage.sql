@@ -100,7 +100,8 @@ BEGIN ATOMIC
     FROM stages AS st
     LEFT JOIN per_deal AS pd ON pd.stage = st.stage
     WHERE
-        crm_private.analytics_window_start('get_time_in_stage', p_days, p_as_of) IS NOT NULL
+        crm_private.analytics_scope_check('get_time_in_stage', p_client_id, NULL)
+        AND crm_private.analytics_window_start('get_time_in_stage', p_days, p_as_of) IS NOT NULL
     GROUP BY st.stage
     ORDER BY st.stage;
 END;
@@ -112,6 +113,7 @@ from crm.deal_stage_history up to p_as_of. Per stage, over deals with at least o
 its stays (the same three); deals still in the stage at p_as_of are censored: counted apart in
 open_deals, with the median of their days so far. Percentiles interpolate linearly
 (percentile_cont); days to 2 decimals; NULL where no deal is counted. Rows in pipeline order.
-Raises 22023 for p_days <= 0.';
+Raises 22023 for a NULL p_client_id, p_days <= 0 or > 1000000, or a p_as_of that is NULL,
+infinite or outside the years 1-9999.';
 
 REVOKE ALL ON FUNCTION crm.get_time_in_stage(uuid, integer, timestamptz) FROM public;

@@ -62,8 +62,11 @@ BEGIN ATOMIC
         round(sum(o.value * o.probability / 100.0), 2) AS weighted_value
     FROM open_deals AS o
     CROSS JOIN currency_check AS cc
+    -- The argument checks depend on no row: they run once, before any scan.
     WHERE
-        p_as_of IS NOT NULL
+        crm_private.analytics_scope_check('get_weighted_forecast', p_client_id, p_currency)
+        AND crm_private.analytics_window_start('get_weighted_forecast', NULL, p_as_of)
+        IS NOT NULL
         AND cc.one_currency
     GROUP BY o.month
     ORDER BY o.month ASC NULLS LAST;
@@ -73,6 +76,8 @@ COMMENT ON FUNCTION crm.get_weighted_forecast(uuid, timestamptz, text) IS
 'Weighted forecast of the client''s deals open at p_as_of (created before it, not closed by it),
 by expected-close month (expected_close_month NULL: no expected_close_date): open_deals, open_value
 and weighted_value = sum of value x probability / 100, with the probability the deal had at
-p_as_of. Rows by month, NULL last. Raises 22023 for several currencies without p_currency.';
+p_as_of. Rows by month, NULL last. Raises 22023 for a NULL p_client_id, a p_as_of that is NULL,
+infinite or outside the years 1-9999, a p_currency that is not three upper-case letters, or
+several currencies without p_currency.';
 
 REVOKE ALL ON FUNCTION crm.get_weighted_forecast(uuid, timestamptz, text) FROM public;

@@ -78,4 +78,4 @@ def test_stage_conversion_refuses_an_unknown_mode(db: psycopg.Connection[Any]) -
         db.execute(
             "SELECT * FROM crm.get_stage_conversion(%s, 90, now(), 'sideways')", (uuid.uuid4(),)
         )
-    assert "p_mode sideways is not one of strict, any" in info.value.diag.message_primary
+    assert "p_mode 'sideways' is not one of strict, any" in info.value.diag.message_primary

@@ -166,7 +166,7 @@ def test_money_in_several_currencies_needs_p_currency(db: Any, make: Make) -> No
 def test_unknown_model_lists_the_valid_ones(db: Any) -> None:
     with raises_sqlstate(db, "22023") as info:
         call(db, "get_channel_revenue_attribution(%s, 90, 'w_shaped', %s)", uuid.uuid4(), AS_OF)
-    assert "unknown attribution model w_shaped" in info.value.diag.message_primary
+    assert "p_model 'w_shaped' is not an attribution model" in info.value.diag.message_primary
     assert "position_based, j_shaped, inverse_j" in (info.value.diag.message_hint or "")
 
 
