@@ -212,10 +212,13 @@ BEGIN
             AND p.status = 'pending'
       );
 
+    -- attempts stays counted: the lapsed claim may still finish late, and naming its number
+    -- then must not match a later claim (crm.finish_push).
     UPDATE crm.crm_push_queue AS q
-    SET status = CASE WHEN q.attempts >= v_max_attempts THEN 'dead' ELSE 'pending' END,
+    SET status = CASE WHEN q.attempts - q.attempts_base >= v_max_attempts THEN 'dead'
+            ELSE 'pending' END,
         run_after = v_now,
-        finished_at = CASE WHEN q.attempts >= v_max_attempts THEN v_now END,
+        finished_at = CASE WHEN q.attempts - q.attempts_base >= v_max_attempts THEN v_now END,
         last_error = 'lease of ' || q.lease_owner || ' expired at '
         || pg_catalog.to_char(q.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
         || ' (runner crashed or hung) after attempt ' || q.attempts,
@@ -264,17 +267,49 @@ $$;
 
 COMMENT ON FUNCTION crm.claim_pushes(p_client_id uuid, p_lease_owner text, p_limit integer, p_lease_seconds integer) IS 'Claim up to p_limit due pushes of one client for the runner p_lease_owner, under a lease of
 p_lease_seconds: each becomes in_flight with its attempt counted, in a short transaction of its
-own (never held across an HTTP call). Claims skip rows other runners hold (SKIP LOCKED) and
-pushes whose lead has an earlier unfinished push, so one lead''s pushes go out one at a time in
-order. First returns lapsed leases (crashed runners) to pending, or dead when their attempts
-are spent. Returns nothing when the client has no live, active config or its config is in
-error.';
+own (never held across an HTTP call). The attempts returned names the claim: pass it to
+crm.finish_push (a number is never handed out again once its claim lapsed). Claims skip rows
+other runners hold (SKIP LOCKED) and pushes whose lead has an earlier unfinished push, so one
+lead''s pushes go out one at a time in order. First returns lapsed leases (crashed runners)
+to pending, or dead when their attempts are spent. Returns nothing when the client has no
+live, active config or its config is in error.';
 
 --
 -- Name: complete_pushes(uuid, text, bigint[], text); Type: FUNCTION; Schema: crm; Owner: -
 --
 
 CREATE FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text DEFAULT NULL::text) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'complete_pushes: the claims must be named: % push(es) of client % were '
+        'completed for % without p_attempts',
+        coalesce(pg_catalog.cardinality(p_push_ids), 0), p_client_id, p_lease_owner
+        USING ERRCODE = 'feature_not_supported',
+              DETAIL = 'Without the attempt numbers a lapsed claim could complete the claim '
+                  'that took the push over.',
+              HINT = format(
+                  'Call crm.complete_pushes(p_client_id, p_lease_owner, p_push_ids, p_attempts, '
+                  'p_log_status) with the attempts crm.claim_pushes returned for each push, '
+                  'in the same order: crm.complete_pushes(%L, %L, <ids>, <attempts>, %L).',
+                  p_client_id, p_lease_owner, p_log_status
+              );
+END;
+$$;
+
+--
+-- Name: FUNCTION complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text) IS 'Refuses (SQLSTATE 0A000): completing pushes must name their claims. Use
+crm.complete_pushes(p_client_id, p_lease_owner, p_push_ids, p_attempts, p_log_status).';
+
+--
+-- Name: complete_pushes(uuid, text, bigint[], integer[], text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_log_status text DEFAULT NULL::text) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
@@ -288,6 +323,16 @@ BEGIN
                   HINT = 'NULL writes no audit rows (the caller wrote them); success or skipped '
                       'writes one per completed push.';
     END IF;
+    IF p_push_ids IS NULL OR p_attempts IS NULL
+       OR pg_catalog.cardinality(p_push_ids) <> pg_catalog.cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'complete_pushes: p_attempts must name the claim of each of p_push_ids, '
+            'got % id(s) and % attempt(s)',
+            coalesce(pg_catalog.cardinality(p_push_ids)::text, 'NULL'),
+            coalesce(pg_catalog.cardinality(p_attempts)::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass, in the same order, the id and the attempts crm.claim_pushes '
+                      'returned for each push.';
+    END IF;
     WITH done AS (
         UPDATE crm.crm_push_queue AS q
         SET status = 'done',
@@ -297,11 +342,15 @@ BEGIN
             updated_at = pg_catalog.clock_timestamp()
         -- One primary-key probe per id (= ANY scanned every in-flight push through the lease
         -- index and tested each against the array).
-        FROM pg_catalog.unnest(p_push_ids) AS t (id)
+        FROM ROWS FROM (pg_catalog.unnest(p_push_ids), pg_catalog.unnest(p_attempts))
+            AS t (id, attempt)
         WHERE q.client_id = p_client_id
           AND q.id = t.id
           AND q.status = 'in_flight'
+          -- Only the claim named: a lapsed claim taken over (by another runner or by this
+          -- one, under a new attempt number) is left alone.
           AND q.lease_owner = p_lease_owner
+          AND q.attempts = t.attempt
         RETURNING q.client_id, q.id, q.operation, q.lead_id, q.meeting_id, q.deal_id
     ),
 
@@ -335,13 +384,45 @@ END;
 $$;
 
 --
--- Name: FUNCTION complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text); Type: COMMENT; Schema: crm; Owner: -
+-- Name: FUNCTION complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_log_status text); Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text) IS 'Mark many claimed pushes of one client done in one statement (pushes with nothing to send,
-batch acknowledgements). Pushes p_lease_owner no longer holds are left alone. With
-p_log_status (success or skipped) it also writes one crm_push_log row per push it completed.
-Returns how many were completed.';
+COMMENT ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_log_status text) IS 'Mark many claimed pushes of one client done in one statement (pushes with nothing to send,
+batch acknowledgements). p_attempts names, for each of p_push_ids in the same order, the claim
+being completed (the attempts crm.claim_pushes returned): a push no longer held by that claim
+of p_lease_owner is left alone. With p_log_status (success or skipped) it also writes one
+crm_push_log row per push it completed. Returns how many were completed.';
+
+--
+-- Name: finish_push(uuid, bigint, text, text, text, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at text) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'finish_push: the claim must be named: push % of client % was finished '
+        'without p_attempt', p_push_id, p_client_id
+        USING ERRCODE = 'feature_not_supported',
+              DETAIL = 'Without the attempt number a late finish of a lapsed claim could '
+                  'finish the claim that took the push over.',
+              HINT = format(
+                  'Call crm.finish_push(p_client_id, p_push_id, p_lease_owner, p_attempt, '
+                  'p_outcome, p_error, p_retry_at) with the attempts crm.claim_pushes '
+                  'returned: crm.finish_push(%L, %s, %L, <attempts>, %L, %L, %L).',
+                  p_client_id, p_push_id, p_lease_owner, p_outcome, p_error, p_retry_at
+              );
+END;
+$$;
+
+--
+-- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at text) IS 'Refuses (SQLSTATE 0A000), like crm.finish_push(uuid, bigint, text, text, text, timestamptz):
+it catches the old six-argument call with an untyped p_retry_at. Use crm.finish_push(p_client_id,
+p_push_id, p_lease_owner, p_attempt, p_outcome, p_error, p_retry_at).';
 
 --
 -- Name: finish_push(uuid, bigint, text, text, text, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
@@ -351,10 +432,44 @@ CREATE FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owne
     LANGUAGE plpgsql
     SET search_path TO ''
     AS $$
+BEGIN
+    RAISE EXCEPTION 'finish_push: the claim must be named: push % of client % was finished '
+        'without p_attempt', p_push_id, p_client_id
+        USING ERRCODE = 'feature_not_supported',
+              DETAIL = 'Without the attempt number a late finish of a lapsed claim could '
+                  'finish the claim that took the push over.',
+              HINT = format(
+                  'Call crm.finish_push(p_client_id, p_push_id, p_lease_owner, p_attempt, '
+                  'p_outcome, p_error, p_retry_at) with the attempts crm.claim_pushes '
+                  'returned: crm.finish_push(%L, %s, %L, <attempts>, %L, %L, %L).',
+                  p_client_id, p_push_id, p_lease_owner, p_outcome, p_error, p_retry_at
+              );
+END;
+$$;
+
+--
+-- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone) IS 'Refuses (SQLSTATE 0A000): a finish must name its claim. Use crm.finish_push(p_client_id,
+p_push_id, p_lease_owner, p_attempt, p_outcome, p_error, p_retry_at).';
+
+--
+-- Name: finish_push(uuid, bigint, text, integer, text, text, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_attempt integer, p_outcome text, p_error text DEFAULT NULL::text, p_retry_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
 DECLARE
     v_now timestamptz := pg_catalog.clock_timestamp();
+    -- The latest a retried or deferred push may be parked: longer than any rate-limit window a
+    -- CRM announces (daily budgets reset within a day) and than the backoff cap (15 min).
+    v_max_retry_delay constant interval := interval '7 days';
     v_push crm.crm_push_queue;
     v_max_attempts integer;
+    v_config_in_error boolean;
     v_status text;
 BEGIN
     IF p_outcome IS NULL OR p_outcome NOT IN ('done', 'retry', 'defer', 'failed', 'held') THEN
@@ -365,10 +480,28 @@ BEGIN
                       'until p_retry_at without spending an attempt; failed: not retryable; '
                       'held: the CRM config needs fixing.';
     END IF;
+    IF p_attempt IS NULL THEN
+        RAISE EXCEPTION 'finish_push: p_attempt is required: the claim being finished'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Pass the attempts crm.claim_pushes returned with the push.';
+    END IF;
+    IF p_attempt < 1 THEN
+        RAISE EXCEPTION 'finish_push: p_attempt must be 1 or more, got %', p_attempt
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the attempts crm.claim_pushes returned with the push (the first '
+                      'claim is attempt 1).';
+    END IF;
     IF p_outcome IN ('retry', 'defer') AND p_retry_at IS NULL THEN
         RAISE EXCEPTION 'finish_push: p_retry_at is required when p_outcome is %', p_outcome
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Pass when the push may be tried again, e.g. now() + interval ''5 s''.';
+    END IF;
+    IF NOT pg_catalog.isfinite(p_retry_at) OR p_retry_at > v_now + v_max_retry_delay THEN
+        RAISE EXCEPTION 'finish_push: p_retry_at must be finite and at most % ahead, got %',
+            v_max_retry_delay, p_retry_at
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'A push is never parked longer than that: pass a time within 7 days '
+                      '(a past one means due now), or finish it failed to stop retrying it.';
     END IF;
 
     SELECT q.* INTO v_push
@@ -380,23 +513,39 @@ BEGIN
             USING ERRCODE = 'no_data_found',
                   HINT = 'Pass the client_id and id returned by crm.claim_pushes.';
     END IF;
-    -- The lease was lost (it lapsed and another runner took the push): that runner owns it.
-    IF v_push.status <> 'in_flight' OR v_push.lease_owner IS DISTINCT FROM p_lease_owner THEN
+    -- Only the claim named finishes: the runner's, with that attempt number. Another claim
+    -- holds the push when its lease lapsed and it was claimed again, by another runner or by
+    -- this one (attempt numbers are never handed out again after a lapse: see attempts_base).
+    IF v_push.status <> 'in_flight'
+       OR v_push.lease_owner IS DISTINCT FROM p_lease_owner
+       OR v_push.attempts <> p_attempt THEN
         RETURN 'lease_lost';
     END IF;
 
-    SELECT cfg.max_attempts INTO v_max_attempts
-    FROM crm.client_crm_configs AS cfg
-    WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL;
+    IF p_outcome = 'held' THEN
+        -- The config as it is now, under a share lock: a fix being committed (its UPDATE
+        -- holds the row) is waited for and then seen; a fix that comes later waits for this
+        -- finish, and its trigger then releases the push held here.
+        SELECT cfg.connection_status = 'error' INTO v_config_in_error
+        FROM crm.client_crm_configs AS cfg
+        WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
+        FOR SHARE;
+    ELSIF p_outcome = 'retry' THEN
+        SELECT cfg.max_attempts INTO v_max_attempts
+        FROM crm.client_crm_configs AS cfg
+        WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL;
+    END IF;
 
     v_status := CASE p_outcome
         WHEN 'done' THEN 'done'
         WHEN 'failed' THEN 'failed'
-        WHEN 'held' THEN 'held'
+        -- Held only while the config is in error: one fixed since crm.hold_pushes (or gone)
+        -- would never release it.
+        WHEN 'held' THEN CASE WHEN v_config_in_error THEN 'held' ELSE 'pending' END
         WHEN 'defer' THEN 'pending'
         -- Without a live config (deleted meanwhile) there is no budget to spend: the push
         -- waits, pending, for the client's next config.
-        ELSE CASE WHEN v_push.attempts >= v_max_attempts THEN 'dead'
+        ELSE CASE WHEN v_push.attempts - v_push.attempts_base >= v_max_attempts THEN 'dead'
             ELSE 'pending' END
     END;
     -- Back to pending while the entity got a newer pending push of the same operation: that
@@ -416,9 +565,12 @@ BEGIN
     UPDATE crm.crm_push_queue AS q
     SET status = CASE WHEN v_status = 'superseded' THEN 'done' ELSE v_status END,
         -- A held or deferred push did not really try: its attempt is given back.
-        attempts = CASE WHEN p_outcome IN ('held', 'defer') THEN greatest(q.attempts - 1, 0)
-            ELSE q.attempts END,
-        run_after = CASE WHEN v_status = 'pending' THEN p_retry_at ELSE q.run_after END,
+        attempts = CASE WHEN p_outcome IN ('held', 'defer')
+            THEN greatest(q.attempts - 1, q.attempts_base) ELSE q.attempts END,
+        run_after = CASE
+            WHEN v_status = 'pending' AND p_outcome = 'held' THEN v_now
+            WHEN v_status = 'pending' THEN p_retry_at
+            ELSE q.run_after END,
         lease_owner = NULL,
         lease_expires_at = NULL,
         last_error = CASE WHEN p_outcome = 'done' THEN q.last_error
@@ -451,18 +603,20 @@ END;
 $$;
 
 --
--- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone); Type: COMMENT; Schema: crm; Owner: -
+-- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_attempt integer, p_outcome text, p_error text, p_retry_at timestamp with time zone); Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone) IS 'Record how a claimed push ended and return its new status. done: the CRM has it (the
-config''s last_successful_push_at and connection_status are kept current); retry: pending
-again at p_retry_at, or dead when the config''s max_attempts are spent; defer: pending again at
-p_retry_at without spending an attempt (waiting for the CRM''s search index or for another
-push creating the same record); failed: not
-retryable; held: waiting for the CRM config to be fixed, the attempt not counted. A retry or
-defer while the entity has a newer pending push of the same operation returns superseded (the
-row becomes done: the newer push sends the current state). Returns lease_lost, changing
-nothing, when p_lease_owner no longer holds the push.';
+COMMENT ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_attempt integer, p_outcome text, p_error text, p_retry_at timestamp with time zone) IS 'Record how the claim p_attempt of p_lease_owner (the attempts crm.claim_pushes returned) ended,
+and return the push''s new status. done: the CRM has it (the config''s last_successful_push_at
+and connection_status are kept current); retry: pending again at p_retry_at, or dead when the
+config''s max_attempts are spent; defer: pending again at p_retry_at without spending an attempt
+(waiting for the CRM''s search index or for another push creating the same record); failed: not
+retryable; held: waiting for the CRM config to be fixed, the attempt not counted (pending, due
+now, when the config is no longer in error). p_retry_at must be finite and at most 7 days
+ahead. A retry or defer while the entity has a newer pending push of the same operation
+returns superseded (the row becomes done: the newer push sends the current state). Returns
+lease_lost, changing nothing, unless that very claim still holds the push (its lease lapsed
+and the push was claimed again, by another runner or by this one).';
 
 --
 -- Name: analytics_one_currency(text, text[]); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -494,6 +648,41 @@ COMMENT ON FUNCTION crm_private.analytics_one_currency(p_function text, p_curren
 p_function and the currencies otherwise, with a hint to pass p_currency.';
 
 --
+-- Name: analytics_scope_check(text, uuid, text); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+BEGIN
+    IF p_client_id IS NULL THEN
+        RAISE EXCEPTION '%: p_client_id must not be NULL', p_function
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the id of the client to report on (crm.clients.id).';
+    END IF;
+    -- The shape deals.currency must have (deals_currency_check): anything else matches no
+    -- deal and would report zeros as if the client had none.
+    IF p_currency !~ '^[A-Z]{3}$' THEN
+        RAISE EXCEPTION '%: p_currency % is not an ISO-4217 currency code',
+            p_function, pg_catalog.quote_literal(p_currency)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass three upper-case letters, e.g. p_currency => ''AUD'', or leave '
+                      'p_currency out when the deals in scope carry one currency.';
+    END IF;
+    RETURN TRUE;
+END;
+$_$;
+
+--
+-- Name: FUNCTION analytics_scope_check(p_function text, p_client_id uuid, p_currency text); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) IS 'True for a client id that is not NULL and a p_currency that is NULL or an ISO-4217 code (three
+upper-case letters); raises 22023 naming p_function, the argument and the value otherwise. An
+unknown client id is not an error: it reports zeros.';
+
+--
 -- Name: analytics_window_start(text, integer, timestamp with time zone); Type: FUNCTION; Schema: crm_private; Owner: -
 --
 
@@ -507,10 +696,28 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass the window length in days, e.g. 90, or NULL for all time.';
     END IF;
+    IF p_days > 1000000 THEN
+        RAISE EXCEPTION '%: p_days % is longer than the longest window, 1000000 days',
+            p_function, p_days
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass NULL for all time, or a window of at most 1000000 days (about '
+                      '2,700 years).';
+    END IF;
     IF p_as_of IS NULL THEN
         RAISE EXCEPTION '%: p_as_of must not be NULL', p_function
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Leave p_as_of out for now(), or pass the end of the window.';
+    END IF;
+    -- Finite times of the years 1 to 9999 (what every client library can represent): with at
+    -- most 1000000 days before it, the window's start is always a valid timestamp.
+    IF NOT (
+        p_as_of >= '0001-01-01 00:00:00+00'::timestamptz
+        AND p_as_of < '10000-01-01 00:00:00+00'::timestamptz
+    ) THEN
+        RAISE EXCEPTION '%: p_as_of % is not a time of the years 1 to 9999', p_function, p_as_of
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Leave p_as_of out for now(), or pass the end of the window as a '
+                      'finite time, e.g. ''2026-06-01''.';
     END IF;
     -- The window is [p_as_of - p_days * 24 hours, p_as_of): whole 24-hour days, so its length
     -- does not depend on the session's time zone or daylight saving.
@@ -526,7 +733,8 @@ $$;
 --
 
 COMMENT ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) IS 'Start of an analytics window [p_as_of - p_days * 24 h, p_as_of); -infinity when p_days is NULL.
-Raises 22023 naming p_function for p_days <= 0 or a NULL p_as_of.';
+Raises 22023 naming p_function for p_days <= 0 or > 1000000, and for a p_as_of that is NULL,
+infinite or outside the years 1 to 9999 (so the start is always a valid timestamp).';
 
 --
 -- Name: attribution_model_check(text, text, double precision); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -541,16 +749,20 @@ BEGIN
         'first_touch', 'last_touch', 'linear', 'time_decay', 'position_based', 'j_shaped',
         'inverse_j'
     ) THEN
-        RAISE EXCEPTION '%: unknown attribution model %', p_function, coalesce(p_model, 'NULL')
+        RAISE EXCEPTION '%: p_model % is not an attribution model',
+            p_function, coalesce(pg_catalog.quote_literal(p_model), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Valid models: first_touch, last_touch, linear, time_decay, '
                       'position_based, j_shaped, inverse_j.';
     END IF;
-    IF p_half_life_days IS NULL OR p_half_life_days <= 0 THEN
-        RAISE EXCEPTION '%: p_half_life_days % must be a positive number of days',
+    -- NaN is greater than every number in PostgreSQL: "> 0" alone would let it through.
+    IF p_half_life_days IS NULL
+        OR NOT (p_half_life_days > 0 AND p_half_life_days < 'Infinity'::double precision) THEN
+        RAISE EXCEPTION '%: p_half_life_days % must be a positive, finite number of days',
             p_function, coalesce(p_half_life_days::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'The time_decay half-life, in days; the default is 7.';
+                  HINT = 'p_half_life_days is the time_decay half-life in days, greater than 0 '
+                      '(the default is 7).';
     END IF;
     RETURN TRUE;
 END;
@@ -560,8 +772,8 @@ $$;
 -- Name: FUNCTION attribution_model_check(p_function text, p_model text, p_half_life_days double precision); Type: COMMENT; Schema: crm_private; Owner: -
 --
 
-COMMENT ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) IS 'True for a known attribution model and a positive half-life; raises 22023 naming p_function and
-listing the valid models otherwise.';
+COMMENT ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) IS 'True for a known attribution model and a positive, finite half-life; raises 22023 naming
+p_function, the argument and the value otherwise (listing the valid models for p_model).';
 
 --
 -- Name: activities; Type: TABLE; Schema: crm; Owner: -
@@ -578,7 +790,8 @@ CREATE TABLE crm.activities (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     deleted_at timestamp with time zone,
-    CONSTRAINT activities_activity_type_check CHECK ((activity_type ~ '^[a-z][a-z0-9_]{0,62}$'::text))
+    CONSTRAINT activities_activity_type_check CHECK ((activity_type ~ '^[a-z][a-z0-9_]{0,62}$'::text)),
+    CONSTRAINT activities_timestamps_check CHECK (((LEAST(occurred_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(occurred_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
 
 --
@@ -657,6 +870,13 @@ COMMENT ON CONSTRAINT activities_activity_type_check ON crm.activities IS 'activ
 characters.';
 
 --
+-- Name: CONSTRAINT activities_timestamps_check ON activities; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT activities_timestamps_check ON crm.activities IS 'occurred_at, created_at, updated_at and deleted_at must be finite times from 1900-01-01 00:00
+UTC (included) to 2200-01-01 00:00 UTC (excluded): crm_private.timestamp_window().';
+
+--
 -- Name: deals; Type: TABLE; Schema: crm; Owner: -
 --
 
@@ -666,7 +886,7 @@ CREATE TABLE crm.deals (
     lead_id uuid NOT NULL,
     meeting_id uuid,
     name text NOT NULL,
-    value numeric(12,2) DEFAULT 0 NOT NULL,
+    value numeric DEFAULT 0 NOT NULL,
     currency text NOT NULL,
     probability integer NOT NULL,
     stage crm.deal_stage_type DEFAULT 'qualification'::crm.deal_stage_type NOT NULL,
@@ -689,12 +909,15 @@ CREATE TABLE crm.deals (
     CONSTRAINT deals_closed_at_check CHECK ((((stage = ANY (ARRAY['closed_won'::crm.deal_stage_type, 'closed_lost'::crm.deal_stage_type])) = (closed_at IS NOT NULL)) AND (closed_at >= created_at))),
     CONSTRAINT deals_currency_check CHECK ((currency ~ '^[A-Z]{3}$'::text)),
     CONSTRAINT deals_days_to_close_check CHECK ((days_to_close >= 0)),
+    CONSTRAINT deals_expected_close_date_check CHECK (((expected_close_date >= '1900-01-01'::date) AND (expected_close_date < '2200-01-01'::date))),
     CONSTRAINT deals_external_crm_check CHECK ((external_crm = ANY (ARRAY['hubspot'::text, 'pipedrive'::text, 'close'::text]))),
     CONSTRAINT deals_lost_reason_check CHECK (((stage = 'closed_lost'::crm.deal_stage_type) = (lost_reason IS NOT NULL))),
     CONSTRAINT deals_name_check CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 500))),
     CONSTRAINT deals_probability_check CHECK (((probability >= 0) AND (probability <= 100))),
+    CONSTRAINT deals_timestamps_check CHECK (((LEAST(stage_changed_at, closed_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(stage_changed_at, closed_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)))),
     CONSTRAINT deals_touches_before_deal_check CHECK ((touches_before_deal >= 0)),
-    CONSTRAINT deals_value_check CHECK ((value >= (0)::numeric)),
+    CONSTRAINT deals_value_check CHECK (((value >= (0)::numeric) AND (value <> 'NaN'::numeric))),
+    CONSTRAINT deals_value_range_check CHECK (((value <= 9999999999.99) AND (value = round(value, 2)))),
     CONSTRAINT deals_won_check CHECK ((NOT (won IS DISTINCT FROM
 CASE stage
     WHEN 'closed_won'::crm.deal_stage_type THEN true
@@ -882,6 +1105,12 @@ COMMENT ON CONSTRAINT deals_currency_check ON crm.deals IS 'currency must be an 
 COMMENT ON CONSTRAINT deals_days_to_close_check ON crm.deals IS 'days_to_close must not be negative.';
 
 --
+-- Name: CONSTRAINT deals_expected_close_date_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_expected_close_date_check ON crm.deals IS 'expected_close_date must be from 1900-01-01 to 2199-12-31 (or NULL).';
+
+--
 -- Name: CONSTRAINT deals_external_crm_check ON deals; Type: COMMENT; Schema: crm; Owner: -
 --
 
@@ -906,6 +1135,14 @@ COMMENT ON CONSTRAINT deals_name_check ON crm.deals IS 'name must be 1-500 chara
 COMMENT ON CONSTRAINT deals_probability_check ON crm.deals IS 'probability must be a percentage between 0 and 100.';
 
 --
+-- Name: CONSTRAINT deals_timestamps_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_timestamps_check ON crm.deals IS 'stage_changed_at, closed_at, created_at, updated_at and deleted_at must be finite times from
+1900-01-01 00:00 UTC (included) to 2200-01-01 00:00 UTC (excluded):
+crm_private.timestamp_window().';
+
+--
 -- Name: CONSTRAINT deals_touches_before_deal_check ON deals; Type: COMMENT; Schema: crm; Owner: -
 --
 
@@ -915,7 +1152,13 @@ COMMENT ON CONSTRAINT deals_touches_before_deal_check ON crm.deals IS 'touches_b
 -- Name: CONSTRAINT deals_value_check ON deals; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON CONSTRAINT deals_value_check ON crm.deals IS 'value must be zero or more.';
+COMMENT ON CONSTRAINT deals_value_check ON crm.deals IS 'value must be a number (not NaN), zero or more.';
+
+--
+-- Name: CONSTRAINT deals_value_range_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_value_range_check ON crm.deals IS 'value must be at most 9,999,999,999.99, in cents (two decimals).';
 
 --
 -- Name: CONSTRAINT deals_won_check ON deals; Type: COMMENT; Schema: crm; Owner: -
@@ -943,7 +1186,7 @@ CREATE FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_id
              a.id AS activity_id,
              row_number() OVER deal_touches AS pos,
              GREATEST(count(a.id) OVER (PARTITION BY d.id), (1)::bigint) AS n,
-             ((EXTRACT(epoch FROM (d.created_at - a.occurred_at)))::double precision / (86400)::double precision) AS age_days
+             ((EXTRACT(epoch FROM (max(a.occurred_at) OVER (PARTITION BY d.id) - a.occurred_at)))::double precision / (86400)::double precision) AS age_days
             FROM (deals d
               LEFT JOIN crm.activities a ON (((a.client_id = compute_deal_attribution.p_client_id) AND (a.lead_id = d.lead_id) AND (a.occurred_at <= d.created_at) AND (a.deleted_at IS NULL))))
            WINDOW deal_touches AS (PARTITION BY d.id ORDER BY a.occurred_at, a.id)
@@ -954,7 +1197,11 @@ CREATE FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_id
              (((t.pos = 1))::integer)::double precision AS first_touch,
              (((t.pos = t.n))::integer)::double precision AS last_touch,
              ((1.0)::double precision / (t.n)::double precision) AS linear,
-             COALESCE(power((2.0)::double precision, ((- t.age_days) / compute_deal_attribution.p_half_life_days)), (1.0)::double precision) AS decay,
+                 CASE
+                     WHEN (t.age_days IS NULL) THEN (1.0)::double precision
+                     WHEN ((t.age_days / (1000)::double precision) > compute_deal_attribution.p_half_life_days) THEN (0.0)::double precision
+                     ELSE power((2.0)::double precision, (- (t.age_days / compute_deal_attribution.p_half_life_days)))
+                 END AS decay,
              (
                  CASE
                      WHEN (t.n = 1) THEN 1.0
@@ -1014,8 +1261,11 @@ END;
 
 COMMENT ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) IS 'Each given deal''s share of credit per channel under every attribution model, computed from its
 lead''s live touches up to the deal''s creation, ordered by (occurred_at, id); a deal without
-touches gets one row for channel unattributed. The definition crm_private.deal_attribution keeps,
-and what crm.get_channel_revenue_attribution computes on the fly for another half-life.';
+touches gets one row for channel unattributed. time_decay weighs a touch
+2^(-age/p_half_life_days), age in days before the deal''s most recent touch (the same shares once
+normalised, and never all 0), and 0 when it is more than 1000 half-lives older: a weight too small
+to represent is 0. The definition crm_private.deal_attribution keeps, and what
+crm.get_channel_revenue_attribution computes on the fly for another half-life.';
 
 --
 -- Name: deal_attribution; Type: TABLE; Schema: crm_private; Owner: -
@@ -1200,7 +1450,7 @@ CREATE FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days int
      round(((((100)::double precision * pc.credit) / NULLIF(sum(pc.credit) OVER (), (0)::double precision)))::numeric, 2) AS percentage_of_revenue
     FROM (per_channel pc
       CROSS JOIN currency_check cc)
-   WHERE (crm_private.attribution_model_check('get_channel_revenue_attribution'::text, get_channel_revenue_attribution.p_model, get_channel_revenue_attribution.p_half_life_days) AND (crm_private.analytics_window_start('get_channel_revenue_attribution'::text, get_channel_revenue_attribution.p_days, get_channel_revenue_attribution.p_as_of) IS NOT NULL) AND cc.one_currency)
+   WHERE (crm_private.analytics_scope_check('get_channel_revenue_attribution'::text, get_channel_revenue_attribution.p_client_id, get_channel_revenue_attribution.p_currency) AND crm_private.attribution_model_check('get_channel_revenue_attribution'::text, get_channel_revenue_attribution.p_model, get_channel_revenue_attribution.p_half_life_days) AND (crm_private.analytics_window_start('get_channel_revenue_attribution'::text, get_channel_revenue_attribution.p_days, get_channel_revenue_attribution.p_as_of) IS NOT NULL) AND cc.one_currency)
    ORDER BY pc.credit DESC, pc.channel;
 END;
 
@@ -1216,9 +1466,12 @@ time_decay (weight 2^(-age/p_half_life_days), age = deal created_at - occurred_a
 half-life 7), position_based (40/20/40), j_shaped (20/20/60), inverse_j (60/20/20); the position
 models give 1 touch 100 % and split 2 touches first:last in proportion. A deal without eligible
 touches goes to channel unattributed, so deals_attributed sums to the number of won deals and
-percentage_of_revenue to 100. Rows by total_value descending, then channel. Raises 22023 for an
-unknown model (listing the valid ones), p_days <= 0, p_half_life_days <= 0, or deals in several
-currencies without p_currency. See docs/analytics.md.';
+percentage_of_revenue to 100. A touch more than 1000 half-lives older than the deal''s most
+recent touch weighs 0. Rows by total_value descending, then channel. Raises 22023 (naming the
+argument and the value) for a NULL p_client_id, an unknown model (listing the valid ones),
+p_days <= 0 or > 1000000, a p_as_of that is NULL, infinite or outside the years 1-9999, a
+p_half_life_days that is not a positive finite number, a p_currency that is not three upper-case
+letters, or deals in several currencies without p_currency. See docs/analytics.md.';
 
 --
 -- Name: get_attribution_comparison(uuid, integer, timestamp with time zone, double precision, text); Type: FUNCTION; Schema: crm; Owner: -
@@ -1238,7 +1491,7 @@ CREATE FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer 
      COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'inverse_j'::text)), (0)::numeric) AS inverse_j
     FROM (unnest(ARRAY['first_touch'::text, 'last_touch'::text, 'linear'::text, 'time_decay'::text, 'position_based'::text, 'j_shaped'::text, 'inverse_j'::text]) m(model)
       CROSS JOIN LATERAL crm.get_channel_revenue_attribution(get_attribution_comparison.p_client_id, get_attribution_comparison.p_days, m.model, get_attribution_comparison.p_as_of, get_attribution_comparison.p_half_life_days, get_attribution_comparison.p_currency) a(channel, deals_attributed, total_value, avg_deal_value, percentage_of_revenue))
-   WHERE (crm_private.analytics_window_start('get_attribution_comparison'::text, get_attribution_comparison.p_days, get_attribution_comparison.p_as_of) IS NOT NULL)
+   WHERE (crm_private.analytics_scope_check('get_attribution_comparison'::text, get_attribution_comparison.p_client_id, get_attribution_comparison.p_currency) AND crm_private.attribution_model_check('get_attribution_comparison'::text, 'linear'::text, get_attribution_comparison.p_half_life_days) AND (crm_private.analytics_window_start('get_attribution_comparison'::text, get_attribution_comparison.p_days, get_attribution_comparison.p_as_of) IS NOT NULL))
    GROUP BY a.channel
    ORDER BY COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'linear'::text)), (0)::numeric) DESC, a.channel;
 END;
@@ -1250,7 +1503,8 @@ END;
 COMMENT ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) IS 'Every attribution model side by side: per channel, the revenue each model credits it with
 (crm.get_channel_revenue_attribution''s total_value; 0 where a model credits the channel
 nothing), for won deals closed in [p_as_of - p_days days, p_as_of). Rows by the linear credit
-descending, then channel. Same errors as crm.get_channel_revenue_attribution.';
+descending, then channel. Same errors as crm.get_channel_revenue_attribution, naming this
+function.';
 
 --
 -- Name: leads; Type: TABLE; Schema: crm; Owner: -
@@ -1274,7 +1528,8 @@ CREATE TABLE crm.leads (
     deleted_at timestamp with time zone,
     CONSTRAINT leads_email_check CHECK (((length(email) <= 320) AND (email ~ '^[^@[:space:]]+@[^@[:space:]]+$'::text))),
     CONSTRAINT leads_meeting_booked_at_check CHECK ((meeting_booked = (meeting_booked_at IS NOT NULL))),
-    CONSTRAINT leads_status_check CHECK ((status = ANY (ARRAY['new'::text, 'contacted'::text, 'engaged'::text, 'meeting_booked'::text, 'qualified'::text, 'disqualified'::text, 'customer'::text, 'unsubscribed'::text, 'bounced'::text])))
+    CONSTRAINT leads_status_check CHECK ((status = ANY (ARRAY['new'::text, 'contacted'::text, 'engaged'::text, 'meeting_booked'::text, 'qualified'::text, 'disqualified'::text, 'customer'::text, 'unsubscribed'::text, 'bounced'::text]))),
+    CONSTRAINT leads_timestamps_check CHECK (((LEAST(meeting_booked_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(meeting_booked_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
 
 --
@@ -1395,6 +1650,13 @@ COMMENT ON CONSTRAINT leads_status_check ON crm.leads IS 'status must be one of 
 customer, unsubscribed, bounced.';
 
 --
+-- Name: CONSTRAINT leads_timestamps_check ON leads; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT leads_timestamps_check ON crm.leads IS 'meeting_booked_at, created_at, updated_at and deleted_at must be finite times from 1900-01-01
+00:00 UTC (included) to 2200-01-01 00:00 UTC (excluded): crm_private.timestamp_window().';
+
+--
 -- Name: meetings; Type: TABLE; Schema: crm; Owner: -
 --
 
@@ -1443,6 +1705,7 @@ CREATE TABLE crm.meetings (
     CONSTRAINT meetings_meeting_type_check CHECK ((meeting_type = ANY (ARRAY['discovery'::text, 'demo'::text, 'follow_up'::text, 'close'::text, 'onboarding'::text, 'other'::text]))),
     CONSTRAINT meetings_rescheduled_count_check CHECK ((rescheduled_count >= 0)),
     CONSTRAINT meetings_showed_up_check CHECK (((NOT ((showed_up IS TRUE) AND (meeting_outcome = 'no_show'::text))) AND (NOT ((showed_up IS FALSE) AND (meeting_outcome = ANY (ARRAY['good'::text, 'bad'::text, 'pending'::text])))))),
+    CONSTRAINT meetings_timestamps_check CHECK (((LEAST(scheduled_at, booked_at, confirmed_at, reminder_sent_at, showed_up_confirmed_at, outcome_recorded_at, cancelled_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(scheduled_at, booked_at, confirmed_at, reminder_sent_at, showed_up_confirmed_at, outcome_recorded_at, cancelled_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)))),
     CONSTRAINT meetings_touches_before_booking_check CHECK ((touches_before_booking >= 0))
 );
 
@@ -1721,6 +1984,15 @@ COMMENT ON CONSTRAINT meetings_showed_up_check ON crm.meetings IS 'showed_up mus
 or pending.';
 
 --
+-- Name: CONSTRAINT meetings_timestamps_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meetings_timestamps_check ON crm.meetings IS 'scheduled_at, booked_at, confirmed_at, reminder_sent_at, showed_up_confirmed_at,
+outcome_recorded_at, cancelled_at, created_at, updated_at and deleted_at must be finite times
+from 1900-01-01 00:00 UTC (included) to 2200-01-01 00:00 UTC (excluded):
+crm_private.timestamp_window().';
+
+--
 -- Name: CONSTRAINT meetings_touches_before_booking_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
 --
 
@@ -1793,7 +2065,7 @@ CREATE FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer DEFAUL
      round(((100.0 * (dt.won_leads)::numeric) / (NULLIF(lt.leads, 0))::numeric), 2) AS lead_to_win_rate
     FROM (lead_totals lt
       CROSS JOIN deal_totals dt)
-   WHERE ((crm_private.analytics_window_start('get_funnel_analytics'::text, get_funnel_analytics.p_days, get_funnel_analytics.p_as_of) IS NOT NULL) AND dt.one_currency);
+   WHERE (crm_private.analytics_scope_check('get_funnel_analytics'::text, get_funnel_analytics.p_client_id, get_funnel_analytics.p_currency) AND (crm_private.analytics_window_start('get_funnel_analytics'::text, get_funnel_analytics.p_days, get_funnel_analytics.p_as_of) IS NOT NULL) AND dt.one_currency);
 END;
 
 --
@@ -1808,9 +2080,10 @@ value. show_rate = meetings_showed / meetings_booked (a lead-level rate, unlike
 get_show_rate_analysis); deal_win_rate = won / (won + lost); lead_to_meeting_rate =
 meetings_booked / total_leads; lead_to_win_rate = leads with a won deal / total_leads (so it
 stays within 0-100 when a lead wins several deals). Rates are percentages
-rounded to 2 decimals, NULL when the denominator is 0. Raises 22023 for p_days <= 0, or when the
-deals carry several currencies and p_currency is not given (p_currency keeps only deals in that
-currency). See docs/analytics.md.';
+rounded to 2 decimals, NULL when the denominator is 0. Raises 22023 for a NULL p_client_id,
+p_days <= 0 or > 1000000, a p_as_of that is NULL, infinite or outside the years 1-9999, a
+p_currency that is not three upper-case letters, or when the deals carry several currencies and
+p_currency is not given (p_currency keeps only deals in that currency). See docs/analytics.md.';
 
 --
 -- Name: deal_stage_history; Type: TABLE; Schema: crm; Owner: -
@@ -1823,7 +2096,7 @@ CREATE TABLE crm.deal_stage_history (
     from_stage crm.deal_stage_type,
     to_stage crm.deal_stage_type NOT NULL,
     probability integer NOT NULL,
-    value numeric(12,2) NOT NULL,
+    value numeric NOT NULL,
     changed_at timestamp with time zone DEFAULT now() NOT NULL,
     time_in_from_stage interval,
     reason text,
@@ -1832,8 +2105,10 @@ CREATE TABLE crm.deal_stage_history (
     seq bigint NOT NULL,
     CONSTRAINT deal_stage_history_probability_check CHECK (((probability >= 0) AND (probability <= 100))),
     CONSTRAINT deal_stage_history_time_in_from_stage_check CHECK ((((from_stage IS NULL) = (time_in_from_stage IS NULL)) AND (time_in_from_stage >= '00:00:00'::interval))),
+    CONSTRAINT deal_stage_history_timestamps_check CHECK (((LEAST(changed_at, created_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(changed_at, created_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)))),
     CONSTRAINT deal_stage_history_to_stage_check CHECK ((from_stage IS DISTINCT FROM to_stage)),
-    CONSTRAINT deal_stage_history_value_check CHECK ((value >= (0)::numeric))
+    CONSTRAINT deal_stage_history_value_check CHECK (((value >= (0)::numeric) AND (value <> 'NaN'::numeric))),
+    CONSTRAINT deal_stage_history_value_range_check CHECK (((value <= 9999999999.99) AND (value = round(value, 2))))
 );
 
 --
@@ -1935,6 +2210,13 @@ COMMENT ON CONSTRAINT deal_stage_history_probability_check ON crm.deal_stage_his
 COMMENT ON CONSTRAINT deal_stage_history_time_in_from_stage_check ON crm.deal_stage_history IS 'time_in_from_stage must be set (and not negative) exactly when from_stage is set.';
 
 --
+-- Name: CONSTRAINT deal_stage_history_timestamps_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deal_stage_history_timestamps_check ON crm.deal_stage_history IS 'changed_at and created_at must be finite times from 1900-01-01 00:00 UTC (included) to
+2200-01-01 00:00 UTC (excluded): crm_private.timestamp_window().';
+
+--
 -- Name: CONSTRAINT deal_stage_history_to_stage_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
 --
 
@@ -1944,7 +2226,13 @@ COMMENT ON CONSTRAINT deal_stage_history_to_stage_check ON crm.deal_stage_histor
 -- Name: CONSTRAINT deal_stage_history_value_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON CONSTRAINT deal_stage_history_value_check ON crm.deal_stage_history IS 'value must be zero or more.';
+COMMENT ON CONSTRAINT deal_stage_history_value_check ON crm.deal_stage_history IS 'value must be a number (not NaN), zero or more.';
+
+--
+-- Name: CONSTRAINT deal_stage_history_value_range_check ON deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deal_stage_history_value_range_check ON crm.deal_stage_history IS 'value must be at most 9,999,999,999.99, in cents (two decimals).';
 
 --
 -- Name: get_lost_deal_analysis(uuid, integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
@@ -1996,7 +2284,7 @@ CREATE FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer DEFA
     FROM ((by_reason r
       CROSS JOIN currency_check cc)
       LEFT JOIN stage_counts s ON (((s.lost_reason = r.lost_reason) AND (s.rank = 1))))
-   WHERE ((crm_private.analytics_window_start('get_lost_deal_analysis'::text, get_lost_deal_analysis.p_days, get_lost_deal_analysis.p_as_of) IS NOT NULL) AND cc.one_currency)
+   WHERE (crm_private.analytics_scope_check('get_lost_deal_analysis'::text, get_lost_deal_analysis.p_client_id, get_lost_deal_analysis.p_currency) AND (crm_private.analytics_window_start('get_lost_deal_analysis'::text, get_lost_deal_analysis.p_days, get_lost_deal_analysis.p_as_of) IS NOT NULL) AND cc.one_currency)
    ORDER BY r.deals DESC, r.lost_value DESC, r.lost_reason;
 END;
 
@@ -2010,8 +2298,9 @@ to closed_at, in days, 1 decimal) and common_stage_lost: the most frequent stage
 when they last moved to closed_lost (from crm.deal_stage_history; ties go to the later pipeline
 stage; NULL when no deal of the group has such history, e.g. deals inserted already lost). Rows by
 count descending, total_lost_value descending, then lost_reason in its type''s order. Raises 22023
-for p_days <= 0, or when the deals carry several currencies and p_currency is not given. See
-docs/analytics.md.';
+for a NULL p_client_id, p_days <= 0 or > 1000000, a p_as_of that is NULL, infinite or outside the
+years 1-9999, a p_currency that is not three upper-case letters, or when the deals carry several
+currencies and p_currency is not given. See docs/analytics.md.';
 
 --
 -- Name: get_markov_attribution(uuid, integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
@@ -2041,6 +2330,7 @@ DECLARE
     v_to text [];
     v_count double precision [];
 BEGIN
+    PERFORM crm_private.analytics_scope_check('get_markov_attribution', p_client_id, p_currency);
     SELECT array_agg(DISTINCT d.currency), count(*), coalesce(sum(d.value::double precision), 0)
     INTO v_currencies, v_won_deals, v_won_value
     FROM crm.deals AS d
@@ -2163,7 +2453,9 @@ touched in the window (its touches before p_as_of; not converting). Transitions 
 with c removed) / P(conversion), where removing c sends every transition into c to null; the won
 deals and value with at least one touch are split over channels in proportion to removal effects
 (deals without touches go to unattributed). Rows by total_value descending, then channel.
-Raises 22023 for p_days <= 0 or several currencies without p_currency.';
+Raises 22023 for a NULL p_client_id, p_days <= 0 or > 1000000, a p_as_of that is NULL, infinite
+or outside the years 1-9999, a p_currency that is not three upper-case letters, or several
+currencies without p_currency.';
 
 --
 -- Name: get_pipeline_velocity(uuid, integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
@@ -2202,7 +2494,7 @@ CREATE FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer DEFAU
      round(t.avg_cycle_days, 2) AS avg_cycle_days,
      round(((((t.open_deals)::numeric * ((1.0 * (t.won)::numeric) / (NULLIF((t.won + t.lost), 0))::numeric)) * t.avg_won_value) / NULLIF(t.avg_cycle_days, (0)::numeric)), 2) AS velocity_per_day
     FROM totals t
-   WHERE ((crm_private.analytics_window_start('get_pipeline_velocity'::text, get_pipeline_velocity.p_days, get_pipeline_velocity.p_as_of) IS NOT NULL) AND t.one_currency);
+   WHERE (crm_private.analytics_scope_check('get_pipeline_velocity'::text, get_pipeline_velocity.p_client_id, get_pipeline_velocity.p_currency) AND (crm_private.analytics_window_start('get_pipeline_velocity'::text, get_pipeline_velocity.p_days, get_pipeline_velocity.p_as_of) IS NOT NULL) AND t.one_currency);
 END;
 
 --
@@ -2213,8 +2505,9 @@ COMMENT ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, 
 avg_won_value / avg_cycle_days, in value per day, where win_rate = won / (won + lost) over deals
 closed in [p_as_of - p_days days, p_as_of), avg_won_value and avg_cycle_days (created_at to
 closed_at) over the deals won in that window. Rates in percent, values and days to 2 decimals,
-NULL where a part is undefined. Raises 22023 for p_days <= 0, or several currencies among the open
-and won deals without p_currency.';
+NULL where a part is undefined. Raises 22023 for a NULL p_client_id, p_days <= 0 or > 1000000, a
+p_as_of that is NULL, infinite or outside the years 1-9999, a p_currency that is not three
+upper-case letters, or several currencies among the open and won deals without p_currency.';
 
 --
 -- Name: get_show_rate_analysis(uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
@@ -2259,7 +2552,7 @@ CREATE FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer DEFA
      round(((100.0 * (n.reminded_held)::numeric) / (NULLIF(n.reminded_resolved, 0))::numeric), 2) AS reminded_show_rate,
      n.unresolved AS unresolved_meetings
     FROM counts n
-   WHERE (crm_private.analytics_window_start('get_show_rate_analysis'::text, get_show_rate_analysis.p_days, get_show_rate_analysis.p_as_of) IS NOT NULL);
+   WHERE (crm_private.analytics_scope_check('get_show_rate_analysis'::text, get_show_rate_analysis.p_client_id, NULL::text) AND (crm_private.analytics_window_start('get_show_rate_analysis'::text, get_show_rate_analysis.p_days, get_show_rate_analysis.p_as_of) IS NOT NULL));
 END;
 
 --
@@ -2273,8 +2566,9 @@ meetings with no known attendance are counted in unresolved_meetings. show_rate 
 resolved and no_show_rate = no-shows / resolved (they sum to 100); reschedule_rate = meetings
 rescheduled at least once / total_meetings; confirmed_show_rate and reminded_show_rate = show rate
 among meetings confirmed / reminded before scheduled_at. Rates are percentages rounded to 2
-decimals, NULL when the denominator is 0. Soft-deleted meetings never count. Raises 22023 for
-p_days <= 0. See docs/analytics.md.';
+decimals, NULL when the denominator is 0. Soft-deleted meetings never count. Raises 22023 for a
+NULL p_client_id, p_days <= 0 or > 1000000, or a p_as_of that is NULL, infinite or outside the
+years 1-9999. See docs/analytics.md.';
 
 --
 -- Name: is_valid_time_zone(text); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -2314,6 +2608,7 @@ CREATE TABLE crm.clients (
     deleted_at timestamp with time zone,
     CONSTRAINT clients_default_currency_check CHECK ((default_currency ~ '^[A-Z]{3}$'::text)),
     CONSTRAINT clients_name_check CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))),
+    CONSTRAINT clients_timestamps_check CHECK (((LEAST(created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)))),
     CONSTRAINT clients_timezone_check CHECK (crm_private.is_valid_time_zone(timezone))
 );
 
@@ -2383,6 +2678,13 @@ COMMENT ON CONSTRAINT clients_default_currency_check ON crm.clients IS 'default_
 --
 
 COMMENT ON CONSTRAINT clients_name_check ON crm.clients IS 'name must be 1-200 characters after trimming spaces.';
+
+--
+-- Name: CONSTRAINT clients_timestamps_check ON clients; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT clients_timestamps_check ON crm.clients IS 'created_at, updated_at and deleted_at must be finite times from 1900-01-01 00:00 UTC
+(included) to 2200-01-01 00:00 UTC (excluded): crm_private.timestamp_window().';
 
 --
 -- Name: CONSTRAINT clients_timezone_check ON clients; Type: COMMENT; Schema: crm; Owner: -
@@ -2462,7 +2764,7 @@ CREATE FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer DEFAU
      round(((((100)::double precision * ((w.p + (w.z2 / ((2 * w.n))::double precision)) - (sqrt(w.z2) * sqrt((((w.p * ((1)::double precision - w.p)) / (w.n)::double precision) + (w.z2 / (((4.0 * (w.n)::numeric) * (w.n)::numeric))::double precision)))))) / ((1)::double precision + (w.z2 / (w.n)::double precision))))::numeric, 2) AS ci_low,
      round(((((100)::double precision * ((w.p + (w.z2 / ((2 * w.n))::double precision)) + (sqrt(w.z2) * sqrt((((w.p * ((1)::double precision - w.p)) / (w.n)::double precision) + (w.z2 / (((4.0 * (w.n)::numeric) * (w.n)::numeric))::double precision)))))) / ((1)::double precision + (w.z2 / (w.n)::double precision))))::numeric, 2) AS ci_high
     FROM wilson w
-   WHERE (crm_private.analytics_window_start('get_show_rate_drivers'::text, get_show_rate_drivers.p_days, get_show_rate_drivers.p_as_of) IS NOT NULL)
+   WHERE (crm_private.analytics_scope_check('get_show_rate_drivers'::text, get_show_rate_drivers.p_client_id, NULL::text) AND (crm_private.analytics_window_start('get_show_rate_drivers'::text, get_show_rate_drivers.p_days, get_show_rate_drivers.p_as_of) IS NOT NULL))
    ORDER BY w.dimension_order, w.bucket_order, w.bucket;
 END;
 
@@ -2476,7 +2778,9 @@ lead_time (scheduled_at - booked_at: < 1 day, 1-3, 3-7, 7-14, 14+ days), weekday
 scheduled_at in the client''s time zone), meeting_type, booking_method and converting_channel
 (unknown when NULL). Per bucket: meetings (the n behind the rate), held, show_rate and its Wilson
 95 % interval (ci_low, ci_high), in percent to 2 decimals. Rows by dimension in that order, then
-bucket (in time order for lead_time and weekday, by name otherwise). Raises 22023 for p_days <= 0.';
+bucket (in time order for lead_time and weekday, by name otherwise). Raises 22023 for a NULL
+p_client_id, p_days <= 0 or > 1000000, or a p_as_of that is NULL, infinite or outside the years
+1-9999.';
 
 --
 -- Name: analytics_choice_check(text, text, text, text[]); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -2489,7 +2793,8 @@ CREATE FUNCTION crm_private.analytics_choice_check(p_function text, p_argument t
 BEGIN
     IF p_value IS NULL OR NOT p_value = ANY (p_choices) THEN
         RAISE EXCEPTION '%: % % is not one of %', p_function, p_argument,
-            coalesce(p_value, 'NULL'), pg_catalog.array_to_string(p_choices, ', ')
+            coalesce(pg_catalog.quote_literal(p_value), 'NULL'),
+            pg_catalog.array_to_string(p_choices, ', ')
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = pg_catalog.format('Pass %s => %L.', p_argument, p_choices[1]);
     END IF;
@@ -2578,7 +2883,7 @@ CREATE FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer DEFAUL
      ps.deals_skipped,
      ps.regressions
     FROM per_step ps
-   WHERE ((crm_private.analytics_window_start('get_stage_conversion'::text, get_stage_conversion.p_days, get_stage_conversion.p_as_of) IS NOT NULL) AND crm_private.analytics_choice_check('get_stage_conversion'::text, 'p_mode'::text, get_stage_conversion.p_mode, ARRAY['strict'::text, 'any'::text]))
+   WHERE (crm_private.analytics_scope_check('get_stage_conversion'::text, get_stage_conversion.p_client_id, NULL::text) AND (crm_private.analytics_window_start('get_stage_conversion'::text, get_stage_conversion.p_days, get_stage_conversion.p_as_of) IS NOT NULL) AND crm_private.analytics_choice_check('get_stage_conversion'::text, 'p_mode'::text, get_stage_conversion.p_mode, ARRAY['strict'::text, 'any'::text]))
    ORDER BY ps.step;
 END;
 
@@ -2594,7 +2899,8 @@ stage it entered. deals_entered; deals_moved_on: of those, entered a later stage
 of those, also counted at the next stage (NULL for closed_won); cumulative_rate: deals_entered /
 deals created in the window; deals_skipped: deals that reached a later stage without entering
 this one; regressions: moves from this stage back to an earlier one. Rows in pipeline order.
-Raises 22023 for p_days <= 0 or an unknown p_mode.';
+Raises 22023 for a NULL p_client_id, p_days <= 0 or > 1000000, a p_as_of that is NULL, infinite
+or outside the years 1-9999, or an unknown p_mode.';
 
 --
 -- Name: get_time_in_stage(uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
@@ -2645,7 +2951,7 @@ CREATE FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer DEFAULT 9
      round((percentile_cont((0.5)::double precision) WITHIN GROUP (ORDER BY ((pd.open_days)::double precision)))::numeric, 2) AS median_days_open
     FROM (stages st
       LEFT JOIN per_deal pd ON ((pd.stage = st.stage)))
-   WHERE (crm_private.analytics_window_start('get_time_in_stage'::text, get_time_in_stage.p_days, get_time_in_stage.p_as_of) IS NOT NULL)
+   WHERE (crm_private.analytics_scope_check('get_time_in_stage'::text, get_time_in_stage.p_client_id, NULL::text) AND (crm_private.analytics_window_start('get_time_in_stage'::text, get_time_in_stage.p_days, get_time_in_stage.p_as_of) IS NOT NULL))
    GROUP BY st.stage
    ORDER BY st.stage;
 END;
@@ -2660,7 +2966,8 @@ from crm.deal_stage_history up to p_as_of. Per stage, over deals with at least o
 its stays (the same three); deals still in the stage at p_as_of are censored: counted apart in
 open_deals, with the median of their days so far. Percentiles interpolate linearly
 (percentile_cont); days to 2 decimals; NULL where no deal is counted. Rows in pipeline order.
-Raises 22023 for p_days <= 0.';
+Raises 22023 for a NULL p_client_id, p_days <= 0 or > 1000000, or a p_as_of that is NULL,
+infinite or outside the years 1-9999.';
 
 --
 -- Name: get_weighted_forecast(uuid, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
@@ -2694,7 +3001,7 @@ CREATE FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp wi
      round(sum(((o.value * (o.probability)::numeric) / 100.0)), 2) AS weighted_value
     FROM (open_deals o
       CROSS JOIN currency_check cc)
-   WHERE ((get_weighted_forecast.p_as_of IS NOT NULL) AND cc.one_currency)
+   WHERE (crm_private.analytics_scope_check('get_weighted_forecast'::text, get_weighted_forecast.p_client_id, get_weighted_forecast.p_currency) AND (crm_private.analytics_window_start('get_weighted_forecast'::text, NULL::integer, get_weighted_forecast.p_as_of) IS NOT NULL) AND cc.one_currency)
    GROUP BY o.month
    ORDER BY o.month;
 END;
@@ -2706,7 +3013,9 @@ END;
 COMMENT ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) IS 'Weighted forecast of the client''s deals open at p_as_of (created before it, not closed by it),
 by expected-close month (expected_close_month NULL: no expected_close_date): open_deals, open_value
 and weighted_value = sum of value x probability / 100, with the probability the deal had at
-p_as_of. Rows by month, NULL last. Raises 22023 for several currencies without p_currency.';
+p_as_of. Rows by month, NULL last. Raises 22023 for a NULL p_client_id, a p_as_of that is NULL,
+infinite or outside the years 1-9999, a p_currency that is not three upper-case letters, or
+several currencies without p_currency.';
 
 --
 -- Name: hold_pushes(uuid, text); Type: FUNCTION; Schema: crm; Owner: -
@@ -3071,7 +3380,8 @@ CREATE TABLE crm.crm_external_ids (
     create_sent_at timestamp with time zone,
     CONSTRAINT crm_external_ids_crm_id_check CHECK (((length(crm_id) >= 1) AND (length(crm_id) <= 200))),
     CONSTRAINT crm_external_ids_entity_type_check CHECK ((entity_type = ANY (ARRAY['lead'::text, 'contact'::text, 'deal'::text, 'organisation'::text]))),
-    CONSTRAINT crm_external_ids_external_key_check CHECK (((length(external_key) >= 1) AND (length(external_key) <= 200)))
+    CONSTRAINT crm_external_ids_external_key_check CHECK (((length(external_key) >= 1) AND (length(external_key) <= 200))),
+    CONSTRAINT crm_external_ids_timestamps_check CHECK (((LEAST(created_at, updated_at, create_sent_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(created_at, updated_at, create_sent_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
 
 --
@@ -3163,6 +3473,13 @@ COMMENT ON CONSTRAINT crm_external_ids_entity_type_check ON crm.crm_external_ids
 --
 
 COMMENT ON CONSTRAINT crm_external_ids_external_key_check ON crm.crm_external_ids IS 'external_key must be 1-200 characters.';
+
+--
+-- Name: CONSTRAINT crm_external_ids_timestamps_check ON crm_external_ids; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT crm_external_ids_timestamps_check ON crm.crm_external_ids IS 'created_at, updated_at and create_sent_at must be finite times from 1900-01-01 00:00 UTC
+(included) to 2200-01-01 00:00 UTC (excluded): crm_private.timestamp_window().';
 
 --
 -- Name: record_crm_id(uuid, uuid, text, text, uuid, text, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
@@ -3320,7 +3637,9 @@ BEGIN
     )
     UPDATE crm.crm_push_queue AS q
     SET status = 'pending',
-        attempts = 0,
+        -- A fresh budget, but the count goes on: a lapsed claim of this push may still
+        -- finish late, and its attempt number must never name a later claim.
+        attempts_base = q.attempts,
         run_after = pg_catalog.now(),
         finished_at = NULL,
         lease_owner = NULL,
@@ -3348,10 +3667,11 @@ $$;
 -- Name: FUNCTION retry_pushes(p_client_id uuid, p_statuses text[], p_push_ids bigint[]); Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON FUNCTION crm.retry_pushes(p_client_id uuid, p_statuses text[], p_push_ids bigint[]) IS 'Send dead and failed (or held) pushes again: back to pending with a fresh attempt budget,
-due now. Narrow with p_client_id, p_statuses and p_push_ids. A push whose entity already has
-a pending push of the same operation is left as it is (the pending one sends the current
-state), and of several stuck pushes of one entity and operation only the newest goes back.
+COMMENT ON FUNCTION crm.retry_pushes(p_client_id uuid, p_statuses text[], p_push_ids bigint[]) IS 'Send dead and failed (or held) pushes again: back to pending with a fresh attempt budget
+(attempts_base = attempts: the attempt numbers go on, max_attempts counts from there), due
+now. Narrow with p_client_id, p_statuses and p_push_ids. A push whose entity already has a
+pending push of the same operation is left as it is (the pending one sends the current state),
+and of several stuck pushes of one entity and operation only the newest goes back.
 Returns how many pushes were put back.';
 
 --
@@ -3389,6 +3709,16 @@ BEGIN
         SELECT l.* INTO v_lead
         FROM crm.leads AS l
         WHERE l.client_id = p_client_id AND l.id = v_meeting.lead_id;
+        IF coalesce(v_meeting.outcome_recorded_at, pg_catalog.now()) < v_lead.created_at THEN
+            RAISE EXCEPTION 'meeting %: outcome_recorded_at % is before lead % was created (%): '
+                'its deal would be dated before its lead', p_meeting_id,
+                v_meeting.outcome_recorded_at, v_lead.id, v_lead.created_at
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'outcome_recorded_at', TABLE = 'meetings', SCHEMA = 'crm',
+                      HINT = 'The deal made from a good meeting is created when its outcome was '
+                          'recorded: give an outcome_recorded_at after the lead''s created_at '
+                          '(imports: give the lead its real created_at too).';
+        END IF;
         v_who := coalesce(
             nullif(pg_catalog.btrim(v_lead.company), ''),
             nullif(pg_catalog.btrim(concat_ws(' ', v_lead.first_name, v_lead.last_name)), ''),
@@ -3413,7 +3743,17 @@ BEGIN
             v_meeting.converting_channel,
             coalesce(v_meeting.outcome_recorded_at, pg_catalog.now())
         )
+        -- A deal of this meeting made by hand in a transaction that was not yet committed
+        -- when we looked: wait for it, then link it (the next statement sees it).
+        ON CONFLICT (client_id, meeting_id) WHERE meeting_id IS NOT NULL AND deleted_at IS NULL
+        DO NOTHING
         RETURNING id INTO v_deal_id;
+        IF v_deal_id IS NULL THEN
+            SELECT d.id INTO v_deal_id
+            FROM crm.deals AS d
+            WHERE d.client_id = p_client_id AND d.meeting_id = p_meeting_id
+              AND d.deleted_at IS NULL;
+        END IF;
     END IF;
     UPDATE crm.meetings AS m
     SET deal_id = v_deal_id, deal_created = TRUE
@@ -3451,16 +3791,23 @@ BEGIN
     ) THEN
         RETURN;
     END IF;
-    -- A pending deal_created sends the deal's state at send time: an update adds nothing.
-    IF p_operation = 'deal_updated' AND EXISTS (
-        SELECT 1
+    -- A pending deal_created sends the deal's state at send time: an update adds nothing,
+    -- provided that push is not sent before this change commits. So the row is locked, until
+    -- the writer commits: a claim (FOR UPDATE SKIP LOCKED) passes over it meanwhile. A claim
+    -- that took it first is waited for, and the row, no longer pending, is not found: the
+    -- change gets its own deal_updated. (The INSERT below collapses into a pending row of its
+    -- own operation with ON CONFLICT DO UPDATE, which locks that row the same way.)
+    IF p_operation = 'deal_updated' THEN
+        PERFORM 1
         FROM crm.crm_push_queue AS q
         WHERE q.client_id = p_client_id
           AND q.operation = 'deal_created'
           AND coalesce(q.deal_id, q.meeting_id, q.lead_id) = p_deal_id
           AND q.status = 'pending'
-    ) THEN
-        RETURN;
+        FOR SHARE;
+        IF FOUND THEN
+            RETURN;
+        END IF;
     END IF;
     INSERT INTO crm.crm_push_queue AS q (client_id, operation, lead_id, meeting_id, deal_id)
     VALUES (p_client_id, p_operation, p_lead_id, p_meeting_id, p_deal_id)
@@ -3476,7 +3823,9 @@ $$;
 
 COMMENT ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) IS 'Enqueue one CRM push in the caller''s transaction, when the client has a live, active CRM
 config. A second change to the same entity and operation before the drainer runs collapses into
-the pending row; a deal_updated collapses into a pending deal_created of the same deal.';
+the pending row; a deal_updated collapses into a pending deal_created of the same deal. The
+pending row collapsed into stays locked until the caller commits, so the runner cannot send it
+without the change.';
 
 --
 -- Name: given_in_update(text, uuid); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -3504,6 +3853,36 @@ $$;
 
 COMMENT ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) IS 'True when the UPDATE being processed set p_column on the row p_row_id (noted by a BEFORE UPDATE OF
 trigger, crm_private.tg__note_given_column); consumes the note.';
+
+--
+-- Name: lock_leads(uuid[], uuid[]); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    -- FOR NO KEY UPDATE: writers of the same lead's touches and deals wait for each other,
+    -- while foreign-key checks (KEY SHARE) and readers do not. In (client_id, id) order, so
+    -- two writers of several leads each cannot deadlock on these rows.
+    PERFORM 1
+    FROM crm.leads AS l
+    WHERE l.client_id = ANY(p_client_ids) AND l.id = ANY(p_lead_ids)
+    ORDER BY l.client_id, l.id
+    FOR NO KEY UPDATE OF l;
+END;
+$$;
+
+--
+-- Name: FUNCTION lock_leads(p_client_ids uuid[], p_lead_ids uuid[]); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) IS 'Lock the given leads'' rows until the end of the transaction (FOR NO KEY UPDATE, in id order).
+The attribution triggers of crm.activities and crm.deals call it before they read a lead''s
+touches and deals, so two writers of one lead take turns and the second computes the credits
+from what the first committed (READ COMMITTED takes a new snapshot per statement): kept credits
+always equal a fresh computation, whatever the interleaving.';
 
 --
 -- Name: lost_reason_label(crm.deal_lost_reason_type); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -3698,6 +4077,22 @@ outcome became rescheduled; both at once are one reschedule); or complete (sched
 meeting whose rescheduled outcome was recorded without a new time).';
 
 --
+-- Name: null_hint(text, text); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.null_hint(p_table text, p_column text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN (SELECT format('Give %s a value%s. %s'::text, a.attname, CASE WHEN (d.adbin IS NOT NULL) THEN format(', or leave it out of the write for its default (%s)'::text, pg_get_expr(d.adbin, d.adrelid)) ELSE ''::text END, regexp_replace(COALESCE(col_description(a.attrelid, (a.attnum)::integer), ''::text), '\s+'::text, ' '::text, 'g'::text)) AS format FROM (pg_attribute a LEFT JOIN pg_attrdef d ON (((d.adrelid = a.attrelid) AND (d.adnum = a.attnum)))) WHERE ((a.attrelid = (to_regclass(('crm.'::text || null_hint.p_table)))::oid) AND (a.attname = null_hint.p_column)));
+
+--
+-- Name: FUNCTION null_hint(p_table text, p_column text); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.null_hint(p_table text, p_column text) IS 'The HINT for a NULL in a required column of crm.<p_table>: give a value, or leave the column out
+for its default (when it has one), and what the column holds (its COMMENT).';
+
+--
 -- Name: refresh_deal_attribution(uuid, uuid[]); Type: FUNCTION; Schema: crm_private; Owner: -
 --
 
@@ -3734,6 +4129,149 @@ $$;
 
 COMMENT ON FUNCTION crm_private.refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]) IS 'Recompute the crm_private.deal_attribution rows of the given deals (called by the triggers of
 crm.deals and crm.activities when a deal''s eligible touches may have changed).';
+
+--
+-- Name: refusal_choices(text, text, text); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) RETURNS text
+    LANGUAGE plpgsql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_allowed text[];
+    v_meant text;
+BEGIN
+    -- The words are the constraint's own (column IN ('a', 'b', ...)), so the hint can never
+    -- disagree with the rule that is the last line of defence.
+    SELECT array_agg(pg_catalog.replace(m.word[1], '''''', '''') ORDER BY m.n)
+    INTO v_allowed
+    FROM pg_catalog.pg_constraint AS con
+    CROSS JOIN LATERAL pg_catalog.regexp_matches(
+        pg_catalog.pg_get_constraintdef(con.oid), '''((?:[^'']|'''')*)''::text', 'g'
+    ) WITH ORDINALITY AS m (word, n)
+    WHERE con.conrelid = pg_catalog.to_regclass('crm.' || p_table)
+      AND con.conname = p_constraint;
+    SELECT a.word INTO v_meant
+    FROM unnest(v_allowed) AS a (word)
+    WHERE pg_catalog.lower(a.word) = pg_catalog.lower(pg_catalog.btrim(p_value))
+    LIMIT 1;
+    RETURN pg_catalog.format(
+        'Use one of: %s.%s',
+        pg_catalog.array_to_string(v_allowed, ', '),
+        CASE WHEN v_meant IS NOT NULL THEN pg_catalog.format(' Did you mean %s?', v_meant) END
+    );
+END;
+$$;
+
+--
+-- Name: FUNCTION refusal_choices(p_table text, p_constraint text, p_value text); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) IS 'The HINT for a value that a CHECK of crm.<p_table> of the form column IN (...) refuses: the
+accepted words, read from the constraint itself, and the one meant when only case or
+surrounding spaces differ from p_value.';
+
+--
+-- Name: refusal_value(text); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.refusal_value(p_value text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN CASE WHEN (p_value IS NULL) THEN 'NULL'::text WHEN (length(p_value) <= 80) THEN quote_literal(p_value) ELSE (quote_literal("left"(p_value, 60)) || format('... (%s characters)'::text, length(p_value))) END;
+
+--
+-- Name: FUNCTION refusal_value(p_value text); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.refusal_value(p_value text) IS 'A refused value as an error message shows it: quoted as an SQL literal, NULL as NULL, and a
+value longer than 80 characters cut to its first 60, followed by its length.';
+
+--
+-- Name: refusal_message(text, uuid, text, text, text); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN format('crm.%s %s: %s%s %s'::text, p_table, COALESCE((p_id)::text, '(no id)'::text), p_column, CASE WHEN (p_value IS NOT NULL) THEN (' '::text || crm_private.refusal_value(p_value)) ELSE ''::text END, p_problem);
+
+--
+-- Name: FUNCTION refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) IS 'The message of a refused write, as every validate trigger words it: "crm.<table> <id>: <column>
+<value> <problem>", the value quoted and cut by crm_private.refusal_value, left out when p_value
+is NULL (a secret, or a problem that says NULL itself).';
+
+--
+-- Name: refusal_rule(text, text); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN format('The rule %s: %s'::text, p_constraint, regexp_replace(COALESCE((SELECT obj_description(con.oid, 'pg_constraint'::name) AS obj_description FROM pg_constraint con WHERE ((con.conrelid = (to_regclass(('crm.'::text || refusal_rule.p_table)))::oid) AND (con.conname = refusal_rule.p_constraint))), obj_description((to_regclass(('crm.'::text || p_constraint)))::oid, 'pg_class'::name), '(not documented)'::text), '\s+'::text, ' '::text, 'g'::text));
+
+--
+-- Name: FUNCTION refusal_rule(p_table text, p_constraint text); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) IS 'The DETAIL of a refused write: the constraint (or unique index) of crm.<p_table> that would
+refuse it too, and its documented rule (its COMMENT) on one line.';
+
+--
+-- Name: refused_null(text, jsonb); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.refused_null(p_table text, p_row jsonb) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN (SELECT (a.attname)::text AS attname FROM pg_attribute a WHERE ((a.attrelid = (to_regclass(('crm.'::text || refused_null.p_table)))::oid) AND (a.attnum > 0) AND (NOT a.attisdropped) AND a.attnotnull AND (NOT (jsonb_typeof((refused_null.p_row -> (a.attname)::text)) IS DISTINCT FROM 'null'::text))) ORDER BY a.attnum LIMIT 1);
+
+--
+-- Name: FUNCTION refused_null(p_table text, p_row jsonb); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) IS 'The first NOT NULL column of crm.<p_table>, in table order, that the row p_row (a trigger''s NEW
+as jsonb) leaves NULL; NULL when there is none.';
+
+--
+-- Name: timestamp_window(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.timestamp_window() RETURNS tstzrange
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN tstzrange(('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text), ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text), '[)'::text);
+
+--
+-- Name: FUNCTION timestamp_window(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.timestamp_window() IS 'The times a timestamptz column of schema crm accepts: from 1900-01-01 00:00 UTC (included) to
+2200-01-01 00:00 UTC (excluded), so never infinity or -infinity. The one definition of the
+window: the validate triggers test a row''s times with `<@ crm_private.timestamp_window()` (an
+immutable call without arguments, which PL/pgSQL folds into a constant when it plans the
+expression), the refusals quote it, and the <table>_timestamps_check constraints of migration
+0011 spell its bounds out (tests/sql/test_refusals.py checks that they agree).';
+
+--
+-- Name: refused_timestamp(text, jsonb); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN (SELECT (a.attname)::text AS attname FROM pg_attribute a WHERE ((a.attrelid = (to_regclass(('crm.'::text || refused_timestamp.p_table)))::oid) AND (a.attnum > 0) AND (NOT a.attisdropped) AND (a.atttypid = ('timestamp with time zone'::regtype)::oid) AND (NOT (((refused_timestamp.p_row ->> (a.attname)::text))::timestamp with time zone <@ crm_private.timestamp_window()))) ORDER BY a.attnum LIMIT 1);
+
+--
+-- Name: FUNCTION refused_timestamp(p_table text, p_row jsonb); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) IS 'The first timestamptz column of crm.<p_table>, in table order, whose value in the row p_row (a
+trigger''s NEW as jsonb) is outside crm_private.timestamp_window(); NULL when there is none.';
 
 --
 -- Name: stage_probability(crm.deal_stage_type); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -3790,13 +4328,31 @@ BEGIN
                   TABLE = TG_TABLE_NAME, SCHEMA = TG_TABLE_SCHEMA,
                   HINT = 'History rows are written by the lifecycle triggers and never changed.';
     END IF;
+    -- The hint names what the table offers instead: deleted_at where it has one.
     RAISE EXCEPTION '% on crm.% is not allowed: agency-crm only soft-deletes', TG_OP, TG_TABLE_NAME
         USING ERRCODE = 'feature_not_supported',
               TABLE = TG_TABLE_NAME, SCHEMA = TG_TABLE_SCHEMA,
-              HINT = pg_catalog.format(
-                  'Instead of %s, set deleted_at: UPDATE crm.%I SET deleted_at = now() WHERE id = ...',
-                  v_what, TG_TABLE_NAME
-              );
+              HINT = CASE
+                  WHEN EXISTS (
+                      SELECT 1
+                      FROM pg_catalog.pg_attribute AS a
+                      WHERE a.attrelid = TG_RELID
+                        AND a.attname = 'deleted_at'
+                        AND NOT a.attisdropped
+                  ) THEN pg_catalog.format(
+                      'Instead of %s, set deleted_at: UPDATE crm.%I SET deleted_at = now() WHERE '
+                      'id = ...', v_what, TG_TABLE_NAME
+                  )
+                  WHEN TG_TABLE_NAME = 'crm_external_ids' THEN
+                      'crm_external_ids has no deleted_at: its rows say where our leads and deals '
+                      'live in each CRM, and without them the next push would create them there '
+                      'again. To stop pushing to a CRM, set is_active = false on its config in '
+                      'crm.client_crm_configs (or soft-delete the config); to point a row at '
+                      'another CRM record, update its crm_id.'
+                  ELSE pg_catalog.format(
+                      'crm.%I has no deleted_at: its rows are kept for good.', TG_TABLE_NAME
+                  )
+              END;
 END;
 $$;
 
@@ -3805,7 +4361,48 @@ $$;
 --
 
 COMMENT ON FUNCTION crm_private.tg__refuse_hard_delete() IS 'Trigger: refuses DELETE and TRUNCATE (and UPDATE on append-only history) with SQLSTATE 0A000
-and a hint to soft-delete by setting deleted_at.';
+and a hint: soft-delete by setting deleted_at, or, on a table without one (crm_external_ids),
+what to do instead.';
+
+--
+-- Name: tg__refuse_key_change(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg__refuse_key_change() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_old jsonb := pg_catalog.to_jsonb(OLD);
+    v_new jsonb := pg_catalog.to_jsonb(NEW);
+    v_column text;
+BEGIN
+    FOREACH v_column IN ARRAY ARRAY['client_id', 'id'] LOOP
+        IF v_old -> v_column IS DISTINCT FROM v_new -> v_column THEN
+            RAISE EXCEPTION 'crm.%: % cannot change (from % to %)',
+                TG_TABLE_NAME, v_column, v_old ->> v_column,
+                coalesce(v_new ->> v_column, 'NULL')
+                USING ERRCODE = 'check_violation',
+                      COLUMN = v_column, TABLE = TG_TABLE_NAME, SCHEMA = TG_TABLE_SCHEMA,
+                      HINT = CASE v_column
+                          WHEN 'client_id' THEN 'A row belongs to its client for good: to move '
+                              'it, soft-delete it (SET deleted_at = now()) and insert a new row '
+                              'for the other client.'
+                          ELSE 'Ids are fixed when a row is inserted: leave id out of the '
+                              'UPDATE''s SET list.'
+                      END;
+        END IF;
+    END LOOP;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg__refuse_key_change(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg__refuse_key_change() IS 'Trigger (BEFORE UPDATE OF id, client_id, when either changes): refuses the change with
+SQLSTATE 23514 naming the column, its old and new value, and a hint.';
 
 --
 -- Name: tg__set_updated_at(); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -3839,6 +4436,16 @@ CREATE FUNCTION crm_private.tg_activities__attribution_insert() RETURNS trigger
     SET search_path TO ''
     AS $$
 BEGIN
+    -- Writers of one lead's touches and deals take turns (see crm_private.lock_leads): the
+    -- next statement, run once the lock is ours, sees what the previous writer committed.
+    PERFORM crm_private.lock_leads(
+        ARRAY(
+            SELECT DISTINCT n.client_id FROM new_activities AS n WHERE n.deleted_at IS NULL
+        ),
+        ARRAY(
+            SELECT DISTINCT n.lead_id FROM new_activities AS n WHERE n.deleted_at IS NULL
+        )
+    );
     -- Per touched lead, an index lookup of its deals (LATERAL): the transition table has no
     -- statistics, and a join the planner could turn around would scan every deal per touch.
     PERFORM crm_private.refresh_deal_attribution(t.client_id, array_agg(d.id))
@@ -3874,6 +4481,7 @@ CREATE FUNCTION crm_private.tg_activities__attribution_update() RETURNS trigger
     SET search_path TO ''
     AS $$
 BEGIN
+    PERFORM crm_private.lock_leads(ARRAY[NEW.client_id], ARRAY[OLD.lead_id, NEW.lead_id]);
     PERFORM crm_private.refresh_deal_attribution(d.client_id, array_agg(d.id))
     FROM crm.deals AS d
     WHERE
@@ -3891,6 +4499,238 @@ $$;
 
 COMMENT ON FUNCTION crm_private.tg_activities__attribution_update() IS 'Trigger (AFTER UPDATE on crm.activities, when lead_id, channel, occurred_at or deleted_at
 changed): recomputes the attribution credits of the deals the touch counted or counts for.';
+
+--
+-- Name: tg_activities__validate(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_activities__validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+DECLARE
+    v_insert boolean := TG_OP = 'INSERT';
+    v_row jsonb;
+    v_column text;
+    v_meant text;
+BEGIN
+    IF pg_catalog.num_nulls(
+        NEW.id, NEW.client_id, NEW.lead_id, NEW.channel, NEW.activity_type, NEW.occurred_at,
+        NEW.created_at, NEW.updated_at
+    ) > 0 THEN
+        v_column := crm_private.refused_null('activities', pg_catalog.to_jsonb(NEW));
+        RAISE EXCEPTION USING
+            ERRCODE = 'not_null_violation',
+            MESSAGE = crm_private.refusal_message(
+                'activities', NEW.id, v_column, NULL, 'is NULL, but it is required'
+            ),
+            HINT = crm_private.null_hint('activities', v_column),
+            COLUMN = v_column, TABLE = 'activities', SCHEMA = 'crm';
+    END IF;
+
+    IF (
+        v_insert
+        OR NEW.lead_id IS DISTINCT FROM OLD.lead_id
+        OR NEW.client_id IS DISTINCT FROM OLD.client_id
+    ) THEN
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.leads AS l
+            WHERE l.client_id = NEW.client_id AND l.id = NEW.lead_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'activities', NEW.id, 'lead_id', NEW.lead_id::text,
+                    pg_catalog.format('is not a lead of client %s', NEW.client_id)
+                ),
+                DETAIL = crm_private.refusal_rule(
+                    'activities', 'activities_client_id_lead_id_fkey'
+                ),
+                HINT = 'Use the id of a lead of the same client (crm.leads.client_id).',
+                COLUMN = 'lead_id', TABLE = 'activities', SCHEMA = 'crm',
+                CONSTRAINT = 'activities_client_id_lead_id_fkey';
+        END IF;
+    END IF;
+    IF NEW.campaign_id IS NOT NULL AND (
+        v_insert
+        OR NEW.campaign_id IS DISTINCT FROM OLD.campaign_id
+        OR NEW.client_id IS DISTINCT FROM OLD.client_id
+    ) THEN
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.campaigns AS c
+            WHERE c.client_id = NEW.client_id AND c.id = NEW.campaign_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'activities', NEW.id, 'campaign_id', NEW.campaign_id::text,
+                    pg_catalog.format('is not a campaign of client %s', NEW.client_id)
+                ),
+                DETAIL = crm_private.refusal_rule(
+                    'activities', 'activities_client_id_campaign_id_fkey'
+                ),
+                HINT = 'Use the id of a campaign of the same client (crm.campaigns.client_id), or '
+                    'NULL.',
+                COLUMN = 'campaign_id', TABLE = 'activities', SCHEMA = 'crm',
+                CONSTRAINT = 'activities_client_id_campaign_id_fkey';
+        END IF;
+    END IF;
+
+    IF (v_insert OR NEW.activity_type IS DISTINCT FROM OLD.activity_type)
+        AND NEW.activity_type !~ '^[a-z][a-z0-9_]{0,62}$' THEN
+        v_meant := pg_catalog.btrim(
+            pg_catalog.regexp_replace(
+                pg_catalog.lower(NEW.activity_type), '[^a-z0-9_]+', '_', 'g'
+            ),
+            '_'
+        );
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'activities', NEW.id, 'activity_type', NEW.activity_type,
+                CASE
+                    WHEN pg_catalog.length(NEW.activity_type) > 63
+                        THEN pg_catalog.format(
+                            'is %s characters long', pg_catalog.length(NEW.activity_type)
+                        )
+                    ELSE 'is not lower snake_case'
+                END
+            ),
+            DETAIL = crm_private.refusal_rule('activities', 'activities_activity_type_check'),
+            HINT = 'Use a-z, 0-9 and _, starting with a letter, at most 63 characters, e.g. '
+                'touch, sent, reply, call, voicemail, connection_request.' || CASE
+                    WHEN v_meant ~ '^[a-z][a-z0-9_]{0,62}$'
+                        THEN pg_catalog.format(' Did you mean %s?', v_meant)
+                    ELSE ''
+                END,
+            COLUMN = 'activity_type', TABLE = 'activities', SCHEMA = 'crm',
+            CONSTRAINT = 'activities_activity_type_check';
+    END IF;
+
+    IF NOT (
+        least(NEW.occurred_at, NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+        AND greatest(NEW.occurred_at, NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+    ) THEN
+        v_row := pg_catalog.to_jsonb(NEW);
+        v_column := crm_private.refused_timestamp('activities', v_row);
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'activities', NEW.id, v_column, (v_row ->> v_column)::timestamptz::text,
+                'is outside the accepted times'
+            ),
+            DETAIL = crm_private.refusal_rule('activities', 'activities_timestamps_check'),
+            HINT = crm_private.timestamp_hint('activities', v_column),
+            COLUMN = v_column, TABLE = 'activities', SCHEMA = 'crm',
+            CONSTRAINT = 'activities_timestamps_check';
+    END IF;
+    RETURN NEW;
+END;
+$_$;
+
+--
+-- Name: FUNCTION tg_activities__validate(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_activities__validate() IS 'Trigger (BEFORE INSERT OR UPDATE on crm.activities, before the others): refuses what the
+constraints would, naming the field and its value, with a hint: a required column left NULL
+(23502); a lead or campaign that is not the client''s (23503); an activity_type that is not lower
+snake_case, a time outside crm_private.timestamp_window() (23514).';
+
+--
+-- Name: tg_campaigns__validate(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_campaigns__validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_insert boolean := TG_OP = 'INSERT';
+    v_row jsonb;
+    v_column text;
+BEGIN
+    IF pg_catalog.num_nulls(NEW.id, NEW.client_id, NEW.name, NEW.created_at, NEW.updated_at) > 0
+        THEN
+        v_column := crm_private.refused_null('campaigns', pg_catalog.to_jsonb(NEW));
+        RAISE EXCEPTION USING
+            ERRCODE = 'not_null_violation',
+            MESSAGE = crm_private.refusal_message(
+                'campaigns', NEW.id, v_column, NULL, 'is NULL, but it is required'
+            ),
+            HINT = crm_private.null_hint('campaigns', v_column),
+            COLUMN = v_column, TABLE = 'campaigns', SCHEMA = 'crm';
+    END IF;
+
+    IF (v_insert OR NEW.client_id IS DISTINCT FROM OLD.client_id) THEN
+        IF NOT EXISTS (
+            SELECT 1 FROM crm.clients AS c WHERE c.id = NEW.client_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'campaigns', NEW.id, 'client_id', NEW.client_id::text, 'is not a client'
+                ),
+                DETAIL = crm_private.refusal_rule('campaigns', 'campaigns_client_id_fkey'),
+                HINT = 'Use the id of a row of crm.clients.',
+                COLUMN = 'client_id', TABLE = 'campaigns', SCHEMA = 'crm',
+                CONSTRAINT = 'campaigns_client_id_fkey';
+        END IF;
+    END IF;
+
+    IF (v_insert OR NEW.name IS DISTINCT FROM OLD.name)
+        AND pg_catalog.length(pg_catalog.btrim(NEW.name)) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'campaigns', NEW.id, 'name', NEW.name,
+                CASE
+                    WHEN pg_catalog.btrim(NEW.name) = '' THEN 'is blank'
+                    ELSE pg_catalog.format(
+                        'is %s characters long', pg_catalog.length(pg_catalog.btrim(NEW.name))
+                    )
+                END
+            ),
+            DETAIL = crm_private.refusal_rule('campaigns', 'campaigns_name_check'),
+            HINT = 'Give a name of 1 to 200 characters (spaces at either end do not count).',
+            COLUMN = 'name', TABLE = 'campaigns', SCHEMA = 'crm',
+            CONSTRAINT = 'campaigns_name_check';
+    END IF;
+
+    IF NOT (
+        least(NEW.created_at, NEW.updated_at, NEW.deleted_at) <@ crm_private.timestamp_window()
+        AND greatest(NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+    ) THEN
+        v_row := pg_catalog.to_jsonb(NEW);
+        v_column := crm_private.refused_timestamp('campaigns', v_row);
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'campaigns', NEW.id, v_column, (v_row ->> v_column)::timestamptz::text,
+                'is outside the accepted times'
+            ),
+            DETAIL = crm_private.refusal_rule('campaigns', 'campaigns_timestamps_check'),
+            HINT = crm_private.timestamp_hint('campaigns', v_column),
+            COLUMN = v_column, TABLE = 'campaigns', SCHEMA = 'crm',
+            CONSTRAINT = 'campaigns_timestamps_check';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_campaigns__validate(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_campaigns__validate() IS 'Trigger (BEFORE INSERT OR UPDATE on crm.campaigns, before the others): refuses what the
+constraints would, naming the field and its value, with a hint: a required column left NULL
+(23502); a client_id that names no client (23503); a name not 1-200 characters, a time outside
+crm_private.timestamp_window() (23514).';
 
 --
 -- Name: tg_client_crm_configs__credentials(); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -3964,6 +4804,537 @@ $$;
 COMMENT ON FUNCTION crm_private.tg_client_crm_configs__release_held() IS 'Trigger (AFTER UPDATE on crm.client_crm_configs, when connection_status leaves error, also
 when a BEFORE trigger changed it): the client''s held pushes become pending again, due now; of
 several of one entity and operation only the newest.';
+
+--
+-- Name: tg_client_crm_configs__validate(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_client_crm_configs__validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+DECLARE
+    v_insert boolean := TG_OP = 'INSERT';
+    v_row jsonb;
+    v_column text;
+    v_other uuid;
+    v_other_type text;
+BEGIN
+    IF pg_catalog.num_nulls(
+        NEW.id, NEW.client_id, NEW.crm_type, NEW.is_active, NEW.connection_status,
+        NEW.created_at, NEW.updated_at, NEW.stage_map, NEW.external_key_fields, NEW.max_attempts
+    ) > 0 THEN
+        v_column := crm_private.refused_null('client_crm_configs', pg_catalog.to_jsonb(NEW));
+        RAISE EXCEPTION USING
+            ERRCODE = 'not_null_violation',
+            MESSAGE = crm_private.refusal_message(
+                'client_crm_configs', NEW.id, v_column, NULL, 'is NULL, but it is required'
+            ),
+            HINT = crm_private.null_hint('client_crm_configs', v_column),
+            COLUMN = v_column, TABLE = 'client_crm_configs', SCHEMA = 'crm';
+    END IF;
+
+    IF (v_insert OR NEW.client_id IS DISTINCT FROM OLD.client_id) THEN
+        IF NOT EXISTS (
+            SELECT 1 FROM crm.clients AS c WHERE c.id = NEW.client_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'client_crm_configs', NEW.id, 'client_id', NEW.client_id::text,
+                    'is not a client'
+                ),
+                DETAIL = crm_private.refusal_rule(
+                    'client_crm_configs', 'client_crm_configs_client_id_fkey'
+                ),
+                HINT = 'Use the id of a row of crm.clients.',
+                COLUMN = 'client_id', TABLE = 'client_crm_configs', SCHEMA = 'crm',
+                CONSTRAINT = 'client_crm_configs_client_id_fkey';
+        END IF;
+    END IF;
+
+    IF (v_insert OR NEW.crm_type IS DISTINCT FROM OLD.crm_type)
+        AND NEW.crm_type NOT IN ('hubspot', 'pipedrive', 'close') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'client_crm_configs', NEW.id, 'crm_type', NEW.crm_type, 'is not a CRM we push to'
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'client_crm_configs', 'client_crm_configs_crm_type_check'
+            ),
+            HINT = crm_private.refusal_choices(
+                'client_crm_configs', 'client_crm_configs_crm_type_check', NEW.crm_type
+            ),
+            COLUMN = 'crm_type', TABLE = 'client_crm_configs', SCHEMA = 'crm',
+            CONSTRAINT = 'client_crm_configs_crm_type_check';
+    END IF;
+    IF (v_insert OR NEW.connection_status IS DISTINCT FROM OLD.connection_status)
+        AND NEW.connection_status NOT IN ('pending', 'connected', 'error', 'disconnected') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'client_crm_configs', NEW.id, 'connection_status', NEW.connection_status,
+                'is not a connection status'
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'client_crm_configs', 'client_crm_configs_connection_status_check'
+            ),
+            HINT = crm_private.refusal_choices(
+                'client_crm_configs', 'client_crm_configs_connection_status_check',
+                NEW.connection_status
+            ),
+            COLUMN = 'connection_status', TABLE = 'client_crm_configs', SCHEMA = 'crm',
+            CONSTRAINT = 'client_crm_configs_connection_status_check';
+    END IF;
+    IF NEW.crm_type <> 'hubspot' AND (
+        v_insert
+        OR NEW.crm_type IS DISTINCT FROM OLD.crm_type
+        OR NEW.oauth_access_token IS DISTINCT FROM OLD.oauth_access_token
+        OR NEW.oauth_refresh_token IS DISTINCT FROM OLD.oauth_refresh_token
+        OR NEW.oauth_expires_at IS DISTINCT FROM OLD.oauth_expires_at
+    ) AND pg_catalog.num_nonnulls(
+        NEW.oauth_access_token, NEW.oauth_refresh_token, NEW.oauth_expires_at
+    ) > 0 THEN
+        v_column := CASE
+            WHEN NEW.oauth_access_token IS NOT NULL THEN 'oauth_access_token'
+            WHEN NEW.oauth_refresh_token IS NOT NULL THEN 'oauth_refresh_token'
+            ELSE 'oauth_expires_at'
+        END;
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            -- The tokens are secrets: the message says a token is set, never what it is.
+            MESSAGE = crm_private.refusal_message(
+                'client_crm_configs', NEW.id, v_column,
+                CASE WHEN v_column = 'oauth_expires_at' THEN NEW.oauth_expires_at::text END,
+                pg_catalog.format(
+                    'is set, but OAuth is for crm_type hubspot and crm_type is %s',
+                    crm_private.refusal_value(NEW.crm_type)
+                )
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'client_crm_configs', 'client_crm_configs_oauth_check'
+            ),
+            HINT = 'Pipedrive and Close authenticate with api_key: leave oauth_access_token, '
+                'oauth_refresh_token and oauth_expires_at NULL (or set crm_type to hubspot).',
+            COLUMN = v_column, TABLE = 'client_crm_configs', SCHEMA = 'crm',
+            CONSTRAINT = 'client_crm_configs_oauth_check';
+    END IF;
+    IF NEW.crm_type <> 'hubspot' AND NEW.hubspot_portal_id IS NOT NULL AND (
+        v_insert
+        OR NEW.crm_type IS DISTINCT FROM OLD.crm_type
+        OR NEW.hubspot_portal_id IS DISTINCT FROM OLD.hubspot_portal_id
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'client_crm_configs', NEW.id, 'hubspot_portal_id', NEW.hubspot_portal_id,
+                pg_catalog.format(
+                    'is set, but crm_type is %s', crm_private.refusal_value(NEW.crm_type)
+                )
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'client_crm_configs', 'client_crm_configs_hubspot_portal_id_check'
+            ),
+            HINT = 'hubspot_portal_id is the HubSpot account: leave it NULL for Pipedrive and '
+                'Close.',
+            COLUMN = 'hubspot_portal_id', TABLE = 'client_crm_configs', SCHEMA = 'crm',
+            CONSTRAINT = 'client_crm_configs_hubspot_portal_id_check';
+    END IF;
+    IF (v_insert OR NEW.api_base_url IS DISTINCT FROM OLD.api_base_url)
+        AND NEW.api_base_url !~ '^https?://[^[:space:]/]+(/[^[:space:]]*)?$' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'client_crm_configs', NEW.id, 'api_base_url', NEW.api_base_url,
+                'is not an http(s) URL without spaces'
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'client_crm_configs', 'client_crm_configs_api_base_url_check'
+            ),
+            HINT = 'Give the root URL of the CRM''s API, e.g. https://api.hubapi.com, or '
+                'http://127.0.0.1:8701 for the local sandbox; NULL means the vendor''s public '
+                'API.',
+            COLUMN = 'api_base_url', TABLE = 'client_crm_configs', SCHEMA = 'crm',
+            CONSTRAINT = 'client_crm_configs_api_base_url_check';
+    END IF;
+    IF (v_insert OR NEW.stage_map IS DISTINCT FROM OLD.stage_map)
+        AND pg_catalog.jsonb_typeof(NEW.stage_map) <> 'object' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'client_crm_configs', NEW.id, 'stage_map', NEW.stage_map::text,
+                pg_catalog.format(
+                    'is a JSON %s, not an object', pg_catalog.jsonb_typeof(NEW.stage_map)
+                )
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'client_crm_configs', 'client_crm_configs_stage_map_check'
+            ),
+            HINT = 'Map our deal stages to the CRM''s stage ids in a JSON object, e.g. '
+                '{"proposal": "presentationscheduled"}; {} maps none.',
+            COLUMN = 'stage_map', TABLE = 'client_crm_configs', SCHEMA = 'crm',
+            CONSTRAINT = 'client_crm_configs_stage_map_check';
+    END IF;
+    IF (v_insert OR NEW.external_key_fields IS DISTINCT FROM OLD.external_key_fields)
+        AND pg_catalog.jsonb_typeof(NEW.external_key_fields) <> 'object' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'client_crm_configs', NEW.id, 'external_key_fields', NEW.external_key_fields::text,
+                pg_catalog.format(
+                    'is a JSON %s, not an object',
+                    pg_catalog.jsonb_typeof(NEW.external_key_fields)
+                )
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'client_crm_configs', 'client_crm_configs_external_key_fields_check'
+            ),
+            HINT = 'Name the CRM field holding our key per entity in a JSON object, e.g. '
+                '{"deal": "agency_crm_key"}; {} uses the defaults (docs/push.md).',
+            COLUMN = 'external_key_fields', TABLE = 'client_crm_configs', SCHEMA = 'crm',
+            CONSTRAINT = 'client_crm_configs_external_key_fields_check';
+    END IF;
+    IF (v_insert OR NEW.max_attempts IS DISTINCT FROM OLD.max_attempts)
+        AND NEW.max_attempts NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'client_crm_configs', NEW.id, 'max_attempts', NEW.max_attempts::text,
+                'is not between 1 and 100'
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'client_crm_configs', 'client_crm_configs_max_attempts_check'
+            ),
+            HINT = 'max_attempts is how many times a push is tried before it is dead: 1 to '
+                '100, or leave it out for 10.',
+            COLUMN = 'max_attempts', TABLE = 'client_crm_configs', SCHEMA = 'crm',
+            CONSTRAINT = 'client_crm_configs_max_attempts_check';
+    END IF;
+
+    IF NOT (
+        least(
+            NEW.oauth_expires_at, NEW.last_successful_push_at, NEW.created_at, NEW.updated_at,
+            NEW.deleted_at
+        ) <@ crm_private.timestamp_window()
+        AND greatest(
+            NEW.oauth_expires_at, NEW.last_successful_push_at, NEW.created_at, NEW.updated_at,
+            NEW.deleted_at
+        ) <@ crm_private.timestamp_window()
+    ) THEN
+        v_row := pg_catalog.to_jsonb(NEW);
+        v_column := crm_private.refused_timestamp('client_crm_configs', v_row);
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'client_crm_configs', NEW.id, v_column, (v_row ->> v_column)::timestamptz::text,
+                'is outside the accepted times'
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'client_crm_configs', 'client_crm_configs_timestamps_check'
+            ),
+            HINT = crm_private.timestamp_hint('client_crm_configs', v_column),
+            COLUMN = v_column, TABLE = 'client_crm_configs', SCHEMA = 'crm',
+            CONSTRAINT = 'client_crm_configs_timestamps_check';
+    END IF;
+
+    -- One live config per client (the unique index client_crm_configs_client_id_key).
+    IF NEW.deleted_at IS NULL AND (
+        v_insert OR NEW.client_id IS DISTINCT FROM OLD.client_id OR OLD.deleted_at IS NOT NULL
+    ) THEN
+        SELECT c.id, c.crm_type INTO v_other, v_other_type
+        FROM crm.client_crm_configs AS c
+        WHERE c.client_id = NEW.client_id AND c.deleted_at IS NULL AND c.id <> NEW.id
+        LIMIT 1;
+        IF v_other IS NOT NULL THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'unique_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'client_crm_configs', NEW.id, 'client_id', NEW.client_id::text,
+                    pg_catalog.format(
+                        'already has a live CRM config, %s (%s)', v_other, v_other_type
+                    )
+                ),
+                DETAIL = crm_private.refusal_rule(
+                    'client_crm_configs', 'client_crm_configs_client_id_key'
+                ),
+                HINT = pg_catalog.format(
+                    'A client has one live CRM config: update %1$s, or soft-delete it first '
+                    '(UPDATE crm.client_crm_configs SET deleted_at = now() WHERE id = %1$L).',
+                    v_other
+                ),
+                COLUMN = 'client_id', TABLE = 'client_crm_configs', SCHEMA = 'crm',
+                CONSTRAINT = 'client_crm_configs_client_id_key';
+        END IF;
+    END IF;
+    RETURN NEW;
+END;
+$_$;
+
+--
+-- Name: FUNCTION tg_client_crm_configs__validate(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_client_crm_configs__validate() IS 'Trigger (BEFORE INSERT OR UPDATE on crm.client_crm_configs, before the others): refuses what
+the constraints would, naming the field and its value (never a secret), with a hint: a required
+column left NULL (23502); a client_id that names no client (23503); an unknown crm_type or
+connection_status, OAuth columns or a portal id on a config that is not hubspot, an api_base_url
+that is not an http(s) URL, a stage_map or external_key_fields that is not a JSON object,
+max_attempts outside 1-100, a time outside crm_private.timestamp_window() (23514); a second live
+config of the client (23505).';
+
+--
+-- Name: tg_clients__validate(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_clients__validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+DECLARE
+    v_insert boolean := TG_OP = 'INSERT';
+    v_row jsonb;
+    v_column text;
+    v_currency text;
+BEGIN
+    IF pg_catalog.num_nulls(
+        NEW.id, NEW.name, NEW.default_currency, NEW.timezone, NEW.auto_create_deals,
+        NEW.created_at, NEW.updated_at
+    ) > 0 THEN
+        v_column := crm_private.refused_null('clients', pg_catalog.to_jsonb(NEW));
+        RAISE EXCEPTION USING
+            ERRCODE = 'not_null_violation',
+            MESSAGE = crm_private.refusal_message(
+                'clients', NEW.id, v_column, NULL, 'is NULL, but it is required'
+            ),
+            HINT = crm_private.null_hint('clients', v_column),
+            COLUMN = v_column, TABLE = 'clients', SCHEMA = 'crm';
+    END IF;
+
+    IF (v_insert OR NEW.name IS DISTINCT FROM OLD.name)
+        AND pg_catalog.length(pg_catalog.btrim(NEW.name)) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'clients', NEW.id, 'name', NEW.name,
+                CASE
+                    WHEN pg_catalog.btrim(NEW.name) = '' THEN 'is blank'
+                    ELSE pg_catalog.format(
+                        'is %s characters long', pg_catalog.length(pg_catalog.btrim(NEW.name))
+                    )
+                END
+            ),
+            DETAIL = crm_private.refusal_rule('clients', 'clients_name_check'),
+            HINT = 'Give a name of 1 to 200 characters (spaces at either end do not count).',
+            COLUMN = 'name', TABLE = 'clients', SCHEMA = 'crm',
+            CONSTRAINT = 'clients_name_check';
+    END IF;
+    IF (v_insert OR NEW.default_currency IS DISTINCT FROM OLD.default_currency)
+        AND NEW.default_currency !~ '^[A-Z]{3}$' THEN
+        v_currency := pg_catalog.upper(pg_catalog.btrim(NEW.default_currency));
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'clients', NEW.id, 'default_currency', NEW.default_currency,
+                'is not an ISO-4217 currency code'
+            ),
+            DETAIL = crm_private.refusal_rule('clients', 'clients_default_currency_check'),
+            HINT = 'Give three upper-case letters, e.g. AUD, USD or EUR.' || CASE
+                WHEN v_currency ~ '^[A-Z]{3}$'
+                    THEN pg_catalog.format(' Did you mean %s?', v_currency)
+                ELSE ''
+            END,
+            COLUMN = 'default_currency', TABLE = 'clients', SCHEMA = 'crm',
+            CONSTRAINT = 'clients_default_currency_check';
+    END IF;
+    IF (v_insert OR NEW.timezone IS DISTINCT FROM OLD.timezone)
+        AND NOT crm_private.is_valid_time_zone(NEW.timezone) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'clients', NEW.id, 'timezone', NEW.timezone, 'is not a time zone PostgreSQL knows'
+            ),
+            DETAIL = crm_private.refusal_rule('clients', 'clients_timezone_check'),
+            HINT = 'Use an IANA time zone name (see pg_timezone_names), e.g. Australia/Sydney, '
+                'America/New_York or UTC.',
+            COLUMN = 'timezone', TABLE = 'clients', SCHEMA = 'crm',
+            CONSTRAINT = 'clients_timezone_check';
+    END IF;
+
+    IF NOT (
+        least(NEW.created_at, NEW.updated_at, NEW.deleted_at) <@ crm_private.timestamp_window()
+        AND greatest(NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+    ) THEN
+        v_row := pg_catalog.to_jsonb(NEW);
+        v_column := crm_private.refused_timestamp('clients', v_row);
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'clients', NEW.id, v_column, (v_row ->> v_column)::timestamptz::text,
+                'is outside the accepted times'
+            ),
+            DETAIL = crm_private.refusal_rule('clients', 'clients_timestamps_check'),
+            HINT = crm_private.timestamp_hint('clients', v_column),
+            COLUMN = v_column, TABLE = 'clients', SCHEMA = 'crm',
+            CONSTRAINT = 'clients_timestamps_check';
+    END IF;
+    RETURN NEW;
+END;
+$_$;
+
+--
+-- Name: FUNCTION tg_clients__validate(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_clients__validate() IS 'Trigger (BEFORE INSERT OR UPDATE on crm.clients, before the others): refuses what the
+constraints would, naming the field and its value, with a hint: a required column left NULL
+(23502); a name not 1-200 characters, a currency that is not three upper-case letters, an
+unknown time zone, a time outside crm_private.timestamp_window() (23514).';
+
+--
+-- Name: tg_crm_external_ids__validate(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_crm_external_ids__validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_insert boolean := TG_OP = 'INSERT';
+    v_row jsonb;
+    v_column text;
+BEGIN
+    IF pg_catalog.num_nulls(
+        NEW.id, NEW.client_id, NEW.crm_config_id, NEW.entity_type, NEW.external_key,
+        NEW.created_at, NEW.updated_at
+    ) > 0 THEN
+        v_column := crm_private.refused_null('crm_external_ids', pg_catalog.to_jsonb(NEW));
+        RAISE EXCEPTION USING
+            ERRCODE = 'not_null_violation',
+            MESSAGE = crm_private.refusal_message(
+                'crm_external_ids', NEW.id, v_column, NULL, 'is NULL, but it is required'
+            ),
+            HINT = crm_private.null_hint('crm_external_ids', v_column),
+            COLUMN = v_column, TABLE = 'crm_external_ids', SCHEMA = 'crm';
+    END IF;
+
+    IF (
+        v_insert
+        OR NEW.crm_config_id IS DISTINCT FROM OLD.crm_config_id
+        OR NEW.client_id IS DISTINCT FROM OLD.client_id
+    ) THEN
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.client_crm_configs AS c
+            WHERE c.client_id = NEW.client_id AND c.id = NEW.crm_config_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'crm_external_ids', NEW.id, 'crm_config_id', NEW.crm_config_id::text,
+                    pg_catalog.format('is not a CRM config of client %s', NEW.client_id)
+                ),
+                DETAIL = crm_private.refusal_rule(
+                    'crm_external_ids', 'crm_external_ids_client_id_crm_config_id_fkey'
+                ),
+                HINT = 'Use the id of a CRM config of the same client '
+                    '(crm.client_crm_configs.client_id).',
+                COLUMN = 'crm_config_id', TABLE = 'crm_external_ids', SCHEMA = 'crm',
+                CONSTRAINT = 'crm_external_ids_client_id_crm_config_id_fkey';
+        END IF;
+    END IF;
+
+    IF (v_insert OR NEW.entity_type IS DISTINCT FROM OLD.entity_type)
+        AND NEW.entity_type NOT IN ('lead', 'contact', 'deal', 'organisation') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'crm_external_ids', NEW.id, 'entity_type', NEW.entity_type,
+                'is not an entity type'
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'crm_external_ids', 'crm_external_ids_entity_type_check'
+            ),
+            HINT = crm_private.refusal_choices(
+                'crm_external_ids', 'crm_external_ids_entity_type_check', NEW.entity_type
+            ),
+            COLUMN = 'entity_type', TABLE = 'crm_external_ids', SCHEMA = 'crm',
+            CONSTRAINT = 'crm_external_ids_entity_type_check';
+    END IF;
+    IF (v_insert OR NEW.external_key IS DISTINCT FROM OLD.external_key)
+        AND pg_catalog.length(NEW.external_key) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'crm_external_ids', NEW.id, 'external_key', NEW.external_key,
+                CASE
+                    WHEN NEW.external_key = '' THEN 'is empty'
+                    ELSE pg_catalog.format(
+                        'is %s characters long', pg_catalog.length(NEW.external_key)
+                    )
+                END
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'crm_external_ids', 'crm_external_ids_external_key_check'
+            ),
+            HINT = 'external_key is our stable key of the record, 1 to 200 characters, e.g. the '
+                'lead or deal id.',
+            COLUMN = 'external_key', TABLE = 'crm_external_ids', SCHEMA = 'crm',
+            CONSTRAINT = 'crm_external_ids_external_key_check';
+    END IF;
+    IF (v_insert OR NEW.crm_id IS DISTINCT FROM OLD.crm_id)
+        AND pg_catalog.length(NEW.crm_id) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'crm_external_ids', NEW.id, 'crm_id', NEW.crm_id,
+                CASE
+                    WHEN NEW.crm_id = '' THEN 'is empty'
+                    ELSE pg_catalog.format('is %s characters long', pg_catalog.length(NEW.crm_id))
+                END
+            ),
+            DETAIL = crm_private.refusal_rule('crm_external_ids', 'crm_external_ids_crm_id_check'),
+            HINT = 'crm_id is the CRM''s id of the record, 1 to 200 characters; NULL while no '
+                'record is known.',
+            COLUMN = 'crm_id', TABLE = 'crm_external_ids', SCHEMA = 'crm',
+            CONSTRAINT = 'crm_external_ids_crm_id_check';
+    END IF;
+
+    IF NOT (
+        least(NEW.created_at, NEW.updated_at, NEW.create_sent_at)
+        <@ crm_private.timestamp_window()
+        AND greatest(NEW.created_at, NEW.updated_at, NEW.create_sent_at)
+        <@ crm_private.timestamp_window()
+    ) THEN
+        v_row := pg_catalog.to_jsonb(NEW);
+        v_column := crm_private.refused_timestamp('crm_external_ids', v_row);
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'crm_external_ids', NEW.id, v_column, (v_row ->> v_column)::timestamptz::text,
+                'is outside the accepted times'
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'crm_external_ids', 'crm_external_ids_timestamps_check'
+            ),
+            HINT = crm_private.timestamp_hint('crm_external_ids', v_column),
+            COLUMN = v_column, TABLE = 'crm_external_ids', SCHEMA = 'crm',
+            CONSTRAINT = 'crm_external_ids_timestamps_check';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_crm_external_ids__validate(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_crm_external_ids__validate() IS 'Trigger (BEFORE INSERT OR UPDATE on crm.crm_external_ids, before the others): refuses what the
+constraints would, naming the field and its value, with a hint: a required column left NULL
+(23502); a crm_config_id that is not a config of the client (23503); an unknown entity_type, an
+external_key or crm_id not 1-200 characters, a time outside crm_private.timestamp_window()
+(23514). A duplicate key is left to the constraint (the push runner upserts on it).';
 
 --
 -- Name: tg_crm_push_queue__notify(); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -4091,6 +5462,10 @@ CREATE FUNCTION crm_private.tg_deals__attribution_insert() RETURNS trigger
     SET search_path TO ''
     AS $$
 BEGIN
+    PERFORM crm_private.lock_leads(
+        ARRAY(SELECT DISTINCT n.client_id FROM new_deals AS n),
+        ARRAY(SELECT DISTINCT n.lead_id FROM new_deals AS n)
+    );
     PERFORM crm_private.refresh_deal_attribution(n.client_id, array_agg(n.id))
     FROM new_deals AS n
     GROUP BY n.client_id;
@@ -4113,6 +5488,7 @@ CREATE FUNCTION crm_private.tg_deals__attribution_update() RETURNS trigger
     SET search_path TO ''
     AS $$
 BEGIN
+    PERFORM crm_private.lock_leads(ARRAY[NEW.client_id], ARRAY[OLD.lead_id, NEW.lead_id]);
     PERFORM crm_private.refresh_deal_attribution(NEW.client_id, ARRAY[NEW.id]);
     RETURN NULL;
 END;
@@ -4132,7 +5508,7 @@ attribution credits.';
 CREATE FUNCTION crm_private.tg_deals__lifecycle() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path TO ''
-    AS $$
+    AS $_$
 DECLARE
     v_old crm.deals;
     v_now timestamptz := pg_catalog.now();
@@ -4147,7 +5523,92 @@ DECLARE
     v_default integer := crm_private.stage_probability(NEW.stage);
     v_probability_given boolean;
     v_stage_time_given boolean;
+    v_change_at timestamptz;
+    v_column text;
 BEGIN
+    -- Times outside crm_private.timestamp_window() (infinity included) are refused first,
+    -- naming the column, before any arithmetic on them could fail (migration 0011).
+    IF NOT (
+        least(NEW.stage_changed_at, NEW.closed_at, NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+        AND greatest(NEW.stage_changed_at, NEW.closed_at, NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+    ) THEN
+        v_column := crm_private.refused_timestamp('deals', pg_catalog.to_jsonb(NEW));
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, v_column,
+                (pg_catalog.to_jsonb(NEW) ->> v_column)::timestamptz::text,
+                'is outside the accepted times'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_timestamps_check'),
+            HINT = crm_private.timestamp_hint('deals', v_column),
+            COLUMN = v_column, TABLE = 'deals', SCHEMA = 'crm',
+            CONSTRAINT = 'deals_timestamps_check';
+    END IF;
+    IF NOT (NEW.expected_close_date >= '1900-01-01' AND NEW.expected_close_date < '2200-01-01') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, 'expected_close_date', NEW.expected_close_date::text,
+                'is outside the accepted dates'
+            ),
+            HINT = 'Give a date from 1900-01-01 to 2199-12-31, or NULL when there is none.',
+            COLUMN = 'expected_close_date', TABLE = 'deals', SCHEMA = 'crm',
+            CONSTRAINT = 'deals_expected_close_date_check';
+    END IF;
+    -- Values the CHECK constraints would refuse, refused first with the field, the value and
+    -- a hint (the constraints stay as the last line of defence).
+    IF NOT pg_catalog.length(pg_catalog.btrim(NEW.name)) BETWEEN 1 AND 500 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, 'name', NEW.name, 'must be 1 to 500 characters (spaces trimmed)'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_name_check'),
+            HINT = 'Name the deal, e.g. the company and what is sold.',
+            COLUMN = 'name', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_name_check';
+    END IF;
+    IF NEW.external_crm NOT IN ('hubspot', 'pipedrive', 'close') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, 'external_crm', NEW.external_crm, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_external_crm_check'),
+            HINT = crm_private.refusal_choices('deals', 'deals_external_crm_check', NEW.external_crm),
+            COLUMN = 'external_crm', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_external_crm_check';
+    END IF;
+    IF NEW.days_to_close < 0 OR NEW.touches_before_deal < 0 THEN
+        v_column := CASE WHEN NEW.days_to_close < 0 THEN 'days_to_close' ELSE 'touches_before_deal'
+            END;
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, v_column,
+                (pg_catalog.to_jsonb(NEW) ->> v_column), 'must not be negative'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_' || v_column || '_check'),
+            HINT = 'The triggers fill it: leave it out, or give 0 or more.',
+            COLUMN = v_column, TABLE = 'deals', SCHEMA = 'crm',
+            CONSTRAINT = 'deals_' || v_column || '_check';
+    END IF;
+    IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) AND NOT EXISTS (
+        SELECT 1
+        FROM crm.activities AS x
+        WHERE x.client_id = NEW.client_id AND x.id = NEW.converting_activity_id
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'foreign_key_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, 'converting_activity_id', NEW.converting_activity_id::text,
+                pg_catalog.format('is not one of client %s''s activities', NEW.client_id)
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_client_id_converting_activity_id_fkey'),
+            HINT = 'Use the id of a touch (crm.activities) of the same client, or leave it out to use the lead''s last touch.',
+            COLUMN = 'converting_activity_id', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_client_id_converting_activity_id_fkey';
+    END IF;
     IF TG_OP = 'UPDATE' THEN
         v_old := OLD;
         -- Both read (and consume) every time, so a note never outlives its row.
@@ -4158,6 +5619,10 @@ BEGIN
         v_stage_time_given := NEW.stage_changed_at IS NOT NULL;
     END IF;
     v_stage_changed := NEW.stage IS DISTINCT FROM v_old.stage;
+    -- When a stage change happens unless the writer says: now, or the previous change when a
+    -- session that committed after this transaction began moved the deal last (its now() is
+    -- later than ours): changes are recorded in commit order.
+    v_change_at := greatest(v_now, v_old.stage_changed_at);
 
     IF TG_OP = 'INSERT' OR NEW.lead_id IS DISTINCT FROM v_old.lead_id
         OR NEW.client_id IS DISTINCT FROM v_old.client_id THEN
@@ -4231,6 +5696,42 @@ BEGIN
                   );
     END IF;
 
+    IF NEW.currency !~ '^[A-Z]{3}$' THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, 'currency', NEW.currency, 'is not an ISO-4217 currency code'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_currency_check'),
+            HINT = CASE
+                WHEN pg_catalog.upper(pg_catalog.btrim(NEW.currency)) ~ '^[A-Z]{3}$'
+                    THEN pg_catalog.format(
+                        'Codes are three upper-case letters: did you mean %s?',
+                        pg_catalog.upper(pg_catalog.btrim(NEW.currency))
+                    )
+                ELSE 'Give three upper-case letters, e.g. AUD, USD, EUR, or leave it out to use '
+                    'the client''s default_currency.'
+            END,
+            COLUMN = 'currency', TABLE = 'deals', SCHEMA = 'crm',
+            CONSTRAINT = 'deals_currency_check';
+    END IF;
+    IF NEW.value = 'NaN'::numeric THEN
+        RAISE EXCEPTION 'deal %: value NaN is not an amount', NEW.id
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'value', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_value_check',
+                  HINT = 'Give the deal value as a number of 0 or more (0 when not known yet).';
+    END IF;
+    -- Amounts are kept in cents, up to 9,999,999,999.99 (migration 0012).
+    NEW.value := pg_catalog.round(NEW.value, 2);
+    IF NEW.value > 9999999999.99 THEN
+        RAISE EXCEPTION 'deal %: value % is more than 9,999,999,999.99', NEW.id, NEW.value
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'value', TABLE = 'deals', SCHEMA = 'crm',
+                  CONSTRAINT = 'deals_value_range_check',
+                  HINT = 'Give the amount in the deal''s currency units (e.g. 25000.00 for '
+                      '25,000), not in cents or a smaller unit.';
+    END IF;
     IF NEW.value < 0 THEN
         RAISE EXCEPTION 'deal %: value % must not be negative', NEW.id, NEW.value
             USING ERRCODE = 'check_violation',
@@ -4280,7 +5781,7 @@ BEGIN
                           'champion_left, project_cancelled, went_silent, bad_fit, other.';
         END IF;
         IF v_stage_changed AND NEW.closed_at IS NOT DISTINCT FROM v_old.closed_at THEN
-            NEW.closed_at := v_now;
+            NEW.closed_at := v_change_at;
         END IF;
         IF NEW.days_to_close IS NOT DISTINCT FROM v_old.days_to_close THEN
             NEW.days_to_close := pg_catalog.floor(
@@ -4328,7 +5829,7 @@ BEGIN
         );
     ELSIF v_stage_changed THEN
         IF NOT v_stage_time_given THEN
-            NEW.stage_changed_at := CASE WHEN v_closed THEN NEW.closed_at ELSE v_now END;
+            NEW.stage_changed_at := CASE WHEN v_closed THEN NEW.closed_at ELSE v_change_at END;
         END IF;
         IF NEW.stage_changed_at < OLD.stage_changed_at THEN
             RAISE EXCEPTION 'deal %: stage_changed_at % is before the previous stage change %',
@@ -4338,10 +5839,48 @@ BEGIN
                       HINT = 'Stage changes are recorded in time order: give a stage_changed_at '
                           '(or closed_at) after the previous stage change.';
         END IF;
+    ELSE
+        -- No stage change: the times of the last one are history (crm.deal_stage_history),
+        -- and the row must keep agreeing with it.
+        IF NEW.stage_changed_at IS DISTINCT FROM OLD.stage_changed_at
+            OR NEW.closed_at IS DISTINCT FROM OLD.closed_at THEN
+            RAISE EXCEPTION 'deal %: % cannot move from % to % without a stage change',
+                NEW.id,
+                CASE WHEN NEW.stage_changed_at IS DISTINCT FROM OLD.stage_changed_at
+                    THEN 'stage_changed_at' ELSE 'closed_at' END,
+                CASE WHEN NEW.stage_changed_at IS DISTINCT FROM OLD.stage_changed_at
+                    THEN OLD.stage_changed_at ELSE OLD.closed_at END,
+                CASE WHEN NEW.stage_changed_at IS DISTINCT FROM OLD.stage_changed_at
+                    THEN NEW.stage_changed_at ELSE NEW.closed_at END
+                USING ERRCODE = 'check_violation',
+                      COLUMN = CASE WHEN NEW.stage_changed_at IS DISTINCT FROM OLD.stage_changed_at
+                          THEN 'stage_changed_at' ELSE 'closed_at' END,
+                      TABLE = 'deals', SCHEMA = 'crm',
+                      HINT = 'They are the time of the last stage change, kept in '
+                          'crm.deal_stage_history (append-only): give them only together with '
+                          'a new stage. A wrong close can be undone with crm.reopen_deal and '
+                          'closed again at the right time.';
+        END IF;
+        IF NEW.created_at IS DISTINCT FROM OLD.created_at AND NEW.created_at > (
+            SELECT min(h.changed_at)
+            FROM crm.deal_stage_history AS h
+            WHERE h.client_id = NEW.client_id AND h.deal_id = NEW.id
+        ) THEN
+            RAISE EXCEPTION 'deal %: created_at % is after the deal''s first stage change %',
+                NEW.id, NEW.created_at, (
+                    SELECT min(h.changed_at)
+                    FROM crm.deal_stage_history AS h
+                    WHERE h.client_id = NEW.client_id AND h.deal_id = NEW.id
+                )
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'created_at', TABLE = 'deals', SCHEMA = 'crm',
+                      HINT = 'A correction of created_at may move it earlier, to or before the '
+                          'time its stage history begins, never after.';
+        END IF;
     END IF;
     RETURN NEW;
 END;
-$$;
+$_$;
 
 --
 -- Name: FUNCTION tg_deals__lifecycle(); Type: COMMENT; Schema: crm_private; Owner: -
@@ -4349,6 +5888,293 @@ $$;
 
 COMMENT ON FUNCTION crm_private.tg_deals__lifecycle() IS 'Trigger (BEFORE INSERT OR UPDATE on crm.deals): stage probabilities, closing rules, the
 closed-deal guard, attribution and currency defaults, and rejection of impossible states.';
+
+--
+-- Name: tg_leads__validate(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_leads__validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+DECLARE
+    v_insert boolean := TG_OP = 'INSERT';
+    v_row jsonb;
+    v_column text;
+    v_other uuid;
+BEGIN
+    IF pg_catalog.num_nulls(
+        NEW.id, NEW.client_id, NEW.status, NEW.meeting_booked, NEW.created_at, NEW.updated_at
+    ) > 0 THEN
+        v_column := crm_private.refused_null('leads', pg_catalog.to_jsonb(NEW));
+        RAISE EXCEPTION USING
+            ERRCODE = 'not_null_violation',
+            MESSAGE = crm_private.refusal_message(
+                'leads', NEW.id, v_column, NULL, 'is NULL, but it is required'
+            ),
+            HINT = crm_private.null_hint('leads', v_column),
+            COLUMN = v_column, TABLE = 'leads', SCHEMA = 'crm';
+    END IF;
+
+    IF (v_insert OR NEW.client_id IS DISTINCT FROM OLD.client_id) THEN
+        IF NOT EXISTS (
+            SELECT 1 FROM crm.clients AS c WHERE c.id = NEW.client_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'leads', NEW.id, 'client_id', NEW.client_id::text, 'is not a client'
+                ),
+                DETAIL = crm_private.refusal_rule('leads', 'leads_client_id_fkey'),
+                HINT = 'Use the id of a row of crm.clients.',
+                COLUMN = 'client_id', TABLE = 'leads', SCHEMA = 'crm',
+                CONSTRAINT = 'leads_client_id_fkey';
+        END IF;
+    END IF;
+    IF NEW.campaign_id IS NOT NULL AND (
+        v_insert
+        OR NEW.campaign_id IS DISTINCT FROM OLD.campaign_id
+        OR NEW.client_id IS DISTINCT FROM OLD.client_id
+    ) THEN
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.campaigns AS c
+            WHERE c.client_id = NEW.client_id AND c.id = NEW.campaign_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'leads', NEW.id, 'campaign_id', NEW.campaign_id::text,
+                    pg_catalog.format('is not a campaign of client %s', NEW.client_id)
+                ),
+                DETAIL = crm_private.refusal_rule('leads', 'leads_client_id_campaign_id_fkey'),
+                HINT = 'Use the id of a campaign of the same client (crm.campaigns.client_id), or '
+                    'NULL.',
+                COLUMN = 'campaign_id', TABLE = 'leads', SCHEMA = 'crm',
+                CONSTRAINT = 'leads_client_id_campaign_id_fkey';
+        END IF;
+    END IF;
+
+    IF (v_insert OR NEW.email IS DISTINCT FROM OLD.email)
+        AND NOT (
+            pg_catalog.length(NEW.email) <= 320 AND NEW.email ~ '^[^@[:space:]]+@[^@[:space:]]+$'
+        ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'leads', NEW.id, 'email', NEW.email,
+                CASE
+                    WHEN pg_catalog.length(NEW.email) > 320
+                        THEN pg_catalog.format(
+                            'is %s characters long', pg_catalog.length(NEW.email)
+                        )
+                    ELSE 'is not an email address'
+                END
+            ),
+            DETAIL = crm_private.refusal_rule('leads', 'leads_email_check'),
+            HINT = 'An email looks like name@domain: one @, no spaces, at most 320 characters. '
+                'Leave it NULL when it is not known.',
+            COLUMN = 'email', TABLE = 'leads', SCHEMA = 'crm',
+            CONSTRAINT = 'leads_email_check';
+    END IF;
+    IF (v_insert OR NEW.status IS DISTINCT FROM OLD.status)
+        AND NEW.status NOT IN (
+            'new', 'contacted', 'engaged', 'meeting_booked', 'qualified', 'disqualified',
+            'customer', 'unsubscribed', 'bounced'
+        ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'leads', NEW.id, 'status', NEW.status, 'is not a lead status'
+            ),
+            DETAIL = crm_private.refusal_rule('leads', 'leads_status_check'),
+            HINT = crm_private.refusal_choices('leads', 'leads_status_check', NEW.status),
+            COLUMN = 'status', TABLE = 'leads', SCHEMA = 'crm',
+            CONSTRAINT = 'leads_status_check';
+    END IF;
+    IF (
+        v_insert
+        OR NEW.meeting_booked IS DISTINCT FROM OLD.meeting_booked
+        OR NEW.meeting_booked_at IS DISTINCT FROM OLD.meeting_booked_at
+    ) AND NEW.meeting_booked <> (NEW.meeting_booked_at IS NOT NULL) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = CASE
+                WHEN NEW.meeting_booked THEN crm_private.refusal_message(
+                    'leads', NEW.id, 'meeting_booked', 'true', 'needs a meeting_booked_at'
+                )
+                ELSE crm_private.refusal_message(
+                    'leads', NEW.id, 'meeting_booked_at', NEW.meeting_booked_at::text,
+                    'is set, but meeting_booked is false'
+                )
+            END,
+            DETAIL = crm_private.refusal_rule('leads', 'leads_meeting_booked_at_check'),
+            HINT = 'Booking a meeting (INSERT INTO crm.meetings) sets meeting_booked and '
+                'meeting_booked_at together; set both, or neither.',
+            COLUMN = CASE
+                WHEN NEW.meeting_booked THEN 'meeting_booked' ELSE 'meeting_booked_at'
+            END,
+            TABLE = 'leads', SCHEMA = 'crm',
+            CONSTRAINT = 'leads_meeting_booked_at_check';
+    END IF;
+
+    IF NOT (
+        least(NEW.meeting_booked_at, NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+        AND greatest(NEW.meeting_booked_at, NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+    ) THEN
+        v_row := pg_catalog.to_jsonb(NEW);
+        v_column := crm_private.refused_timestamp('leads', v_row);
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'leads', NEW.id, v_column, (v_row ->> v_column)::timestamptz::text,
+                'is outside the accepted times'
+            ),
+            DETAIL = crm_private.refusal_rule('leads', 'leads_timestamps_check'),
+            HINT = crm_private.timestamp_hint('leads', v_column),
+            COLUMN = v_column, TABLE = 'leads', SCHEMA = 'crm',
+            CONSTRAINT = 'leads_timestamps_check';
+    END IF;
+
+    -- One live lead per client and lower-cased email (the unique index
+    -- leads_client_id_email_key): an index lookup, only when the key or liveness changed.
+    IF NEW.email IS NOT NULL AND NEW.deleted_at IS NULL AND (
+        v_insert
+        OR pg_catalog.lower(NEW.email) IS DISTINCT FROM pg_catalog.lower(OLD.email)
+        OR NEW.client_id IS DISTINCT FROM OLD.client_id
+        OR OLD.deleted_at IS NOT NULL
+    ) THEN
+        SELECT l.id INTO v_other
+        FROM crm.leads AS l
+        WHERE l.client_id = NEW.client_id
+          AND pg_catalog.lower(l.email) = pg_catalog.lower(NEW.email)
+          AND l.deleted_at IS NULL
+          AND l.email IS NOT NULL
+          AND l.id <> NEW.id
+        LIMIT 1;
+        IF v_other IS NOT NULL THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'unique_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'leads', NEW.id, 'email', NEW.email,
+                    pg_catalog.format(
+                        'is already the email of live lead %s of client %s (compared '
+                        'lower-cased)', v_other, NEW.client_id
+                    )
+                ),
+                DETAIL = crm_private.refusal_rule('leads', 'leads_client_id_email_key'),
+                HINT = pg_catalog.format(
+                    'Update lead %1$s instead, or soft-delete it first: UPDATE crm.leads SET '
+                    'deleted_at = now() WHERE id = %1$L.', v_other
+                ),
+                COLUMN = 'email', TABLE = 'leads', SCHEMA = 'crm',
+                CONSTRAINT = 'leads_client_id_email_key';
+        END IF;
+    END IF;
+    RETURN NEW;
+END;
+$_$;
+
+--
+-- Name: FUNCTION tg_leads__validate(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_leads__validate() IS 'Trigger (BEFORE INSERT OR UPDATE on crm.leads, before the others): refuses what the constraints
+would, naming the field and its value, with a hint: a required column left NULL (23502); a
+client or campaign that is not the client''s (23503); an email that is not name@domain or longer
+than 320 characters, an unknown status, meeting_booked without meeting_booked_at or the other
+way round, a time outside crm_private.timestamp_window() (23514); a second live lead of the
+client with the same lower-cased email (23505).';
+
+--
+-- Name: tg_meeting_reschedules__validate(); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.tg_meeting_reschedules__validate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_insert boolean := TG_OP = 'INSERT';
+    v_row jsonb;
+    v_column text;
+BEGIN
+    IF pg_catalog.num_nulls(
+        NEW.id, NEW.client_id, NEW.meeting_id, NEW.previous_scheduled_at, NEW.rescheduled_at,
+        NEW.created_at
+    ) > 0 THEN
+        v_column := crm_private.refused_null('meeting_reschedules', pg_catalog.to_jsonb(NEW));
+        RAISE EXCEPTION USING
+            ERRCODE = 'not_null_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meeting_reschedules', NEW.id, v_column, NULL, 'is NULL, but it is required'
+            ),
+            HINT = crm_private.null_hint('meeting_reschedules', v_column),
+            COLUMN = v_column, TABLE = 'meeting_reschedules', SCHEMA = 'crm';
+    END IF;
+
+    IF (
+        v_insert
+        OR NEW.meeting_id IS DISTINCT FROM OLD.meeting_id
+        OR NEW.client_id IS DISTINCT FROM OLD.client_id
+    ) THEN
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.meetings AS m
+            WHERE m.client_id = NEW.client_id AND m.id = NEW.meeting_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meeting_reschedules', NEW.id, 'meeting_id', NEW.meeting_id::text,
+                    pg_catalog.format('is not a meeting of client %s', NEW.client_id)
+                ),
+                DETAIL = crm_private.refusal_rule(
+                    'meeting_reschedules', 'meeting_reschedules_client_id_meeting_id_fkey'
+                ),
+                HINT = 'Reschedule a meeting by changing crm.meetings.scheduled_at (or its outcome '
+                    'to rescheduled): its lifecycle trigger writes this history.',
+                COLUMN = 'meeting_id', TABLE = 'meeting_reschedules', SCHEMA = 'crm',
+                CONSTRAINT = 'meeting_reschedules_client_id_meeting_id_fkey';
+        END IF;
+    END IF;
+
+    IF NOT (
+        least(NEW.previous_scheduled_at, NEW.new_scheduled_at, NEW.rescheduled_at, NEW.created_at)
+        <@ crm_private.timestamp_window()
+        AND greatest(
+            NEW.previous_scheduled_at, NEW.new_scheduled_at, NEW.rescheduled_at, NEW.created_at
+        ) <@ crm_private.timestamp_window()
+    ) THEN
+        v_row := pg_catalog.to_jsonb(NEW);
+        v_column := crm_private.refused_timestamp('meeting_reschedules', v_row);
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meeting_reschedules', NEW.id, v_column, (v_row ->> v_column)::timestamptz::text,
+                'is outside the accepted times'
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'meeting_reschedules', 'meeting_reschedules_timestamps_check'
+            ),
+            HINT = crm_private.timestamp_hint('meeting_reschedules', v_column),
+            COLUMN = v_column, TABLE = 'meeting_reschedules', SCHEMA = 'crm',
+            CONSTRAINT = 'meeting_reschedules_timestamps_check';
+    END IF;
+    RETURN NEW;
+END;
+$$;
+
+--
+-- Name: FUNCTION tg_meeting_reschedules__validate(); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.tg_meeting_reschedules__validate() IS 'Trigger (BEFORE INSERT OR UPDATE on crm.meeting_reschedules, before the others): refuses what
+the constraints would, naming the field and its value, with a hint: a required column left NULL
+(23502); a meeting_id that is not a meeting of the client (23503); a time outside
+crm_private.timestamp_window() (23514).';
 
 --
 -- Name: tg_meetings__after_insert(); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -4486,7 +6312,129 @@ DECLARE
     v_campaign_ok boolean;
     v_showed_set boolean;
     v_outcome_changed boolean;
+    v_held boolean;
+    v_column text;
 BEGIN
+    -- Times outside crm_private.timestamp_window() (infinity included) are refused first,
+    -- naming the column, before any arithmetic on them could fail (migration 0011).
+    IF NOT (
+        least(NEW.scheduled_at, NEW.booked_at, NEW.confirmed_at, NEW.reminder_sent_at, NEW.showed_up_confirmed_at, NEW.outcome_recorded_at, NEW.cancelled_at, NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+        AND greatest(NEW.scheduled_at, NEW.booked_at, NEW.confirmed_at, NEW.reminder_sent_at, NEW.showed_up_confirmed_at, NEW.outcome_recorded_at, NEW.cancelled_at, NEW.created_at, NEW.updated_at, NEW.deleted_at)
+        <@ crm_private.timestamp_window()
+    ) THEN
+        v_column := crm_private.refused_timestamp('meetings', pg_catalog.to_jsonb(NEW));
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, v_column,
+                (pg_catalog.to_jsonb(NEW) ->> v_column)::timestamptz::text,
+                'is outside the accepted times'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_timestamps_check'),
+            HINT = crm_private.timestamp_hint('meetings', v_column),
+            COLUMN = v_column, TABLE = 'meetings', SCHEMA = 'crm',
+            CONSTRAINT = 'meetings_timestamps_check';
+    END IF;
+
+    -- Values the CHECK constraints would refuse, refused first with the field, the value and
+    -- the accepted values (the constraints stay as the last line of defence).
+    IF NEW.meeting_type NOT IN ('discovery', 'demo', 'follow_up', 'close', 'onboarding', 'other') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'meeting_type', NEW.meeting_type, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_meeting_type_check'),
+            HINT = crm_private.refusal_choices('meetings', 'meetings_meeting_type_check', NEW.meeting_type),
+            COLUMN = 'meeting_type', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_meeting_type_check';
+    END IF;
+    IF NEW.booked_by NOT IN ('ai', 'human', 'lead') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'booked_by', NEW.booked_by, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_booked_by_check'),
+            HINT = crm_private.refusal_choices('meetings', 'meetings_booked_by_check', NEW.booked_by),
+            COLUMN = 'booked_by', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_booked_by_check';
+    END IF;
+    IF NEW.booking_method NOT IN ('calendly', 'direct', 'phone') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'booking_method', NEW.booking_method, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_booking_method_check'),
+            HINT = crm_private.refusal_choices('meetings', 'meetings_booking_method_check', NEW.booking_method),
+            COLUMN = 'booking_method', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_booking_method_check';
+    END IF;
+    IF NEW.meeting_outcome NOT IN ('good', 'bad', 'rescheduled', 'no_show', 'cancelled', 'pending') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'meeting_outcome', NEW.meeting_outcome, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_meeting_outcome_check'),
+            HINT = crm_private.refusal_choices('meetings', 'meetings_meeting_outcome_check', NEW.meeting_outcome),
+            COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_meeting_outcome_check';
+    END IF;
+    IF NEW.duration_minutes NOT BETWEEN 1 AND 1440 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'duration_minutes', NEW.duration_minutes::text,
+                'is not between 1 and 1440'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_duration_minutes_check'),
+            HINT = 'Give the length in whole minutes, 1 to 1440 (one day), or leave it out to use '
+                'the meeting type''s default.',
+            COLUMN = 'duration_minutes', TABLE = 'meetings', SCHEMA = 'crm',
+            CONSTRAINT = 'meetings_duration_minutes_check';
+    END IF;
+    IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) AND NOT EXISTS (
+        SELECT 1
+        FROM crm.activities AS x
+        WHERE x.client_id = NEW.client_id AND x.id = NEW.converting_activity_id
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'foreign_key_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'converting_activity_id', NEW.converting_activity_id::text,
+                pg_catalog.format('is not one of client %s''s activities', NEW.client_id)
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_converting_activity_id_fkey'),
+            HINT = 'Use the id of a touch (crm.activities) of the same client, or leave it out to use the lead''s last touch.',
+            COLUMN = 'converting_activity_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_converting_activity_id_fkey';
+    END IF;
+    IF NEW.deal_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.deal_id IS DISTINCT FROM OLD.deal_id) AND NOT EXISTS (
+        SELECT 1
+        FROM crm.deals AS x
+        WHERE x.client_id = NEW.client_id AND x.id = NEW.deal_id
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'foreign_key_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'deal_id', NEW.deal_id::text,
+                pg_catalog.format('is not one of client %s''s deals', NEW.client_id)
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_deal_id_fkey'),
+            HINT = 'Use the id of a deal of the same client, or NULL.',
+            COLUMN = 'deal_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_deal_id_fkey';
+    END IF;
+    IF NEW.deal_created AND NEW.deal_id IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'deal_created', 'true', 'needs a deal_id'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_deal_created_check'),
+            HINT = 'Set deal_id to the deal made from the meeting in the same write (a good '
+                'outcome does both when the client auto-creates deals).',
+            COLUMN = 'deal_created', TABLE = 'meetings', SCHEMA = 'crm',
+            CONSTRAINT = 'meetings_deal_created_check';
+    END IF;
+
     -- The lead (and campaign) must belong to the meeting's client.
     IF TG_OP = 'INSERT' THEN
         -- Booking, in one query: the lead and campaign checks, the duration by meeting type,
@@ -4587,14 +6535,49 @@ BEGIN
     IF TG_OP = 'UPDATE' OR NEW.meeting_outcome IS NOT NULL OR NEW.showed_up IS NOT NULL THEN
         v_showed_set := NEW.showed_up IS DISTINCT FROM v_old.showed_up;
         v_outcome_changed := NEW.meeting_outcome IS DISTINCT FROM v_old.meeting_outcome;
-        IF v_outcome_changed AND NEW.meeting_outcome IN ('good', 'bad', 'no_show', 'pending')
-            AND NEW.scheduled_at > v_now THEN
+        v_held := NEW.meeting_outcome IN ('good', 'bad', 'no_show', 'pending');
+        IF v_outcome_changed AND v_held AND NEW.scheduled_at > v_now THEN
             RAISE EXCEPTION 'meeting %: meeting_outcome % needs a past scheduled_at, but it is %',
                 NEW.id, NEW.meeting_outcome, NEW.scheduled_at
                 USING ERRCODE = 'check_violation',
                       COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm',
                       HINT = 'Record good, bad, no_show or pending once the meeting has started; a '
                           'meeting still to come can only be cancelled or rescheduled.';
+        END IF;
+        IF TG_OP = 'UPDATE' AND NEW.scheduled_at IS DISTINCT FROM OLD.scheduled_at
+            AND NEW.scheduled_at > v_now
+            AND (v_held OR NEW.showed_up IS NOT NULL AND NEW.meeting_outcome <> 'rescheduled') THEN
+            RAISE EXCEPTION 'meeting %: scheduled_at cannot move to the future (%) once the '
+                'meeting has taken place (meeting_outcome %, showed_up %)',
+                NEW.id, NEW.scheduled_at, coalesce(NEW.meeting_outcome, 'NULL'),
+                coalesce(NEW.showed_up::text, 'NULL')
+                USING ERRCODE = 'check_violation',
+                      COLUMN = 'scheduled_at', TABLE = 'meetings', SCHEMA = 'crm',
+                      HINT = 'To book it again, set meeting_outcome = ''rescheduled'' together '
+                          'with the new scheduled_at (or book a new meeting).';
+        END IF;
+        -- Leaving good: the deal created from the meeting must not stay open as if the
+        -- meeting had gone well.
+        IF v_outcome_changed AND OLD.meeting_outcome = 'good' AND NEW.deal_created
+            AND EXISTS (
+                SELECT 1
+                FROM crm.deals AS d
+                WHERE d.client_id = NEW.client_id
+                  AND d.id = NEW.deal_id
+                  AND d.deleted_at IS NULL
+                  AND d.stage NOT IN ('closed_won', 'closed_lost')
+            ) THEN
+            RAISE EXCEPTION 'meeting %: meeting_outcome cannot change from good to % while deal %, '
+                'created from it, is open', NEW.id, coalesce(NEW.meeting_outcome, 'NULL'),
+                NEW.deal_id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm',
+                      HINT = pg_catalog.format(
+                          'Close the deal first (UPDATE crm.deals SET stage = ''closed_lost'', '
+                          'lost_reason = ''other'' WHERE id = %L) or soft-delete it if it was '
+                          'made by mistake (SET deleted_at = now()); then correct the outcome.',
+                          NEW.deal_id
+                      );
         END IF;
         IF v_showed_set AND NEW.showed_up IS NOT NULL AND NEW.scheduled_at > v_now THEN
             RAISE EXCEPTION 'meeting %: showed_up % needs a past scheduled_at, but it is %',
@@ -4631,14 +6614,39 @@ BEGIN
                     IF NEW.cancelled_at IS NOT DISTINCT FROM v_old.cancelled_at THEN
                         NEW.cancelled_at := v_now;
                     END IF;
+                    -- A cancelled meeting did not take place: no attendance.
+                    IF v_showed_set AND NEW.showed_up IS NOT NULL THEN
+                        RAISE EXCEPTION
+                            'meeting %: showed_up % contradicts meeting_outcome cancelled',
+                            NEW.id, NEW.showed_up::text
+                            USING ERRCODE = 'check_violation',
+                                  COLUMN = 'showed_up', TABLE = 'meetings', SCHEMA = 'crm',
+                                  HINT = 'A cancelled meeting has no attendance: leave showed_up '
+                                      'out (it becomes NULL), or record no_show if the lead '
+                                      'did not turn up.';
+                    END IF;
+                    NEW.showed_up := NULL;
                     NEW.meeting_notes := concat_ws(
                         E'\n',
                         NEW.meeting_notes,
                         'Cancelled: ' || coalesce(NEW.cancellation_reason, 'no reason given')
                     );
+                WHEN 'rescheduled' THEN
+                    NULL;  -- counted above; attendance of the old slot, if known, is kept
                 ELSE
-                    NULL;  -- rescheduled (counted above) or cleared (NULL)
+                    -- Cleared (a correction): back to not recorded, unless the writer says.
+                    IF NOT v_showed_set THEN
+                        NEW.showed_up := NULL;
+                    END IF;
+                    IF NEW.outcome_recorded_at IS NOT DISTINCT FROM v_old.outcome_recorded_at THEN
+                        NEW.outcome_recorded_at := NULL;
+                    END IF;
             END CASE;
+            -- Un-cancelled (a correction): the cancellation time goes with it.
+            IF v_old.meeting_outcome = 'cancelled'
+                AND NEW.cancelled_at IS NOT DISTINCT FROM v_old.cancelled_at THEN
+                NEW.cancelled_at := NULL;
+            END IF;
             IF NEW.meeting_outcome IS NOT NULL AND NEW.meeting_outcome <> 'pending'
                 AND NEW.outcome_recorded_at IS NOT DISTINCT FROM v_old.outcome_recorded_at THEN
                 NEW.outcome_recorded_at := v_now;
@@ -4654,10 +6662,36 @@ BEGIN
                           CONSTRAINT = 'meetings_showed_up_check',
                           HINT = 'Record the outcome instead: it sets showed_up to match.';
             END IF;
+            IF NEW.showed_up IS NOT NULL AND NEW.meeting_outcome = 'cancelled' THEN
+                RAISE EXCEPTION 'meeting %: showed_up % contradicts meeting_outcome cancelled',
+                    NEW.id, NEW.showed_up::text
+                    USING ERRCODE = 'check_violation',
+                          COLUMN = 'showed_up', TABLE = 'meetings', SCHEMA = 'crm',
+                          HINT = 'A cancelled meeting has no attendance: if it took place after '
+                              'all, record its outcome (good, bad, no_show or pending).';
+            END IF;
             IF NEW.showed_up IS TRUE AND NEW.meeting_outcome IS NULL THEN
                 NEW.meeting_outcome := 'pending';  -- the default after a show
             END IF;
         END IF;
+    END IF;
+
+    -- How the meeting went is recorded after it began.
+    IF NEW.outcome_recorded_at < NEW.scheduled_at
+        AND NEW.meeting_outcome IN ('good', 'bad', 'no_show', 'pending')
+        AND (
+            TG_OP = 'INSERT'
+            OR NEW.outcome_recorded_at IS DISTINCT FROM OLD.outcome_recorded_at
+            OR NEW.scheduled_at IS DISTINCT FROM OLD.scheduled_at
+            OR v_outcome_changed
+        ) THEN
+        RAISE EXCEPTION 'meeting %: outcome_recorded_at % is before scheduled_at %',
+            NEW.id, NEW.outcome_recorded_at, NEW.scheduled_at
+            USING ERRCODE = 'check_violation',
+                  COLUMN = 'outcome_recorded_at', TABLE = 'meetings', SCHEMA = 'crm',
+                  HINT = 'An outcome of a meeting that took place (good, bad, no_show, pending) '
+                      'is recorded at or after its scheduled_at: give a later '
+                      'outcome_recorded_at, or leave it out to record it now.';
     END IF;
 
     -- Lifecycle flags set their timestamps once.
@@ -4692,6 +6726,22 @@ COMMENT ON FUNCTION crm_private.tg_meetings__lifecycle() IS 'Trigger (BEFORE INS
 timestamps, outcome effects, reschedule count, and rejection of impossible states.';
 
 --
+-- Name: timestamp_hint(text, text); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.timestamp_hint(p_table text, p_column text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path TO ''
+    RETURN format('Give a time from %s UTC (included) to %s UTC (excluded); infinity and -infinity are not accepted.%s'::text, to_char((lower(crm_private.timestamp_window()) AT TIME ZONE 'UTC'::text), 'YYYY-MM-DD HH24:MI'::text), to_char((upper(crm_private.timestamp_window()) AT TIME ZONE 'UTC'::text), 'YYYY-MM-DD HH24:MI'::text), (SELECT format(' Leave %s NULL when there is none.'::text, a.attname) AS format FROM pg_attribute a WHERE ((a.attrelid = (to_regclass(('crm.'::text || timestamp_hint.p_table)))::oid) AND (a.attname = timestamp_hint.p_column) AND (NOT a.attnotnull))));
+
+--
+-- Name: FUNCTION timestamp_hint(p_table text, p_column text); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) IS 'The HINT for a time outside crm_private.timestamp_window() in column p_column of crm.<p_table>:
+the window, and that NULL is the way to say "none" where the column allows it.';
+
+--
 -- Name: campaigns; Type: TABLE; Schema: crm; Owner: -
 --
 
@@ -4702,7 +6752,8 @@ CREATE TABLE crm.campaigns (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     deleted_at timestamp with time zone,
-    CONSTRAINT campaigns_name_check CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200)))
+    CONSTRAINT campaigns_name_check CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))),
+    CONSTRAINT campaigns_timestamps_check CHECK (((LEAST(created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
 
 --
@@ -4754,6 +6805,13 @@ COMMENT ON COLUMN crm.campaigns.deleted_at IS 'Soft-delete time; NULL while the 
 COMMENT ON CONSTRAINT campaigns_name_check ON crm.campaigns IS 'name must be 1-200 characters after trimming spaces.';
 
 --
+-- Name: CONSTRAINT campaigns_timestamps_check ON campaigns; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT campaigns_timestamps_check ON crm.campaigns IS 'created_at, updated_at and deleted_at must be finite times from 1900-01-01 00:00 UTC
+(included) to 2200-01-01 00:00 UTC (excluded): crm_private.timestamp_window().';
+
+--
 -- Name: client_crm_configs; Type: TABLE; Schema: crm; Owner: -
 --
 
@@ -4787,7 +6845,8 @@ CREATE TABLE crm.client_crm_configs (
     CONSTRAINT client_crm_configs_hubspot_portal_id_check CHECK (((crm_type = 'hubspot'::text) OR (hubspot_portal_id IS NULL))),
     CONSTRAINT client_crm_configs_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
     CONSTRAINT client_crm_configs_oauth_check CHECK (((crm_type = 'hubspot'::text) OR (num_nonnulls(oauth_access_token, oauth_refresh_token, oauth_expires_at) = 0))),
-    CONSTRAINT client_crm_configs_stage_map_check CHECK ((jsonb_typeof(stage_map) = 'object'::text))
+    CONSTRAINT client_crm_configs_stage_map_check CHECK ((jsonb_typeof(stage_map) = 'object'::text)),
+    CONSTRAINT client_crm_configs_timestamps_check CHECK (((LEAST(oauth_expires_at, last_successful_push_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(oauth_expires_at, last_successful_push_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
 
 --
@@ -4981,6 +7040,14 @@ COMMENT ON CONSTRAINT client_crm_configs_oauth_check ON crm.client_crm_configs I
 --
 
 COMMENT ON CONSTRAINT client_crm_configs_stage_map_check ON crm.client_crm_configs IS 'stage_map must be a JSON object.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_timestamps_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_timestamps_check ON crm.client_crm_configs IS 'oauth_expires_at, last_successful_push_at, created_at, updated_at and deleted_at must be finite
+times from 1900-01-01 00:00 UTC (included) to 2200-01-01 00:00 UTC (excluded):
+crm_private.timestamp_window().';
 
 --
 -- Name: crm_push_log; Type: TABLE; Schema: crm; Owner: -
@@ -5192,6 +7259,8 @@ CREATE TABLE crm.crm_push_queue (
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     finished_at timestamp with time zone,
+    attempts_base integer DEFAULT 0 NOT NULL,
+    CONSTRAINT crm_push_queue_attempts_base_check CHECK (((attempts_base >= 0) AND (attempts_base <= GREATEST(attempts, 0)))),
     CONSTRAINT crm_push_queue_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT crm_push_queue_entity_check CHECK ((num_nonnulls(lead_id, meeting_id, deal_id) >= 1)),
     CONSTRAINT crm_push_queue_finished_at_check CHECK (((status = ANY (ARRAY['done'::text, 'failed'::text, 'dead'::text])) = (finished_at IS NOT NULL))),
@@ -5254,7 +7323,9 @@ retryable), dead (retries exhausted) or held (CRM credentials need fixing).';
 -- Name: COLUMN crm_push_queue.attempts; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.crm_push_queue.attempts IS 'How many times the push has been claimed.';
+COMMENT ON COLUMN crm.crm_push_queue.attempts IS 'The number of the push''s latest claim: what crm.claim_pushes returns and crm.finish_push
+names. Counts every claim; a held or deferred finish gives its number back (the attempt did
+not count), and crm.retry_pushes keeps it (see attempts_base).';
 
 --
 -- Name: COLUMN crm_push_queue.run_after; Type: COMMENT; Schema: crm; Owner: -
@@ -5297,6 +7368,21 @@ COMMENT ON COLUMN crm.crm_push_queue.updated_at IS 'When the row last changed (m
 --
 
 COMMENT ON COLUMN crm.crm_push_queue.finished_at IS 'When the push reached done, failed or dead.';
+
+--
+-- Name: COLUMN crm_push_queue.attempts_base; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.crm_push_queue.attempts_base IS 'Attempts made before the push was last put back by crm.retry_pushes: they no longer count
+against the config''s max_attempts (the push is dead once attempts - attempts_base reaches it).
+attempts itself is never lowered below a lapsed claim''s number, so a late finish of a stale
+claim can never name a live one.';
+
+--
+-- Name: CONSTRAINT crm_push_queue_attempts_base_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT crm_push_queue_attempts_base_check ON crm.crm_push_queue IS 'attempts_base must be between 0 and attempts.';
 
 --
 -- Name: CONSTRAINT crm_push_queue_attempts_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
@@ -5372,7 +7458,8 @@ CREATE TABLE crm.meeting_reschedules (
     previous_scheduled_at timestamp with time zone NOT NULL,
     new_scheduled_at timestamp with time zone,
     rescheduled_at timestamp with time zone DEFAULT now() NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT meeting_reschedules_timestamps_check CHECK (((LEAST(previous_scheduled_at, new_scheduled_at, rescheduled_at, created_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(previous_scheduled_at, new_scheduled_at, rescheduled_at, created_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
 
 --
@@ -5430,6 +7517,14 @@ COMMENT ON COLUMN crm.meeting_reschedules.rescheduled_at IS 'When the reschedule
 --
 
 COMMENT ON COLUMN crm.meeting_reschedules.created_at IS 'When the row was written.';
+
+--
+-- Name: CONSTRAINT meeting_reschedules_timestamps_check ON meeting_reschedules; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meeting_reschedules_timestamps_check ON crm.meeting_reschedules IS 'previous_scheduled_at, new_scheduled_at, rescheduled_at and created_at must be finite times
+from 1900-01-01 00:00 UTC (included) to 2200-01-01 00:00 UTC (excluded):
+crm_private.timestamp_window().';
 
 --
 -- Name: meeting_reschedules_seq_seq; Type: SEQUENCE; Schema: crm; Owner: -
@@ -5949,6 +8044,78 @@ CREATE INDEX meetings_client_id_lead_id_idx ON crm.meetings USING btree (client_
 CREATE INDEX meetings_client_id_scheduled_at_idx ON crm.meetings USING btree (client_id, scheduled_at);
 
 --
+-- Name: activities _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _010_refuse_key_change BEFORE UPDATE OF client_id, id ON crm.activities FOR EACH ROW WHEN (((old.client_id IS DISTINCT FROM new.client_id) OR (old.id IS DISTINCT FROM new.id))) EXECUTE FUNCTION crm_private.tg__refuse_key_change();
+
+--
+-- Name: campaigns _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _010_refuse_key_change BEFORE UPDATE OF client_id, id ON crm.campaigns FOR EACH ROW WHEN (((old.client_id IS DISTINCT FROM new.client_id) OR (old.id IS DISTINCT FROM new.id))) EXECUTE FUNCTION crm_private.tg__refuse_key_change();
+
+--
+-- Name: client_crm_configs _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _010_refuse_key_change BEFORE UPDATE OF client_id, id ON crm.client_crm_configs FOR EACH ROW WHEN (((old.client_id IS DISTINCT FROM new.client_id) OR (old.id IS DISTINCT FROM new.id))) EXECUTE FUNCTION crm_private.tg__refuse_key_change();
+
+--
+-- Name: clients _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _010_refuse_key_change BEFORE UPDATE OF id ON crm.clients FOR EACH ROW WHEN ((old.id IS DISTINCT FROM new.id)) EXECUTE FUNCTION crm_private.tg__refuse_key_change();
+
+--
+-- Name: crm_external_ids _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _010_refuse_key_change BEFORE UPDATE OF client_id, id ON crm.crm_external_ids FOR EACH ROW WHEN (((old.client_id IS DISTINCT FROM new.client_id) OR (old.id IS DISTINCT FROM new.id))) EXECUTE FUNCTION crm_private.tg__refuse_key_change();
+
+--
+-- Name: crm_push_log _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _010_refuse_key_change BEFORE UPDATE OF client_id, id ON crm.crm_push_log FOR EACH ROW WHEN (((old.client_id IS DISTINCT FROM new.client_id) OR (old.id IS DISTINCT FROM new.id))) EXECUTE FUNCTION crm_private.tg__refuse_key_change();
+
+--
+-- Name: crm_push_queue _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _010_refuse_key_change BEFORE UPDATE OF client_id, id ON crm.crm_push_queue FOR EACH ROW WHEN (((old.client_id IS DISTINCT FROM new.client_id) OR (old.id IS DISTINCT FROM new.id))) EXECUTE FUNCTION crm_private.tg__refuse_key_change();
+
+--
+-- Name: deal_stage_history _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _010_refuse_key_change BEFORE UPDATE OF client_id, id ON crm.deal_stage_history FOR EACH ROW WHEN (((old.client_id IS DISTINCT FROM new.client_id) OR (old.id IS DISTINCT FROM new.id))) EXECUTE FUNCTION crm_private.tg__refuse_key_change();
+
+--
+-- Name: deals _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _010_refuse_key_change BEFORE UPDATE OF client_id, id ON crm.deals FOR EACH ROW WHEN (((old.client_id IS DISTINCT FROM new.client_id) OR (old.id IS DISTINCT FROM new.id))) EXECUTE FUNCTION crm_private.tg__refuse_key_change();
+
+--
+-- Name: leads _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _010_refuse_key_change BEFORE UPDATE OF client_id, id ON crm.leads FOR EACH ROW WHEN (((old.client_id IS DISTINCT FROM new.client_id) OR (old.id IS DISTINCT FROM new.id))) EXECUTE FUNCTION crm_private.tg__refuse_key_change();
+
+--
+-- Name: meeting_reschedules _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _010_refuse_key_change BEFORE UPDATE OF client_id, id ON crm.meeting_reschedules FOR EACH ROW WHEN (((old.client_id IS DISTINCT FROM new.client_id) OR (old.id IS DISTINCT FROM new.id))) EXECUTE FUNCTION crm_private.tg__refuse_key_change();
+
+--
+-- Name: meetings _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _010_refuse_key_change BEFORE UPDATE OF client_id, id ON crm.meetings FOR EACH ROW WHEN (((old.client_id IS DISTINCT FROM new.client_id) OR (old.id IS DISTINCT FROM new.id))) EXECUTE FUNCTION crm_private.tg__refuse_key_change();
+
+--
 -- Name: activities _050_refuse_delete; Type: TRIGGER; Schema: crm; Owner: -
 --
 
@@ -6085,6 +8252,48 @@ CREATE TRIGGER _050_refuse_truncate BEFORE TRUNCATE ON crm.meetings FOR EACH STA
 --
 
 CREATE TRIGGER _050_refuse_update BEFORE UPDATE ON crm.deal_stage_history FOR EACH ROW EXECUTE FUNCTION crm_private.tg__refuse_hard_delete('append-only');
+
+--
+-- Name: activities _080_validate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _080_validate BEFORE INSERT OR UPDATE ON crm.activities FOR EACH ROW EXECUTE FUNCTION crm_private.tg_activities__validate();
+
+--
+-- Name: campaigns _080_validate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _080_validate BEFORE INSERT OR UPDATE ON crm.campaigns FOR EACH ROW EXECUTE FUNCTION crm_private.tg_campaigns__validate();
+
+--
+-- Name: client_crm_configs _080_validate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _080_validate BEFORE INSERT OR UPDATE ON crm.client_crm_configs FOR EACH ROW EXECUTE FUNCTION crm_private.tg_client_crm_configs__validate();
+
+--
+-- Name: clients _080_validate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _080_validate BEFORE INSERT OR UPDATE ON crm.clients FOR EACH ROW EXECUTE FUNCTION crm_private.tg_clients__validate();
+
+--
+-- Name: crm_external_ids _080_validate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _080_validate BEFORE INSERT OR UPDATE ON crm.crm_external_ids FOR EACH ROW EXECUTE FUNCTION crm_private.tg_crm_external_ids__validate();
+
+--
+-- Name: leads _080_validate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _080_validate BEFORE INSERT OR UPDATE ON crm.leads FOR EACH ROW EXECUTE FUNCTION crm_private.tg_leads__validate();
+
+--
+-- Name: meeting_reschedules _080_validate; Type: TRIGGER; Schema: crm; Owner: -
+--
+
+CREATE TRIGGER _080_validate BEFORE INSERT OR UPDATE ON crm.meeting_reschedules FOR EACH ROW EXECUTE FUNCTION crm_private.tg_meeting_reschedules__validate();
 
 --
 -- Name: activities _100_set_updated_at; Type: TRIGGER; Schema: crm; Owner: -
@@ -6476,16 +8685,40 @@ REVOKE ALL ON FUNCTION crm.claim_pushes(p_client_id uuid, p_lease_owner text, p_
 REVOKE ALL ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text) FROM PUBLIC;
 
 --
+-- Name: FUNCTION complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_log_status text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_log_status text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone) FROM PUBLIC;
 
 --
+-- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_attempt integer, p_outcome text, p_error text, p_retry_at timestamp with time zone); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_attempt integer, p_outcome text, p_error text, p_retry_at timestamp with time zone) FROM PUBLIC;
+
+--
 -- Name: FUNCTION analytics_one_currency(p_function text, p_currencies text[]); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION analytics_scope_check(p_function text, p_client_id uuid, p_currency text); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) FROM PUBLIC;
 
 --
 -- Name: FUNCTION analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm_private; Owner: -
@@ -6638,6 +8871,12 @@ REVOKE ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation te
 REVOKE ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) FROM PUBLIC;
 
 --
+-- Name: FUNCTION lock_leads(p_client_ids uuid[], p_lead_ids uuid[]); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) FROM PUBLIC;
+
+--
 -- Name: FUNCTION lost_reason_label(p_reason crm.deal_lost_reason_type); Type: ACL; Schema: crm_private; Owner: -
 --
 
@@ -6662,10 +8901,58 @@ REVOKE ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at tim
 REVOKE ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) FROM PUBLIC;
 
 --
+-- Name: FUNCTION null_hint(p_table text, p_column text); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.null_hint(p_table text, p_column text) FROM PUBLIC;
+
+--
 -- Name: FUNCTION refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]) FROM PUBLIC;
+
+--
+-- Name: FUNCTION refusal_choices(p_table text, p_constraint text, p_value text); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION refusal_value(p_value text); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.refusal_value(p_value text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION refusal_rule(p_table text, p_constraint text); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) FROM PUBLIC;
+
+--
+-- Name: FUNCTION refused_null(p_table text, p_row jsonb); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) FROM PUBLIC;
+
+--
+-- Name: FUNCTION timestamp_window(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.timestamp_window() FROM PUBLIC;
+
+--
+-- Name: FUNCTION refused_timestamp(p_table text, p_row jsonb); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) FROM PUBLIC;
 
 --
 -- Name: FUNCTION stage_probability(p_stage crm.deal_stage_type); Type: ACL; Schema: crm_private; Owner: -
@@ -6686,6 +8973,12 @@ REVOKE ALL ON FUNCTION crm_private.tg__note_given_column() FROM PUBLIC;
 REVOKE ALL ON FUNCTION crm_private.tg__refuse_hard_delete() FROM PUBLIC;
 
 --
+-- Name: FUNCTION tg__refuse_key_change(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg__refuse_key_change() FROM PUBLIC;
+
+--
 -- Name: FUNCTION tg__set_updated_at(); Type: ACL; Schema: crm_private; Owner: -
 --
 
@@ -6704,6 +8997,18 @@ REVOKE ALL ON FUNCTION crm_private.tg_activities__attribution_insert() FROM PUBL
 REVOKE ALL ON FUNCTION crm_private.tg_activities__attribution_update() FROM PUBLIC;
 
 --
+-- Name: FUNCTION tg_activities__validate(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_activities__validate() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_campaigns__validate(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_campaigns__validate() FROM PUBLIC;
+
+--
 -- Name: FUNCTION tg_client_crm_configs__credentials(); Type: ACL; Schema: crm_private; Owner: -
 --
 
@@ -6714,6 +9019,24 @@ REVOKE ALL ON FUNCTION crm_private.tg_client_crm_configs__credentials() FROM PUB
 --
 
 REVOKE ALL ON FUNCTION crm_private.tg_client_crm_configs__release_held() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_client_crm_configs__validate(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_client_crm_configs__validate() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_clients__validate(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_clients__validate() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_crm_external_ids__validate(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_crm_external_ids__validate() FROM PUBLIC;
 
 --
 -- Name: FUNCTION tg_crm_push_queue__notify(); Type: ACL; Schema: crm_private; Owner: -
@@ -6752,6 +9075,18 @@ REVOKE ALL ON FUNCTION crm_private.tg_deals__attribution_update() FROM PUBLIC;
 REVOKE ALL ON FUNCTION crm_private.tg_deals__lifecycle() FROM PUBLIC;
 
 --
+-- Name: FUNCTION tg_leads__validate(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_leads__validate() FROM PUBLIC;
+
+--
+-- Name: FUNCTION tg_meeting_reschedules__validate(); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.tg_meeting_reschedules__validate() FROM PUBLIC;
+
+--
 -- Name: FUNCTION tg_meetings__after_insert(); Type: ACL; Schema: crm_private; Owner: -
 --
 
@@ -6768,6 +9103,12 @@ REVOKE ALL ON FUNCTION crm_private.tg_meetings__after_update() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION crm_private.tg_meetings__lifecycle() FROM PUBLIC;
+
+--
+-- Name: FUNCTION timestamp_hint(p_table text, p_column text); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) FROM PUBLIC;
 
 --
 -- PostgreSQL database dump complete
