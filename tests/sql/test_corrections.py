@@ -349,3 +349,13 @@ def test_an_amount_is_kept_in_cents(db: Conn, make: Make) -> None:
     assert update(db, "deals", deal["id"], value=Decimal("9999999999.994"))["value"] == Decimal(
         "9999999999.99"
     )
+
+
+def test_a_recorded_no_show_without_an_outcome_cannot_move_to_the_future(
+    db: Conn, make: Make
+) -> None:
+    """Attendance alone (showed_up false, no outcome yet) says the meeting took place."""
+    m = make.meeting(make.lead(make.client()))
+    update(db, "meetings", m["id"], showed_up=False)
+    error = refused(db, "23514", "meetings", m["id"], scheduled_at=FUTURE)
+    assert error.diag.column_name == "scheduled_at"
