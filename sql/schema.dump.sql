@@ -784,13 +784,14 @@ CREATE TABLE crm.activities (
     client_id uuid NOT NULL,
     lead_id uuid NOT NULL,
     campaign_id uuid,
-    channel crm.channel_type NOT NULL,
+    channel text NOT NULL,
     activity_type text DEFAULT 'touch'::text NOT NULL,
     occurred_at timestamp with time zone DEFAULT now() NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     deleted_at timestamp with time zone,
     CONSTRAINT activities_activity_type_check CHECK ((activity_type ~ '^[a-z][a-z0-9_]{0,62}$'::text)),
+    CONSTRAINT activities_channel_check CHECK ((channel = ANY (ARRAY['email'::text, 'sms'::text, 'linkedin'::text, 'voice'::text, 'mail'::text]))),
     CONSTRAINT activities_timestamps_check CHECK (((LEAST(occurred_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(occurred_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
 
@@ -829,7 +830,7 @@ COMMENT ON COLUMN crm.activities.campaign_id IS 'Campaign the touch belongs to, 
 -- Name: COLUMN activities.channel; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.activities.channel IS 'Channel of the touch (crm.channel_type).';
+COMMENT ON COLUMN crm.activities.channel IS 'Channel of the touch: a crm.channel_type label (email, sms, linkedin, voice, mail).';
 
 --
 -- Name: COLUMN activities.activity_type; Type: COMMENT; Schema: crm; Owner: -
@@ -870,6 +871,12 @@ COMMENT ON CONSTRAINT activities_activity_type_check ON crm.activities IS 'activ
 characters.';
 
 --
+-- Name: CONSTRAINT activities_channel_check ON activities; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT activities_channel_check ON crm.activities IS 'channel must be a crm.channel_type label: email, sms, linkedin, voice or mail.';
+
+--
 -- Name: CONSTRAINT activities_timestamps_check ON activities; Type: COMMENT; Schema: crm; Owner: -
 --
 
@@ -894,12 +901,12 @@ CREATE TABLE crm.deals (
     expected_close_date date,
     closed_at timestamp with time zone,
     won boolean,
-    lost_reason crm.deal_lost_reason_type,
+    lost_reason text,
     lost_notes text,
     days_to_close integer,
     converting_activity_id uuid,
-    converting_channel crm.channel_type,
-    first_touch_channel crm.channel_type,
+    converting_channel text,
+    first_touch_channel text,
     touches_before_deal integer,
     external_crm text,
     external_deal_id text,
@@ -907,11 +914,14 @@ CREATE TABLE crm.deals (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     deleted_at timestamp with time zone,
     CONSTRAINT deals_closed_at_check CHECK ((((stage = ANY (ARRAY['closed_won'::crm.deal_stage_type, 'closed_lost'::crm.deal_stage_type])) = (closed_at IS NOT NULL)) AND (closed_at >= created_at))),
+    CONSTRAINT deals_converting_channel_check CHECK ((converting_channel = ANY (ARRAY['email'::text, 'sms'::text, 'linkedin'::text, 'voice'::text, 'mail'::text]))),
     CONSTRAINT deals_currency_check CHECK ((currency ~ '^[A-Z]{3}$'::text)),
     CONSTRAINT deals_days_to_close_check CHECK ((days_to_close >= 0)),
     CONSTRAINT deals_expected_close_date_check CHECK (((expected_close_date >= '1900-01-01'::date) AND (expected_close_date < '2200-01-01'::date))),
     CONSTRAINT deals_external_crm_check CHECK ((external_crm = ANY (ARRAY['hubspot'::text, 'pipedrive'::text, 'close'::text]))),
+    CONSTRAINT deals_first_touch_channel_check CHECK ((first_touch_channel = ANY (ARRAY['email'::text, 'sms'::text, 'linkedin'::text, 'voice'::text, 'mail'::text]))),
     CONSTRAINT deals_lost_reason_check CHECK (((stage = 'closed_lost'::crm.deal_stage_type) = (lost_reason IS NOT NULL))),
+    CONSTRAINT deals_lost_reason_vocabulary_check CHECK ((lost_reason = ANY (ARRAY['price_too_high'::text, 'chose_competitor'::text, 'no_budget'::text, 'timing_not_right'::text, 'no_decision'::text, 'champion_left'::text, 'project_cancelled'::text, 'went_silent'::text, 'bad_fit'::text, 'other'::text]))),
     CONSTRAINT deals_name_check CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 500))),
     CONSTRAINT deals_probability_check CHECK (((probability >= 0) AND (probability <= 100))),
     CONSTRAINT deals_timestamps_check CHECK (((LEAST(stage_changed_at, closed_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(stage_changed_at, closed_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)))),
@@ -1017,7 +1027,8 @@ COMMENT ON COLUMN crm.deals.won IS 'true when closed_won, false when closed_lost
 -- Name: COLUMN deals.lost_reason; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.deals.lost_reason IS 'Why the deal was lost; set exactly when the stage is closed_lost.';
+COMMENT ON COLUMN crm.deals.lost_reason IS 'Why the deal was lost, a crm.deal_lost_reason_type label; set exactly when the stage is
+closed_lost.';
 
 --
 -- Name: COLUMN deals.lost_notes; Type: COMMENT; Schema: crm; Owner: -
@@ -1041,13 +1052,13 @@ COMMENT ON COLUMN crm.deals.converting_activity_id IS 'The touch that led to the
 -- Name: COLUMN deals.converting_channel; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.deals.converting_channel IS 'Channel of the converting touch.';
+COMMENT ON COLUMN crm.deals.converting_channel IS 'Channel of the converting touch: a crm.channel_type label.';
 
 --
 -- Name: COLUMN deals.first_touch_channel; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.deals.first_touch_channel IS 'Channel of the lead''s first touch.';
+COMMENT ON COLUMN crm.deals.first_touch_channel IS 'Channel of the lead''s first touch: a crm.channel_type label.';
 
 --
 -- Name: COLUMN deals.touches_before_deal; Type: COMMENT; Schema: crm; Owner: -
@@ -1093,6 +1104,13 @@ COMMENT ON CONSTRAINT deals_closed_at_check ON crm.deals IS 'closed_at must be s
 not be before created_at.';
 
 --
+-- Name: CONSTRAINT deals_converting_channel_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_converting_channel_check ON crm.deals IS 'converting_channel must be a crm.channel_type label: email, sms, linkedin, voice or mail (or
+NULL).';
+
+--
 -- Name: CONSTRAINT deals_currency_check ON deals; Type: COMMENT; Schema: crm; Owner: -
 --
 
@@ -1117,10 +1135,25 @@ COMMENT ON CONSTRAINT deals_expected_close_date_check ON crm.deals IS 'expected_
 COMMENT ON CONSTRAINT deals_external_crm_check ON crm.deals IS 'external_crm must be one of hubspot, pipedrive, close (or NULL).';
 
 --
+-- Name: CONSTRAINT deals_first_touch_channel_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_first_touch_channel_check ON crm.deals IS 'first_touch_channel must be a crm.channel_type label: email, sms, linkedin, voice or mail (or
+NULL).';
+
+--
 -- Name: CONSTRAINT deals_lost_reason_check ON deals; Type: COMMENT; Schema: crm; Owner: -
 --
 
 COMMENT ON CONSTRAINT deals_lost_reason_check ON crm.deals IS 'lost_reason must be set when, and only when, stage is closed_lost.';
+
+--
+-- Name: CONSTRAINT deals_lost_reason_vocabulary_check ON deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT deals_lost_reason_vocabulary_check ON crm.deals IS 'lost_reason must be a crm.deal_lost_reason_type label: price_too_high, chose_competitor,
+no_budget, timing_not_right, no_decision, champion_left, project_cancelled, went_silent, bad_fit
+or other (or NULL).';
 
 --
 -- Name: CONSTRAINT deals_name_check ON deals; Type: COMMENT; Schema: crm; Owner: -
@@ -1182,7 +1215,7 @@ CREATE FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_id
            WHERE ((d.client_id = compute_deal_attribution.p_client_id) AND (d.id = ANY (compute_deal_attribution.p_deal_ids)))
          ), touches AS (
           SELECT d.id AS deal_id,
-             COALESCE((a.channel)::text, 'unattributed'::text) AS channel,
+             COALESCE(a.channel, 'unattributed'::text) AS channel,
              a.id AS activity_id,
              row_number() OVER deal_touches AS pos,
              GREATEST(count(a.id) OVER (PARTITION BY d.id), (1)::bigint) AS n,
@@ -1681,7 +1714,7 @@ CREATE TABLE crm.meetings (
     deal_created boolean DEFAULT false NOT NULL,
     deal_id uuid,
     converting_activity_id uuid,
-    converting_channel crm.channel_type,
+    converting_channel text,
     touches_before_booking integer,
     days_to_booking integer,
     rescheduled_count integer DEFAULT 0 NOT NULL,
@@ -1698,6 +1731,7 @@ CREATE TABLE crm.meetings (
     cancellation_reason text,
     CONSTRAINT meetings_booked_by_check CHECK ((booked_by = ANY (ARRAY['ai'::text, 'human'::text, 'lead'::text]))),
     CONSTRAINT meetings_booking_method_check CHECK ((booking_method = ANY (ARRAY['calendly'::text, 'direct'::text, 'phone'::text]))),
+    CONSTRAINT meetings_converting_channel_check CHECK ((converting_channel = ANY (ARRAY['email'::text, 'sms'::text, 'linkedin'::text, 'voice'::text, 'mail'::text]))),
     CONSTRAINT meetings_days_to_booking_check CHECK ((days_to_booking >= 0)),
     CONSTRAINT meetings_deal_created_check CHECK (((NOT deal_created) OR (deal_id IS NOT NULL))),
     CONSTRAINT meetings_duration_minutes_check CHECK (((duration_minutes >= 1) AND (duration_minutes <= 1440))),
@@ -1842,7 +1876,7 @@ COMMENT ON COLUMN crm.meetings.converting_activity_id IS 'The touch that led to 
 -- Name: COLUMN meetings.converting_channel; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.meetings.converting_channel IS 'Channel of the converting touch.';
+COMMENT ON COLUMN crm.meetings.converting_channel IS 'Channel of the converting touch: a crm.channel_type label.';
 
 --
 -- Name: COLUMN meetings.touches_before_booking; Type: COMMENT; Schema: crm; Owner: -
@@ -1939,6 +1973,13 @@ COMMENT ON CONSTRAINT meetings_booked_by_check ON crm.meetings IS 'booked_by mus
 --
 
 COMMENT ON CONSTRAINT meetings_booking_method_check ON crm.meetings IS 'booking_method must be one of calendly, direct, phone (or NULL).';
+
+--
+-- Name: CONSTRAINT meetings_converting_channel_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT meetings_converting_channel_check ON crm.meetings IS 'converting_channel must be a crm.channel_type label: email, sms, linkedin, voice or mail (or
+NULL).';
 
 --
 -- Name: CONSTRAINT meetings_days_to_booking_check ON meetings; Type: COMMENT; Schema: crm; Owner: -
@@ -2246,7 +2287,7 @@ CREATE FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer DEFA
           SELECT crm_private.analytics_window_start('get_lost_deal_analysis'::text, get_lost_deal_analysis.p_days, get_lost_deal_analysis.p_as_of) AS start_at
          ), lost AS (
           SELECT d.id,
-             d.lost_reason,
+             (d.lost_reason)::crm.deal_lost_reason_type AS lost_reason,
              d.value,
              d.currency,
              (EXTRACT(epoch FROM (d.closed_at - d.created_at)) / (86400)::numeric) AS days_in_pipeline,
@@ -2709,7 +2750,7 @@ CREATE FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer DEFAU
              (EXTRACT(isodow FROM (m.scheduled_at AT TIME ZONE c.timezone)))::integer AS weekday,
              m.meeting_type,
              m.booking_method,
-             (m.converting_channel)::text AS converting_channel
+             m.converting_channel
             FROM ((params p
               JOIN crm.meetings m ON (((m.client_id = get_show_rate_drivers.p_client_id) AND (m.scheduled_at >= p.start_at) AND (m.scheduled_at < get_show_rate_drivers.p_as_of))))
               JOIN crm.clients c ON ((c.id = m.client_id)))
@@ -3300,7 +3341,9 @@ BEGIN
         t.d_probability AS deal_probability,
         t.status AS deal_status,
         CASE
-            WHEN t.d_id IS NOT NULL THEN crm_private.lost_reason_label(t.d_lost_reason)
+            -- lost_reason is text with a CHECK (migration 0013): every value casts
+            WHEN t.d_id IS NOT NULL
+                THEN crm_private.lost_reason_label(t.d_lost_reason::crm.deal_lost_reason_type)
             WHEN t.status = 'lost' AND t.m_outcome = 'cancelled' THEN 'Meeting cancelled'
             WHEN t.status = 'lost' THEN 'Meeting outcome: bad'
         END AS deal_lost_reason,
@@ -4019,7 +4062,7 @@ CREATE FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp 
          )
   SELECT p.path_id,
      row_number() OVER (PARTITION BY p.path_id ORDER BY a.occurred_at, a.id) AS pos,
-     (a.channel)::text AS channel,
+     a.channel,
      p.converted,
      p.value
     FROM (paths p
@@ -4578,6 +4621,20 @@ BEGIN
         END IF;
     END IF;
 
+    IF NEW.channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'activities', NEW.id, 'channel', NEW.channel, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('activities', 'activities_channel_check'),
+            HINT = crm_private.refusal_choices(
+                'activities', 'activities_channel_check', NEW.channel
+            ),
+            COLUMN = 'channel', TABLE = 'activities', SCHEMA = 'crm',
+            CONSTRAINT = 'activities_channel_check';
+    END IF;
+
     IF (v_insert OR NEW.activity_type IS DISTINCT FROM OLD.activity_type)
         AND NEW.activity_type !~ '^[a-z][a-z0-9_]{0,62}$' THEN
         v_meant := pg_catalog.btrim(
@@ -4638,8 +4695,9 @@ $_$;
 
 COMMENT ON FUNCTION crm_private.tg_activities__validate() IS 'Trigger (BEFORE INSERT OR UPDATE on crm.activities, before the others): refuses what the
 constraints would, naming the field and its value, with a hint: a required column left NULL
-(23502); a lead or campaign that is not the client''s (23503); an activity_type that is not lower
-snake_case, a time outside crm_private.timestamp_window() (23514).';
+(23502); a lead or campaign that is not the client''s (23503); a channel that is not a
+crm.channel_type label, an activity_type that is not lower snake_case, a time outside
+crm_private.timestamp_window() (23514).';
 
 --
 -- Name: tg_campaigns__validate(); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -5515,9 +5573,9 @@ DECLARE
     v_lead_live boolean;
     v_currency text;
     v_touches integer;
-    v_first_channel crm.channel_type;
+    v_first_channel text;
     v_last_id uuid;
-    v_last_channel crm.channel_type;
+    v_last_channel text;
     v_closed boolean := NEW.stage IN ('closed_won', 'closed_lost');
     v_stage_changed boolean;
     v_default integer := crm_private.stage_probability(NEW.stage);
@@ -5579,6 +5637,35 @@ BEGIN
             DETAIL = crm_private.refusal_rule('deals', 'deals_external_crm_check'),
             HINT = crm_private.refusal_choices('deals', 'deals_external_crm_check', NEW.external_crm),
             COLUMN = 'external_crm', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_external_crm_check';
+    END IF;
+    IF NEW.lost_reason NOT IN (
+        'price_too_high', 'chose_competitor', 'no_budget', 'timing_not_right', 'no_decision',
+        'champion_left', 'project_cancelled', 'went_silent', 'bad_fit', 'other'
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, 'lost_reason', NEW.lost_reason, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_lost_reason_vocabulary_check'),
+            HINT = crm_private.refusal_choices('deals', 'deals_lost_reason_vocabulary_check', NEW.lost_reason),
+            COLUMN = 'lost_reason', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_lost_reason_vocabulary_check';
+    END IF;
+    IF NEW.converting_channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail')
+        OR NEW.first_touch_channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail') THEN
+        v_column := CASE
+            WHEN NEW.converting_channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail')
+                THEN 'converting_channel'
+            ELSE 'first_touch_channel'
+        END;
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, v_column, pg_catalog.to_jsonb(NEW) ->> v_column, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_' || v_column || '_check'),
+            HINT = crm_private.refusal_choices('deals', 'deals_' || v_column || '_check', pg_catalog.to_jsonb(NEW) ->> v_column),
+            COLUMN = v_column, TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_' || v_column || '_check';
     END IF;
     IF NEW.days_to_close < 0 OR NEW.touches_before_deal < 0 THEN
         v_column := CASE WHEN NEW.days_to_close < 0 THEN 'days_to_close' ELSE 'touches_before_deal'
@@ -6378,6 +6465,16 @@ BEGIN
             DETAIL = crm_private.refusal_rule('meetings', 'meetings_meeting_outcome_check'),
             HINT = crm_private.refusal_choices('meetings', 'meetings_meeting_outcome_check', NEW.meeting_outcome),
             COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_meeting_outcome_check';
+    END IF;
+    IF NEW.converting_channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'meetings', NEW.id, 'converting_channel', NEW.converting_channel, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('meetings', 'meetings_converting_channel_check'),
+            HINT = crm_private.refusal_choices('meetings', 'meetings_converting_channel_check', NEW.converting_channel),
+            COLUMN = 'converting_channel', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_converting_channel_check';
     END IF;
     IF NEW.duration_minutes NOT BETWEEN 1 AND 1440 THEN
         RAISE EXCEPTION USING

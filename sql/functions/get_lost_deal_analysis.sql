@@ -27,7 +27,9 @@ BEGIN ATOMIC
     lost AS (
         SELECT
             d.id,
-            d.lost_reason,
+            -- text with a CHECK since migration 0013: the enum gives the declared column type
+            -- and orders the reasons as documented (the type's order, not the alphabet)
+            d.lost_reason::crm.deal_lost_reason_type AS lost_reason,
             d.value,
             d.currency,
             extract(EPOCH FROM d.closed_at - d.created_at) / 86400 AS days_in_pipeline,

@@ -214,7 +214,9 @@ BEGIN
         t.d_probability AS deal_probability,
         t.status AS deal_status,
         CASE
-            WHEN t.d_id IS NOT NULL THEN crm_private.lost_reason_label(t.d_lost_reason)
+            -- lost_reason is text with a CHECK (migration 0013): every value casts
+            WHEN t.d_id IS NOT NULL
+                THEN crm_private.lost_reason_label(t.d_lost_reason::crm.deal_lost_reason_type)
             WHEN t.status = 'lost' AND t.m_outcome = 'cancelled' THEN 'Meeting cancelled'
             WHEN t.status = 'lost' THEN 'Meeting outcome: bad'
         END AS deal_lost_reason,

@@ -1,7 +1,6 @@
 -- Every write of crm.activities is checked before its constraints see it (docs/lifecycle.md,
--- "Errors"); the same shape as clients__validate.sql. A channel that is not a
--- crm.channel_type is refused by PostgreSQL itself (22P02) when it reads the value, before
--- any trigger runs.
+-- "Errors"); the same shape as clients__validate.sql. channel is text with a CHECK listing the
+-- crm.channel_type labels (migration 0013), so a bad one reaches this trigger.
 
 CREATE OR REPLACE FUNCTION crm_private.tg_activities__validate()
 RETURNS trigger
@@ -78,6 +77,20 @@ BEGIN
         END IF;
     END IF;
 
+    IF NEW.channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail') THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'activities', NEW.id, 'channel', NEW.channel, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('activities', 'activities_channel_check'),
+            HINT = crm_private.refusal_choices(
+                'activities', 'activities_channel_check', NEW.channel
+            ),
+            COLUMN = 'channel', TABLE = 'activities', SCHEMA = 'crm',
+            CONSTRAINT = 'activities_channel_check';
+    END IF;
+
     IF (v_insert OR NEW.activity_type IS DISTINCT FROM OLD.activity_type)
         AND NEW.activity_type !~ '^[a-z][a-z0-9_]{0,62}$' THEN
         v_meant := pg_catalog.btrim(
@@ -135,8 +148,9 @@ $$;
 COMMENT ON FUNCTION crm_private.tg_activities__validate() IS
 'Trigger (BEFORE INSERT OR UPDATE on crm.activities, before the others): refuses what the
 constraints would, naming the field and its value, with a hint: a required column left NULL
-(23502); a lead or campaign that is not the client''s (23503); an activity_type that is not lower
-snake_case, a time outside crm_private.timestamp_window() (23514).';
+(23502); a lead or campaign that is not the client''s (23503); a channel that is not a
+crm.channel_type label, an activity_type that is not lower snake_case, a time outside
+crm_private.timestamp_window() (23514).';
 
 REVOKE ALL ON FUNCTION crm_private.tg_activities__validate() FROM public;
 

@@ -16,9 +16,9 @@ DECLARE
     v_lead_live boolean;
     v_currency text;
     v_touches integer;
-    v_first_channel crm.channel_type;
+    v_first_channel text;
     v_last_id uuid;
-    v_last_channel crm.channel_type;
+    v_last_channel text;
     v_closed boolean := NEW.stage IN ('closed_won', 'closed_lost');
     v_stage_changed boolean;
     v_default integer := crm_private.stage_probability(NEW.stage);
@@ -80,6 +80,35 @@ BEGIN
             DETAIL = crm_private.refusal_rule('deals', 'deals_external_crm_check'),
             HINT = crm_private.refusal_choices('deals', 'deals_external_crm_check', NEW.external_crm),
             COLUMN = 'external_crm', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_external_crm_check';
+    END IF;
+    IF NEW.lost_reason NOT IN (
+        'price_too_high', 'chose_competitor', 'no_budget', 'timing_not_right', 'no_decision',
+        'champion_left', 'project_cancelled', 'went_silent', 'bad_fit', 'other'
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, 'lost_reason', NEW.lost_reason, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_lost_reason_vocabulary_check'),
+            HINT = crm_private.refusal_choices('deals', 'deals_lost_reason_vocabulary_check', NEW.lost_reason),
+            COLUMN = 'lost_reason', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_lost_reason_vocabulary_check';
+    END IF;
+    IF NEW.converting_channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail')
+        OR NEW.first_touch_channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail') THEN
+        v_column := CASE
+            WHEN NEW.converting_channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail')
+                THEN 'converting_channel'
+            ELSE 'first_touch_channel'
+        END;
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'deals', NEW.id, v_column, pg_catalog.to_jsonb(NEW) ->> v_column, 'is not an accepted value'
+            ),
+            DETAIL = crm_private.refusal_rule('deals', 'deals_' || v_column || '_check'),
+            HINT = crm_private.refusal_choices('deals', 'deals_' || v_column || '_check', pg_catalog.to_jsonb(NEW) ->> v_column),
+            COLUMN = v_column, TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_' || v_column || '_check';
     END IF;
     IF NEW.days_to_close < 0 OR NEW.touches_before_deal < 0 THEN
         v_column := CASE WHEN NEW.days_to_close < 0 THEN 'days_to_close' ELSE 'touches_before_deal'

@@ -51,6 +51,7 @@ BEGIN
         OR NEW.meeting_outcome NOT IN (
             'good', 'bad', 'rescheduled', 'no_show', 'cancelled', 'pending'
         )
+        OR NEW.converting_channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail')
         OR NEW.duration_minutes NOT BETWEEN 1 AND 1440
         OR NEW.deal_created AND NEW.deal_id IS NULL THEN
         IF NEW.meeting_type NOT IN ('discovery', 'demo', 'follow_up', 'close', 'onboarding', 'other') THEN
@@ -92,6 +93,16 @@ BEGIN
                 DETAIL = crm_private.refusal_rule('meetings', 'meetings_meeting_outcome_check'),
                 HINT = crm_private.refusal_choices('meetings', 'meetings_meeting_outcome_check', NEW.meeting_outcome),
                 COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_meeting_outcome_check';
+        END IF;
+        IF NEW.converting_channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'check_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meetings', NEW.id, 'converting_channel', NEW.converting_channel, 'is not an accepted value'
+                ),
+                DETAIL = crm_private.refusal_rule('meetings', 'meetings_converting_channel_check'),
+                HINT = crm_private.refusal_choices('meetings', 'meetings_converting_channel_check', NEW.converting_channel),
+                COLUMN = 'converting_channel', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_converting_channel_check';
         END IF;
         IF NEW.duration_minutes NOT BETWEEN 1 AND 1440 THEN
             RAISE EXCEPTION USING

@@ -310,6 +310,23 @@ CHECKS: list[tuple[str, Row, str]] = [
     ("deal_stage_history", {"value": Decimal("1e12")}, "deal_stage_history_value_range_check"),
     ("deals", {"expected_close_date": "infinity"}, "deals_expected_close_date_check"),
     ("deals", {"expected_close_date": "1899-12-31"}, "deals_expected_close_date_check"),
+    # Migration 0013: the channel and lost-reason columns are text checked against the enums'
+    # labels (tests/sql/test_vocabularies.py has the triggers' refusals).
+    ("activities", {"channel": "fax"}, "activities_channel_check"),
+    ("meetings", {"converting_channel": "fax"}, "meetings_converting_channel_check"),
+    ("deals", {"converting_channel": "fax"}, "deals_converting_channel_check"),
+    ("deals", {"first_touch_channel": "Email"}, "deals_first_touch_channel_check"),
+    (
+        "deals",
+        {
+            "stage": "closed_lost",
+            "won": False,
+            "created_at": T0,
+            "closed_at": T0,
+            "lost_reason": "too_expensive",
+        },
+        "deals_lost_reason_vocabulary_check",
+    ),
 ]
 
 
