@@ -6426,68 +6426,91 @@ BEGIN
 
     -- Values the CHECK constraints would refuse, refused first with the field, the value and
     -- the accepted values (the constraints stay as the last line of defence).
-    IF NEW.meeting_type NOT IN ('discovery', 'demo', 'follow_up', 'close', 'onboarding', 'other') THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'check_violation',
-            MESSAGE = crm_private.refusal_message(
-                'meetings', NEW.id, 'meeting_type', NEW.meeting_type, 'is not an accepted value'
-            ),
-            DETAIL = crm_private.refusal_rule('meetings', 'meetings_meeting_type_check'),
-            HINT = crm_private.refusal_choices('meetings', 'meetings_meeting_type_check', NEW.meeting_type),
-            COLUMN = 'meeting_type', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_meeting_type_check';
-    END IF;
-    IF NEW.booked_by NOT IN ('ai', 'human', 'lead') THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'check_violation',
-            MESSAGE = crm_private.refusal_message(
-                'meetings', NEW.id, 'booked_by', NEW.booked_by, 'is not an accepted value'
-            ),
-            DETAIL = crm_private.refusal_rule('meetings', 'meetings_booked_by_check'),
-            HINT = crm_private.refusal_choices('meetings', 'meetings_booked_by_check', NEW.booked_by),
-            COLUMN = 'booked_by', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_booked_by_check';
-    END IF;
-    IF NEW.booking_method NOT IN ('calendly', 'direct', 'phone') THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'check_violation',
-            MESSAGE = crm_private.refusal_message(
-                'meetings', NEW.id, 'booking_method', NEW.booking_method, 'is not an accepted value'
-            ),
-            DETAIL = crm_private.refusal_rule('meetings', 'meetings_booking_method_check'),
-            HINT = crm_private.refusal_choices('meetings', 'meetings_booking_method_check', NEW.booking_method),
-            COLUMN = 'booking_method', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_booking_method_check';
-    END IF;
-    IF NEW.meeting_outcome NOT IN ('good', 'bad', 'rescheduled', 'no_show', 'cancelled', 'pending') THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'check_violation',
-            MESSAGE = crm_private.refusal_message(
-                'meetings', NEW.id, 'meeting_outcome', NEW.meeting_outcome, 'is not an accepted value'
-            ),
-            DETAIL = crm_private.refusal_rule('meetings', 'meetings_meeting_outcome_check'),
-            HINT = crm_private.refusal_choices('meetings', 'meetings_meeting_outcome_check', NEW.meeting_outcome),
-            COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_meeting_outcome_check';
-    END IF;
-    IF NEW.converting_channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail') THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'check_violation',
-            MESSAGE = crm_private.refusal_message(
-                'meetings', NEW.id, 'converting_channel', NEW.converting_channel, 'is not an accepted value'
-            ),
-            DETAIL = crm_private.refusal_rule('meetings', 'meetings_converting_channel_check'),
-            HINT = crm_private.refusal_choices('meetings', 'meetings_converting_channel_check', NEW.converting_channel),
-            COLUMN = 'converting_channel', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_converting_channel_check';
-    END IF;
-    IF NEW.duration_minutes NOT BETWEEN 1 AND 1440 THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'check_violation',
-            MESSAGE = crm_private.refusal_message(
-                'meetings', NEW.id, 'duration_minutes', NEW.duration_minutes::text,
-                'is not between 1 and 1440'
-            ),
-            DETAIL = crm_private.refusal_rule('meetings', 'meetings_duration_minutes_check'),
-            HINT = 'Give the length in whole minutes, 1 to 1440 (one day), or leave it out to use '
-                'the meeting type''s default.',
-            COLUMN = 'duration_minutes', TABLE = 'meetings', SCHEMA = 'crm',
-            CONSTRAINT = 'meetings_duration_minutes_check';
+    -- One test on the common path (every value fine); the checks below say which is not.
+    IF NEW.meeting_type NOT IN ('discovery', 'demo', 'follow_up', 'close', 'onboarding', 'other')
+        OR NEW.booked_by NOT IN ('ai', 'human', 'lead')
+        OR NEW.booking_method NOT IN ('calendly', 'direct', 'phone')
+        OR NEW.meeting_outcome NOT IN (
+            'good', 'bad', 'rescheduled', 'no_show', 'cancelled', 'pending'
+        )
+        OR NEW.converting_channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail')
+        OR NEW.duration_minutes NOT BETWEEN 1 AND 1440
+        OR NEW.deal_created AND NEW.deal_id IS NULL THEN
+        IF NEW.meeting_type NOT IN ('discovery', 'demo', 'follow_up', 'close', 'onboarding', 'other') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'check_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meetings', NEW.id, 'meeting_type', NEW.meeting_type, 'is not an accepted value'
+                ),
+                DETAIL = crm_private.refusal_rule('meetings', 'meetings_meeting_type_check'),
+                HINT = crm_private.refusal_choices('meetings', 'meetings_meeting_type_check', NEW.meeting_type),
+                COLUMN = 'meeting_type', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_meeting_type_check';
+        END IF;
+        IF NEW.booked_by NOT IN ('ai', 'human', 'lead') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'check_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meetings', NEW.id, 'booked_by', NEW.booked_by, 'is not an accepted value'
+                ),
+                DETAIL = crm_private.refusal_rule('meetings', 'meetings_booked_by_check'),
+                HINT = crm_private.refusal_choices('meetings', 'meetings_booked_by_check', NEW.booked_by),
+                COLUMN = 'booked_by', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_booked_by_check';
+        END IF;
+        IF NEW.booking_method NOT IN ('calendly', 'direct', 'phone') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'check_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meetings', NEW.id, 'booking_method', NEW.booking_method, 'is not an accepted value'
+                ),
+                DETAIL = crm_private.refusal_rule('meetings', 'meetings_booking_method_check'),
+                HINT = crm_private.refusal_choices('meetings', 'meetings_booking_method_check', NEW.booking_method),
+                COLUMN = 'booking_method', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_booking_method_check';
+        END IF;
+        IF NEW.meeting_outcome NOT IN ('good', 'bad', 'rescheduled', 'no_show', 'cancelled', 'pending') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'check_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meetings', NEW.id, 'meeting_outcome', NEW.meeting_outcome, 'is not an accepted value'
+                ),
+                DETAIL = crm_private.refusal_rule('meetings', 'meetings_meeting_outcome_check'),
+                HINT = crm_private.refusal_choices('meetings', 'meetings_meeting_outcome_check', NEW.meeting_outcome),
+                COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_meeting_outcome_check';
+        END IF;
+        IF NEW.converting_channel NOT IN ('email', 'sms', 'linkedin', 'voice', 'mail') THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'check_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meetings', NEW.id, 'converting_channel', NEW.converting_channel, 'is not an accepted value'
+                ),
+                DETAIL = crm_private.refusal_rule('meetings', 'meetings_converting_channel_check'),
+                HINT = crm_private.refusal_choices('meetings', 'meetings_converting_channel_check', NEW.converting_channel),
+                COLUMN = 'converting_channel', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_converting_channel_check';
+        END IF;
+        IF NEW.duration_minutes NOT BETWEEN 1 AND 1440 THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'check_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meetings', NEW.id, 'duration_minutes', NEW.duration_minutes::text,
+                    'is not between 1 and 1440'
+                ),
+                DETAIL = crm_private.refusal_rule('meetings', 'meetings_duration_minutes_check'),
+                HINT = 'Give the length in whole minutes, 1 to 1440 (one day), or leave it out to use '
+                    'the meeting type''s default.',
+                COLUMN = 'duration_minutes', TABLE = 'meetings', SCHEMA = 'crm',
+                CONSTRAINT = 'meetings_duration_minutes_check';
+        END IF;
+        IF NEW.deal_created AND NEW.deal_id IS NULL THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'check_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meetings', NEW.id, 'deal_created', 'true', 'needs a deal_id'
+                ),
+                DETAIL = crm_private.refusal_rule('meetings', 'meetings_deal_created_check'),
+                HINT = 'Set deal_id to the deal made from the meeting in the same write (a good '
+                    'outcome does both when the client auto-creates deals).',
+                COLUMN = 'deal_created', TABLE = 'meetings', SCHEMA = 'crm',
+                CONSTRAINT = 'meetings_deal_created_check';
+        END IF;
     END IF;
     IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) AND NOT EXISTS (
         SELECT 1
@@ -6518,18 +6541,6 @@ BEGIN
             DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_deal_id_fkey'),
             HINT = 'Use the id of a deal of the same client, or NULL.',
             COLUMN = 'deal_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_deal_id_fkey';
-    END IF;
-    IF NEW.deal_created AND NEW.deal_id IS NULL THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'check_violation',
-            MESSAGE = crm_private.refusal_message(
-                'meetings', NEW.id, 'deal_created', 'true', 'needs a deal_id'
-            ),
-            DETAIL = crm_private.refusal_rule('meetings', 'meetings_deal_created_check'),
-            HINT = 'Set deal_id to the deal made from the meeting in the same write (a good '
-                'outcome does both when the client auto-creates deals).',
-            COLUMN = 'deal_created', TABLE = 'meetings', SCHEMA = 'crm',
-            CONSTRAINT = 'meetings_deal_created_check';
     END IF;
 
     -- The lead (and campaign) must belong to the meeting's client.
@@ -6643,7 +6654,11 @@ BEGIN
         END IF;
         IF TG_OP = 'UPDATE' AND NEW.scheduled_at IS DISTINCT FROM OLD.scheduled_at
             AND NEW.scheduled_at > v_now
-            AND (v_held OR NEW.showed_up IS NOT NULL AND NEW.meeting_outcome <> 'rescheduled') THEN
+            AND (
+                v_held
+                OR NEW.showed_up IS NOT NULL
+                AND NEW.meeting_outcome IS DISTINCT FROM 'rescheduled'
+            ) THEN
             RAISE EXCEPTION 'meeting %: scheduled_at cannot move to the future (%) once the '
                 'meeting has taken place (meeting_outcome %, showed_up %)',
                 NEW.id, NEW.scheduled_at, coalesce(NEW.meeting_outcome, 'NULL'),
