@@ -26,6 +26,8 @@ DECLARE
     v_stage_time_given boolean;
     v_change_at timestamptz;
     v_column text;
+    v_meeting_ok boolean := TRUE;
+    v_first_change timestamptz;
 BEGIN
     -- Times outside crm_private.timestamp_window() (infinity included) are refused first,
     -- naming the column, before any arithmetic on them could fail (migration 0011).
@@ -124,20 +126,23 @@ BEGIN
             COLUMN = v_column, TABLE = 'deals', SCHEMA = 'crm',
             CONSTRAINT = 'deals_' || v_column || '_check';
     END IF;
-    IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) AND NOT EXISTS (
-        SELECT 1
-        FROM crm.activities AS x
-        WHERE x.client_id = NEW.client_id AND x.id = NEW.converting_activity_id
-    ) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'foreign_key_violation',
-            MESSAGE = crm_private.refusal_message(
-                'deals', NEW.id, 'converting_activity_id', NEW.converting_activity_id::text,
-                pg_catalog.format('is not one of client %s''s activities', NEW.client_id)
-            ),
-            DETAIL = crm_private.refusal_rule('deals', 'deals_client_id_converting_activity_id_fkey'),
-            HINT = 'Use the id of a touch (crm.activities) of the same client, or leave it out to use the lead''s last touch.',
-            COLUMN = 'converting_activity_id', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_client_id_converting_activity_id_fkey';
+    IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) THEN
+        -- (nested: a condition with a subquery is a full query, run only when needed)
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.activities AS x
+            WHERE x.client_id = NEW.client_id AND x.id = NEW.converting_activity_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'deals', NEW.id, 'converting_activity_id', NEW.converting_activity_id::text,
+                    pg_catalog.format('is not one of client %s''s activities', NEW.client_id)
+                ),
+                DETAIL = crm_private.refusal_rule('deals', 'deals_client_id_converting_activity_id_fkey'),
+                HINT = 'Use the id of a touch (crm.activities) of the same client, or leave it out to use the lead''s last touch.',
+                COLUMN = 'converting_activity_id', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_client_id_converting_activity_id_fkey';
+        END IF;
     END IF;
     IF TG_OP = 'UPDATE' THEN
         v_old := OLD;
@@ -190,11 +195,15 @@ BEGIN
     IF NEW.meeting_id IS NOT NULL AND (
         TG_OP = 'INSERT' OR NEW.meeting_id IS DISTINCT FROM v_old.meeting_id
         OR NEW.client_id IS DISTINCT FROM v_old.client_id
-    ) AND NOT EXISTS (
-        SELECT 1
-        FROM crm.meetings AS m
-        WHERE m.client_id = NEW.client_id AND m.id = NEW.meeting_id
     ) THEN
+        -- (a subquery only when the meeting changed: an IF with one is a full query)
+        v_meeting_ok := EXISTS (
+            SELECT 1
+            FROM crm.meetings AS m
+            WHERE m.client_id = NEW.client_id AND m.id = NEW.meeting_id
+        );
+    END IF;
+    IF NOT v_meeting_ok THEN
         RAISE EXCEPTION 'deal meeting_id % is not a meeting of client %',
             NEW.meeting_id, NEW.client_id
             USING ERRCODE = 'foreign_key_violation',
@@ -391,17 +400,14 @@ BEGIN
                           'a new stage. A wrong close can be undone with crm.reopen_deal and '
                           'closed again at the right time.';
         END IF;
-        IF NEW.created_at IS DISTINCT FROM OLD.created_at AND NEW.created_at > (
-            SELECT min(h.changed_at)
+        IF NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+            SELECT min(h.changed_at) INTO v_first_change
             FROM crm.deal_stage_history AS h
-            WHERE h.client_id = NEW.client_id AND h.deal_id = NEW.id
-        ) THEN
+            WHERE h.client_id = NEW.client_id AND h.deal_id = NEW.id;
+        END IF;
+        IF NEW.created_at > v_first_change THEN
             RAISE EXCEPTION 'deal %: created_at % is after the deal''s first stage change %',
-                NEW.id, NEW.created_at, (
-                    SELECT min(h.changed_at)
-                    FROM crm.deal_stage_history AS h
-                    WHERE h.client_id = NEW.client_id AND h.deal_id = NEW.id
-                )
+                NEW.id, NEW.created_at, v_first_change
                 USING ERRCODE = 'check_violation',
                       COLUMN = 'created_at', TABLE = 'deals', SCHEMA = 'crm',
                       HINT = 'A correction of created_at may move it earlier, to or before the '

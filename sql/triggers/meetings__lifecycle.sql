@@ -130,35 +130,41 @@ BEGIN
                 CONSTRAINT = 'meetings_deal_created_check';
         END IF;
     END IF;
-    IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) AND NOT EXISTS (
-        SELECT 1
-        FROM crm.activities AS x
-        WHERE x.client_id = NEW.client_id AND x.id = NEW.converting_activity_id
-    ) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'foreign_key_violation',
-            MESSAGE = crm_private.refusal_message(
-                'meetings', NEW.id, 'converting_activity_id', NEW.converting_activity_id::text,
-                pg_catalog.format('is not one of client %s''s activities', NEW.client_id)
-            ),
-            DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_converting_activity_id_fkey'),
-            HINT = 'Use the id of a touch (crm.activities) of the same client, or leave it out to use the lead''s last touch.',
-            COLUMN = 'converting_activity_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_converting_activity_id_fkey';
+    IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) THEN
+        -- (nested: a condition with a subquery is a full query, run only when needed)
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.activities AS x
+            WHERE x.client_id = NEW.client_id AND x.id = NEW.converting_activity_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meetings', NEW.id, 'converting_activity_id', NEW.converting_activity_id::text,
+                    pg_catalog.format('is not one of client %s''s activities', NEW.client_id)
+                ),
+                DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_converting_activity_id_fkey'),
+                HINT = 'Use the id of a touch (crm.activities) of the same client, or leave it out to use the lead''s last touch.',
+                COLUMN = 'converting_activity_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_converting_activity_id_fkey';
+        END IF;
     END IF;
-    IF NEW.deal_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.deal_id IS DISTINCT FROM OLD.deal_id) AND NOT EXISTS (
-        SELECT 1
-        FROM crm.deals AS x
-        WHERE x.client_id = NEW.client_id AND x.id = NEW.deal_id
-    ) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'foreign_key_violation',
-            MESSAGE = crm_private.refusal_message(
-                'meetings', NEW.id, 'deal_id', NEW.deal_id::text,
-                pg_catalog.format('is not one of client %s''s deals', NEW.client_id)
-            ),
-            DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_deal_id_fkey'),
-            HINT = 'Use the id of a deal of the same client, or NULL.',
-            COLUMN = 'deal_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_deal_id_fkey';
+    IF NEW.deal_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.deal_id IS DISTINCT FROM OLD.deal_id) THEN
+        -- (nested: a condition with a subquery is a full query, run only when needed)
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.deals AS x
+            WHERE x.client_id = NEW.client_id AND x.id = NEW.deal_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meetings', NEW.id, 'deal_id', NEW.deal_id::text,
+                    pg_catalog.format('is not one of client %s''s deals', NEW.client_id)
+                ),
+                DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_deal_id_fkey'),
+                HINT = 'Use the id of a deal of the same client, or NULL.',
+                COLUMN = 'deal_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_deal_id_fkey';
+        END IF;
     END IF;
 
     -- The lead (and campaign) must belong to the meeting's client.
@@ -225,11 +231,14 @@ BEGIN
         v_campaign_ok := NEW.campaign_id IS NULL OR (
             NEW.campaign_id IS NOT DISTINCT FROM OLD.campaign_id
             AND NEW.client_id IS NOT DISTINCT FROM OLD.client_id
-        ) OR EXISTS (
-            SELECT 1
-            FROM crm.campaigns AS c
-            WHERE c.client_id = NEW.client_id AND c.id = NEW.campaign_id
         );
+        IF NOT v_campaign_ok THEN  -- (a subquery only when the campaign changed)
+            v_campaign_ok := EXISTS (
+                SELECT 1
+                FROM crm.campaigns AS c
+                WHERE c.client_id = NEW.client_id AND c.id = NEW.campaign_id
+            );
+        END IF;
     END IF;
     IF v_lead_live IS NULL THEN
         RAISE EXCEPTION 'meeting lead_id % is not a lead of client %', NEW.lead_id, NEW.client_id
@@ -288,26 +297,28 @@ BEGIN
         END IF;
         -- Leaving good: the deal created from the meeting must not stay open as if the
         -- meeting had gone well.
-        IF v_outcome_changed AND OLD.meeting_outcome = 'good' AND NEW.deal_created
-            AND EXISTS (
-                SELECT 1
-                FROM crm.deals AS d
-                WHERE d.client_id = NEW.client_id
-                  AND d.id = NEW.deal_id
-                  AND d.deleted_at IS NULL
-                  AND d.stage NOT IN ('closed_won', 'closed_lost')
-            ) THEN
-            RAISE EXCEPTION 'meeting %: meeting_outcome cannot change from good to % while deal %, '
-                'created from it, is open', NEW.id, coalesce(NEW.meeting_outcome, 'NULL'),
-                NEW.deal_id
-                USING ERRCODE = 'object_not_in_prerequisite_state',
-                      COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm',
-                      HINT = pg_catalog.format(
-                          'Close the deal first (UPDATE crm.deals SET stage = ''closed_lost'', '
-                          'lost_reason = ''other'' WHERE id = %L) or soft-delete it if it was '
-                          'made by mistake (SET deleted_at = now()); then correct the outcome.',
-                          NEW.deal_id
-                      );
+        IF v_outcome_changed AND OLD.meeting_outcome = 'good' AND NEW.deal_created THEN
+            -- (nested: a condition with a subquery is a full query, run only when needed)
+            IF EXISTS (
+                    SELECT 1
+                    FROM crm.deals AS d
+                    WHERE d.client_id = NEW.client_id
+                      AND d.id = NEW.deal_id
+                      AND d.deleted_at IS NULL
+                      AND d.stage NOT IN ('closed_won', 'closed_lost')
+                ) THEN
+                RAISE EXCEPTION 'meeting %: meeting_outcome cannot change from good to % while deal %, '
+                    'created from it, is open', NEW.id, coalesce(NEW.meeting_outcome, 'NULL'),
+                    NEW.deal_id
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm',
+                          HINT = pg_catalog.format(
+                              'Close the deal first (UPDATE crm.deals SET stage = ''closed_lost'', '
+                              'lost_reason = ''other'' WHERE id = %L) or soft-delete it if it was '
+                              'made by mistake (SET deleted_at = now()); then correct the outcome.',
+                              NEW.deal_id
+                          );
+            END IF;
         END IF;
         IF v_showed_set AND NEW.showed_up IS NOT NULL AND NEW.scheduled_at > v_now THEN
             RAISE EXCEPTION 'meeting %: showed_up % needs a past scheduled_at, but it is %',
