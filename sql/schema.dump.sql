@@ -5583,6 +5583,8 @@ DECLARE
     v_stage_time_given boolean;
     v_change_at timestamptz;
     v_column text;
+    v_meeting_ok boolean := TRUE;
+    v_first_change timestamptz;
 BEGIN
     -- Times outside crm_private.timestamp_window() (infinity included) are refused first,
     -- naming the column, before any arithmetic on them could fail (migration 0011).
@@ -5681,20 +5683,23 @@ BEGIN
             COLUMN = v_column, TABLE = 'deals', SCHEMA = 'crm',
             CONSTRAINT = 'deals_' || v_column || '_check';
     END IF;
-    IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) AND NOT EXISTS (
-        SELECT 1
-        FROM crm.activities AS x
-        WHERE x.client_id = NEW.client_id AND x.id = NEW.converting_activity_id
-    ) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'foreign_key_violation',
-            MESSAGE = crm_private.refusal_message(
-                'deals', NEW.id, 'converting_activity_id', NEW.converting_activity_id::text,
-                pg_catalog.format('is not one of client %s''s activities', NEW.client_id)
-            ),
-            DETAIL = crm_private.refusal_rule('deals', 'deals_client_id_converting_activity_id_fkey'),
-            HINT = 'Use the id of a touch (crm.activities) of the same client, or leave it out to use the lead''s last touch.',
-            COLUMN = 'converting_activity_id', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_client_id_converting_activity_id_fkey';
+    IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) THEN
+        -- (nested: a condition with a subquery is a full query, run only when needed)
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.activities AS x
+            WHERE x.client_id = NEW.client_id AND x.id = NEW.converting_activity_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'deals', NEW.id, 'converting_activity_id', NEW.converting_activity_id::text,
+                    pg_catalog.format('is not one of client %s''s activities', NEW.client_id)
+                ),
+                DETAIL = crm_private.refusal_rule('deals', 'deals_client_id_converting_activity_id_fkey'),
+                HINT = 'Use the id of a touch (crm.activities) of the same client, or leave it out to use the lead''s last touch.',
+                COLUMN = 'converting_activity_id', TABLE = 'deals', SCHEMA = 'crm', CONSTRAINT = 'deals_client_id_converting_activity_id_fkey';
+        END IF;
     END IF;
     IF TG_OP = 'UPDATE' THEN
         v_old := OLD;
@@ -5747,11 +5752,15 @@ BEGIN
     IF NEW.meeting_id IS NOT NULL AND (
         TG_OP = 'INSERT' OR NEW.meeting_id IS DISTINCT FROM v_old.meeting_id
         OR NEW.client_id IS DISTINCT FROM v_old.client_id
-    ) AND NOT EXISTS (
-        SELECT 1
-        FROM crm.meetings AS m
-        WHERE m.client_id = NEW.client_id AND m.id = NEW.meeting_id
     ) THEN
+        -- (a subquery only when the meeting changed: an IF with one is a full query)
+        v_meeting_ok := EXISTS (
+            SELECT 1
+            FROM crm.meetings AS m
+            WHERE m.client_id = NEW.client_id AND m.id = NEW.meeting_id
+        );
+    END IF;
+    IF NOT v_meeting_ok THEN
         RAISE EXCEPTION 'deal meeting_id % is not a meeting of client %',
             NEW.meeting_id, NEW.client_id
             USING ERRCODE = 'foreign_key_violation',
@@ -5948,17 +5957,14 @@ BEGIN
                           'a new stage. A wrong close can be undone with crm.reopen_deal and '
                           'closed again at the right time.';
         END IF;
-        IF NEW.created_at IS DISTINCT FROM OLD.created_at AND NEW.created_at > (
-            SELECT min(h.changed_at)
+        IF NEW.created_at IS DISTINCT FROM OLD.created_at THEN
+            SELECT min(h.changed_at) INTO v_first_change
             FROM crm.deal_stage_history AS h
-            WHERE h.client_id = NEW.client_id AND h.deal_id = NEW.id
-        ) THEN
+            WHERE h.client_id = NEW.client_id AND h.deal_id = NEW.id;
+        END IF;
+        IF NEW.created_at > v_first_change THEN
             RAISE EXCEPTION 'deal %: created_at % is after the deal''s first stage change %',
-                NEW.id, NEW.created_at, (
-                    SELECT min(h.changed_at)
-                    FROM crm.deal_stage_history AS h
-                    WHERE h.client_id = NEW.client_id AND h.deal_id = NEW.id
-                )
+                NEW.id, NEW.created_at, v_first_change
                 USING ERRCODE = 'check_violation',
                       COLUMN = 'created_at', TABLE = 'deals', SCHEMA = 'crm',
                       HINT = 'A correction of created_at may move it earlier, to or before the '
@@ -6512,35 +6518,41 @@ BEGIN
                 CONSTRAINT = 'meetings_deal_created_check';
         END IF;
     END IF;
-    IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) AND NOT EXISTS (
-        SELECT 1
-        FROM crm.activities AS x
-        WHERE x.client_id = NEW.client_id AND x.id = NEW.converting_activity_id
-    ) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'foreign_key_violation',
-            MESSAGE = crm_private.refusal_message(
-                'meetings', NEW.id, 'converting_activity_id', NEW.converting_activity_id::text,
-                pg_catalog.format('is not one of client %s''s activities', NEW.client_id)
-            ),
-            DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_converting_activity_id_fkey'),
-            HINT = 'Use the id of a touch (crm.activities) of the same client, or leave it out to use the lead''s last touch.',
-            COLUMN = 'converting_activity_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_converting_activity_id_fkey';
+    IF NEW.converting_activity_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.converting_activity_id IS DISTINCT FROM OLD.converting_activity_id) THEN
+        -- (nested: a condition with a subquery is a full query, run only when needed)
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.activities AS x
+            WHERE x.client_id = NEW.client_id AND x.id = NEW.converting_activity_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meetings', NEW.id, 'converting_activity_id', NEW.converting_activity_id::text,
+                    pg_catalog.format('is not one of client %s''s activities', NEW.client_id)
+                ),
+                DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_converting_activity_id_fkey'),
+                HINT = 'Use the id of a touch (crm.activities) of the same client, or leave it out to use the lead''s last touch.',
+                COLUMN = 'converting_activity_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_converting_activity_id_fkey';
+        END IF;
     END IF;
-    IF NEW.deal_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.deal_id IS DISTINCT FROM OLD.deal_id) AND NOT EXISTS (
-        SELECT 1
-        FROM crm.deals AS x
-        WHERE x.client_id = NEW.client_id AND x.id = NEW.deal_id
-    ) THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'foreign_key_violation',
-            MESSAGE = crm_private.refusal_message(
-                'meetings', NEW.id, 'deal_id', NEW.deal_id::text,
-                pg_catalog.format('is not one of client %s''s deals', NEW.client_id)
-            ),
-            DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_deal_id_fkey'),
-            HINT = 'Use the id of a deal of the same client, or NULL.',
-            COLUMN = 'deal_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_deal_id_fkey';
+    IF NEW.deal_id IS NOT NULL AND (TG_OP = 'INSERT' OR NEW.deal_id IS DISTINCT FROM OLD.deal_id) THEN
+        -- (nested: a condition with a subquery is a full query, run only when needed)
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.deals AS x
+            WHERE x.client_id = NEW.client_id AND x.id = NEW.deal_id
+        ) THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'foreign_key_violation',
+                MESSAGE = crm_private.refusal_message(
+                    'meetings', NEW.id, 'deal_id', NEW.deal_id::text,
+                    pg_catalog.format('is not one of client %s''s deals', NEW.client_id)
+                ),
+                DETAIL = crm_private.refusal_rule('meetings', 'meetings_client_id_deal_id_fkey'),
+                HINT = 'Use the id of a deal of the same client, or NULL.',
+                COLUMN = 'deal_id', TABLE = 'meetings', SCHEMA = 'crm', CONSTRAINT = 'meetings_client_id_deal_id_fkey';
+        END IF;
     END IF;
 
     -- The lead (and campaign) must belong to the meeting's client.
@@ -6607,11 +6619,14 @@ BEGIN
         v_campaign_ok := NEW.campaign_id IS NULL OR (
             NEW.campaign_id IS NOT DISTINCT FROM OLD.campaign_id
             AND NEW.client_id IS NOT DISTINCT FROM OLD.client_id
-        ) OR EXISTS (
-            SELECT 1
-            FROM crm.campaigns AS c
-            WHERE c.client_id = NEW.client_id AND c.id = NEW.campaign_id
         );
+        IF NOT v_campaign_ok THEN  -- (a subquery only when the campaign changed)
+            v_campaign_ok := EXISTS (
+                SELECT 1
+                FROM crm.campaigns AS c
+                WHERE c.client_id = NEW.client_id AND c.id = NEW.campaign_id
+            );
+        END IF;
     END IF;
     IF v_lead_live IS NULL THEN
         RAISE EXCEPTION 'meeting lead_id % is not a lead of client %', NEW.lead_id, NEW.client_id
@@ -6670,26 +6685,28 @@ BEGIN
         END IF;
         -- Leaving good: the deal created from the meeting must not stay open as if the
         -- meeting had gone well.
-        IF v_outcome_changed AND OLD.meeting_outcome = 'good' AND NEW.deal_created
-            AND EXISTS (
-                SELECT 1
-                FROM crm.deals AS d
-                WHERE d.client_id = NEW.client_id
-                  AND d.id = NEW.deal_id
-                  AND d.deleted_at IS NULL
-                  AND d.stage NOT IN ('closed_won', 'closed_lost')
-            ) THEN
-            RAISE EXCEPTION 'meeting %: meeting_outcome cannot change from good to % while deal %, '
-                'created from it, is open', NEW.id, coalesce(NEW.meeting_outcome, 'NULL'),
-                NEW.deal_id
-                USING ERRCODE = 'object_not_in_prerequisite_state',
-                      COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm',
-                      HINT = pg_catalog.format(
-                          'Close the deal first (UPDATE crm.deals SET stage = ''closed_lost'', '
-                          'lost_reason = ''other'' WHERE id = %L) or soft-delete it if it was '
-                          'made by mistake (SET deleted_at = now()); then correct the outcome.',
-                          NEW.deal_id
-                      );
+        IF v_outcome_changed AND OLD.meeting_outcome = 'good' AND NEW.deal_created THEN
+            -- (nested: a condition with a subquery is a full query, run only when needed)
+            IF EXISTS (
+                    SELECT 1
+                    FROM crm.deals AS d
+                    WHERE d.client_id = NEW.client_id
+                      AND d.id = NEW.deal_id
+                      AND d.deleted_at IS NULL
+                      AND d.stage NOT IN ('closed_won', 'closed_lost')
+                ) THEN
+                RAISE EXCEPTION 'meeting %: meeting_outcome cannot change from good to % while deal %, '
+                    'created from it, is open', NEW.id, coalesce(NEW.meeting_outcome, 'NULL'),
+                    NEW.deal_id
+                    USING ERRCODE = 'object_not_in_prerequisite_state',
+                          COLUMN = 'meeting_outcome', TABLE = 'meetings', SCHEMA = 'crm',
+                          HINT = pg_catalog.format(
+                              'Close the deal first (UPDATE crm.deals SET stage = ''closed_lost'', '
+                              'lost_reason = ''other'' WHERE id = %L) or soft-delete it if it was '
+                              'made by mistake (SET deleted_at = now()); then correct the outcome.',
+                              NEW.deal_id
+                          );
+            END IF;
         END IF;
         IF v_showed_set AND NEW.showed_up IS NOT NULL AND NEW.scheduled_at > v_now THEN
             RAISE EXCEPTION 'meeting %: showed_up % needs a past scheduled_at, but it is %',

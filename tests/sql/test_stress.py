@@ -45,9 +45,15 @@ def seed(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     return {"client": client["id"], "leads": [lead["id"] for lead in leads]}
 
 
-def one_op(conn: psycopg.Connection[Any], rng: random.Random, ids: dict[str, Any]) -> str:
-    client, lead = ids["client"], rng.choice(ids["leads"])
-    kind = rng.choice(
+def one_op(
+    conn: psycopg.Connection[Any],
+    rng: random.Random,
+    ids: dict[str, Any],
+    lead: Any = None,
+    kind: str | None = None,
+) -> str:
+    client, lead = ids["client"], lead or rng.choice(ids["leads"])
+    kind = kind or rng.choice(
         ["touch", "touch", "touch", "book", "outcome", "stage", "stage", "value", "deal", "reopen"]
     )
     if kind == "touch":
@@ -109,9 +115,16 @@ def worker(dsn: str, seed_: int, ids: dict[str, Any], deadline: float, out: Coun
     with psycopg.connect(dsn) as conn:
         while time.monotonic() < deadline:
             try:
-                kind = one_op(conn, rng, ids)
                 if rng.random() < 0.3:
-                    one_op(conn, rng, ids)  # two writes in one transaction, now and then
+                    # Several touches of one lead in one transaction (an import batch). Writes
+                    # of several leads, or a touch and then a good outcome, in one transaction
+                    # take row locks in an order another transaction can reverse (see
+                    # docs/lifecycle.md, "Concurrency"): app code writes one lead at a time.
+                    lead = rng.choice(ids["leads"])
+                    for _ in range(rng.randint(2, 4)):
+                        kind = one_op(conn, rng, ids, lead, "touch")
+                else:
+                    kind = one_op(conn, rng, ids)
                 conn.commit()
                 out[f"ok {kind}"] += 1
             except psycopg.Error as exc:
