@@ -5872,9 +5872,9 @@ BEGIN
                 USING ERRCODE = 'check_violation',
                       COLUMN = 'lost_reason', TABLE = 'deals', SCHEMA = 'crm',
                       CONSTRAINT = 'deals_lost_reason_check',
-                      HINT = 'Set lost_reason in the same write, one of: price_too_high, '
-                          'chose_competitor, no_budget, timing_not_right, no_decision, '
-                          'champion_left, project_cancelled, went_silent, bad_fit, other.';
+                      HINT = 'Set lost_reason in the same write. ' || crm_private.refusal_choices(
+                          'deals', 'deals_lost_reason_vocabulary_check', NULL
+                      );
         END IF;
         IF v_stage_changed AND NEW.closed_at IS NOT DISTINCT FROM v_old.closed_at THEN
             NEW.closed_at := v_change_at;

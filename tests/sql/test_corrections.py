@@ -359,3 +359,15 @@ def test_a_recorded_no_show_without_an_outcome_cannot_move_to_the_future(
     update(db, "meetings", m["id"], showed_up=False)
     error = refused(db, "23514", "meetings", m["id"], scheduled_at=FUTURE)
     assert error.diag.column_name == "scheduled_at"
+
+
+def test_closing_lost_without_a_reason_lists_the_reasons_from_the_rule(
+    db: Conn, make: Make
+) -> None:
+    d = make.deal(make.lead(make.client()))
+    error = refused(db, "23514", "deals", d["id"], stage="closed_lost")
+    assert error.diag.column_name == "lost_reason"
+    labels = db.execute("SELECT enum_range(NULL::crm.deal_lost_reason_type)::text[]").fetchone()
+    assert labels is not None
+    hint = error.diag.message_hint or ""
+    assert all(label in hint for label in labels[0]), hint
