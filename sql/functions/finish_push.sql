@@ -186,17 +186,10 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 BEGIN
-    RAISE EXCEPTION 'finish_push: the claim must be named: push % of client % was finished '
-        'without p_attempt', p_push_id, p_client_id
-        USING ERRCODE = 'feature_not_supported',
-              DETAIL = 'Without the attempt number a late finish of a lapsed claim could '
-                  'finish the claim that took the push over.',
-              HINT = format(
-                  'Call crm.finish_push(p_client_id, p_push_id, p_lease_owner, p_attempt, '
-                  'p_outcome, p_error, p_retry_at) with the attempts crm.claim_pushes '
-                  'returned: crm.finish_push(%L, %s, %L, <attempts>, %L, %L, %L).',
-                  p_client_id, p_push_id, p_lease_owner, p_outcome, p_error, p_retry_at
-              );
+    -- One refusal for both old signatures: the one below words it.
+    RETURN crm.finish_push(
+        p_client_id, p_push_id, p_lease_owner, p_outcome, p_error, p_retry_at::text
+    );
 END;
 $$;
 
