@@ -127,28 +127,16 @@ def test_two_touches_of_one_lead_at_once_both_count(fresh_db: Conn, lead: dict[s
     assert sum(row[1] for row in credits) == 3
 
 
-def test_a_touch_and_a_deal_of_one_lead_at_once(fresh_db: Conn, lead: dict[str, Any]) -> None:
-    """The touch is uncommitted while the deal is inserted: the deal's credits still count it."""
-    interleave(
-        fresh_db.info.dsn,
-        touch(lead, "linkedin", 2),
-        lambda conn: add_deal(conn, lead, name="B"),
-    )
-    (deal,) = fresh_db.execute(
-        "SELECT id FROM crm.deals WHERE lead_id = %s", (lead["id"],)
-    ).fetchone()
-    credits = kept_credits(fresh_db, deal)
-    assert credits == fresh_credits(fresh_db, lead["client_id"], deal)
-    assert sum(row[1] for row in credits) == 2
-
-
-def test_a_deal_and_a_touch_of_one_lead_at_once(fresh_db: Conn, lead: dict[str, Any]) -> None:
-    """The deal is uncommitted while a touch before it is inserted: the touch still counts."""
-    interleave(
-        fresh_db.info.dsn,
-        lambda conn: add_deal(conn, lead, name="A"),
-        touch(lead, "linkedin", 2),
-    )
+@pytest.mark.parametrize("deal_first", [False, True], ids=["touch-first", "deal-first"])
+def test_a_touch_and_a_deal_of_one_lead_at_once(
+    fresh_db: Conn, lead: dict[str, Any], deal_first: bool
+) -> None:
+    """Whichever of the two is uncommitted while the other is written, the deal's credits
+    count the touch."""
+    sessions = [touch(lead, "linkedin", 2), lambda conn: add_deal(conn, lead)]
+    if deal_first:
+        sessions.reverse()
+    interleave(fresh_db.info.dsn, *sessions)
     (deal,) = fresh_db.execute(
         "SELECT id FROM crm.deals WHERE lead_id = %s", (lead["id"],)
     ).fetchone()
