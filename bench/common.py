@@ -21,7 +21,12 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg import conninfo, sql
 
+from agency_crm import crypto
 from agency_crm.dev.cluster import TempCluster
+
+# The CRM secrets are stored encrypted: the benchmarks (and the runs they start) use a
+# throwaway key unless one is given.
+os.environ.setdefault(crypto.ENV_VAR, crypto.generate_entry("bench"))
 
 # -- output ----------------------------------------------------------------------------------
 
@@ -137,7 +142,12 @@ def add_client(
 ) -> None:
     """A client; with `crm_api_key`, also an active Pipedrive config (so that its bookings
     enqueue pushes)."""
-    p = {"client": client, "name": name, "key": crm_api_key}
+    key = None
+    if crm_api_key is not None:
+        key = crypto.KeyRing.from_environment().encrypt(
+            crm_api_key, client_id=client, column="api_key"
+        )
+    p = {"client": client, "name": name, "key": key}
     conn.execute("INSERT INTO crm.clients (id, name) VALUES (%(client)s, %(name)s)", p)
     if crm_api_key is not None:
         conn.execute(

@@ -4794,6 +4794,7 @@ CREATE FUNCTION crm_private.tg_client_crm_configs__credentials() RETURNS trigger
 BEGIN
     IF OLD.connection_status = 'error'
        AND NEW.connection_status = 'error'
+       AND pg_catalog.current_setting('crm.rekey', TRUE) IS DISTINCT FROM 'on'
        AND (
            NEW.api_key IS DISTINCT FROM OLD.api_key
            OR NEW.oauth_access_token IS DISTINCT FROM OLD.oauth_access_token
@@ -4812,7 +4813,8 @@ $$;
 --
 
 COMMENT ON FUNCTION crm_private.tg_client_crm_configs__credentials() IS 'Trigger (BEFORE UPDATE on crm.client_crm_configs): new credentials (or base URL) on a config
-in error set it back to pending and clear last_error.';
+in error set it back to pending and clear last_error (not when crm.rekey is on: the same
+credentials re-encrypted under a new key).';
 
 --
 -- Name: tg_client_crm_configs__release_held(); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -4870,6 +4872,9 @@ DECLARE
     v_column text;
     v_other uuid;
     v_other_type text;
+    -- The envelope of an encrypted secret, as the CHECKs of migration 0014 say.
+    c_envelope CONSTANT text :=
+        '^acrm:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]{22,}$';
 BEGIN
     IF pg_catalog.num_nulls(
         NEW.id, NEW.client_id, NEW.crm_type, NEW.is_active, NEW.connection_status,
@@ -4970,6 +4975,38 @@ BEGIN
                 'oauth_refresh_token and oauth_expires_at NULL (or set crm_type to hubspot).',
             COLUMN = v_column, TABLE = 'client_crm_configs', SCHEMA = 'crm',
             CONSTRAINT = 'client_crm_configs_oauth_check';
+    END IF;
+    -- Secrets are stored encrypted (migration 0014): a value that is not an envelope is a
+    -- plaintext secret written by hand. The refusal names the column, never the value.
+    IF (
+        v_insert
+        OR NEW.api_key IS DISTINCT FROM OLD.api_key
+        OR NEW.oauth_access_token IS DISTINCT FROM OLD.oauth_access_token
+        OR NEW.oauth_refresh_token IS DISTINCT FROM OLD.oauth_refresh_token
+    ) AND (
+        NEW.api_key !~ c_envelope
+        OR NEW.oauth_access_token !~ c_envelope
+        OR NEW.oauth_refresh_token !~ c_envelope
+    ) IS TRUE THEN
+        v_column := CASE
+            WHEN NEW.api_key !~ c_envelope THEN 'api_key'
+            WHEN NEW.oauth_access_token !~ c_envelope THEN 'oauth_access_token'
+            ELSE 'oauth_refresh_token'
+        END;
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'client_crm_configs', NEW.id, v_column, NULL,
+                'is not an encrypted secret (the value is not shown)'
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'client_crm_configs', 'client_crm_configs_' || v_column || '_check'
+            ),
+            HINT = 'Secrets are stored encrypted, never in plaintext: write them through '
+                'agency-crm (its CRM connection commands and Python API encrypt them with '
+                'AGENCY_CRM_SECRET_KEYS; docs/security.md), or leave the column NULL.',
+            COLUMN = v_column, TABLE = 'client_crm_configs', SCHEMA = 'crm',
+            CONSTRAINT = 'client_crm_configs_' || v_column || '_check';
     END IF;
     IF NEW.crm_type <> 'hubspot' AND NEW.hubspot_portal_id IS NOT NULL AND (
         v_insert
@@ -5131,7 +5168,7 @@ the constraints would, naming the field and its value (never a secret), with a h
 column left NULL (23502); a client_id that names no client (23503); an unknown crm_type or
 connection_status, OAuth columns or a portal id on a config that is not hubspot, an api_base_url
 that is not an http(s) URL, a stage_map or external_key_fields that is not a JSON object,
-max_attempts outside 1-100, a time outside crm_private.timestamp_window() (23514); a second live
+max_attempts outside 1-100, a secret that is not an encrypted envelope, a time outside crm_private.timestamp_window() (23514); a second live
 config of the client (23505).';
 
 --
@@ -6961,12 +6998,15 @@ CREATE TABLE crm.client_crm_configs (
     external_key_fields jsonb DEFAULT '{}'::jsonb NOT NULL,
     max_attempts integer DEFAULT 10 NOT NULL,
     CONSTRAINT client_crm_configs_api_base_url_check CHECK ((api_base_url ~ '^https?://[^[:space:]/]+(/[^[:space:]]*)?$'::text)),
+    CONSTRAINT client_crm_configs_api_key_check CHECK ((api_key ~ '^acrm:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]{22,}$'::text)),
     CONSTRAINT client_crm_configs_connection_status_check CHECK ((connection_status = ANY (ARRAY['pending'::text, 'connected'::text, 'error'::text, 'disconnected'::text]))),
     CONSTRAINT client_crm_configs_crm_type_check CHECK ((crm_type = ANY (ARRAY['hubspot'::text, 'pipedrive'::text, 'close'::text]))),
     CONSTRAINT client_crm_configs_external_key_fields_check CHECK ((jsonb_typeof(external_key_fields) = 'object'::text)),
     CONSTRAINT client_crm_configs_hubspot_portal_id_check CHECK (((crm_type = 'hubspot'::text) OR (hubspot_portal_id IS NULL))),
     CONSTRAINT client_crm_configs_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
+    CONSTRAINT client_crm_configs_oauth_access_token_check CHECK ((oauth_access_token ~ '^acrm:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]{22,}$'::text)),
     CONSTRAINT client_crm_configs_oauth_check CHECK (((crm_type = 'hubspot'::text) OR (num_nonnulls(oauth_access_token, oauth_refresh_token, oauth_expires_at) = 0))),
+    CONSTRAINT client_crm_configs_oauth_refresh_token_check CHECK ((oauth_refresh_token ~ '^acrm:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]{22,}$'::text)),
     CONSTRAINT client_crm_configs_stage_map_check CHECK ((jsonb_typeof(stage_map) = 'object'::text)),
     CONSTRAINT client_crm_configs_timestamps_check CHECK (((LEAST(oauth_expires_at, last_successful_push_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(oauth_expires_at, last_successful_push_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
@@ -7000,19 +7040,22 @@ COMMENT ON COLUMN crm.client_crm_configs.crm_type IS 'hubspot, pipedrive or clos
 -- Name: COLUMN client_crm_configs.api_key; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.client_crm_configs.api_key IS 'Secret. API key (Pipedrive, Close) or HubSpot private-app token. Never logged.';
+COMMENT ON COLUMN crm.client_crm_configs.api_key IS 'Secret, encrypted. API key (Pipedrive, Close) or HubSpot private-app token, as an AES-256-GCM
+envelope agency-crm writes and reads (docs/security.md). Readable by crm_runner only.';
 
 --
 -- Name: COLUMN client_crm_configs.oauth_access_token; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.client_crm_configs.oauth_access_token IS 'Secret. HubSpot OAuth access token. Never logged.';
+COMMENT ON COLUMN crm.client_crm_configs.oauth_access_token IS 'Secret, encrypted. HubSpot OAuth access token, as an AES-256-GCM envelope (docs/security.md).
+Readable by crm_runner only.';
 
 --
 -- Name: COLUMN client_crm_configs.oauth_refresh_token; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.client_crm_configs.oauth_refresh_token IS 'Secret. HubSpot OAuth refresh token. Never logged.';
+COMMENT ON COLUMN crm.client_crm_configs.oauth_refresh_token IS 'Secret, encrypted. HubSpot OAuth refresh token, as an AES-256-GCM envelope (docs/security.md).
+Readable by crm_runner only.';
 
 --
 -- Name: COLUMN client_crm_configs.oauth_expires_at; Type: COMMENT; Schema: crm; Owner: -
@@ -7122,6 +7165,12 @@ COMMENT ON COLUMN crm.client_crm_configs.max_attempts IS 'How many times a push 
 COMMENT ON CONSTRAINT client_crm_configs_api_base_url_check ON crm.client_crm_configs IS 'api_base_url must be an http(s) URL without spaces.';
 
 --
+-- Name: CONSTRAINT client_crm_configs_api_key_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_api_key_check ON crm.client_crm_configs IS 'api_key must be an encrypted envelope (acrm:v1:<key id>:<nonce>:<ciphertext>), never plaintext.';
+
+--
 -- Name: CONSTRAINT client_crm_configs_connection_status_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
 --
 
@@ -7152,10 +7201,24 @@ COMMENT ON CONSTRAINT client_crm_configs_hubspot_portal_id_check ON crm.client_c
 COMMENT ON CONSTRAINT client_crm_configs_max_attempts_check ON crm.client_crm_configs IS 'max_attempts must be between 1 and 100.';
 
 --
+-- Name: CONSTRAINT client_crm_configs_oauth_access_token_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_oauth_access_token_check ON crm.client_crm_configs IS 'oauth_access_token must be an encrypted envelope (acrm:v1:<key id>:<nonce>:<ciphertext>), never
+plaintext.';
+
+--
 -- Name: CONSTRAINT client_crm_configs_oauth_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
 --
 
 COMMENT ON CONSTRAINT client_crm_configs_oauth_check ON crm.client_crm_configs IS 'oauth_access_token, oauth_refresh_token and oauth_expires_at are for hubspot configs only.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_oauth_refresh_token_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_oauth_refresh_token_check ON crm.client_crm_configs IS 'oauth_refresh_token must be an encrypted envelope (acrm:v1:<key id>:<nonce>:<ciphertext>), never
+plaintext.';
 
 --
 -- Name: CONSTRAINT client_crm_configs_stage_map_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -

@@ -26,7 +26,7 @@ from pytest_postgresql import factories
 from pytest_postgresql.executors.noop import NoopExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from agency_crm import schema
+from agency_crm import crypto, schema
 from agency_crm.dev.cluster import TempCluster
 
 pytest_plugins = ["tests.helpers.fixtures"]
@@ -36,6 +36,9 @@ _cluster: TempCluster | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     global _cluster
+    # The CRM secrets are stored encrypted: the suite (and the CLI runs it starts) use a
+    # throwaway key unless one is given.
+    os.environ.setdefault(crypto.ENV_VAR, crypto.generate_entry("test"))
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         params = conninfo.conninfo_to_dict(url)

@@ -474,6 +474,62 @@ def _refuse_problems(migrations: Iterable[MigrationStatus], source: SqlSource) -
             )
 
 
+def _encrypt_plaintext_secrets(conn: psycopg.Connection[tuple[object, ...]]) -> str | None:
+    """Before 0014_encrypted_secrets.sql: encrypt the secrets stored in plaintext under the
+    first key of AGENCY_CRM_SECRET_KEYS (bind parameters only: a secret never appears in a
+    statement's text). Refuses, so nothing is applied, when there are some and no key."""
+    from agency_crm import crypto
+
+    columns = crypto.SECRET_COLUMNS["client_crm_configs"]
+    plaintext = " OR ".join(f"({c} IS NOT NULL AND {c} !~ '^acrm:v1:')" for c in columns)
+    rows = conn.execute(
+        f"SELECT client_id, id, {', '.join(columns)} FROM crm.client_crm_configs"
+        f" WHERE {plaintext} ORDER BY client_id, id FOR UPDATE"
+    ).fetchall()
+    if not rows:
+        return None
+    keys = crypto.KeyRing.from_environment()
+    if not keys.keys:
+        raise SchemaError(
+            f"migration 0014_encrypted_secrets.sql encrypts the CRM secrets stored in plaintext"
+            f" ({len(rows)} CRM config(s) hold some), and no encryption key is configured"
+            f" ({crypto.ENV_VAR} is unset)",
+            hint=f"Nothing was applied. {crypto.GENERATE_HINT}: set it where agency-crm runs"
+            " (keep it safe: without it the secrets cannot be read), then upgrade again.",
+        )
+    # The credentials do not change, only how they are stored: the trigger that sets a
+    # config in error back to pending on new credentials must not fire.
+    trigger = conn.execute(
+        "SELECT 1 FROM pg_catalog.pg_trigger"
+        " WHERE tgrelid = 'crm.client_crm_configs'::regclass AND tgname = '_400_credentials'"
+    ).fetchone()
+    if trigger:
+        conn.execute("ALTER TABLE crm.client_crm_configs DISABLE TRIGGER _400_credentials")
+    for client_id, config_id, *values in rows:
+        sealed = [
+            None
+            if v is None or str(v).startswith("acrm:v1:")
+            else keys.encrypt(str(v), client_id=str(client_id), column=c)
+            for c, v in zip(columns, values, strict=True)
+        ]
+        conn.execute(
+            "UPDATE crm.client_crm_configs SET "
+            + ", ".join(f"{c} = %s" for c in columns)
+            + " WHERE client_id = %s AND id = %s",
+            [*sealed, client_id, config_id],
+        )
+    if trigger:
+        conn.execute("ALTER TABLE crm.client_crm_configs ENABLE TRIGGER _400_credentials")
+    return f"encrypted the secrets of {len(rows)} CRM config(s) under key {keys.primary}"
+
+
+# Work a migration needs done in Python first, in the same transaction (it returns what it
+# did, for the progress output, or None when there was nothing to do).
+BEFORE_MIGRATION: dict[str, Callable[[psycopg.Connection[tuple[object, ...]]], str | None]] = {
+    "0014_encrypted_secrets.sql": _encrypt_plaintext_secrets,
+}
+
+
 def upgrade(
     conn: psycopg.Connection[tuple[object, ...]],
     *,
@@ -525,6 +581,11 @@ def upgrade(
             if item.name not in pending:
                 continue
             started = time.perf_counter()
+            before = BEFORE_MIGRATION.get(item.name)
+            if before is not None:
+                done = before(conn)
+                if done:
+                    progress(done)
             _run_file(conn, item, "migration", watch)
             elapsed_ms = round((time.perf_counter() - started) * 1000)
             conn.execute(

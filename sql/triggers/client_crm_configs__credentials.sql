@@ -1,5 +1,7 @@
 -- A CRM config in error (refused credentials) is retried as soon as it is fixed: new
--- credentials reset it to pending, and leaving error releases its held pushes.
+-- credentials reset it to pending, and leaving error releases its held pushes. Re-encrypting
+-- the same credentials under a new key (`agency-crm secrets rotate`, which sets crm.rekey to on
+-- in its transactions) is not new credentials.
 
 CREATE OR REPLACE FUNCTION crm_private.tg_client_crm_configs__credentials()
 RETURNS trigger
@@ -9,6 +11,7 @@ AS $$
 BEGIN
     IF OLD.connection_status = 'error'
        AND NEW.connection_status = 'error'
+       AND pg_catalog.current_setting('crm.rekey', TRUE) IS DISTINCT FROM 'on'
        AND (
            NEW.api_key IS DISTINCT FROM OLD.api_key
            OR NEW.oauth_access_token IS DISTINCT FROM OLD.oauth_access_token
@@ -24,7 +27,8 @@ $$;
 
 COMMENT ON FUNCTION crm_private.tg_client_crm_configs__credentials() IS
 'Trigger (BEFORE UPDATE on crm.client_crm_configs): new credentials (or base URL) on a config
-in error set it back to pending and clear last_error.';
+in error set it back to pending and clear last_error (not when crm.rekey is on: the same
+credentials re-encrypted under a new key).';
 
 REVOKE ALL ON FUNCTION crm_private.tg_client_crm_configs__credentials() FROM public;
 

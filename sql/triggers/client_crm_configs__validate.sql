@@ -13,6 +13,9 @@ DECLARE
     v_column text;
     v_other uuid;
     v_other_type text;
+    -- The envelope of an encrypted secret, as the CHECKs of migration 0014 say.
+    c_envelope CONSTANT text :=
+        '^acrm:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]{22,}$';
 BEGIN
     IF pg_catalog.num_nulls(
         NEW.id, NEW.client_id, NEW.crm_type, NEW.is_active, NEW.connection_status,
@@ -113,6 +116,38 @@ BEGIN
                 'oauth_refresh_token and oauth_expires_at NULL (or set crm_type to hubspot).',
             COLUMN = v_column, TABLE = 'client_crm_configs', SCHEMA = 'crm',
             CONSTRAINT = 'client_crm_configs_oauth_check';
+    END IF;
+    -- Secrets are stored encrypted (migration 0014): a value that is not an envelope is a
+    -- plaintext secret written by hand. The refusal names the column, never the value.
+    IF (
+        v_insert
+        OR NEW.api_key IS DISTINCT FROM OLD.api_key
+        OR NEW.oauth_access_token IS DISTINCT FROM OLD.oauth_access_token
+        OR NEW.oauth_refresh_token IS DISTINCT FROM OLD.oauth_refresh_token
+    ) AND (
+        NEW.api_key !~ c_envelope
+        OR NEW.oauth_access_token !~ c_envelope
+        OR NEW.oauth_refresh_token !~ c_envelope
+    ) IS TRUE THEN
+        v_column := CASE
+            WHEN NEW.api_key !~ c_envelope THEN 'api_key'
+            WHEN NEW.oauth_access_token !~ c_envelope THEN 'oauth_access_token'
+            ELSE 'oauth_refresh_token'
+        END;
+        RAISE EXCEPTION USING
+            ERRCODE = 'check_violation',
+            MESSAGE = crm_private.refusal_message(
+                'client_crm_configs', NEW.id, v_column, NULL,
+                'is not an encrypted secret (the value is not shown)'
+            ),
+            DETAIL = crm_private.refusal_rule(
+                'client_crm_configs', 'client_crm_configs_' || v_column || '_check'
+            ),
+            HINT = 'Secrets are stored encrypted, never in plaintext: write them through '
+                'agency-crm (its CRM connection commands and Python API encrypt them with '
+                'AGENCY_CRM_SECRET_KEYS; docs/security.md), or leave the column NULL.',
+            COLUMN = v_column, TABLE = 'client_crm_configs', SCHEMA = 'crm',
+            CONSTRAINT = 'client_crm_configs_' || v_column || '_check';
     END IF;
     IF NEW.crm_type <> 'hubspot' AND NEW.hubspot_portal_id IS NOT NULL AND (
         v_insert
@@ -271,7 +306,7 @@ the constraints would, naming the field and its value (never a secret), with a h
 column left NULL (23502); a client_id that names no client (23503); an unknown crm_type or
 connection_status, OAuth columns or a portal id on a config that is not hubspot, an api_base_url
 that is not an http(s) URL, a stage_map or external_key_fields that is not a JSON object,
-max_attempts outside 1-100, a time outside crm_private.timestamp_window() (23514); a second live
+max_attempts outside 1-100, a secret that is not an encrypted envelope, a time outside crm_private.timestamp_window() (23514); a second live
 config of the client (23505).';
 
 REVOKE ALL ON FUNCTION crm_private.tg_client_crm_configs__validate() FROM public;

@@ -15,7 +15,43 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from agency_crm import crypto
+
 Row = dict[str, Any]
+
+
+def seal(client_id: Any, column: str, plaintext: str | None) -> str | None:
+    """A secret as agency-crm stores it: encrypted under the suite's key (tests/conftest.py)."""
+    if plaintext is None:
+        return None
+    return crypto.KeyRing.from_environment().encrypt(plaintext, client_id=client_id, column=column)
+
+
+def unseal(client_id: Any, column: str, stored: str | None) -> str | None:
+    """The plaintext of a stored secret."""
+    if stored is None:
+        return None
+    return crypto.KeyRing.from_environment().decrypt(stored, client_id=client_id, column=column)
+
+
+def sealed(table: str, values: Row) -> Row:
+    """``values`` for crm.<table> with plaintext secrets encrypted (other tables: as given)."""
+    out = dict(values)
+    for column in crypto.SECRET_COLUMNS.get(table, ()):
+        value = out.get(column)
+        if isinstance(value, str) and not crypto.is_envelope(value):
+            out[column] = seal(out["client_id"], column, value)
+    return out
+
+
+def revealed(table: str, row: Row) -> Row:
+    """A row of crm.<table> with its secrets decrypted."""
+    out = dict(row)
+    for column in crypto.SECRET_COLUMNS.get(table, ()):
+        if out.get(column) is not None:
+            out[column] = unseal(out["client_id"], column, out[column])
+    return out
+
 
 # One TLS context for every test HTTP client: httpx loads the CA bundle for each client made
 # without one (about 50 ms of CPU each). The tests only speak plain HTTP to loopback.
@@ -138,8 +174,9 @@ class Make:
         return insert(self.conn, "deal_stage_history", values)
 
     def crm_config(self, client: Row, **kw: Any) -> Row:
+        """A CRM config; plaintext secrets given are stored encrypted, as agency-crm does."""
         values = {"client_id": client["id"], "crm_type": "pipedrive", "api_key": "pd-key", **kw}
-        return insert(self.conn, "client_crm_configs", values)
+        return insert(self.conn, "client_crm_configs", sealed("client_crm_configs", values))
 
     def external_id(self, config: Row, **kw: Any) -> Row:
         values = {

@@ -13,8 +13,10 @@ import psycopg
 import pytest
 
 from agency_crm.sandbox import Sandbox
-from tests.helpers.fixtures import Make
+from tests.helpers.fixtures import Make, revealed
 from tests.push.conftest import CRMS, Crm, connect_crm, run_drain
+
+SECRETS = ("api_key", "oauth_access_token", "oauth_refresh_token")
 
 
 def queue_statuses(conn: psycopg.Connection[Any], client_id: Any) -> list[str]:
@@ -41,13 +43,14 @@ def assert_redacted(conn: psycopg.Connection[Any], crm: Crm) -> None:
             conn.execute("SELECT to_jsonb(q)::text FROM crm.crm_push_queue AS q").fetchall(),
         ]
     )
-    cfg = conn.execute(
-        "SELECT api_key, oauth_access_token, oauth_refresh_token FROM crm.client_crm_configs "
-        "WHERE id = %s",
+    row = conn.execute(
+        "SELECT client_id, api_key, oauth_access_token, oauth_refresh_token"
+        " FROM crm.client_crm_configs WHERE id = %s",
         (crm.config["id"],),
     ).fetchone()
-    assert cfg is not None
-    secrets = [s for s in (*cfg, crm.token, "sbx-secret") if s]
+    assert row is not None
+    cfg = revealed("client_crm_configs", dict(zip(["client_id", *SECRETS], row, strict=True)))
+    secrets = [cfg[c] for c in SECRETS if cfg[c]] + [crm.token, "sbx-secret"]
     assert secrets
     for secret in secrets:
         assert secret not in dump

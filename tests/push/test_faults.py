@@ -13,7 +13,7 @@ import pytest
 
 from agency_crm.push.runner import Drainer, PushEvent
 from agency_crm.sandbox import Sandbox
-from tests.helpers.fixtures import Make
+from tests.helpers.fixtures import Make, unseal
 from tests.push.conftest import CRMS, connect_crm, fast_settings, run_drain
 
 CREATE_DEAL = {
@@ -218,6 +218,8 @@ def test_hubspot_refreshes_a_token_that_is_about_to_expire(
         "FROM crm.client_crm_configs WHERE id = %s",
         (crm.config["id"],),
     ).fetchone()  # type: ignore[misc]
+    access = unseal(client["id"], "oauth_access_token", access)
+    refresh = unseal(client["id"], "oauth_refresh_token", refresh)
     assert access != old_access and refresh
     assert expires > datetime.now(UTC) + timedelta(minutes=20)
     rows = logs(conn, client["id"])

@@ -13,7 +13,17 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.helpers.fixtures import T0, Make, Row, count, insert, raises_sqlstate
+from tests.helpers.fixtures import (
+    T0,
+    Make,
+    Row,
+    count,
+    insert,
+    raises_sqlstate,
+    revealed,
+    seal,
+    sealed,
+)
 
 
 @dataclass
@@ -79,7 +89,7 @@ def valid_row(table: str, g: Graph) -> Row:
         "client_crm_configs": {
             "client_id": g.spare_client["id"],
             "crm_type": "close",
-            "api_key": "k",
+            "api_key": seal(g.spare_client["id"], "api_key", "k"),
         },
         "crm_external_ids": {
             "client_id": c,
@@ -243,6 +253,17 @@ CHECKS: list[tuple[str, Row, str]] = [
         "client_crm_configs_connection_status_check",
     ),
     ("client_crm_configs", {"oauth_access_token": "t"}, "client_crm_configs_oauth_check"),
+    ("client_crm_configs", {"api_key": "plain-key"}, "client_crm_configs_api_key_check"),
+    (
+        "client_crm_configs",
+        {"crm_type": "hubspot", "oauth_access_token": "plain-access"},
+        "client_crm_configs_oauth_access_token_check",
+    ),
+    (
+        "client_crm_configs",
+        {"crm_type": "hubspot", "oauth_refresh_token": "acrm:v1:k:short:x"},
+        "client_crm_configs_oauth_refresh_token_check",
+    ),
     (
         "client_crm_configs",
         {"hubspot_portal_id": "123"},
@@ -330,6 +351,13 @@ CHECKS: list[tuple[str, Row, str]] = [
 ]
 
 
+SECRET_CHECKS = {
+    "client_crm_configs_api_key_check",
+    "client_crm_configs_oauth_access_token_check",
+    "client_crm_configs_oauth_refresh_token_check",
+}
+
+
 @pytest.mark.parametrize(
     ("table", "overrides", "constraint"),
     CHECKS,
@@ -339,6 +367,8 @@ def test_check_rejects_a_bad_value_naming_the_rule(
     db: psycopg.Connection[Any], make: Make, table: str, overrides: Row, constraint: str
 ) -> None:
     values = valid_row(table, build_graph(make)) | overrides
+    if constraint not in SECRET_CHECKS:  # those are about the plaintext itself
+        values = sealed(table, values)
     # The constraint itself, the last line of defence: with triggers off, as a replication
     # apply or a bulk load with triggers disabled would write. The lifecycle triggers catch
     # most of these earlier with their own messages (tests/sql/test_lifecycle_*.py).
@@ -397,8 +427,8 @@ def test_the_valid_rows_used_above_are_accepted(
 def test_boundary_values_are_accepted(
     db: psycopg.Connection[Any], make: Make, table: str, overrides: Row
 ) -> None:
-    row = insert(db, table, valid_row(table, build_graph(make)) | overrides)
-    assert all(row[k] == v for k, v in overrides.items())
+    row = insert(db, table, sealed(table, valid_row(table, build_graph(make)) | overrides))
+    assert all(revealed(table, row)[k] == v for k, v in overrides.items())
 
 
 def test_one_live_lead_per_client_and_normalised_email(

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers.fixtures import T0, Make, Row, raises_sqlstate
+from tests.helpers.fixtures import T0, Make, Row, raises_sqlstate, seal
 
 Conn = psycopg.Connection[Any]
 
@@ -743,7 +743,8 @@ def test_attempt_numbers_are_never_handed_out_again_after_a_lapse(
     scalar(db, "SELECT crm.hold_pushes(%s, '401')", (client["id"],))
     assert finish(db, client, p, "held", error="401", attempt=2) == "held"
     db.execute(
-        "UPDATE crm.client_crm_configs SET api_key = 'new' WHERE client_id = %s", (client["id"],)
+        "UPDATE crm.client_crm_configs SET api_key = %s WHERE client_id = %s",
+        (seal(client["id"], "api_key", "new"), client["id"]),
     )
     assert [r["attempts"] for r in claim(db, client)] == [2]
     assert finish(db, client, p, "failed", error="422", attempt=2) == "failed"
@@ -876,8 +877,8 @@ def test_held_leaves_the_push_pending_when_the_config_is_no_longer_in_error(
     claim(db, client)
     scalar(db, "SELECT crm.hold_pushes(%s, '401')", (client["id"],))
     db.execute(
-        "UPDATE crm.client_crm_configs SET api_key = 'fixed' WHERE client_id = %s",
-        (client["id"],),
+        "UPDATE crm.client_crm_configs SET api_key = %s WHERE client_id = %s",
+        (seal(client["id"], "api_key", "fixed"), client["id"]),
     )
     t = clock(db)
     assert finish(db, client, p, "held", error="401") == "pending"
@@ -1023,7 +1024,8 @@ def test_new_credentials_reset_the_config_and_release_held_pushes(
 ) -> None:
     c, pushes = held_client
     db.execute(
-        "UPDATE crm.client_crm_configs SET api_key = 'new-key' WHERE client_id = %s", (c["id"],)
+        "UPDATE crm.client_crm_configs SET api_key = %s WHERE client_id = %s",
+        (seal(c["id"], "api_key", "new-key"), c["id"]),
     )
     cfg = config_of(db, c)
     assert (cfg["connection_status"], cfg["last_error"]) == ("pending", None)

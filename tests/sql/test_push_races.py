@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from tests.helpers.fixtures import Make, Row
+from tests.helpers.fixtures import Make, Row, seal
 
 Conn = psycopg.Connection[Any]
 
@@ -252,8 +252,8 @@ def finish_held(push: Row) -> Callable[[Conn], str]:
 def fix_config(client: Row) -> Callable[[Conn], None]:
     def work(conn: Conn) -> None:
         conn.execute(
-            "UPDATE crm.client_crm_configs SET api_key = 'a-working-key' WHERE client_id = %s",
-            (client["id"],),
+            "UPDATE crm.client_crm_configs SET api_key = %s WHERE client_id = %s",
+            (seal(client["id"], "api_key", "a-working-key"), client["id"]),
         )
 
     return work

@@ -21,7 +21,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from agency_crm import schema
-from tests.helpers.fixtures import T0, Make, Row, count, insert, raises_sqlstate
+from tests.helpers.fixtures import T0, Make, Row, count, insert, raises_sqlstate, seal
 from tests.sql.test_constraints import build_graph, valid_row
 
 # The tables whose writes go through a validate trigger (meetings, deals and their history
@@ -300,7 +300,11 @@ def test_a_second_live_crm_config_is_refused_naming_the_first(
 ) -> None:
     client = make.client()
     first = make.crm_config(client)
-    values = {"client_id": client["id"], "crm_type": "close", "api_key": "k"}
+    values = {
+        "client_id": client["id"],
+        "crm_type": "close",
+        "api_key": seal(client["id"], "api_key", "k"),
+    }
     info = refused_insert(db, "client_crm_configs", values, "23505")
     assert_spoken(
         info, "client_crm_configs", "client_id", str(client["id"]),
@@ -332,6 +336,31 @@ def test_an_oauth_token_on_a_config_that_is_not_hubspot_is_refused_without_showi
     )
     assert "secret" not in shown
     assert "is set, but OAuth is for crm_type hubspot and crm_type is 'close'" in shown
+
+
+@pytest.mark.parametrize("column", ["api_key", "oauth_access_token", "oauth_refresh_token"])
+def test_a_plaintext_secret_is_refused_without_showing_it(
+    db: psycopg.Connection[Any], make: Make, column: str
+) -> None:
+    graph = build_graph(make)
+    values = valid_row("client_crm_configs", graph) | {
+        "crm_type": "hubspot",
+        "api_key": None,
+        column: "canary-secret-0451",
+    }
+    info = refused_insert(db, "client_crm_configs", values, "23514")
+    assert_spoken(info, "client_crm_configs", column, None, f"client_crm_configs_{column}_check")
+    diag = info.value.diag
+    shown = " ".join(str(p) for p in (diag.message_primary, diag.message_detail, diag.message_hint))
+    assert "canary-secret-0451" not in shown
+    assert "is not an encrypted secret" in shown and "AGENCY_CRM_SECRET_KEYS" in shown
+    # The same secret, encrypted by agency-crm, is accepted.
+    row = insert(
+        db,
+        "client_crm_configs",
+        values | {column: seal(values["client_id"], column, "canary-secret-0451")},
+    )
+    assert row[column].startswith("acrm:v1:test:")
 
 
 def test_crm_external_ids_refuse_bad_values_but_leave_duplicates_to_the_upserts(
@@ -574,6 +603,15 @@ EXPLICIT_CHECKS: dict[str, Row] = {
     "client_crm_configs_stage_map_check": {"stage_map": Jsonb(1)},
     "client_crm_configs_external_key_fields_check": {"external_key_fields": Jsonb([])},
     "client_crm_configs_max_attempts_check": {"max_attempts": 101},
+    "client_crm_configs_api_key_check": {"api_key": "plain-key"},
+    "client_crm_configs_oauth_access_token_check": {
+        "oauth_access_token": "plain-token",
+        "crm_type": "hubspot",
+    },
+    "client_crm_configs_oauth_refresh_token_check": {
+        "oauth_refresh_token": "acrm:v1:not-an-envelope",
+        "crm_type": "hubspot",
+    },
     "crm_external_ids_external_key_check": {"external_key": "k" * 201},
     "crm_external_ids_crm_id_check": {"crm_id": ""},
 }
@@ -651,7 +689,9 @@ def test_catalog_the_triggers_accept_exactly_the_words_of_each_in_list_check(
             with db.transaction(force_rollback=True):
                 values = valid_row(table, graph) | {column: word}
                 if table == "client_crm_configs" and word == "hubspot":
-                    values["oauth_access_token"] = "t"
+                    values["oauth_access_token"] = seal(
+                        values["client_id"], "oauth_access_token", "t"
+                    )
                 assert insert(db, table, values)[column] == word
             words += 1
             # The same word with a character more is the trigger's to refuse.

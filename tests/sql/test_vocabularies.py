@@ -388,7 +388,7 @@ def test_0013_keeps_every_value_and_drops_what_blocks_the_type_change(empty_db_u
             {"t0": T0},
         )
         conn.commit()
-        result = schema.upgrade(conn)
+        result = schema.upgrade(conn, target="0013_checked_vocabularies.sql")
         assert result.applied == ["0013_checked_vocabularies.sql"]
         kept = conn.execute(
             """

@@ -79,6 +79,7 @@ class Close(Connection):
 
     async def headers(self, http: CrmHttp) -> dict[str, str]:
         """HTTP basic: the API key as user name, empty password."""
+        self.require_readable_secrets()
         key = self.config.api_key
         if not key:
             raise no_credentials("the Close config has no api_key")

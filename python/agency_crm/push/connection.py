@@ -47,6 +47,11 @@ class Catalog:
         return {stage for p in self.pipelines.values() for stage in p.stages}
 
 
+# How long a push waits when its config's secret cannot be decrypted (the key ring is fixed
+# by an operator, not by waiting, so not too often).
+SECRET_RETRY_SECONDS = 300.0
+
+
 class Connection:
     """One client's CRM: what every push of a run and every check share."""
 
@@ -103,6 +108,17 @@ class Connection:
     async def headers(self, http: CrmHttp) -> dict[str, str]:
         """Authentication headers for the next call (``http`` records a token refresh)."""
         raise NotImplementedError
+
+    def require_readable_secrets(self) -> None:
+        """A stored secret this run cannot decrypt (its key is not in the key ring, or the
+        value was tampered with): the push waits, spending no attempt, and nothing is sent."""
+        if self.config.secret_error:
+            raise CrmError(
+                Outcome.DEFER,
+                "secret_unreadable",
+                self.config.secret_error,
+                retry_after=SECRET_RETRY_SECONDS,
+            )
 
     async def catalog(self, http: CrmHttp) -> Catalog:
         """The CRM's deal pipelines with their stages, and its users (owners)."""

@@ -36,6 +36,7 @@ class HubSpot(Connection):
 
     async def headers(self, http: CrmHttp) -> dict[str, str]:
         """Bearer token: the private-app token, or the OAuth token refreshed when near expiry."""
+        self.require_readable_secrets()
         if self.config.api_key:
             return {"Authorization": f"Bearer {self.config.api_key}"}
         async with self.lock:

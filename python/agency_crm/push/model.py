@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+from agency_crm.crypto import SECRET_COLUMNS, KeyRing, SecretError
+
 CrmType = Literal["hubspot", "pipedrive", "close"]
 
 # The latest ``crm.finish_push`` lets a retried or deferred push wait (its p_retry_at): a
@@ -93,15 +95,32 @@ class Config:
     api_base_url: str | None
     stage_map: dict[str, str]
     external_key_fields: dict[str, str]
+    # Why a stored secret cannot be decrypted (its secrets are then None); never a secret.
+    secret_error: str | None = None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Config:
-        """A Config from a row of the ``live_configs`` query."""
+    def from_row(cls, row: dict[str, Any], keys: KeyRing) -> Config:
+        """A Config from a row of the ``live_configs`` query, its secrets decrypted."""
         maps = {
             name: {str(k): str(v) for k, v in (row[name] or {}).items()}
             for name in ("stage_map", "external_key_fields")
         }
-        return cls(**{**row, **maps})
+        plain: dict[str, str | None] = {}
+        problems: list[str] = []
+        for column in SECRET_COLUMNS["client_crm_configs"]:
+            stored = row[column]
+            plain[column] = None
+            if stored is None:
+                continue
+            try:
+                plain[column] = keys.decrypt(stored, client_id=row["client_id"], column=column)
+            except SecretError as exc:
+                problems.append(exc.one_line())
+        config = cls(**{**row, **maps, **plain})
+        if problems:
+            config.secret_error = "; ".join(problems)
+            config.api_key = config.oauth_access_token = config.oauth_refresh_token = None
+        return config
 
     def secrets(self) -> list[str | None]:
         """Every secret this config holds (for redaction)."""

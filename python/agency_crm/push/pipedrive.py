@@ -49,6 +49,7 @@ class Pipedrive(Connection):
 
     async def headers(self, http: CrmHttp) -> dict[str, str]:
         """The API token header."""
+        self.require_readable_secrets()
         token = self.config.api_key
         if not token:
             raise no_credentials("the Pipedrive config has no api_key")

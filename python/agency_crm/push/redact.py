@@ -1,11 +1,14 @@
 """Keep secrets out of the audit log: payloads are copied with secret-named keys replaced and
-every known secret value (the config's tokens and keys) masked wherever it appears."""
+every known secret value (the config's tokens and keys) masked wherever it appears, also in
+the forms it travels in: URL-encoded, base64, and base64 of ``secret:`` (HTTP basic, Close)."""
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(
@@ -14,16 +17,30 @@ _SECRET_KEY = re.compile(
 )
 
 
+def forms(secret: str) -> set[str]:
+    """A secret and the encodings it travels in."""
+    found = {secret, quote(secret, safe=""), quote_plus(secret)}
+    for raw in (secret, f"{secret}:"):
+        encoded = base64.b64encode(raw.encode()).decode()
+        found |= {encoded, encoded.rstrip("="), base64.urlsafe_b64encode(raw.encode()).decode()}
+    return found
+
+
 class Redactor:
     """Redacts one config's secrets (and anything under a secret-looking key)."""
 
     def __init__(self, secrets: Iterable[str | None]) -> None:
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._secrets: list[str] = []
+        for secret in secrets:
+            self.add(secret)
 
     def add(self, secret: str | None) -> None:
         """Also mask ``secret`` from now on (e.g. a freshly refreshed token)."""
-        if secret and len(secret) >= 4 and secret not in self._secrets:
-            self._secrets.append(secret)
+        if not secret or len(secret) < 4:
+            return
+        fresh = forms(secret) - set(self._secrets)
+        if fresh:
+            self._secrets.extend(fresh)
             self._secrets.sort(key=len, reverse=True)
 
     def text(self, value: str) -> str:

@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from agency_crm.crypto import KeyRing
 from agency_crm.push.model import (
     CallRecord,
     Claimed,
@@ -134,8 +135,10 @@ def context_from_target(push: Claimed, config: Config, row: dict[str, Any] | Non
 class Store:
     """Database operations of the runner over an async connection pool."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], keys: KeyRing | None = None) -> None:
         self.pool = pool
+        # The key ring the config secrets are decrypted with, and refreshed tokens encrypted.
+        self.keys = keys if keys is not None else KeyRing.from_environment()
 
     async def configs(
         self, client_ids: Sequence[uuid.UUID] | None = None, *, pushable_only: bool = True
@@ -151,7 +154,7 @@ class Store:
                     "pushable_only": pushable_only,
                 },
             )
-            return [Config.from_row(r) for r in await cur.fetchall()]
+            return [Config.from_row(r, self.keys) for r in await cur.fetchall()]
 
     async def claim(
         self, client_id: uuid.UUID, owner: str, limit: int, lease_seconds: int
@@ -313,13 +316,21 @@ class Store:
     async def save_tokens(
         self, config: Config, access: str, refresh: str, expires_at: datetime
     ) -> None:
-        """Store refreshed HubSpot OAuth tokens (bind parameters: never in statement text)."""
+        """Store refreshed HubSpot OAuth tokens, encrypted (bind parameters: never in the
+        statement's text)."""
+        seal = self.keys.encrypt
         async with self.pool.connection() as conn:
             await conn.execute(
                 PUSH["save_oauth_tokens"],
                 {
-                    "access_token": access,
-                    "refresh_token": refresh,
+                    "access_token": seal(
+                        access, client_id=config.client_id, column="oauth_access_token"
+                    ),
+                    "refresh_token": seal(
+                        refresh, client_id=config.client_id, column="oauth_refresh_token"
+                    )
+                    if refresh
+                    else None,
                     "expires_at": expires_at,
                     "client_id": config.client_id,
                     "config_id": config.id,
