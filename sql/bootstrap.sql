@@ -48,3 +48,23 @@ COMMENT ON COLUMN crm.schema_code.checksum IS
 'SHA-256 (hex) over the names and texts of every function and trigger file.';
 COMMENT ON COLUMN crm.schema_code.package_version IS 'agency-crm version that applied the code.';
 COMMENT ON COLUMN crm.schema_code.applied_at IS 'When the code was last applied.';
+
+CREATE TABLE IF NOT EXISTS crm.schema_access (
+    singleton boolean NOT NULL DEFAULT TRUE,
+    checksum text NOT NULL,
+    roles text[] NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT schema_access_pkey PRIMARY KEY (singleton),
+    CONSTRAINT schema_access_singleton_check CHECK (singleton),
+    CONSTRAINT schema_access_checksum_check CHECK (checksum ~ '^[0-9a-f]{64}$')
+);
+
+COMMENT ON TABLE crm.schema_access IS
+'The grants and row-level security (sql/access.sql) last applied, for which roles. Upgrade
+applies them again when the file, the roles that exist or the tables'' owners changed, or when
+a migration ran or the code was re-applied.';
+COMMENT ON COLUMN crm.schema_access.singleton IS 'Always true: the table holds one row.';
+COMMENT ON COLUMN crm.schema_access.checksum IS
+'SHA-256 (hex) over sql/access.sql, the agency-crm roles that existed and the tables'' owners.';
+COMMENT ON COLUMN crm.schema_access.roles IS 'The agency-crm roles that existed and were granted.';
+COMMENT ON COLUMN crm.schema_access.applied_at IS 'When the grants were last applied.';

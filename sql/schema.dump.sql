@@ -788,6 +788,8 @@ CREATE TABLE crm.activities (
     CONSTRAINT activities_timestamps_check CHECK (((LEAST(occurred_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(occurred_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
 
+ALTER TABLE ONLY crm.activities FORCE ROW LEVEL SECURITY;
+
 --
 -- Name: TABLE activities; Type: COMMENT; Schema: crm; Owner: -
 --
@@ -928,6 +930,8 @@ CASE stage
     ELSE NULL::boolean
 END)))
 );
+
+ALTER TABLE ONLY crm.deals FORCE ROW LEVEL SECURITY;
 
 --
 -- Name: TABLE deals; Type: COMMENT; Schema: crm; Owner: -
@@ -1313,6 +1317,8 @@ CREATE TABLE crm_private.deal_attribution (
     CONSTRAINT deal_attribution_touches_check CHECK ((touches >= 0))
 );
 
+ALTER TABLE ONLY crm_private.deal_attribution FORCE ROW LEVEL SECURITY;
+
 --
 -- Name: TABLE deal_attribution; Type: COMMENT; Schema: crm_private; Owner: -
 --
@@ -1558,6 +1564,8 @@ CREATE TABLE crm.leads (
     CONSTRAINT leads_timestamps_check CHECK (((LEAST(meeting_booked_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(meeting_booked_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
 
+ALTER TABLE ONLY crm.leads FORCE ROW LEVEL SECURITY;
+
 --
 -- Name: TABLE leads; Type: COMMENT; Schema: crm; Owner: -
 --
@@ -1735,6 +1743,8 @@ CREATE TABLE crm.meetings (
     CONSTRAINT meetings_timestamps_check CHECK (((LEAST(scheduled_at, booked_at, confirmed_at, reminder_sent_at, showed_up_confirmed_at, outcome_recorded_at, cancelled_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(scheduled_at, booked_at, confirmed_at, reminder_sent_at, showed_up_confirmed_at, outcome_recorded_at, cancelled_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)))),
     CONSTRAINT meetings_touches_before_booking_check CHECK ((touches_before_booking >= 0))
 );
+
+ALTER TABLE ONLY crm.meetings FORCE ROW LEVEL SECURITY;
 
 --
 -- Name: TABLE meetings; Type: COMMENT; Schema: crm; Owner: -
@@ -2144,6 +2154,8 @@ CREATE TABLE crm.deal_stage_history (
     CONSTRAINT deal_stage_history_value_check CHECK (((value >= (0)::numeric) AND (value <> 'NaN'::numeric))),
     CONSTRAINT deal_stage_history_value_range_check CHECK (((value <= 9999999999.99) AND (value = round(value, 2))))
 );
+
+ALTER TABLE ONLY crm.deal_stage_history FORCE ROW LEVEL SECURITY;
 
 --
 -- Name: TABLE deal_stage_history; Type: COMMENT; Schema: crm; Owner: -
@@ -2645,6 +2657,8 @@ CREATE TABLE crm.clients (
     CONSTRAINT clients_timestamps_check CHECK (((LEAST(created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)))),
     CONSTRAINT clients_timezone_check CHECK (crm_private.is_valid_time_zone(timezone))
 );
+
+ALTER TABLE ONLY crm.clients FORCE ROW LEVEL SECURITY;
 
 --
 -- Name: TABLE clients; Type: COMMENT; Schema: crm; Owner: -
@@ -3420,6 +3434,8 @@ CREATE TABLE crm.crm_external_ids (
     CONSTRAINT crm_external_ids_timestamps_check CHECK (((LEAST(created_at, updated_at, create_sent_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(created_at, updated_at, create_sent_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
 
+ALTER TABLE ONLY crm.crm_external_ids FORCE ROW LEVEL SECURITY;
+
 --
 -- Name: TABLE crm_external_ids; Type: COMMENT; Schema: crm; Owner: -
 --
@@ -4133,7 +4149,7 @@ for its default (when it has one), and what the column holds (its COMMENT).';
 --
 
 CREATE FUNCTION crm_private.refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]) RETURNS void
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 BEGIN
@@ -4164,7 +4180,8 @@ $$;
 --
 
 COMMENT ON FUNCTION crm_private.refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]) IS 'Recompute the crm_private.deal_attribution rows of the given deals (called by the triggers of
-crm.deals and crm.activities when a deal''s eligible touches may have changed).';
+crm.deals and crm.activities when a deal''s eligible touches may have changed).
+SECURITY DEFINER: the writer need not be allowed to delete credits.';
 
 --
 -- Name: refusal_choices(text, text, text); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -4821,7 +4838,7 @@ credentials re-encrypted under a new key).';
 --
 
 CREATE FUNCTION crm_private.tg_client_crm_configs__release_held() RETURNS trigger
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
     SET search_path TO ''
     AS $$
 BEGIN
@@ -4856,7 +4873,8 @@ $$;
 
 COMMENT ON FUNCTION crm_private.tg_client_crm_configs__release_held() IS 'Trigger (AFTER UPDATE on crm.client_crm_configs, when connection_status leaves error, also
 when a BEFORE trigger changed it): the client''s held pushes become pending again, due now; of
-several of one entity and operation only the newest.';
+several of one entity and operation only the newest.
+SECURITY DEFINER: the writer of the config need not be allowed to change pushes.';
 
 --
 -- Name: tg_client_crm_configs__validate(); Type: FUNCTION; Schema: crm_private; Owner: -
@@ -6915,6 +6933,8 @@ CREATE TABLE crm.campaigns (
     CONSTRAINT campaigns_timestamps_check CHECK (((LEAST(created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
 
+ALTER TABLE ONLY crm.campaigns FORCE ROW LEVEL SECURITY;
+
 --
 -- Name: TABLE campaigns; Type: COMMENT; Schema: crm; Owner: -
 --
@@ -7010,6 +7030,8 @@ CREATE TABLE crm.client_crm_configs (
     CONSTRAINT client_crm_configs_stage_map_check CHECK ((jsonb_typeof(stage_map) = 'object'::text)),
     CONSTRAINT client_crm_configs_timestamps_check CHECK (((LEAST(oauth_expires_at, last_successful_push_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(oauth_expires_at, last_successful_push_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
+
+ALTER TABLE ONLY crm.client_crm_configs FORCE ROW LEVEL SECURITY;
 
 --
 -- Name: TABLE client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
@@ -7266,6 +7288,8 @@ CREATE TABLE crm.crm_push_log (
     CONSTRAINT crm_push_log_status_check CHECK ((status = ANY (ARRAY['success'::text, 'failed'::text, 'skipped'::text])))
 );
 
+ALTER TABLE ONLY crm.crm_push_log FORCE ROW LEVEL SECURITY;
+
 --
 -- Name: TABLE crm_push_log; Type: COMMENT; Schema: crm; Owner: -
 --
@@ -7453,6 +7477,8 @@ CREATE TABLE crm.crm_push_queue (
     CONSTRAINT crm_push_queue_operation_check CHECK ((operation = ANY (ARRAY['meeting_booked'::text, 'meeting_outcome'::text, 'deal_created'::text, 'deal_updated'::text]))),
     CONSTRAINT crm_push_queue_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'in_flight'::text, 'done'::text, 'failed'::text, 'dead'::text, 'held'::text])))
 );
+
+ALTER TABLE ONLY crm.crm_push_queue FORCE ROW LEVEL SECURITY;
 
 --
 -- Name: TABLE crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
@@ -7647,6 +7673,8 @@ CREATE TABLE crm.meeting_reschedules (
     CONSTRAINT meeting_reschedules_timestamps_check CHECK (((LEAST(previous_scheduled_at, new_scheduled_at, rescheduled_at, created_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(previous_scheduled_at, new_scheduled_at, rescheduled_at, created_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
 );
 
+ALTER TABLE ONLY crm.meeting_reschedules FORCE ROW LEVEL SECURITY;
+
 --
 -- Name: TABLE meeting_reschedules; Type: COMMENT; Schema: crm; Owner: -
 --
@@ -7723,6 +7751,51 @@ ALTER TABLE crm.meeting_reschedules ALTER COLUMN seq ADD GENERATED ALWAYS AS IDE
     NO MAXVALUE
     CACHE 1
 );
+
+--
+-- Name: schema_access; Type: TABLE; Schema: crm; Owner: -
+--
+
+CREATE TABLE crm.schema_access (
+    singleton boolean DEFAULT true NOT NULL,
+    checksum text NOT NULL,
+    roles text[] NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT schema_access_checksum_check CHECK ((checksum ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT schema_access_singleton_check CHECK (singleton)
+);
+
+--
+-- Name: TABLE schema_access; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON TABLE crm.schema_access IS 'The grants and row-level security (sql/access.sql) last applied, for which roles. Upgrade
+applies them again when the file, the roles that exist or the tables'' owners changed, or when
+a migration ran or the code was re-applied.';
+
+--
+-- Name: COLUMN schema_access.singleton; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.schema_access.singleton IS 'Always true: the table holds one row.';
+
+--
+-- Name: COLUMN schema_access.checksum; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.schema_access.checksum IS 'SHA-256 (hex) over sql/access.sql, the agency-crm roles that existed and the tables'' owners.';
+
+--
+-- Name: COLUMN schema_access.roles; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.schema_access.roles IS 'The agency-crm roles that existed and were granted.';
+
+--
+-- Name: COLUMN schema_access.applied_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.schema_access.applied_at IS 'When the grants were last applied.';
 
 --
 -- Name: schema_code; Type: TABLE; Schema: crm; Owner: -
@@ -7922,6 +7995,13 @@ ALTER TABLE ONLY crm.meeting_reschedules
 
 ALTER TABLE ONLY crm.meetings
     ADD CONSTRAINT meetings_pkey PRIMARY KEY (client_id, id);
+
+--
+-- Name: schema_access schema_access_pkey; Type: CONSTRAINT; Schema: crm; Owner: -
+--
+
+ALTER TABLE ONLY crm.schema_access
+    ADD CONSTRAINT schema_access_pkey PRIMARY KEY (singleton);
 
 --
 -- Name: schema_code schema_code_pkey; Type: CONSTRAINT; Schema: crm; Owner: -
@@ -8852,298 +8932,997 @@ ALTER TABLE ONLY crm.meetings
 COMMENT ON CONSTRAINT meetings_client_id_lead_id_fkey ON crm.meetings IS 'lead_id must name a lead of the same client.';
 
 --
+-- Name: activities; Type: ROW SECURITY; Schema: crm; Owner: -
+--
+
+ALTER TABLE crm.activities ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: activities agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm.activities FOR INSERT TO crm_app WITH CHECK (true);
+
+--
+-- Name: campaigns agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm.campaigns FOR INSERT TO crm_app WITH CHECK (true);
+
+--
+-- Name: client_crm_configs agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm.client_crm_configs FOR INSERT TO crm_app WITH CHECK (true);
+
+--
+-- Name: clients agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm.clients FOR INSERT TO crm_app WITH CHECK (true);
+
+--
+-- Name: crm_external_ids agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm.crm_external_ids FOR INSERT TO crm_runner WITH CHECK (true);
+
+--
+-- Name: crm_push_log agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm.crm_push_log FOR INSERT TO crm_runner WITH CHECK (true);
+
+--
+-- Name: crm_push_queue agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm.crm_push_queue FOR INSERT TO crm_app, crm_runner WITH CHECK (true);
+
+--
+-- Name: deal_stage_history agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm.deal_stage_history FOR INSERT TO crm_app WITH CHECK (true);
+
+--
+-- Name: deals agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm.deals FOR INSERT TO crm_app WITH CHECK (true);
+
+--
+-- Name: leads agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm.leads FOR INSERT TO crm_app WITH CHECK (true);
+
+--
+-- Name: meeting_reschedules agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm.meeting_reschedules FOR INSERT TO crm_app WITH CHECK (true);
+
+--
+-- Name: meetings agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm.meetings FOR INSERT TO crm_app WITH CHECK (true);
+
+--
+-- Name: activities agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm.activities AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: campaigns agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm.campaigns AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: client_crm_configs agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm.client_crm_configs AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: clients agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm.clients AS RESTRICTIVE TO crm_client_viewer USING ((id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: crm_external_ids agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm.crm_external_ids AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: crm_push_log agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm.crm_push_log AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: crm_push_queue agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm.crm_push_queue AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: deal_stage_history agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm.deal_stage_history AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: deals agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm.deals AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: leads agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm.leads AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: meeting_reschedules agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm.meeting_reschedules AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: meetings agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm.meetings AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: activities agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm.activities TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: campaigns agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm.campaigns TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: client_crm_configs agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm.client_crm_configs TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: clients agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm.clients TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: crm_external_ids agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm.crm_external_ids TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: crm_push_log agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm.crm_push_log TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: crm_push_queue agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm.crm_push_queue TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: deal_stage_history agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm.deal_stage_history TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: deals agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm.deals TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: leads agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm.leads TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: meeting_reschedules agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm.meeting_reschedules TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: meetings agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm.meetings TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: activities agency_crm_read; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm.activities FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: campaigns agency_crm_read; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm.campaigns FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: client_crm_configs agency_crm_read; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm.client_crm_configs FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: clients agency_crm_read; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm.clients FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: crm_external_ids agency_crm_read; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm.crm_external_ids FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: crm_push_log agency_crm_read; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm.crm_push_log FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: crm_push_queue agency_crm_read; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm.crm_push_queue FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: deal_stage_history agency_crm_read; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm.deal_stage_history FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: deals agency_crm_read; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm.deals FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: leads agency_crm_read; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm.leads FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: meeting_reschedules agency_crm_read; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm.meeting_reschedules FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: meetings agency_crm_read; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm.meetings FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: activities agency_crm_update; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_update ON crm.activities FOR UPDATE TO crm_app USING (true) WITH CHECK (true);
+
+--
+-- Name: campaigns agency_crm_update; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_update ON crm.campaigns FOR UPDATE TO crm_app USING (true) WITH CHECK (true);
+
+--
+-- Name: client_crm_configs agency_crm_update; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_update ON crm.client_crm_configs FOR UPDATE TO crm_app, crm_runner USING (true) WITH CHECK (true);
+
+--
+-- Name: clients agency_crm_update; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_update ON crm.clients FOR UPDATE TO crm_app USING (true) WITH CHECK (true);
+
+--
+-- Name: crm_external_ids agency_crm_update; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_update ON crm.crm_external_ids FOR UPDATE TO crm_runner USING (true) WITH CHECK (true);
+
+--
+-- Name: crm_push_log agency_crm_update; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_update ON crm.crm_push_log FOR UPDATE TO crm_runner USING (true) WITH CHECK (true);
+
+--
+-- Name: crm_push_queue agency_crm_update; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_update ON crm.crm_push_queue FOR UPDATE TO crm_app, crm_runner USING (true) WITH CHECK (true);
+
+--
+-- Name: deal_stage_history agency_crm_update; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_update ON crm.deal_stage_history FOR UPDATE TO crm_app USING (true) WITH CHECK (true);
+
+--
+-- Name: deals agency_crm_update; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_update ON crm.deals FOR UPDATE TO crm_app USING (true) WITH CHECK (true);
+
+--
+-- Name: leads agency_crm_update; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_update ON crm.leads FOR UPDATE TO crm_app USING (true) WITH CHECK (true);
+
+--
+-- Name: meeting_reschedules agency_crm_update; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_update ON crm.meeting_reschedules FOR UPDATE TO crm_app USING (true) WITH CHECK (true);
+
+--
+-- Name: meetings agency_crm_update; Type: POLICY; Schema: crm; Owner: -
+--
+
+CREATE POLICY agency_crm_update ON crm.meetings FOR UPDATE TO crm_app USING (true) WITH CHECK (true);
+
+--
+-- Name: campaigns; Type: ROW SECURITY; Schema: crm; Owner: -
+--
+
+ALTER TABLE crm.campaigns ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: client_crm_configs; Type: ROW SECURITY; Schema: crm; Owner: -
+--
+
+ALTER TABLE crm.client_crm_configs ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: clients; Type: ROW SECURITY; Schema: crm; Owner: -
+--
+
+ALTER TABLE crm.clients ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: crm_external_ids; Type: ROW SECURITY; Schema: crm; Owner: -
+--
+
+ALTER TABLE crm.crm_external_ids ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: crm_push_log; Type: ROW SECURITY; Schema: crm; Owner: -
+--
+
+ALTER TABLE crm.crm_push_log ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: crm_push_queue; Type: ROW SECURITY; Schema: crm; Owner: -
+--
+
+ALTER TABLE crm.crm_push_queue ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: deal_stage_history; Type: ROW SECURITY; Schema: crm; Owner: -
+--
+
+ALTER TABLE crm.deal_stage_history ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: deals; Type: ROW SECURITY; Schema: crm; Owner: -
+--
+
+ALTER TABLE crm.deals ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: leads; Type: ROW SECURITY; Schema: crm; Owner: -
+--
+
+ALTER TABLE crm.leads ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: meeting_reschedules; Type: ROW SECURITY; Schema: crm; Owner: -
+--
+
+ALTER TABLE crm.meeting_reschedules ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: meetings; Type: ROW SECURITY; Schema: crm; Owner: -
+--
+
+ALTER TABLE crm.meetings ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: deal_attribution agency_crm_one_client; Type: POLICY; Schema: crm_private; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm_private.deal_attribution AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: deal_attribution agency_crm_owner; Type: POLICY; Schema: crm_private; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm_private.deal_attribution TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: deal_attribution agency_crm_read; Type: POLICY; Schema: crm_private; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm_private.deal_attribution FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+
+--
+-- Name: deal_attribution; Type: ROW SECURITY; Schema: crm_private; Owner: -
+--
+
+ALTER TABLE crm_private.deal_attribution ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: SCHEMA crm; Type: ACL; Schema: -; Owner: -
+--
+
+GRANT USAGE ON SCHEMA crm TO crm_analyst;
+GRANT USAGE ON SCHEMA crm TO crm_app;
+GRANT USAGE ON SCHEMA crm TO crm_client_viewer;
+GRANT USAGE ON SCHEMA crm TO crm_runner;
+
+--
+-- Name: SCHEMA crm_private; Type: ACL; Schema: -; Owner: -
+--
+
+GRANT USAGE ON SCHEMA crm_private TO crm_analyst;
+GRANT USAGE ON SCHEMA crm_private TO crm_app;
+GRANT USAGE ON SCHEMA crm_private TO crm_client_viewer;
+GRANT USAGE ON SCHEMA crm_private TO crm_runner;
+
+--
 -- Name: FUNCTION claim_crm_create(p_client_id uuid, p_crm_config_id uuid, p_entity_type text, p_external_key text, p_entity_id uuid, p_window interval); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.claim_crm_create(p_client_id uuid, p_crm_config_id uuid, p_entity_type text, p_external_key text, p_entity_id uuid, p_window interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.claim_crm_create(p_client_id uuid, p_crm_config_id uuid, p_entity_type text, p_external_key text, p_entity_id uuid, p_window interval) TO crm_runner;
 
 --
 -- Name: FUNCTION claim_pushes(p_client_id uuid, p_lease_owner text, p_limit integer, p_lease_seconds integer); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.claim_pushes(p_client_id uuid, p_lease_owner text, p_limit integer, p_lease_seconds integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.claim_pushes(p_client_id uuid, p_lease_owner text, p_limit integer, p_lease_seconds integer) TO crm_runner;
 
 --
 -- Name: FUNCTION complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_log_status text) TO crm_runner;
 
 --
 -- Name: FUNCTION complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_log_status text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_log_status text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_log_status text) TO crm_runner;
 
 --
 -- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at text) TO crm_runner;
 
 --
 -- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at timestamp with time zone) TO crm_runner;
 
 --
 -- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_attempt integer, p_outcome text, p_error text, p_retry_at timestamp with time zone); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_attempt integer, p_outcome text, p_error text, p_retry_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_attempt integer, p_outcome text, p_error text, p_retry_at timestamp with time zone) TO crm_runner;
 
 --
 -- Name: FUNCTION analytics_one_currency(p_function text, p_currencies text[]); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) TO crm_runner;
 
 --
 -- Name: FUNCTION analytics_scope_check(p_function text, p_client_id uuid, p_currency text); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) TO crm_runner;
 
 --
 -- Name: FUNCTION analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) TO crm_runner;
 
 --
 -- Name: FUNCTION attribution_model_check(p_function text, p_model text, p_half_life_days double precision); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) TO crm_runner;
+
+--
+-- Name: TABLE activities; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.activities TO crm_analyst;
+GRANT SELECT,INSERT,UPDATE ON TABLE crm.activities TO crm_app;
+GRANT SELECT ON TABLE crm.activities TO crm_client_viewer;
+GRANT SELECT ON TABLE crm.activities TO crm_runner;
+
+--
+-- Name: TABLE deals; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.deals TO crm_analyst;
+GRANT SELECT,INSERT,UPDATE ON TABLE crm.deals TO crm_app;
+GRANT SELECT ON TABLE crm.deals TO crm_client_viewer;
+GRANT SELECT ON TABLE crm.deals TO crm_runner;
 
 --
 -- Name: FUNCTION compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) TO crm_runner;
+
+--
+-- Name: TABLE deal_attribution; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT ON TABLE crm_private.deal_attribution TO crm_analyst;
+GRANT SELECT ON TABLE crm_private.deal_attribution TO crm_app;
+GRANT SELECT ON TABLE crm_private.deal_attribution TO crm_client_viewer;
+GRANT SELECT ON TABLE crm_private.deal_attribution TO crm_runner;
 
 --
 -- Name: FUNCTION get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_client_viewer;
 
 --
 -- Name: FUNCTION get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_client_viewer;
+
+--
+-- Name: TABLE leads; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.leads TO crm_analyst;
+GRANT SELECT,INSERT,UPDATE ON TABLE crm.leads TO crm_app;
+GRANT SELECT ON TABLE crm.leads TO crm_client_viewer;
+GRANT SELECT ON TABLE crm.leads TO crm_runner;
+
+--
+-- Name: TABLE meetings; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.meetings TO crm_analyst;
+GRANT SELECT,INSERT,UPDATE ON TABLE crm.meetings TO crm_app;
+GRANT SELECT ON TABLE crm.meetings TO crm_client_viewer;
+GRANT SELECT ON TABLE crm.meetings TO crm_runner;
 
 --
 -- Name: FUNCTION get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
+
+--
+-- Name: TABLE deal_stage_history; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.deal_stage_history TO crm_analyst;
+GRANT SELECT,INSERT,UPDATE ON TABLE crm.deal_stage_history TO crm_app;
+GRANT SELECT ON TABLE crm.deal_stage_history TO crm_client_viewer;
+GRANT SELECT ON TABLE crm.deal_stage_history TO crm_runner;
 
 --
 -- Name: FUNCTION get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
 
 --
 -- Name: FUNCTION get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
 
 --
 -- Name: FUNCTION get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
 
 --
 -- Name: FUNCTION get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_client_viewer;
+
+--
+-- Name: FUNCTION is_valid_time_zone(p_time_zone text); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_runner;
+
+--
+-- Name: TABLE clients; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.clients TO crm_analyst;
+GRANT SELECT,INSERT,UPDATE ON TABLE crm.clients TO crm_app;
+GRANT SELECT ON TABLE crm.clients TO crm_client_viewer;
+GRANT SELECT ON TABLE crm.clients TO crm_runner;
 
 --
 -- Name: FUNCTION get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_client_viewer;
 
 --
 -- Name: FUNCTION analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) TO crm_runner;
 
 --
 -- Name: FUNCTION get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text) TO crm_client_viewer;
 
 --
 -- Name: FUNCTION get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_client_viewer;
 
 --
 -- Name: FUNCTION get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
 
 --
 -- Name: FUNCTION hold_pushes(p_client_id uuid, p_error text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.hold_pushes(p_client_id uuid, p_error text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.hold_pushes(p_client_id uuid, p_error text) TO crm_runner;
 
 --
 -- Name: FUNCTION push_queue_status(p_client_id uuid); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) TO crm_app;
+GRANT ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) TO crm_runner;
 
 --
 -- Name: FUNCTION push_target(p_client_id uuid, p_push_id bigint); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.push_target(p_client_id uuid, p_push_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.push_target(p_client_id uuid, p_push_id bigint) TO crm_runner;
+
+--
+-- Name: TABLE crm_external_ids; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.crm_external_ids TO crm_analyst;
+GRANT SELECT ON TABLE crm.crm_external_ids TO crm_app;
+GRANT SELECT ON TABLE crm.crm_external_ids TO crm_client_viewer;
+GRANT SELECT,INSERT,UPDATE ON TABLE crm.crm_external_ids TO crm_runner;
 
 --
 -- Name: FUNCTION record_crm_id(p_client_id uuid, p_crm_config_id uuid, p_entity_type text, p_external_key text, p_entity_id uuid, p_crm_id text, p_create_sent_at timestamp with time zone); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.record_crm_id(p_client_id uuid, p_crm_config_id uuid, p_entity_type text, p_external_key text, p_entity_id uuid, p_crm_id text, p_create_sent_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.record_crm_id(p_client_id uuid, p_crm_config_id uuid, p_entity_type text, p_external_key text, p_entity_id uuid, p_crm_id text, p_create_sent_at timestamp with time zone) TO crm_runner;
 
 --
 -- Name: FUNCTION release_crm_create(p_client_id uuid, p_crm_config_id uuid, p_entity_type text, p_external_key text); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.release_crm_create(p_client_id uuid, p_crm_config_id uuid, p_entity_type text, p_external_key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.release_crm_create(p_client_id uuid, p_crm_config_id uuid, p_entity_type text, p_external_key text) TO crm_runner;
 
 --
 -- Name: FUNCTION reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.reopen_deal(p_deal_id uuid, p_reason text, p_stage crm.deal_stage_type) TO crm_app;
 
 --
 -- Name: FUNCTION retry_pushes(p_client_id uuid, p_statuses text[], p_push_ids bigint[]); Type: ACL; Schema: crm; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm.retry_pushes(p_client_id uuid, p_statuses text[], p_push_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.retry_pushes(p_client_id uuid, p_statuses text[], p_push_ids bigint[]) TO crm_runner;
 
 --
 -- Name: FUNCTION create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) TO crm_runner;
 
 --
 -- Name: FUNCTION enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) TO crm_runner;
 
 --
 -- Name: FUNCTION given_in_update(p_column text, p_row_id uuid); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) TO crm_runner;
 
 --
 -- Name: FUNCTION lock_leads(p_client_ids uuid[], p_lead_ids uuid[]); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) TO crm_runner;
 
 --
 -- Name: FUNCTION lost_reason_label(p_reason crm.deal_lost_reason_type); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) TO crm_runner;
 
 --
 -- Name: FUNCTION markov_conversion(p_counts double precision[], p_n integer, p_removed integer); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) TO crm_runner;
 
 --
 -- Name: FUNCTION markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) TO crm_runner;
 
 --
 -- Name: FUNCTION meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) TO crm_runner;
 
 --
 -- Name: FUNCTION null_hint(p_table text, p_column text); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.null_hint(p_table text, p_column text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.null_hint(p_table text, p_column text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.null_hint(p_table text, p_column text) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.null_hint(p_table text, p_column text) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.null_hint(p_table text, p_column text) TO crm_runner;
 
 --
 -- Name: FUNCTION refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.refresh_deal_attribution(p_client_id uuid, p_deal_ids uuid[]) TO crm_app;
 
 --
 -- Name: FUNCTION refusal_choices(p_table text, p_constraint text, p_value text); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) TO crm_runner;
 
 --
 -- Name: FUNCTION refusal_value(p_value text); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.refusal_value(p_value text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.refusal_value(p_value text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.refusal_value(p_value text) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.refusal_value(p_value text) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.refusal_value(p_value text) TO crm_runner;
 
 --
 -- Name: FUNCTION refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) TO crm_runner;
 
 --
 -- Name: FUNCTION refusal_rule(p_table text, p_constraint text); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) TO crm_runner;
 
 --
 -- Name: FUNCTION refused_null(p_table text, p_row jsonb); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) TO crm_runner;
 
 --
 -- Name: FUNCTION timestamp_window(); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.timestamp_window() FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.timestamp_window() TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.timestamp_window() TO crm_app;
+GRANT ALL ON FUNCTION crm_private.timestamp_window() TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.timestamp_window() TO crm_runner;
 
 --
 -- Name: FUNCTION refused_timestamp(p_table text, p_row jsonb); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) TO crm_runner;
 
 --
 -- Name: FUNCTION stage_probability(p_stage crm.deal_stage_type); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) TO crm_runner;
 
 --
 -- Name: FUNCTION tg__note_given_column(); Type: ACL; Schema: crm_private; Owner: -
@@ -9294,6 +10073,254 @@ REVOKE ALL ON FUNCTION crm_private.tg_meetings__lifecycle() FROM PUBLIC;
 --
 
 REVOKE ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) TO crm_runner;
+
+--
+-- Name: TABLE campaigns; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.campaigns TO crm_analyst;
+GRANT SELECT,INSERT,UPDATE ON TABLE crm.campaigns TO crm_app;
+GRANT SELECT ON TABLE crm.campaigns TO crm_client_viewer;
+GRANT SELECT ON TABLE crm.campaigns TO crm_runner;
+
+--
+-- Name: TABLE client_crm_configs; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT INSERT,UPDATE ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.id; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(id) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(id) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.client_id; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(client_id) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(client_id) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(client_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.crm_type; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(crm_type) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(crm_type) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(crm_type) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.oauth_access_token; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT UPDATE(oauth_access_token) ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.oauth_refresh_token; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT UPDATE(oauth_refresh_token) ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.oauth_expires_at; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+GRANT UPDATE(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.hubspot_portal_id; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(hubspot_portal_id) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(hubspot_portal_id) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(hubspot_portal_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.pipeline_id; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(pipeline_id) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(pipeline_id) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(pipeline_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.stage_id; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(stage_id) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(stage_id) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(stage_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.owner_id; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(owner_id) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(owner_id) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(owner_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.is_active; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(is_active) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(is_active) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(is_active) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.connection_status; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(connection_status) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(connection_status) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(connection_status) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+GRANT UPDATE(connection_status) ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.last_successful_push_at; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+GRANT UPDATE(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.last_error; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(last_error) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(last_error) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(last_error) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+GRANT UPDATE(last_error) ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.created_at; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(created_at) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(created_at) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(created_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.updated_at; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(updated_at) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(updated_at) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(updated_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.deleted_at; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(deleted_at) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(deleted_at) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(deleted_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.api_base_url; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(api_base_url) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(api_base_url) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(api_base_url) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.stage_map; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(stage_map) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(stage_map) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(stage_map) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.external_key_fields; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(external_key_fields) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(external_key_fields) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(external_key_fields) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.max_attempts; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(max_attempts) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(max_attempts) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(max_attempts) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: TABLE crm_push_log; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.crm_push_log TO crm_analyst;
+GRANT SELECT ON TABLE crm.crm_push_log TO crm_app;
+GRANT SELECT ON TABLE crm.crm_push_log TO crm_client_viewer;
+GRANT SELECT,INSERT,UPDATE ON TABLE crm.crm_push_log TO crm_runner;
+
+--
+-- Name: TABLE crm_push_queue; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.crm_push_queue TO crm_analyst;
+GRANT SELECT,INSERT ON TABLE crm.crm_push_queue TO crm_app;
+GRANT SELECT ON TABLE crm.crm_push_queue TO crm_client_viewer;
+GRANT SELECT,INSERT,UPDATE ON TABLE crm.crm_push_queue TO crm_runner;
+
+--
+-- Name: COLUMN crm_push_queue.updated_at; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT UPDATE(updated_at) ON TABLE crm.crm_push_queue TO crm_app;
+
+--
+-- Name: TABLE meeting_reschedules; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.meeting_reschedules TO crm_analyst;
+GRANT SELECT,INSERT,UPDATE ON TABLE crm.meeting_reschedules TO crm_app;
+GRANT SELECT ON TABLE crm.meeting_reschedules TO crm_client_viewer;
+GRANT SELECT ON TABLE crm.meeting_reschedules TO crm_runner;
+
+--
+-- Name: TABLE schema_access; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.schema_access TO crm_analyst;
+GRANT SELECT ON TABLE crm.schema_access TO crm_app;
+GRANT SELECT ON TABLE crm.schema_access TO crm_client_viewer;
+GRANT SELECT ON TABLE crm.schema_access TO crm_runner;
+
+--
+-- Name: TABLE schema_code; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.schema_code TO crm_analyst;
+GRANT SELECT ON TABLE crm.schema_code TO crm_app;
+GRANT SELECT ON TABLE crm.schema_code TO crm_client_viewer;
+GRANT SELECT ON TABLE crm.schema_code TO crm_runner;
+
+--
+-- Name: TABLE schema_migrations; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.schema_migrations TO crm_analyst;
+GRANT SELECT ON TABLE crm.schema_migrations TO crm_app;
+GRANT SELECT ON TABLE crm.schema_migrations TO crm_client_viewer;
+GRANT SELECT ON TABLE crm.schema_migrations TO crm_runner;
 
 --
 -- PostgreSQL database dump complete

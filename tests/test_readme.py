@@ -144,10 +144,18 @@ def test_the_upgrade_transcript_is_what_db_upgrade_prints(empty_db_url: str) -> 
         text = re.sub(r"\(\d+ ms\)", "(N ms)", text)
         return lines(re.sub(r"\bcode [0-9a-f]{12}\b", "code <checksum>", text))
 
+    with psycopg.connect(empty_db_url) as conn:
+        roles_exist = conn.execute(
+            "SELECT count(*) = %s FROM pg_roles WHERE rolname = ANY (%s)",
+            (len(schema.ROLES), list(schema.ROLES)),
+        ).fetchone() == (True,)
     for shown in runs:
         done = run("db", "upgrade", env={"DATABASE_URL": empty_db_url})
         assert done.returncode == 0, done.stderr
-        assert normal(done.stdout) == normal(shown.split("\n", 1)[1])
+        expected = normal(shown.split("\n", 1)[1])
+        if roles_exist:  # roles belong to the server: an earlier install created them
+            expected = [line for line in expected if not line.startswith("created roles ")]
+        assert normal(done.stdout) == expected
     source = schema.load_source()
     assert f"applied {len(source.code)} function and trigger files" in transcript
 

@@ -23,6 +23,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from agency_crm import __version__
 from agency_crm.errors import AgencyCrmError
@@ -32,6 +33,15 @@ MIGRATION_NAME = re.compile(r"^(?P<number>[0-9]{4})_[a-z0-9_]+\.sql$")
 # when created) says so in a comment line: "-- requires: get_channel_revenue_attribution.sql".
 REQUIRES = re.compile(r"^-- requires: (?P<names>.+)$", re.MULTILINE)
 CODE_DIRS = ("functions", "triggers")
+# The roles agency-crm grants (sql/access.sql, docs/security.md), with what each is for.
+ROLES: dict[str, str] = {
+    "crm_app": "agency-crm app code: reads and writes business rows, no DELETE, no secrets",
+    "crm_analyst": "agency-crm analysts: read every client's rows (no secrets), call analytics",
+    "crm_runner": "agency-crm push drainer: reads configs and secrets, writes the push queue, "
+    "the CRM id map, the push log and config status",
+    "crm_client_viewer": "agency-crm client dashboard: read-only, the one client named by "
+    "the setting crm.client_id",
+}
 # pg_advisory_xact_lock key shared by every agency-crm upgrade: "acrm" as an int32.
 UPGRADE_LOCK_KEY = 0x6163726D
 # Seconds a migration (or a trigger being re-created) waits for a table lock before the
@@ -62,6 +72,8 @@ class SqlSource:
     bootstrap: SqlFile
     migrations: tuple[SqlFile, ...]
     code: tuple[SqlFile, ...]
+    # sql/access.sql: the grants and row-level security (None: a release before them).
+    access: SqlFile | None = None
 
     @property
     def code_checksum(self) -> str:
@@ -97,11 +109,14 @@ class MigrationStatus:
 
 @dataclass(frozen=True)
 class Status:
-    """What `db status` reports: each migration's state and whether the code is current."""
+    """What `db status` reports: each migration's state, whether the code is current, and
+    the roles: those missing, and whether the grants are current for those that exist."""
 
     migrations: tuple[MigrationStatus, ...]
     code_current: bool
     code_applied_at: str | None
+    missing_roles: tuple[str, ...] = ()
+    access_current: bool = True
 
     @property
     def pending(self) -> tuple[MigrationStatus, ...]:
@@ -123,10 +138,19 @@ class UpgradeResult:
     code_applied: bool = False
     code_checksum: str = ""
     waited_for_lock: bool = False
+    created_roles: list[str] = field(default_factory=list)
+    # Roles that do not exist and this login may not create (no CREATEROLE).
+    missing_roles: list[str] = field(default_factory=list)
+    access_applied: bool = False
 
     @property
     def changed(self) -> bool:
-        return bool(self.applied) or self.code_applied
+        return bool(self.applied) or self.code_applied or self.access_applied
+
+
+def create_roles_sql(roles: Iterable[str]) -> str:
+    """The statements an administrator runs to create missing roles."""
+    return "\n".join(f"CREATE ROLE {role} NOLOGIN;" for role in roles)
 
 
 Progress = Callable[[str], None]
@@ -192,6 +216,7 @@ def load_source(sql_dir: Traversable | Path | None = None) -> SqlSource:
         bootstrap=_read(root.joinpath("bootstrap.sql")),
         migrations=tuple(migrations),
         code=_dependency_order(code),
+        access=_read(access) if (access := root.joinpath("access.sql")).is_file() else None,
     )
 
 
@@ -414,16 +439,55 @@ def _classify(
     return tuple(sorted(result, key=lambda m: m.name))
 
 
+def _existing_roles(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    rows = conn.execute(
+        "SELECT rolname::text FROM pg_catalog.pg_roles WHERE rolname = ANY (%s) ORDER BY 1",
+        (list(ROLES),),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _access_checksum(
+    conn: psycopg.Connection[tuple[object, ...]], source: SqlSource, roles: Sequence[str]
+) -> str:
+    """What the grants depend on beyond the schema: the file, the roles, the owners."""
+    access = source.access.checksum if source.access else ""
+    row = conn.execute(
+        """
+        SELECT coalesce(string_agg(DISTINCT pg_catalog.pg_get_userbyid(c.relowner)::text, ','),
+                        '')
+        FROM pg_catalog.pg_class AS c
+        INNER JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+        WHERE n.nspname IN ('crm', 'crm_private') AND c.relkind IN ('r', 'p')
+        """
+    ).fetchone()
+    owners = str(row[0]) if row else ""
+    text = f"{access}\0{','.join(roles)}\0{owners}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _access_row(conn: psycopg.Connection[tuple[object, ...]]) -> str | None:
+    if conn.execute("SELECT to_regclass('crm.schema_access')").fetchone() in (None, (None,)):
+        return None
+    row = conn.execute("SELECT checksum FROM crm.schema_access").fetchone()
+    return str(row[0]) if row else None
+
+
 def status(conn: psycopg.Connection[tuple[object, ...]], source: SqlSource | None = None) -> Status:
-    """Report applied, pending, changed and unknown migrations; read-only."""
+    """Report applied, pending, changed and unknown migrations, and the roles; read-only."""
     source = source or load_source()
     with conn.transaction():
         migrations = _classify(source, _applied(conn))
         code = _code_row(conn)
+        roles = _existing_roles(conn)
+        access = _access_row(conn)
+        access_current = access is not None and access == _access_checksum(conn, source, roles)
     return Status(
         migrations=migrations,
         code_current=code is not None and code[0] == source.code_checksum,
         code_applied_at=code[1] if code else None,
+        missing_roles=tuple(r for r in ROLES if r not in roles),
+        access_current=access_current,
     )
 
 
@@ -624,7 +688,66 @@ def upgrade(
             result.code_applied = True
             elapsed_ms = round((time.perf_counter() - started) * 1000)
             progress(f"applied {len(source.code)} function and trigger files ({elapsed_ms} ms)")
+        _apply_access(conn, source, result, reapply_code, watch, progress)
     return result
+
+
+def _apply_access(
+    conn: psycopg.Connection[tuple[object, ...]],
+    source: SqlSource,
+    result: UpgradeResult,
+    force: bool,
+    watch: LockWatch | None,
+    progress: Progress,
+) -> None:
+    """Create the missing roles where this login may, then (when anything they depend on
+    changed) the grants and row-level security of sql/access.sql."""
+    if source.access is None:
+        return
+    roles = _existing_roles(conn)
+    missing = [r for r in ROLES if r not in roles]
+    if missing:
+        row = conn.execute(
+            "SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        if row == (True,):
+            for role in missing:
+                try:
+                    # Roles belong to the cluster: an upgrade of another database may create
+                    # the same one at the same moment (its advisory lock is not ours).
+                    with conn.transaction():
+                        conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+                        conn.execute(
+                            sql.SQL("COMMENT ON ROLE {} IS {}").format(
+                                sql.Identifier(role), sql.Literal(ROLES[role])
+                            )
+                        )
+                except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                    continue
+                result.created_roles.append(role)
+            if result.created_roles:
+                progress(f"created roles {', '.join(result.created_roles)}")
+            roles = _existing_roles(conn)
+        else:
+            result.missing_roles = missing
+    checksum = _access_checksum(conn, source, roles)
+    if not (result.applied or result.code_applied or force or _access_row(conn) != checksum):
+        return
+    started = time.perf_counter()
+    _run_file(conn, source.access, "grants file", watch)
+    conn.execute(
+        """
+        INSERT INTO crm.schema_access (singleton, checksum, roles)
+        VALUES (true, %(checksum)s, %(roles)s)
+        ON CONFLICT (singleton) DO UPDATE
+        SET checksum = excluded.checksum, roles = excluded.roles, applied_at = now()
+        """,
+        {"checksum": checksum, "roles": roles},
+    )
+    result.access_applied = True
+    elapsed_ms = round((time.perf_counter() - started) * 1000)
+    granted = ", ".join(roles) if roles else "no role (none exists yet)"
+    progress(f"applied grants and row-level security for {granted} ({elapsed_ms} ms)")
 
 
 def migration_names(source: SqlSource | None = None) -> Sequence[str]:

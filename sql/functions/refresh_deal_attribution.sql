@@ -7,6 +7,9 @@ CREATE OR REPLACE FUNCTION crm_private.refresh_deal_attribution(
 )
 RETURNS void
 LANGUAGE plpgsql
+-- The owner's rights: app code (crm_app) keeps the credits through its writes of touches and
+-- deals, but may not delete them itself. EXECUTE: crm_app only (sql/access.sql).
+SECURITY DEFINER
 SET search_path = ''
 AS $$
 BEGIN
@@ -34,6 +37,7 @@ $$;
 
 COMMENT ON FUNCTION crm_private.refresh_deal_attribution(uuid, uuid[]) IS
 'Recompute the crm_private.deal_attribution rows of the given deals (called by the triggers of
-crm.deals and crm.activities when a deal''s eligible touches may have changed).';
+crm.deals and crm.activities when a deal''s eligible touches may have changed).
+SECURITY DEFINER: the writer need not be allowed to delete credits.';
 
 REVOKE ALL ON FUNCTION crm_private.refresh_deal_attribution(uuid, uuid[]) FROM public;

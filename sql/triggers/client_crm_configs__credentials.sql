@@ -40,6 +40,9 @@ EXECUTE FUNCTION crm_private.tg_client_crm_configs__credentials();
 CREATE OR REPLACE FUNCTION crm_private.tg_client_crm_configs__release_held()
 RETURNS trigger
 LANGUAGE plpgsql
+-- The owner's rights: app code fixing a config's credentials releases its held pushes, but
+-- may not change a push's status itself.
+SECURITY DEFINER
 SET search_path = ''
 AS $$
 BEGIN
@@ -71,7 +74,8 @@ $$;
 COMMENT ON FUNCTION crm_private.tg_client_crm_configs__release_held() IS
 'Trigger (AFTER UPDATE on crm.client_crm_configs, when connection_status leaves error, also
 when a BEFORE trigger changed it): the client''s held pushes become pending again, due now; of
-several of one entity and operation only the newest.';
+several of one entity and operation only the newest.
+SECURITY DEFINER: the writer of the config need not be allowed to change pushes.';
 
 REVOKE ALL ON FUNCTION crm_private.tg_client_crm_configs__release_held() FROM public;
 

@@ -224,7 +224,7 @@ def test_no_unexpected_tables(db: psycopg.Connection[Any]) -> None:
     rows = db.execute(
         "SELECT relname FROM pg_class WHERE relnamespace = 'crm'::regnamespace AND relkind = 'r'"
     ).fetchall()
-    machinery = {"schema_migrations", "schema_code"}
+    machinery = {"schema_migrations", "schema_code", "schema_access"}
     assert {r[0] for r in rows} - machinery == set(EXPECTED)
 
 

@@ -74,6 +74,10 @@ def upgrade(
                     "code_checksum": result.code_checksum,
                     "migrations_applied_total": applied_total,
                     "up_to_date": state.up_to_date,
+                    "created_roles": result.created_roles,
+                    "missing_roles": result.missing_roles,
+                    "create_roles_sql": schema.create_roles_sql(result.missing_roles) or None,
+                    "access_applied": result.access_applied,
                 }
             )
         )
@@ -88,6 +92,24 @@ def upgrade(
             f"already up to date: {applied_total} migration(s) applied, "
             f"code {result.code_checksum[:12]} current; nothing changed"
         )
+    if result.missing_roles:
+        echo_missing_roles(result.missing_roles)
+
+
+def echo_missing_roles(missing: list[str] | tuple[str, ...]) -> None:
+    """Which roles are missing and the SQL an administrator runs (on stderr: a warning)."""
+    typer.echo(
+        f"roles missing: {', '.join(missing)}: this login may not create roles (it lacks"
+        " CREATEROLE), so they have no privileges yet. An administrator runs:",
+        err=True,
+    )
+    for line in schema.create_roles_sql(missing).splitlines():
+        typer.echo(f"    {line}", err=True)
+    typer.echo(
+        "then `agency-crm db upgrade` again grants them (docs/security.md maps them to a"
+        " managed PostgreSQL's roles).",
+        err=True,
+    )
 
 
 @app.command(
@@ -127,6 +149,8 @@ def status(
                     "code_current": state.code_current,
                     "code_applied_at": state.code_applied_at,
                     "up_to_date": state.up_to_date,
+                    "missing_roles": list(state.missing_roles),
+                    "grants_current": state.access_current,
                 }
             )
         )
@@ -137,11 +161,19 @@ def status(
             typer.echo(f"  {m.state.value:<8} {m.name:<36}{when}")
         code = "current" if state.code_current else "stale (run `agency-crm db upgrade`)"
         typer.echo(f"functions and triggers: {code}")
+        grants = (
+            "current"
+            if state.access_current
+            else "stale (run `agency-crm db upgrade` to apply them)"
+        )
+        typer.echo(f"grants and row-level security: {grants}")
+        if state.missing_roles:
+            echo_missing_roles(state.missing_roles)
         summary = (
             "up to date"
             if state.up_to_date
             else (f"{len(state.pending)} pending, {len(state.problems)} changed or unknown")
         )
         typer.echo(summary)
-    if check and not state.up_to_date:
+    if check and not (state.up_to_date and state.access_current):
         raise typer.Exit(3)
