@@ -1,0 +1,384 @@
+"""The four roles as a deployment uses them: each test connects as a LOGIN role that is a member
+of one role (never as the owner) to a database holding two clients' data in every tenant table.
+
+The objects are enumerated from the catalogs, so a new table, view or function is covered the
+day it is added: a client viewer of client A reads A's rows and none of B's through every
+table, view and function; app code and analysts cannot read a secret; an analyst calls every
+analytics function; nobody but the owner deletes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from pytest_postgresql.executors.noop import NoopExecutor
+
+from agency_crm import crypto
+from tests.conftest import janitor, server_url
+from tests.helpers.fixtures import Make, raises_sqlstate, seal
+from tests.security.conftest import connect_as
+from tests.sql.test_function_fuzz import Dataset, Function, call, functions, seed
+
+SECRETS = crypto.SECRET_COLUMNS["client_crm_configs"]
+
+
+@dataclass
+class Tenants:
+    url: str
+    data: Dataset
+    a: uuid.UUID  # the client whose viewer connects
+    b: uuid.UUID  # the other client
+
+    def owner(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url)
+
+
+@pytest.fixture(scope="module")
+def tenants(postgresql_noproc: NoopExecutor) -> Iterator[Tenants]:
+    """Two clients with rows in every tenant table, committed, in a database of its own."""
+    template = postgresql_noproc.template_dbname
+    with janitor(postgresql_noproc, f"acrm_roles_{uuid.uuid4().hex[:10]}", template) as j:
+        url = server_url(postgresql_noproc, j.dbname)
+        with psycopg.connect(url) as conn:
+            data = seed(conn)
+            make = Make(conn)
+            for client_id in (data.client["id"], data.other_client["id"]):
+                client = {"id": client_id}
+                make.campaign(client)
+                make.push_log(client)
+                # A meeting moved to a later time keeps its earlier time in the reschedules.
+                conn.execute(
+                    "UPDATE crm.meetings SET scheduled_at = scheduled_at + interval '1 day'"
+                    " WHERE client_id = %s AND scheduled_at > now()",
+                    (client_id,),
+                )
+            conn.commit()
+        yield Tenants(url, data, data.client["id"], data.other_client["id"])
+
+
+def tenant_tables(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """(table or view, the column naming its client) of every relation of crm and crm_private
+    that belongs to a client."""
+    rows = conn.execute(
+        """
+        SELECT c.oid::regclass::text,
+               CASE WHEN c.oid = 'crm.clients'::regclass THEN 'id' ELSE 'client_id' END
+        FROM pg_class AS c
+        WHERE c.relnamespace IN ('crm'::regnamespace, 'crm_private'::regnamespace)
+          AND c.relkind IN ('r', 'p', 'v', 'm')
+          AND (c.oid = 'crm.clients'::regclass
+               OR EXISTS (SELECT 1 FROM pg_attribute AS a
+                          WHERE a.attrelid = c.oid AND a.attname = 'client_id'
+                            AND NOT a.attisdropped))
+        ORDER BY 1
+        """
+    ).fetchall()
+    assert len(rows) >= 13
+    return [(str(r[0]), str(r[1])) for r in rows]
+
+
+def readable_columns(conn: psycopg.Connection[Any], role: str, table: str) -> sql.Composable:
+    rows = conn.execute(
+        """
+        SELECT a.attname FROM pg_attribute AS a
+        WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+          AND has_column_privilege(%s, a.attrelid, a.attnum, 'SELECT')
+        ORDER BY a.attnum
+        """,
+        (table, role),
+    ).fetchall()
+    assert rows, f"{role} reads no column of {table}"
+    return sql.SQL(", ").join(sql.Identifier(r[0]) for r in rows)
+
+
+def rows_by_client(
+    conn: psycopg.Connection[Any], table: str, tenant: str, columns: sql.Composable
+) -> dict[Any, int]:
+    query = sql.SQL("SELECT {t}, count(*) FROM (SELECT {c} FROM {r}) AS x GROUP BY 1").format(
+        t=sql.Identifier(tenant), c=columns, r=sql.SQL(table)
+    )
+    return {row[0]: row[1] for row in conn.execute(query).fetchall()}
+
+
+def as_viewer(conn: psycopg.Connection[Any], client_id: Any | None) -> None:
+    """Begin the viewer's transaction for ``client_id`` (None: the setting left unset)."""
+    if client_id is not None:
+        conn.execute("SELECT set_config('crm.client_id', %s, true)", (str(client_id),))
+
+
+def test_a_client_viewer_reads_its_own_rows_and_none_of_another_client(
+    tenants: Tenants, logins: dict[str, str]
+) -> None:
+    with tenants.owner() as owner:
+        tables = tenant_tables(owner)
+        everything = {}
+        for table, tenant in tables:
+            columns = readable_columns(owner, "crm_client_viewer", table)
+            everything[table] = rows_by_client(owner, table, tenant, columns)
+            assert everything[table].get(tenants.a) and everything[table].get(tenants.b), (
+                f"the dataset has no rows of both clients in {table}: add some, or the test"
+                " proves nothing there"
+            )
+    with connect_as(tenants.url, logins["crm_client_viewer"]) as viewer:
+        for me in (tenants.a, tenants.b):
+            with viewer.transaction():
+                as_viewer(viewer, me)
+                for table, tenant in tables:
+                    columns = readable_columns(viewer, "crm_client_viewer", table)
+                    seen = rows_by_client(viewer, table, tenant, columns)
+                    assert seen == {me: everything[table][me]}, table
+        # Unset, empty or another database's client: nothing at all (fails closed).
+        for setting in (None, "", str(uuid.uuid4())):
+            with viewer.transaction():
+                if setting is not None:
+                    viewer.execute("SELECT set_config('crm.client_id', %s, true)", (setting,))
+                for table, tenant in tables:
+                    columns = readable_columns(viewer, "crm_client_viewer", table)
+                    assert rows_by_client(viewer, table, tenant, columns) == {}, table
+        # The setting is the transaction's: the next one starts with nothing.
+        with viewer.transaction():
+            assert viewer.execute("SELECT count(*) FROM crm.leads").fetchone() == (0,)
+
+
+def viewer_functions(conn: psycopg.Connection[Any]) -> list[Function]:
+    granted = {
+        r[0]
+        for r in conn.execute(
+            "SELECT p.proname FROM pg_proc AS p WHERE p.pronamespace = 'crm'::regnamespace"
+            " AND has_function_privilege('crm_client_viewer', p.oid, 'EXECUTE')"
+        ).fetchall()
+    }
+    found = [f for f in functions(conn) if f.name in granted]
+    assert len(found) >= 12, granted
+    return found
+
+
+def outcome(
+    conn: psycopg.Connection[Any], fn: Function, values: dict[str, str | None]
+) -> tuple[str, Any]:
+    """The rows a call returns, or the SQLSTATE it raises."""
+    try:
+        with conn.transaction():
+            return ("rows", call(conn, fn, values))
+    except psycopg.Error as exc:
+        return ("error", exc.sqlstate)
+
+
+def test_through_every_function_a_viewer_sees_another_client_as_if_it_did_not_exist(
+    tenants: Tenants, logins: dict[str, str]
+) -> None:
+    """Client B's viewer calling each function about client A gets exactly what the owner
+    gets for a client id that does not exist; client A's viewer gets what the owner gets."""
+    good = {name: values[0] for name, values in tenants.data.good.items()}
+    nobody = str(uuid.uuid4())
+    with tenants.owner() as owner, connect_as(tenants.url, logins["crm_client_viewer"]) as viewer:
+        compared = 0
+        for fn in viewer_functions(owner):
+            values = {a: good[a] for a in fn.args if a in good}
+            missing = [a for i, a in enumerate(fn.args) if a not in good and not fn.has_default(i)]
+            assert not missing, f"crm.{fn.name}: no good value for {missing}"
+            theirs = outcome(owner, fn, values)
+            if "p_client_id" in values:
+                unknown = outcome(owner, fn, values | {"p_client_id": nobody})
+            else:
+                unknown = ("rows", [])
+            with viewer.transaction():
+                as_viewer(viewer, tenants.b)
+                assert outcome(viewer, fn, values) == unknown, fn.name
+            with viewer.transaction():
+                as_viewer(viewer, tenants.a)
+                assert outcome(viewer, fn, values) == theirs, fn.name
+            assert theirs != unknown or fn.name == "push_queue_status", fn.name
+            compared += 1
+        assert compared >= 12
+
+
+def test_a_client_viewer_writes_nothing(tenants: Tenants, logins: dict[str, str]) -> None:
+    with connect_as(tenants.url, logins["crm_client_viewer"]) as viewer:
+        for table, _ in tenant_tables(viewer):
+            for statement in (
+                "UPDATE {} SET client_id = client_id",
+                "DELETE FROM {}",
+                "INSERT INTO {} DEFAULT VALUES",
+            ):
+                with viewer.transaction():
+                    as_viewer(viewer, tenants.a)
+                    if table == "crm.clients":
+                        statement = statement.replace("client_id = client_id", "id = id")
+                    with raises_sqlstate(viewer, "42501"):
+                        viewer.execute(sql.SQL(statement).format(sql.SQL(table)))
+
+
+@pytest.mark.parametrize("role", ["crm_app", "crm_analyst", "crm_client_viewer"])
+def test_only_the_runner_reads_a_secret(
+    tenants: Tenants, logins: dict[str, str], role: str
+) -> None:
+    with connect_as(tenants.url, logins[role]) as conn:
+        for column in SECRETS:
+            with conn.transaction():
+                as_viewer(conn, tenants.a)
+                with raises_sqlstate(conn, "42501"):
+                    conn.execute(sql.SQL("SELECT {} FROM crm.client_crm_configs").format(
+                        sql.Identifier(column)
+                    ))  # fmt: skip
+        with conn.transaction():
+            with raises_sqlstate(conn, "42501"):
+                conn.execute("SELECT * FROM crm.client_crm_configs")
+        with conn.transaction():
+            as_viewer(conn, tenants.a)
+            # Everything else of the config is there.
+            row = conn.execute(
+                "SELECT crm_type, connection_status FROM crm.client_crm_configs"
+                " WHERE client_id = %s",
+                (tenants.a,),
+            ).fetchone()
+            assert row is not None
+    with connect_as(tenants.url, logins["crm_runner"]) as runner:
+        stored = runner.execute(
+            "SELECT api_key FROM crm.client_crm_configs WHERE client_id = %s", (tenants.a,)
+        ).fetchone()
+        assert stored is not None and crypto.is_envelope(stored[0])
+
+
+def test_an_analyst_calls_every_analytics_function_and_reads_every_client(
+    tenants: Tenants, logins: dict[str, str]
+) -> None:
+    with tenants.owner() as owner, connect_as(tenants.url, logins["crm_analyst"]) as analyst:
+        analytics = [f for f in functions(owner) if f.name.startswith("get_")]
+        assert len(analytics) >= 11
+        calls = 0
+        for fn in analytics:
+            choices = {a: tenants.data.good[a] for a in fn.args if a in tenants.data.good}
+            for arg, values in choices.items():
+                for value in values:
+                    args = {a: v[0] for a, v in choices.items()} | {arg: value}
+                    got = call(analyst, fn, args)
+                    assert got == call(owner, fn, args), (fn.name, args)
+                    calls += 1
+        assert calls >= 30
+        for table, tenant in tenant_tables(owner):
+            columns = readable_columns(owner, "crm_analyst", table)
+            assert rows_by_client(analyst, table, tenant, columns) == rows_by_client(
+                owner, table, tenant, columns
+            ), table
+            with analyst.transaction():
+                with raises_sqlstate(analyst, "42501"):
+                    analyst.execute(sql.SQL("DELETE FROM {}").format(sql.SQL(table)))
+            with analyst.transaction():
+                with raises_sqlstate(analyst, "42501"):
+                    analyst.execute(
+                        sql.SQL("UPDATE {} SET {} = {}").format(
+                            sql.SQL(table), sql.Identifier(tenant), sql.Identifier(tenant)
+                        )
+                    )
+
+
+def test_app_code_runs_the_whole_lifecycle_without_delete_or_secrets(
+    tenants: Tenants, logins: dict[str, str]
+) -> None:
+    with connect_as(tenants.url, logins["crm_app"]) as app:
+        make = Make(app)
+        client = make.client(auto_create_deals=True)
+        # The secret is written, encrypted, and never read back (so no RETURNING *).
+        config = app.execute(
+            "INSERT INTO crm.client_crm_configs (client_id, crm_type, api_key)"
+            " VALUES (%s, 'pipedrive', %s) RETURNING id",
+            (client["id"], seal(client["id"], "api_key", "pd-key")),
+        ).fetchone()
+        assert config is not None
+        campaign = make.campaign(client)
+        lead = make.lead(client, campaign_id=campaign["id"])
+        make.activity(lead, channel="email")
+        make.activity(lead, channel="linkedin")
+        meeting = make.meeting(lead)
+        app.execute(
+            "UPDATE crm.meetings SET meeting_outcome = 'good', showed_up = true WHERE id = %s",
+            (meeting["id"],),
+        )
+        deal = app.execute(
+            "SELECT id FROM crm.deals WHERE meeting_id = %s", (meeting["id"],)
+        ).fetchone()
+        assert deal is not None, "a good outcome creates the deal"
+        for stage in ("proposal", "negotiation", "closed_won"):
+            app.execute("UPDATE crm.deals SET stage = %s WHERE id = %s", (stage, deal[0]))
+        app.execute("SELECT crm.reopen_deal(%s, 'came back', 'proposal')", (deal[0],))
+        history = app.execute(
+            "SELECT count(*) FROM crm.deal_stage_history WHERE deal_id = %s", (deal[0],)
+        ).fetchone()
+        assert history is not None and history[0] >= 5
+        # The attribution credits were kept through the SECURITY DEFINER refresh.
+        credits = app.execute(
+            "SELECT count(*) FROM crm_private.deal_attribution WHERE deal_id = %s", (deal[0],)
+        ).fetchone()
+        assert credits == (2,)
+        pushes = app.execute(
+            "SELECT count(*) FROM crm.crm_push_queue WHERE client_id = %s", (client["id"],)
+        ).fetchone()
+        assert pushes is not None and pushes[0] >= 2
+        assert app.execute(
+            "SELECT count(*) FROM crm.get_funnel_analytics(%s, 90)", (client["id"],)
+        ).fetchone() != (0,)
+        app.commit()
+        # A fixed key releases the pushes held for a config in error (SECURITY DEFINER trigger).
+        with tenants.owner() as owner:
+            owner.execute("SELECT crm.hold_pushes(%s, '401 unauthorized')", (client["id"],))
+            owner.commit()
+        app.execute(
+            "UPDATE crm.client_crm_configs SET api_key = %s WHERE client_id = %s",
+            (seal(client["id"], "api_key", "a-new-key"), client["id"]),
+        )
+        statuses = app.execute(
+            "SELECT DISTINCT status FROM crm.crm_push_queue WHERE client_id = %s",
+            (client["id"],),
+        ).fetchall()
+        assert statuses == [("pending",)]
+        app.commit()
+        # What app code may not do.
+        for statement, params in (
+            ("DELETE FROM crm.leads WHERE id = %s", (lead["id"],)),
+            ("DELETE FROM crm_private.deal_attribution WHERE deal_id = %s", (deal[0],)),
+            ("UPDATE crm.crm_push_queue SET status = 'done' WHERE client_id = %s", (client["id"],)),
+            ("SELECT crm.claim_pushes(%s, 'me', 1, 60)", (client["id"],)),
+            ("SELECT api_key FROM crm.client_crm_configs WHERE id = %s", (config[0],)),
+            ("TRUNCATE crm.crm_push_log", ()),
+        ):
+            with app.transaction():
+                with raises_sqlstate(app, "42501"):
+                    app.execute(statement, params)
+
+
+def test_the_runner_writes_nothing_but_pushes(tenants: Tenants, logins: dict[str, str]) -> None:
+    with connect_as(tenants.url, logins["crm_runner"]) as runner:
+        for statement in (
+            "UPDATE crm.leads SET email = email",
+            "UPDATE crm.deals SET stage = stage",
+            "INSERT INTO crm.clients (name) VALUES ('x')",
+            "UPDATE crm.client_crm_configs SET pipeline_id = 'p'",
+            "UPDATE crm.client_crm_configs SET deleted_at = now()",
+            "DELETE FROM crm.crm_push_queue",
+            "DELETE FROM crm.crm_push_log",
+        ):
+            with runner.transaction():
+                with raises_sqlstate(runner, "42501"):
+                    runner.execute(statement)
+        with runner.transaction(force_rollback=True):
+            claimed = runner.execute(
+                "SELECT id FROM crm.claim_pushes(%s, 'role-test', 10, 60)", (tenants.b,)
+            ).fetchall()
+            assert claimed
+            runner.execute(
+                "UPDATE crm.client_crm_configs SET last_error = 'x', connection_status = 'error'"
+                " WHERE client_id = %s",
+                (tenants.b,),
+            )
+
+
+def test_app_code_sees_every_client_of_the_agency(tenants: Tenants, logins: dict[str, str]) -> None:
+    with connect_as(tenants.url, logins["crm_app"]) as app:
+        clients = {r[0] for r in app.execute("SELECT client_id FROM crm.leads").fetchall()}
+        assert {tenants.a, tenants.b} <= clients
