@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -16,6 +17,20 @@ from psycopg import conninfo
 from agency_crm import schema
 from agency_crm.dev.cluster import TempCluster
 from tests.helpers.cli import run
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+
+
+def normal(text: str) -> list[str]:
+    text = re.sub(r"\(\d+ ms\)", "(N ms)", text)
+    return re.sub(r"\bcode [0-9a-f]{12}\b", "code <checksum>", text).strip().splitlines()
+
+
+def documented_output() -> list[str]:
+    """The end of the upgrade transcript without CREATEROLE in docs/security.md."""
+    found = re.search(r"```text\n\$ agency-crm db upgrade\n\.\.\.\n(.*?)```", DOC.read_text(), re.S)
+    assert found, "docs/security.md lost its transcript of an upgrade without CREATEROLE"
+    return normal(found[1])
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +79,8 @@ def test_without_createrole_it_installs_everything_else_and_says_what_to_run(
     sql_lines = [line.strip() for line in err.splitlines() if line.strip().startswith("CREATE ")]
     assert sql_lines == [f"CREATE ROLE {r} NOLOGIN;" for r in schema.ROLES]
     assert roles(server) == []
+    # What docs/security.md shows is what it prints (the last lines of stdout, then stderr).
+    assert normal("\n".join(out.splitlines()[-2:]) + "\n" + err) == documented_output()
 
     # The owner, not a superuser, is held to the forced row-level security, and sees all.
     with psycopg.connect(url) as owner:
