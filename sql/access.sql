@@ -45,6 +45,10 @@ DECLARE
     ];
     c_app_functions CONSTANT text [] := ARRAY['reopen_deal', 'push_queue_status'];
     c_shared_functions CONSTANT text [] := ARRAY['push_queue_status'];
+    -- Internal helpers only the lifecycle triggers of app code's writes call.
+    c_app_helpers CONSTANT text [] := ARRAY[
+        'create_deal_for_meeting', 'enqueue_push', 'lock_leads', 'given_in_update'
+    ];
     -- SECURITY DEFINER functions (owner's rights, search_path pinned) and who may call them:
     -- app code's writes of touches and deals keep the attribution credits, which no role
     -- may delete directly.
@@ -164,7 +168,8 @@ BEGIN
             v_grant := CASE
                 WHEN v_function.definer THEN
                     coalesce(c_definer_callers -> v_function.fn::text, '[]') ? v_role
-                WHEN v_function.schema_name = 'crm_private' THEN TRUE
+                WHEN v_function.schema_name = 'crm_private' THEN
+                    v_role = 'crm_app' OR NOT v_function.name = ANY (c_app_helpers)
                 WHEN v_function.name LIKE 'get\_%' THEN v_role <> 'crm_runner'
                 WHEN v_function.name = ANY (c_shared_functions) THEN TRUE
                 WHEN v_role = 'crm_runner' THEN v_function.name = ANY (c_runner_functions)

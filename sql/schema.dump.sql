@@ -9752,40 +9752,28 @@ GRANT ALL ON FUNCTION crm.retry_pushes(p_client_id uuid, p_statuses text[], p_pu
 --
 
 REVOKE ALL ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) TO crm_analyst;
 GRANT ALL ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) TO crm_app;
-GRANT ALL ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) TO crm_client_viewer;
-GRANT ALL ON FUNCTION crm_private.create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid) TO crm_runner;
 
 --
 -- Name: FUNCTION enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) TO crm_analyst;
 GRANT ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) TO crm_app;
-GRANT ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) TO crm_client_viewer;
-GRANT ALL ON FUNCTION crm_private.enqueue_push(p_client_id uuid, p_operation text, p_lead_id uuid, p_meeting_id uuid, p_deal_id uuid) TO crm_runner;
 
 --
 -- Name: FUNCTION given_in_update(p_column text, p_row_id uuid); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) TO crm_analyst;
 GRANT ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) TO crm_app;
-GRANT ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) TO crm_client_viewer;
-GRANT ALL ON FUNCTION crm_private.given_in_update(p_column text, p_row_id uuid) TO crm_runner;
 
 --
 -- Name: FUNCTION lock_leads(p_client_ids uuid[], p_lead_ids uuid[]); Type: ACL; Schema: crm_private; Owner: -
 --
 
 REVOKE ALL ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) FROM PUBLIC;
-GRANT ALL ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) TO crm_analyst;
 GRANT ALL ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) TO crm_app;
-GRANT ALL ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) TO crm_client_viewer;
-GRANT ALL ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uuid[]) TO crm_runner;
 
 --
 -- Name: FUNCTION lost_reason_label(p_reason crm.deal_lost_reason_type); Type: ACL; Schema: crm_private; Owner: -

@@ -198,6 +198,91 @@ def test_through_every_function_a_viewer_sees_another_client_as_if_it_did_not_ex
         assert compared >= 12
 
 
+def private_functions(conn: psycopg.Connection[Any]) -> list[tuple[str, Function]]:
+    """The internal helpers a viewer may call that take a client's or a row's id (the others
+    are pure: they read no table)."""
+    rows = conn.execute(
+        """
+        SELECT p.proname, p.proargnames[1:p.pronargs],
+               ARRAY(SELECT format_type(t, NULL) FROM unnest(p.proargtypes) AS t),
+               p.pronargdefaults
+        FROM pg_proc AS p
+        WHERE p.pronamespace = 'crm_private'::regnamespace
+          AND p.prorettype <> 'trigger'::regtype
+          AND has_function_privilege('crm_client_viewer', p.oid, 'EXECUTE')
+          AND EXISTS (SELECT 1 FROM unnest(p.proargtypes) AS t
+                      WHERE t IN ('uuid'::regtype, 'uuid[]'::regtype))
+        ORDER BY 1
+        """
+    ).fetchall()
+    return [(name, Function(name, tuple(args), tuple(types), d)) for name, args, types, d in rows]
+
+
+def good_lead(conn: psycopg.Connection[Any], client_id: Any) -> str:
+    row = conn.execute("SELECT id::text FROM crm.leads WHERE client_id = %s LIMIT 1", (client_id,))
+    found = row.fetchone()
+    assert found is not None
+    return str(found[0])
+
+
+def call_private(
+    conn: psycopg.Connection[Any], fn: Function, values: dict[str, str | None]
+) -> tuple[str, Any]:
+    types = dict(zip(fn.args, fn.types, strict=True))
+    named = sql.SQL(", ").join(
+        sql.SQL("{} => {}::{}").format(sql.Identifier(a), sql.Placeholder(a), sql.SQL(types[a]))
+        for a in values
+    )
+    query = sql.SQL("SELECT * FROM crm_private.{}({})").format(sql.Identifier(fn.name), named)
+    try:
+        with conn.transaction(force_rollback=True):
+            return ("rows", sorted(map(repr, conn.execute(query, values).fetchall())))
+    except psycopg.Error as exc:
+        return ("error", exc.sqlstate)
+
+
+def test_through_every_internal_helper_a_viewer_reads_nothing_of_another_client(
+    tenants: Tenants, logins: dict[str, str]
+) -> None:
+    with tenants.owner() as owner:
+        deals = owner.execute(
+            "SELECT array_agg(id)::text FROM crm.deals WHERE client_id = %s", (tenants.a,)
+        ).fetchone()
+        assert deals is not None
+        good = {name: values[0] for name, values in tenants.data.good.items()} | {
+            "p_function": "get_funnel_analytics",
+            "p_deal_ids": deals[0],
+            "p_start_at": "2025-01-01 00:00:00+00",
+            # refusal_message: a pure formatter, whoever calls it.
+            "p_table": "leads",
+            "p_id": good_lead(owner, tenants.a),
+            "p_column": "email",
+            "p_value": "x",
+            "p_problem": "is not an email",
+        }
+        helpers = private_functions(owner)
+        assert {"compute_deal_attribution", "markov_paths"} <= {n for n, _ in helpers}
+        nobody = str(uuid.uuid4())
+        with connect_as(tenants.url, logins["crm_client_viewer"]) as viewer:
+            for name, fn in helpers:
+                values = {a: good[a] for a in fn.args if a in good}
+                assert len(values) >= len(fn.args) - fn.defaults, (name, fn.args)
+                theirs = call_private(owner, fn, values)
+                unknown = (
+                    call_private(owner, fn, values | {"p_client_id": nobody})
+                    if "p_client_id" in values
+                    else theirs  # reads no client's rows: the same for everyone
+                )
+                if name in ("compute_deal_attribution", "markov_paths"):
+                    assert theirs != unknown, name  # they read client A's rows
+                with viewer.transaction():
+                    as_viewer(viewer, tenants.b)
+                    assert call_private(viewer, fn, values) == unknown, name
+                with viewer.transaction():
+                    as_viewer(viewer, tenants.a)
+                    assert call_private(viewer, fn, values) == theirs, name
+
+
 def test_a_client_viewer_writes_nothing(tenants: Tenants, logins: dict[str, str]) -> None:
     with connect_as(tenants.url, logins["crm_client_viewer"]) as viewer:
         for table, _ in tenant_tables(viewer):
