@@ -4,10 +4,12 @@ re-encoded: no part of it reaches the audit record or the error a push fails wit
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import httpx
 import pytest
@@ -15,7 +17,7 @@ import pytest
 from agency_crm.push.http import CrmError, CrmHttp
 from agency_crm.push.model import Config
 from agency_crm.push.pipedrive import Pipedrive
-from agency_crm.push.redact import REDACTED
+from agency_crm.push.redact import REDACTED, Redactor
 from agency_crm.push.settings import Settings
 
 # Its distinctive start shows a copy cut short; the space and '+/=' make its encodings
@@ -100,3 +102,22 @@ def test_an_echoed_secret_json_encodes_to_is_masked_too() -> None:
     error, recorded = failed_call(answer, secret)
     assert "with" not in recorded and "7c41e0b2" not in recorded, recorded
     assert error.status == 400 and REDACTED in error.message
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda s: s,
+        quote,  # a path: '/' kept
+        lambda s: quote(s, safe=""),
+        quote_plus,  # a query value or a form field
+        lambda s: base64.b64encode(s.encode()).decode(),
+        lambda s: base64.b64encode(f"{s}:".encode()).decode(),  # HTTP basic, Close
+        lambda s: base64.urlsafe_b64encode(s.encode()).decode().rstrip("="),
+    ],
+    ids=["raw", "quote", "quote-safe-none", "quote_plus", "base64", "basic", "base64url"],
+)
+def test_every_form_a_secret_travels_in_is_masked(encode: Callable[[str], str]) -> None:
+    redactor = Redactor([SECRET])
+    echoed = {"message": f"GET /oauth/v1/access-tokens/{encode(SECRET)} refused"}
+    assert redactor.value(echoed) == {"message": f"GET /oauth/v1/access-tokens/{REDACTED} refused"}
