@@ -113,11 +113,27 @@ def test_an_echoed_secret_json_encodes_to_is_masked_too() -> None:
         quote_plus,  # a query value or a form field
         lambda s: base64.b64encode(s.encode()).decode(),
         lambda s: base64.b64encode(f"{s}:".encode()).decode(),  # HTTP basic, Close
-        lambda s: base64.urlsafe_b64encode(s.encode()).decode().rstrip("="),
+        lambda s: base64.urlsafe_b64encode(s.encode()).decode(),
+        lambda s: base64.urlsafe_b64encode(s.encode()).decode().rstrip("="),  # JWT-style
+        lambda s: base64.urlsafe_b64encode(f"{s}:".encode()).decode().rstrip("="),
     ],
-    ids=["raw", "quote", "quote-safe-none", "quote_plus", "base64", "basic", "base64url"],
+    ids=[
+        "raw",
+        "quote",
+        "quote-safe-none",
+        "quote_plus",
+        "base64",
+        "basic",
+        "base64url",
+        "base64url-unpadded",
+        "basic-base64url-unpadded",
+    ],
 )
-def test_every_form_a_secret_travels_in_is_masked(encode: Callable[[str], str]) -> None:
-    redactor = Redactor([SECRET])
-    echoed = {"message": f"GET /oauth/v1/access-tokens/{encode(SECRET)} refused"}
+# The second one's base64 holds '+' and '/', which base64url writes otherwise.
+@pytest.mark.parametrize("secret", [SECRET, "canary-unit-??~~??~~"])
+def test_every_form_a_secret_travels_in_is_masked(
+    encode: Callable[[str], str], secret: str
+) -> None:
+    redactor = Redactor([secret])
+    echoed = {"message": f"GET /oauth/v1/access-tokens/{encode(secret)} refused"}
     assert redactor.value(echoed) == {"message": f"GET /oauth/v1/access-tokens/{REDACTED} refused"}

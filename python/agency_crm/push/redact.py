@@ -22,8 +22,8 @@ def forms(secret: str) -> set[str]:
     default), as a query value or a form field encodes it, base64 and base64url."""
     found = {secret, quote(secret), quote(secret, safe=""), quote_plus(secret)}
     for raw in (secret, f"{secret}:"):
-        encoded = base64.b64encode(raw.encode()).decode()
-        found |= {encoded, encoded.rstrip("="), base64.urlsafe_b64encode(raw.encode()).decode()}
+        for encoded in (base64.b64encode(raw.encode()), base64.urlsafe_b64encode(raw.encode())):
+            found |= {encoded.decode(), encoded.decode().rstrip("=")}
     return found
 
 
