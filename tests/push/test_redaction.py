@@ -31,14 +31,8 @@ def around(at: int, secret: str = SECRET) -> str:
     return FILLER[:at] + secret + " " + FILLER
 
 
-def failed_call(answer: httpx.Response, secret: str = SECRET) -> tuple[CrmError, str]:
-    """One call through a Pipedrive connection whose key is ``secret``, answered ``answer``:
-    the error it raised, and everything its audit record holds, as text."""
-
-    def handler(_request: httpx.Request) -> httpx.Response:
-        return answer
-
-    config = Config(
+def pipedrive_config(secret: str) -> Config:
+    return Config(
         id=uuid.uuid4(),
         client_id=uuid.uuid4(),
         client_name="Echo",
@@ -54,6 +48,16 @@ def failed_call(answer: httpx.Response, secret: str = SECRET) -> tuple[CrmError,
         stage_map={},
         external_key_fields={},
     )
+
+
+def failed_call(answer: httpx.Response, secret: str = SECRET) -> tuple[CrmError, str]:
+    """One call through a Pipedrive connection whose key is ``secret``, answered ``answer``:
+    the error it raised, and everything its audit record holds, as text."""
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        return answer
+
+    config = pipedrive_config(secret)
 
     async def call() -> tuple[CrmError, CrmHttp]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
@@ -137,3 +141,10 @@ def test_every_form_a_secret_travels_in_is_masked(
     redactor = Redactor([secret])
     echoed = {"message": f"GET /oauth/v1/access-tokens/{encode(secret)} refused"}
     assert redactor.value(echoed) == {"message": f"GET /oauth/v1/access-tokens/{REDACTED} refused"}
+
+
+def test_a_config_shows_no_secret_when_printed() -> None:
+    config = pipedrive_config(SECRET)
+    config.oauth_access_token = config.oauth_refresh_token = SECRET
+    assert "canary-unit" not in repr(config) and "canary-unit" not in str(config)
+    assert "client_name='Echo'" in repr(config)
