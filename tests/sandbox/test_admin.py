@@ -286,6 +286,23 @@ def test_malformed_fault_performs_and_answers_garbage(
     assert len(state(c, token)[key]) == 1
 
 
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_a_fault_answers_the_message_it_was_given(client: Client, vendor: str, token: str) -> None:
+    c = client(vendor, token)
+    path, body, status, key = WRITE[vendor]
+    echo = f"no account for credential {token}"
+    add_faults(
+        c,
+        {"method": "POST", "path": path, "kind": "status", "status": 500, "message": echo},
+        {"method": "POST", "path": path, "kind": "malformed", "message": f"<p>{echo}</p>"},
+    )
+    refused = c.post(path, json=body)
+    assert refused.status_code == 500 and echo in json.dumps(refused.json())
+    garbage = c.post(path, json=body)
+    assert garbage.status_code == status and garbage.text == f"<p>{echo}</p>"
+    assert len(state(c, token)[key]) == 1
+
+
 def test_fault_matching_rules(client: Client, hs: httpx.Client, token: str) -> None:
     created = hs.post("/crm/v3/objects/contacts", json={"properties": {"email": "m@x.com"}})
     contact_id = created.json()["id"]
@@ -335,6 +352,8 @@ def test_fault_matching_rules(client: Client, hs: httpx.Client, token: str) -> N
         {"kind": "drop", "path_regex": "("},
         {"kind": "slow", "delay_ms": -1},
         {"kind": "drop", "colour": "red"},
+        {"kind": "drop", "message": "only for status and malformed"},
+        {"kind": "status", "status": 500, "message": 7},
     ],
 )
 def test_bad_fault_rules_are_400(hs: httpx.Client, fault: dict[str, Any]) -> None:

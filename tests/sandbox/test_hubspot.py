@@ -133,6 +133,23 @@ def test_revoked_refresh_token(client: Client) -> None:
     assert refresh(c, created["refresh_token"]).status_code == 200
 
 
+def test_an_account_with_the_refresh_token_the_caller_chose(client: Client) -> None:
+    chosen = "chosen-refresh-token/+= 1"
+    created = client("hubspot").post(
+        "/_sandbox/accounts",
+        json={"token": "chosen-access-token", "refresh_token": chosen},
+    )
+    assert created.status_code == 201 and created.json()["refresh_token"] == chosen
+    r = refresh(client("hubspot"), chosen)
+    assert r.status_code == 200 and r.json()["refresh_token"] == chosen
+    assert r.json()["hub_id"] == created.json()["portal_id"]
+    again = client("hubspot").post("/_sandbox/accounts", json={"refresh_token": chosen})
+    assert again.status_code == 409
+    for bad in ("", 7):
+        made = client("hubspot").post("/_sandbox/accounts", json={"refresh_token": bad})
+        assert made.status_code == 400
+
+
 # --------------------------------------------------------------------------- owners, pipelines
 
 

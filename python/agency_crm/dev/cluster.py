@@ -5,17 +5,23 @@ exists) with fsync off (``fsync=True`` keeps PostgreSQL's durable defaults: fsyn
 synchronous_commit and full_page_writes on), listening on 127.0.0.1 only, trust
 authentication. ``initdb`` refuses to run as root, so as root the cluster runs as the
 ``postgres`` OS user via ``runuser``.
+
+The server writes its log to :attr:`TempCluster.log_file`; ``settings`` adds server settings
+(``-c name=value``), e.g. ``TempCluster(settings={"log_statement": "all"})`` for a test that
+reads every statement the server ran.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -61,8 +67,15 @@ def free_port() -> int:
 class TempCluster:
     """Start with ``with TempCluster() as cluster:``; ``cluster.url`` is a superuser URL."""
 
-    def __init__(self, base_dir: str | None = None, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        base_dir: str | None = None,
+        fsync: bool = False,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.fsync = fsync
+        # Extra server settings, given to postgres as -c name=value (they win over ours).
+        self.settings = dict(settings or {})
         shm = Path("/dev/shm")
         self.base_dir = base_dir or (str(shm) if shm.is_dir() else None)
         self.bindir = find_bindir()
@@ -79,6 +92,13 @@ class TempCluster:
         return conninfo.make_conninfo(
             host=self.host, port=self.port, user=SUPERUSER, dbname="postgres"
         )
+
+    @property
+    def log_file(self) -> Path:
+        """The server's log (its stderr), readable while the cluster runs."""
+        if self.directory is None:
+            raise ClusterError("the cluster is not started: it has no log yet")
+        return self.directory / "server.log"
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = list(args)
@@ -127,12 +147,15 @@ class TempCluster:
             )
             if not self.fsync:
                 options += " -F -c full_page_writes=off -c synchronous_commit=off"
+            # pg_ctl hands the options to a shell: each setting is quoted as one word.
+            for name, value in self.settings.items():
+                options += " -c " + shlex.quote(f"{name}={value}")
             done = self._run(
                 str(self.bindir / "pg_ctl"),
                 "-D",
                 str(data),
                 "-l",
-                str(self.directory / "server.log"),
+                str(self.log_file),
                 "-o",
                 options,
                 "-w",

@@ -185,12 +185,11 @@ class CrmHttp:
             raise CrmError(Outcome.RETRY, code, message)
 
         text = response.text
-        body: Any
+        body: Any = None
         malformed = False
         try:
             body = response.json() if text.strip() else None
         except ValueError:
-            body = {"unparsed_body": text[:2000]}
             malformed = True
         status = response.status_code
         retry_after = retry_after_seconds(response.headers, body) if status == 429 else None
@@ -200,7 +199,13 @@ class CrmHttp:
             for k, v in response.headers.items()
             if "ratelimit" in k.lower() or k.lower() == "retry-after"
         }
-        response_payload: Any = self.redactor.value(body)
+        # Secrets the CRM echoes are masked before anything is cut to length or written out as
+        # JSON: a cut secret, or one JSON-escaped, no longer matches the secret to mask.
+        redacted_text = self.redactor.text(text)
+        redacted_body: Any = (
+            {"unparsed_body": redacted_text[:2000]} if malformed else self.redactor.value(body)
+        )
+        response_payload: Any = redacted_body
         if kept_headers:
             response_payload = {"body": response_payload, "headers": kept_headers}
 
@@ -232,11 +237,11 @@ class CrmHttp:
             )
             return Response(status, body, response.headers)
 
-        message = self.redactor.text(error_message(body, text))
+        message = error_message(redacted_body, redacted_text)
         if malformed:
             code = "malformed_response"
             kind = Outcome.RETRY
-            message = f"response is not JSON: {self.redactor.text(text[:200])!r}"
+            message = f"response is not JSON: {redacted_text[:200]!r}"
         elif status == 401:
             code, kind = "unauthorized", Outcome.HELD
         elif status in RETRYABLE_STATUS:

@@ -85,9 +85,11 @@ class Config:
     client_id: uuid.UUID
     client_name: str
     crm_type: CrmType
-    api_key: str | None
-    oauth_access_token: str | None
-    oauth_refresh_token: str | None
+    # The decrypted secrets: left out of the repr, so that no log line, exception or
+    # assertion that shows a config (or a PushContext holding one) shows them.
+    api_key: str | None = field(repr=False)
+    oauth_access_token: str | None = field(repr=False)
+    oauth_refresh_token: str | None = field(repr=False)
     oauth_expires_at: datetime | None
     pipeline_id: str | None
     stage_id: str | None

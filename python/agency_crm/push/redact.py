@@ -18,11 +18,12 @@ _SECRET_KEY = re.compile(
 
 
 def forms(secret: str) -> set[str]:
-    """A secret and the encodings it travels in."""
-    found = {secret, quote(secret, safe=""), quote_plus(secret)}
+    """A secret and the encodings it travels in: URL-encoded as a path keeps '/' (urllib's
+    default), as a query value or a form field encodes it, base64 and base64url."""
+    found = {secret, quote(secret), quote(secret, safe=""), quote_plus(secret)}
     for raw in (secret, f"{secret}:"):
-        encoded = base64.b64encode(raw.encode()).decode()
-        found |= {encoded, encoded.rstrip("="), base64.urlsafe_b64encode(raw.encode()).decode()}
+        for encoded in (base64.b64encode(raw.encode()), base64.urlsafe_b64encode(raw.encode())):
+            found |= {encoded.decode(), encoded.decode().rstrip("=")}
     return found
 
 

@@ -339,6 +339,9 @@ class FaultRule:
     status: int | None = None
     retry_after: int = 1
     delay_ms: float = 1000.0
+    # ``status``: the error message of the vendor's error body; ``malformed``: the whole
+    # body sent instead of the JSON. What a vendor that echoes a request would answer.
+    message: str | None = None
     fired: int = 0
 
     def matches(self, req: Request, account: AccountBase | None) -> bool:
@@ -364,7 +367,7 @@ class FaultRule:
     def to_json(self) -> JSONDict:
         """The rule as the admin API lists it (``times`` = remaining, -1 = forever)."""
         out: JSONDict = {"id": self.id, "kind": self.kind, "times": self.times, "fired": self.fired}
-        for key in ("method", "path", "token", "account", "status"):
+        for key in ("method", "path", "token", "account", "status", "message"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.path_regex is not None:
@@ -407,6 +410,7 @@ def parse_fault(raw: Any, rule_id: int) -> FaultRule:
         "status",
         "retry_after",
         "delay_ms",
+        "message",
     }
     unknown = set(raw) - known
     if unknown:
@@ -454,6 +458,11 @@ def parse_fault(raw: Any, rule_id: int) -> FaultRule:
         if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
             raise AdminError(400, "delay_ms must be a number >= 0")
         rule.delay_ms = float(delay)
+    if "message" in raw:
+        message = raw["message"]
+        if kind not in ("status", "malformed") or not isinstance(message, str):
+            raise AdminError(400, "message is a string, for kinds 'status' and 'malformed'")
+        rule.message = message
     return rule
 
 
@@ -938,7 +947,7 @@ class VendorApp(Generic[A]):
             elif fault.kind == "drop":
                 return self._finish(req, account, template, Response.dropped(), started, fault)
             elif fault.kind == "status":
-                resp = self.error_response(fault.status or 500)
+                resp = self.error_response(fault.status or 500, fault.message)
                 return self._finish(req, account, template, resp, started, fault)
             elif fault.kind == "rate_limit":
                 resp = self.too_many_requests(config.rate_limit, fault.retry_after)
@@ -953,7 +962,7 @@ class VendorApp(Generic[A]):
         if fault is not None and fault.kind == "drop_after":
             resp = Response.dropped()
         elif fault is not None and fault.kind == "malformed" and resp.status < 300:
-            resp.body = self.malformed_body()
+            resp.body = self.malformed_body() if fault.message is None else fault.message.encode()
         return self._finish(req, account, template, resp, started, fault)
 
     def _run(

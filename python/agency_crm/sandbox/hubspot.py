@@ -340,10 +340,18 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         }
 
     def check_account_options(self, options: Mapping[str, Any]) -> None:
-        """HubSpot accounts take ``expires_in`` (seconds; null = access token never expires)."""
-        unknown = set(options) - {"expires_in"}
+        """HubSpot accounts take ``expires_in`` (seconds; null = access token never expires)
+        and ``refresh_token`` (the account's refresh token; default a generated ``sbx_``
+        one), so a test can choose every credential, e.g. a canary it then looks for."""
+        unknown = set(options) - {"expires_in", "refresh_token"}
         if unknown:
             raise AdminError(400, f"unknown account options: {sorted(unknown)}")
+        if "refresh_token" in options:
+            refresh = options["refresh_token"]
+            if not isinstance(refresh, str) or not refresh.strip():
+                raise AdminError(400, "refresh_token must be a non-empty string")
+            if refresh in self.refresh_tokens or refresh in self.tokens:
+                raise AdminError(409, "refresh_token already belongs to an account")
         expires_in = options.get("expires_in", DEFAULT_EXPIRES_IN)
         if expires_in is not None and (
             isinstance(expires_in, bool) or not isinstance(expires_in, int | float)
@@ -358,7 +366,7 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         account.expires_in = expires_in
         if expires_in is not None:
             self.tokens[token].expires_at = time.time() + expires_in
-        refresh = f"sbx_hubspot_rt_{secrets.token_hex(12)}"
+        refresh = options.get("refresh_token") or f"sbx_hubspot_rt_{secrets.token_hex(12)}"
         self.refresh_tokens[refresh] = account.id
         account.refresh_tokens.add(refresh)
         return {
