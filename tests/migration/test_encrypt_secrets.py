@@ -172,3 +172,48 @@ def test_a_fresh_install_needs_no_key(empty_db_url: str, monkeypatch: pytest.Mon
     monkeypatch.delenv(crypto.ENV_VAR)
     with psycopg.connect(empty_db_url) as conn:
         assert schema.upgrade(conn).applied[-1] == "0014_encrypted_secrets.sql"
+
+
+def test_only_the_plaintext_secrets_are_encrypted_whatever_they_look_like(
+    empty_db_url: str, tmp_path: Path
+) -> None:
+    """A plaintext that merely starts like an envelope is encrypted too (not left for the
+    CHECK to refuse), and a secret already encrypted (a HubSpot token refreshed by a newer
+    runner before the upgrade) is kept as it is beside a plaintext one."""
+    at_0013(empty_db_url, "current", tmp_path)
+    keys = crypto.KeyRing.from_environment()
+    odd = "acrm:v1:not-an-envelope"
+    with psycopg.connect(empty_db_url) as conn:
+        hubspot = by_crm(configs(empty_db_url))[("hubspot", "error")]
+        sealed = keys.encrypt(
+            "hs-access-refreshed", client_id=hubspot["client_id"], column="oauth_access_token"
+        )
+        with conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")
+            conn.execute(
+                "UPDATE crm.client_crm_configs SET api_key = %s WHERE crm_type = 'pipedrive'",
+                (odd,),
+            )
+            conn.execute(
+                "UPDATE crm.client_crm_configs SET oauth_access_token = %s WHERE id = %s",
+                (sealed, hubspot["id"]),
+            )
+        said: list[str] = []
+        schema.upgrade(conn, progress=said.append)
+    assert f"encrypted the secrets of {HOLDING_PLAINTEXT} CRM config(s) under key test" in said
+    rows = by_crm(configs(empty_db_url))
+    pipedrive = rows[("pipedrive", "connected")]
+    assert crypto.is_envelope(pipedrive["api_key"])
+    assert keys.decrypt(
+        pipedrive["api_key"], client_id=pipedrive["client_id"], column="api_key"
+    ) == (odd)
+    hubspot = rows[("hubspot", "error")]
+    assert hubspot["oauth_access_token"] == sealed
+    assert (
+        keys.decrypt(
+            hubspot["oauth_refresh_token"],
+            client_id=hubspot["client_id"],
+            column="oauth_refresh_token",
+        )
+        == "hs-refresh-plain-2"
+    )
