@@ -4,6 +4,7 @@ the parts import only what they may (STYLE.md: who may import whom)."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -177,8 +178,11 @@ def test_the_cli_module_of_each_group_is_in_the_root_help() -> None:
         capture_output=True,
         text=True,
         check=False,
-        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+        # PYTHONPATH kept: the package under test, not whichever one the venv installed
+        # (a git worktree's tests run with PYTHONPATH pointing at its python/).
+        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"}
+        | {k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     )
     assert done.returncode == 0, done.stderr
-    for group in ("db", "push", "sandbox"):
+    for group in ("db", "push", "secrets", "sandbox"):
         assert re.search(rf"^\W*{group}\s+\S", done.stdout, re.MULTILINE), done.stdout
