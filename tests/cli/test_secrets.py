@@ -8,16 +8,20 @@ import base64
 import json
 import os
 import pty
+import re
 import select
+import shlex
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import typer
 from psycopg import conninfo
 from psycopg.rows import dict_row
 
@@ -618,3 +622,82 @@ def test_set_refuses_clearly_and_stores_nothing(
         "SELECT api_key FROM crm.client_crm_configs WHERE id = %s", (config["id"],)
     ).fetchone() or [None]
     assert stored == config["api_key"]
+
+
+# --- the docs --------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SECURITY = ROOT / "docs" / "security.md"
+
+
+def doc_blocks(path: Path, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```$", path.read_text(), re.MULTILINE | re.DOTALL)
+
+
+def rotation_transcript() -> dict[str, list[str]]:
+    """The rotation example of docs/security.md: each `agency-crm` command and what it shows
+    (its stderr, then its stdout, as a terminal shows them)."""
+    [block] = [b for b in doc_blocks(SECURITY, "text") if "$ agency-crm secrets rotate" in b]
+    shown: dict[str, list[str]] = {}
+    command = None
+    for line in block.splitlines():
+        if line.startswith("$ "):
+            command = line[2:] if line.startswith("$ agency-crm ") else None
+            if command:
+                shown[command] = []
+        elif command:
+            shown[command].append(line)
+    return shown
+
+
+def test_the_rotation_example_of_the_docs_is_what_the_commands_print(
+    committed: tuple[psycopg.Connection[Any], str],
+) -> None:
+    conn, url = committed
+    old, new = crypto.generate_entry("k2026-11"), crypto.generate_entry("k2027-01")
+    insert_configs(conn, ring(old), 7)
+    insert_configs(conn, ring(new), 1)
+    shown = rotation_transcript()
+    assert list(shown) == ["agency-crm secrets rotate", "agency-crm secrets check"]
+    rotate = run("secrets", "rotate", "--database-url", url, env=keys_env(new, old))
+    assert rotate.returncode == 0, rotate.stderr
+    assert (
+        rotate.stderr.splitlines() + rotate.stdout.splitlines()
+        == (shown["agency-crm secrets rotate"])
+    )
+    check = run("secrets", "check", "--database-url", url, env=keys_env(new))
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.splitlines() == shown["agency-crm secrets check"]
+
+
+def documented_commands() -> list[str]:
+    """Every `agency-crm secrets ...` command line of the README's and docs/security.md's
+    shell and text examples, without prompt, pipe, capture or comment."""
+    found = []
+    for path in (ROOT / "README.md", SECURITY):
+        for lang in ("sh", "text"):
+            for block in doc_blocks(path, lang):
+                found += [
+                    m.strip()
+                    for m in re.findall(
+                        r"(?:^|^\$ |\$\(|\| )(agency-crm secrets [^)#|\n]*)", block, re.MULTILINE
+                    )
+                ]
+    return found
+
+
+@pytest.mark.parametrize("line", documented_commands())
+def test_each_documented_secrets_command_parses(line: str) -> None:
+    """Its options exist and take the values shown (a <placeholder> stands for a uuid)."""
+    from agency_crm.cli import secrets as secrets_cli
+
+    words = shlex.split(re.sub(r"<[^>]*>", str(uuid.uuid4()), line))
+    assert words[:2] == ["agency-crm", "secrets"]
+    group: Any = typer.main.get_command(secrets_cli.app)
+    command = group.commands[words[2]]
+    command.make_context(words[2], words[3:])  # raises on an unknown option or a bad value
+
+
+def test_the_docs_show_every_secrets_command() -> None:
+    shown = {line.split()[2] for line in documented_commands()}
+    assert shown == {"generate-key", "check", "rotate", "set"}
