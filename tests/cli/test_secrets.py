@@ -29,6 +29,7 @@ from agency_crm import crypto, secret_store
 from agency_crm.crypto import KeyRing
 from tests.helpers.cli import run
 from tests.helpers.fixtures import Make, wait_until_blocked
+from tests.security.conftest import login_url, logins  # noqa: F401  (a fixture used here)
 
 ENV = crypto.ENV_VAR
 COLUMNS = crypto.SECRET_COLUMNS["client_crm_configs"]
@@ -701,3 +702,49 @@ def test_each_documented_secrets_command_parses(line: str) -> None:
 def test_the_docs_show_every_secrets_command() -> None:
     shown = {line.split()[2] for line in documented_commands()}
     assert shown == {"generate-key", "check", "rotate", "set"}
+
+
+# --- as the roles run them -------------------------------------------------------------------
+
+
+def test_app_code_may_set_a_secret_the_runner_may_check_and_only_the_owner_rotates(
+    committed: tuple[psycopg.Connection[Any], str],
+    cmake: Make,
+    logins: dict[str, str],  # noqa: F811  (the fixture imported above)
+) -> None:
+    """docs/security.md: `secrets set` reads no secret back, so a crm_app login runs it;
+    `check` needs to read every secret (crm_runner may); `rotate` writes every secret column,
+    which only the owner may."""
+    conn, url = committed
+    client = cmake.client()
+    config = cmake.crm_config(client, crm_type="pipedrive")
+    app_url, runner_url = (login_url(url, logins[r]) for r in ("crm_app", "crm_runner"))
+
+    stored = run(
+        "secrets", "set", "--client", str(client["id"]), "--column", "api_key",
+        "--database-url", app_url, env=keys_env(B, A), input="app-canary-key\n",
+    )  # fmt: skip
+    assert stored.returncode == 0, stored.stderr
+    assert "encrypted under key B" in stored.stdout
+    [envelope] = conn.execute(
+        "SELECT api_key FROM crm.client_crm_configs WHERE id = %s", (config["id"],)
+    ).fetchone() or [None]
+    assert ring(B).decrypt(envelope, client_id=client["id"], column="api_key") == "app-canary-key"
+
+    denied = run("secrets", "check", "--database-url", app_url, env=keys_env(B, A))
+    assert denied.returncode == 1 and denied.stderr.startswith(
+        "agency-crm: error: database error 42501: permission denied"
+    )
+    assert "run it as a crm_runner login or the schema owner" in denied.stderr
+    checked = run("secrets", "check", "--database-url", runner_url, env=keys_env(B, A))
+    assert checked.returncode == 0, checked.stderr + checked.stdout
+
+    refused = run("secrets", "rotate", "--database-url", runner_url, env=keys_env(A, B))
+    assert refused.returncode == 1 and "database error 42501" in refused.stderr
+    assert refused.stderr.splitlines()[-1].endswith(
+        "(hint: This command reads and writes every secret: run it as the schema owner"
+        " (docs/security.md).)"
+    )
+    assert key_ids_in_use(conn) == {"B": 1}  # the refused batch changed nothing
+    assert run("secrets", "rotate", "--database-url", url, env=keys_env(A, B)).returncode == 0
+    assert key_ids_in_use(conn) == {"A": 1}

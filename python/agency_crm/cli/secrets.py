@@ -10,8 +10,11 @@ from __future__ import annotations
 import enum
 import getpass
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
 
+import psycopg
 import typer
 
 from agency_crm import crypto
@@ -28,6 +31,7 @@ from agency_crm.cli.common import (
     group,
     to_json,
 )
+from agency_crm.errors import AgencyCrmError
 
 if TYPE_CHECKING:
     from agency_crm.secret_store import Failure
@@ -43,6 +47,19 @@ class SecretColumn(enum.StrEnum):
     API_KEY = "api_key"
     OAUTH_ACCESS_TOKEN = "oauth_access_token"
     OAUTH_REFRESH_TOKEN = "oauth_refresh_token"
+
+
+@contextmanager
+def _needs(what: str, role: str | None) -> Iterator[None]:
+    """A refused privilege (42501) as one line saying which login the command needs."""
+    try:
+        yield
+    except psycopg.errors.InsufficientPrivilege as exc:
+        who = f"a {role} login or the schema owner" if role else "the schema owner"
+        raise AgencyCrmError(
+            f"database error 42501: {exc.diag.message_primary or exc}",
+            hint=f"This command {what}: run it as {who} (docs/security.md).",
+        ) from None
 
 
 def _key_ring() -> crypto.KeyRing:
@@ -113,7 +130,7 @@ def check_command(
 
     ids = client_ids(clients)
     keys = _key_ring()
-    with connect_ready(database_url) as conn:
+    with connect_ready(database_url) as conn, _needs("reads every secret", "crm_runner"):
         conn.autocommit = True
         report = secret_store.check(conn, keys, ids)
     if as_json:
@@ -204,7 +221,7 @@ def rotate_command(
             err=True,
         )
 
-    with connect_ready(database_url) as conn:
+    with connect_ready(database_url) as conn, _needs("reads and writes every secret", None):
         conn.autocommit = True
         report = secret_store.rotate(conn, keys, batch_size=batch_size, on_batch=progress)
     if as_json:
