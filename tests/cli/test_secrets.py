@@ -308,6 +308,7 @@ def test_rotation_of_1000_configs_leaves_every_secret_readable_with_the_new_key_
     assert progress[0].startswith("batch 1: 100 config(s), ")
     assert progress[-1].startswith("batch 11: 20 config(s), ")
     assert sum(int(p.split(", ")[1].split()[0]) for p in progress) == secrets
+    assert not [s for s in plain.values() if s in done.stdout + done.stderr]
     assert done.stdout.splitlines() == [
         f"re-encrypted {secrets} secret(s) of {configs} config(s) under key B; 0 secret(s) of 0"
         " config(s) were under it already; 0 secret(s) of 0 config(s) failed to decrypt",
