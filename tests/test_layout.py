@@ -4,6 +4,7 @@ the parts import only what they may (STYLE.md: who may import whom)."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import psycopg
 import pytest
 
 import agency_crm
-from agency_crm.queries import PUSH, Queries, QueryFileError, parse
+from agency_crm.queries import PUSH, SECRETS, Queries, QueryFileError, parse
 
 PACKAGE = Path(agency_crm.__file__).parent
 ROOT = PACKAGE.parents[1]
@@ -97,9 +98,10 @@ def test_no_python_outside_the_upgrade_machinery_reads_or_writes_a_crm_table(
 
 
 def test_named_queries_load_and_are_all_used() -> None:
-    assert len(PUSH) >= 10
+    assert len(PUSH) >= 10 and len(SECRETS) >= 5
     source = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py"))
     unused = [name for name in PUSH if f'PUSH["{name}"]' not in source]
+    unused += [name for name in SECRETS if f'SECRETS["{name}"]' not in source]
     assert unused == []
 
 
@@ -176,8 +178,11 @@ def test_the_cli_module_of_each_group_is_in_the_root_help() -> None:
         capture_output=True,
         text=True,
         check=False,
-        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+        # PYTHONPATH kept: the package under test, not whichever one the venv installed
+        # (a git worktree's tests run with PYTHONPATH pointing at its python/).
+        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"}
+        | {k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     )
     assert done.returncode == 0, done.stderr
-    for group in ("db", "push", "sandbox"):
+    for group in ("db", "push", "secrets", "sandbox"):
         assert re.search(rf"^\W*{group}\s+\S", done.stdout, re.MULTILINE), done.stdout

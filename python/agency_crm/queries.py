@@ -88,3 +88,4 @@ class Queries(Mapping[str, LiteralString]):
 
 
 PUSH = Queries("push")
+SECRETS = Queries("secrets")

@@ -545,11 +545,15 @@ def _encrypt_plaintext_secrets(conn: psycopg.Connection[tuple[object, ...]]) -> 
     from agency_crm import crypto
 
     columns = crypto.SECRET_COLUMNS["client_crm_configs"]
-    plaintext = " OR ".join(f"({c} IS NOT NULL AND {c} !~ '^acrm:v1:')" for c in columns)
-    rows = conn.execute(
+    # What is plaintext is decided by crypto.is_envelope, the CHECK's own shape: a value that
+    # only starts like an envelope is a plaintext the CHECK would refuse.
+    stored = conn.execute(
         f"SELECT client_id, id, {', '.join(columns)} FROM crm.client_crm_configs"
-        f" WHERE {plaintext} ORDER BY client_id, id FOR UPDATE"
+        f" WHERE num_nonnulls({', '.join(columns)}) > 0 ORDER BY client_id, id FOR UPDATE"
     ).fetchall()
+    rows = [
+        r for r in stored if any(v is not None and not crypto.is_envelope(str(v)) for v in r[2:])
+    ]
     if not rows:
         return None
     keys = crypto.KeyRing.from_environment()
@@ -570,9 +574,10 @@ def _encrypt_plaintext_secrets(conn: psycopg.Connection[tuple[object, ...]]) -> 
     if trigger:
         conn.execute("ALTER TABLE crm.client_crm_configs DISABLE TRIGGER _400_credentials")
     for client_id, config_id, *values in rows:
+        # A secret already encrypted stays as it is (every column is written below).
         sealed = [
-            None
-            if v is None or str(v).startswith("acrm:v1:")
+            v
+            if v is None or crypto.is_envelope(str(v))
             else keys.encrypt(str(v), client_id=str(client_id), column=c)
             for c, v in zip(columns, values, strict=True)
         ]

@@ -8,16 +8,18 @@ import sys
 
 
 def run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``python -m agency_crm ARGS``: no PG*, DATABASE_URL or AGENCY_CRM_DATABASE_URL from
-    this process leaks in; ``env`` adds variables."""
+    this process leaks in; ``env`` adds variables; ``input`` is its stdin (else none)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL"))}
     base.pop("AGENCY_CRM_DATABASE_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "agency_crm", *args],
         capture_output=True,
         text=True,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
         env={**base, **(env or {})},
         timeout=timeout,
         check=False,
