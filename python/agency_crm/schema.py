@@ -561,7 +561,7 @@ def _encrypt_plaintext_secrets(conn: psycopg.Connection[tuple[object, ...]]) -> 
         raise SchemaError(
             f"migration 0014_encrypted_secrets.sql encrypts the CRM secrets stored in plaintext"
             f" ({len(rows)} CRM config(s) hold some), and no encryption key is configured"
-            f" ({crypto.ENV_VAR} is unset)",
+            f" ({crypto.ENV_VAR} is unset or empty)",
             hint=f"Nothing was applied. {crypto.GENERATE_HINT}: set it where agency-crm runs"
             " (keep it safe: without it the secrets cannot be read), then upgrade again.",
         )

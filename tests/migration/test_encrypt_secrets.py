@@ -141,7 +141,7 @@ def test_without_a_key_the_upgrade_is_refused_and_nothing_is_applied(
     assert error.message == (
         "migration 0014_encrypted_secrets.sql encrypts the CRM secrets stored in plaintext"
         f" ({HOLDING_PLAINTEXT} CRM config(s) hold some), and no encryption key is configured"
-        f" ({crypto.ENV_VAR} is unset)"
+        f" ({crypto.ENV_VAR} is unset or empty)"
     )
     assert error.hint is not None and error.hint.startswith("Nothing was applied.")
     assert "agency-crm secrets generate-key" in error.hint
