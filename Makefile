@@ -9,6 +9,7 @@ PIP_CONSTRAINT_FILE := constraints.txt
 PYTEST_ARGS ?=
 BENCH_LIFECYCLE_ARGS ?=
 BENCH_ANALYTICS_ARGS ?=
+BENCH_ANALYTICS_ROLES_ARGS ?=
 BENCH_QUEUE_ARGS ?=
 BENCH_PUSH_ARGS ?=
 # The slow tiers, each marked with why (pyproject.toml): make test-fast leaves them out.
@@ -67,11 +68,12 @@ docs-check: install ## Fail when docs/sql-api.md or the examples of docs/analyti
 	$(BIN)/python -m agency_crm.dev sql-api --check docs/sql-api.md
 	$(BIN)/python -m agency_crm.dev analytics-examples --check docs/analytics.md
 
-bench: install ## Benchmarks: lifecycle triggers, analytics at scale, the push queue, end-to-end push; results in docs/benchmarks.md
+bench: install ## Benchmarks: lifecycle triggers, analytics at scale and under row-level security, the push queue, end-to-end push; results in docs/benchmarks.md
 	@# Every benchmark runs; the target fails at the end if one missed its target.
 	@status=0; \
 	$(BIN)/python bench/bench_lifecycle.py $(BENCH_LIFECYCLE_ARGS) || status=1; \
 	$(BIN)/python bench/bench_analytics.py $(BENCH_ANALYTICS_ARGS) || status=1; \
+	$(BIN)/python bench/bench_analytics_roles.py $(BENCH_ANALYTICS_ROLES_ARGS) || status=1; \
 	$(BIN)/python bench/bench_queue.py $(BENCH_QUEUE_ARGS) || status=1; \
 	$(BIN)/python bench/bench_push.py $(BENCH_PUSH_ARGS) || status=1; \
 	exit $$status

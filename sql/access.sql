@@ -262,9 +262,13 @@ BEGIN
             );
         END IF;
         IF 'crm_client_viewer' = ANY (v_existing) THEN
+            -- The setting is read in a scalar subquery, which PostgreSQL evaluates once per
+            -- statement (an InitPlan); written bare, it is read again each time a correlated
+            -- subquery runs (once per lost deal in crm.get_lost_deal_analysis: 6-7 % of its
+            -- time, docs/benchmarks.md).
             v_tenant := pg_catalog.format(
-                '%I = nullif('
-                'pg_catalog.current_setting(''crm.client_id'', true), '''')::uuid',
+                '%I = (SELECT nullif('
+                'pg_catalog.current_setting(''crm.client_id'', true), '''')::uuid)',
                 v_table.tenant
             );
             EXECUTE pg_catalog.format(

@@ -9013,73 +9013,73 @@ CREATE POLICY agency_crm_insert ON crm.meetings FOR INSERT TO crm_app WITH CHECK
 -- Name: activities agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.activities AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm.activities AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: campaigns agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.campaigns AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm.campaigns AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: client_crm_configs agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.client_crm_configs AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm.client_crm_configs AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: clients agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.clients AS RESTRICTIVE TO crm_client_viewer USING ((id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm.clients AS RESTRICTIVE TO crm_client_viewer USING ((id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: crm_external_ids agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.crm_external_ids AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm.crm_external_ids AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: crm_push_log agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.crm_push_log AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm.crm_push_log AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: crm_push_queue agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.crm_push_queue AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm.crm_push_queue AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: deal_stage_history agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.deal_stage_history AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm.deal_stage_history AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: deals agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.deals AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm.deals AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: leads agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.leads AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm.leads AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: meeting_reschedules agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.meeting_reschedules AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm.meeting_reschedules AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: meetings agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.meetings AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm.meetings AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: activities agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
@@ -9367,7 +9367,7 @@ ALTER TABLE crm.meetings ENABLE ROW LEVEL SECURITY;
 -- Name: deal_attribution agency_crm_one_client; Type: POLICY; Schema: crm_private; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm_private.deal_attribution AS RESTRICTIVE TO crm_client_viewer USING ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid)) WITH CHECK ((client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+CREATE POLICY agency_crm_one_client ON crm_private.deal_attribution AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: deal_attribution agency_crm_owner; Type: POLICY; Schema: crm_private; Owner: -
