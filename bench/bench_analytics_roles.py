@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         " each round); ratio: the median of the rounds' role / owner ratios (interquartile"
         f" range, full range). Target <= {TARGET} (worst here {worst:.3f})."
     )
-    if all(t.cpu is not None for timings in results.values() for t in timings[OWNER]):
+    if all(t.cpu is not None for by in results.values() for ts in by.values() for t in ts):
         lines, worst_cpu = ratio_table(results, cpu=True)
         print("\nThe same calls, CPU time of the server backend (/proc/<pid>/schedstat):\n")
         print("\n".join(lines))
