@@ -64,6 +64,7 @@ DECLARE
     v_roles text;
     v_tenant text;
     v_grant boolean;
+    v_command text;
 BEGIN
     SELECT coalesce(array_agg(r.rolname ORDER BY r.rolname), '{}')
     INTO v_existing
@@ -228,39 +229,27 @@ BEGIN
             ' USING (true) WITH CHECK (true)',
             v_table.rel, v_table.owner
         );
-        SELECT string_agg(pg_catalog.quote_ident(r), ', ' ORDER BY r)
-        INTO v_roles
-        FROM pg_catalog.unnest(v_existing) AS r
-        WHERE pg_catalog.has_any_column_privilege(r, v_table.rel, 'SELECT');
-        IF v_roles IS NOT NULL THEN
+        -- Each command, to the roles granted it on this table, on every client's rows.
+        FOREACH v_command IN ARRAY ARRAY['SELECT', 'INSERT', 'UPDATE'] LOOP
+            SELECT string_agg(pg_catalog.quote_ident(r), ', ' ORDER BY r)
+            INTO v_roles
+            FROM pg_catalog.unnest(v_existing) AS r
+            WHERE pg_catalog.has_any_column_privilege(r, v_table.rel, v_command);
+            CONTINUE WHEN v_roles IS NULL;
             EXECUTE pg_catalog.format(
-                'CREATE POLICY agency_crm_read ON %s AS PERMISSIVE FOR SELECT TO %s'
-                ' USING (true)',
-                v_table.rel, v_roles
+                'CREATE POLICY %I ON %s AS PERMISSIVE FOR %s TO %s %s',
+                CASE v_command
+                    WHEN 'SELECT' THEN 'agency_crm_read'
+                    ELSE 'agency_crm_' || pg_catalog.lower(v_command)
+                END,
+                v_table.rel, v_command, v_roles,
+                CASE v_command
+                    WHEN 'SELECT' THEN 'USING (true)'
+                    WHEN 'INSERT' THEN 'WITH CHECK (true)'
+                    ELSE 'USING (true) WITH CHECK (true)'
+                END
             );
-        END IF;
-        SELECT string_agg(pg_catalog.quote_ident(r), ', ' ORDER BY r)
-        INTO v_roles
-        FROM pg_catalog.unnest(v_existing) AS r
-        WHERE pg_catalog.has_any_column_privilege(r, v_table.rel, 'INSERT');
-        IF v_roles IS NOT NULL THEN
-            EXECUTE pg_catalog.format(
-                'CREATE POLICY agency_crm_insert ON %s AS PERMISSIVE FOR INSERT TO %s'
-                ' WITH CHECK (true)',
-                v_table.rel, v_roles
-            );
-        END IF;
-        SELECT string_agg(pg_catalog.quote_ident(r), ', ' ORDER BY r)
-        INTO v_roles
-        FROM pg_catalog.unnest(v_existing) AS r
-        WHERE pg_catalog.has_any_column_privilege(r, v_table.rel, 'UPDATE');
-        IF v_roles IS NOT NULL THEN
-            EXECUTE pg_catalog.format(
-                'CREATE POLICY agency_crm_update ON %s AS PERMISSIVE FOR UPDATE TO %s'
-                ' USING (true) WITH CHECK (true)',
-                v_table.rel, v_roles
-            );
-        END IF;
+        END LOOP;
         IF 'crm_client_viewer' = ANY (v_existing) THEN
             -- The setting is read in a scalar subquery, which PostgreSQL evaluates once per
             -- statement (an InitPlan); written bare, it is read again each time a correlated
