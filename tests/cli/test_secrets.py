@@ -15,20 +15,19 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 import typer
-from psycopg import conninfo
 from psycopg.rows import dict_row
 
 from agency_crm import crypto, secret_store
 from agency_crm.crypto import KeyRing
 from tests.helpers.cli import run
 from tests.helpers.fixtures import Make, wait_until_blocked
+from tests.push.conftest import pushdb  # noqa: F401  (a fixture used here)
 from tests.security.conftest import login_url, logins  # noqa: F401  (a fixture used here)
 
 ENV = crypto.ENV_VAR
@@ -49,20 +48,12 @@ def keys_env(*entries: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def committed(fresh_db: psycopg.Connection[Any]) -> Iterator[tuple[psycopg.Connection[Any], str]]:
+def committed(
+    pushdb: tuple[psycopg.Connection[Any], str],  # noqa: F811  (the fixture)
+) -> tuple[psycopg.Connection[Any], str]:
     """A database of its own in autocommit mode (the CLI reads what the test wrote), and its
-    URL."""
-    fresh_db.commit()
-    fresh_db.autocommit = True
-    info = fresh_db.info
-    url = conninfo.make_conninfo(
-        host=info.host,
-        port=info.port,
-        user=info.user,
-        dbname=info.dbname,
-        password=info.password or None,
-    )
-    yield fresh_db, url
+    URL: the push tests' fixture."""
+    return pushdb
 
 
 @pytest.fixture

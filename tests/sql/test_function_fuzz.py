@@ -298,14 +298,22 @@ class Outcome:
         return f"crm.{self.function}({self.argument} => {value}): {self.sqlstate} {self.message}"
 
 
-def call(db: psycopg.Connection[Any], fn: Function, values: dict[str, str | None]) -> list[Any]:
-    """SELECT * FROM crm.<fn>(arg => value::type, ...) in a savepoint that is rolled back."""
+def call(
+    db: psycopg.Connection[Any],
+    fn: Function,
+    values: dict[str, str | None],
+    schema: str = "crm",
+) -> list[Any]:
+    """SELECT * FROM <schema>.<fn>(arg => value::type, ...) in a savepoint that is rolled
+    back."""
     types = dict(zip(fn.args, fn.types, strict=True))
     named = sql.SQL(", ").join(
         sql.SQL("{} => {}::{}").format(sql.Identifier(a), sql.Placeholder(a), sql.SQL(types[a]))
         for a in values
     )
-    query = sql.SQL("SELECT * FROM crm.{}({})").format(sql.Identifier(fn.name), named)
+    query = sql.SQL("SELECT * FROM {}.{}({})").format(
+        sql.Identifier(schema), sql.Identifier(fn.name), named
+    )
     with db.transaction(force_rollback=True), db.cursor() as cur:
         cur.execute(query, values)
         names = [c.name for c in cur.description or []]
