@@ -664,10 +664,10 @@ def test_the_rotation_example_of_the_docs_is_what_the_commands_print(
 
 
 def documented_commands() -> list[str]:
-    """Every `agency-crm secrets ...` command line of the README's and docs/security.md's
+    """Every `agency-crm secrets ...` command line of the README's, docs/security.md's and push.md's
     shell and text examples, without prompt, pipe, capture or comment."""
     found = []
-    for path in (ROOT / "README.md", SECURITY):
+    for path in (ROOT / "README.md", SECURITY, ROOT / "docs" / "push.md"):
         for lang in ("sh", "text"):
             for block in doc_blocks(path, lang):
                 found += [
