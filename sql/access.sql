@@ -1,9 +1,9 @@
--- Who may do what: the grants of the four agency-crm roles and the row-level security of every
+-- Who may do what: the grants of the five agency-crm roles and the row-level security of every
 -- tenant table (docs/security.md). `agency-crm db upgrade` applies this file after the functions
 -- and triggers whenever it changed, a migration ran, the code was re-applied or the set of
 -- roles that exist changed; `db upgrade` creates the roles first where it may (CREATEROLE).
 -- Everything is derived from the catalogs, so a new table or function is covered the next
--- time it runs, and it runs start to finish each time: every privilege of the four roles on
+-- time it runs, and it runs start to finish each time: every privilege of the five roles on
 -- the two schemas is revoked, then granted again, in one transaction.
 --
 -- The roles (NOLOGIN groups a deployment grants to its login roles):
@@ -15,12 +15,16 @@
 --   crm_client_viewer  one client's dashboard: what crm_analyst reads, restricted by row-level
 --                      security to the client named by the setting crm.client_id (nothing
 --                      when it is unset).
+--   crm_api            the HTTP API (agency-crm serve): what crm_client_viewer reads, for the
+--                      one client of each request (crm.client_id); connects, configures and
+--                      disconnects that client's CRM and queues its backfill; reads its CRM
+--                      credentials only through crm.scoped_crm_config().
 -- None owns anything, none has BYPASSRLS, none may DELETE (rows are soft-deleted).
 
 DO $access$
 DECLARE
     c_roles CONSTANT text [] := ARRAY[
-        'crm_app', 'crm_analyst', 'crm_runner', 'crm_client_viewer'
+        'crm_app', 'crm_analyst', 'crm_runner', 'crm_client_viewer', 'crm_api'
     ];
     -- The rows app code writes.
     c_business CONSTANT text [] := ARRAY[
@@ -44,6 +48,10 @@ DECLARE
         'push_queue_status'
     ];
     c_app_functions CONSTANT text [] := ARRAY['reopen_deal', 'push_queue_status'];
+    c_api_functions CONSTANT text [] := ARRAY[
+        'save_crm_connection', 'disconnect_crm', 'backfill_pushes', 'begin_oauth_state',
+        'push_queue_status'
+    ];
     c_shared_functions CONSTANT text [] := ARRAY['push_queue_status'];
     -- Internal helpers only the lifecycle triggers of app code's writes call.
     c_app_helpers CONSTANT text [] := ARRAY[
@@ -53,7 +61,10 @@ DECLARE
     -- app code's writes of touches and deals keep the attribution credits, which no role
     -- may delete directly.
     c_definer_callers CONSTANT jsonb := '{
-        "crm_private.refresh_deal_attribution(uuid,uuid[])": ["crm_app"]
+        "crm_private.refresh_deal_attribution(uuid,uuid[])": ["crm_app"],
+        "crm.authenticate_api_token(bytea)": ["crm_api"],
+        "crm.consume_oauth_state(bytea,uuid)": ["crm_api"],
+        "crm.scoped_crm_config()": ["crm_api"]
     }';
     v_role text;
     v_existing text [];
@@ -133,6 +144,18 @@ BEGIN
                 EXECUTE pg_catalog.format(
                     'GRANT INSERT, UPDATE (updated_at) ON %s TO %I', v_table.rel, v_role
                 );
+            ELSIF v_role = 'crm_api' AND v_table.name = 'crm.client_crm_configs' THEN
+                EXECUTE pg_catalog.format(
+                    'GRANT INSERT, UPDATE ON %s TO %I', v_table.rel, v_role
+                );
+            ELSIF v_role = 'crm_api' AND v_table.name = 'crm.crm_push_queue' THEN
+                EXECUTE pg_catalog.format(
+                    'GRANT INSERT, UPDATE (status, last_error, finished_at, updated_at) ON %s TO %I',
+                    v_table.rel, v_role
+                );
+            ELSIF v_role = 'crm_api'
+                AND v_table.name IN ('crm_private.oauth_states', 'crm.crm_push_log') THEN
+                EXECUTE pg_catalog.format('GRANT INSERT ON %s TO %I', v_table.rel, v_role);
             ELSIF v_role = 'crm_runner' AND v_table.name = ANY (c_runner_writes) THEN
                 EXECUTE pg_catalog.format(
                     'GRANT INSERT, UPDATE ON %s TO %I', v_table.rel, v_role
@@ -175,6 +198,7 @@ BEGIN
                 WHEN v_function.name = ANY (c_shared_functions) THEN TRUE
                 WHEN v_role = 'crm_runner' THEN v_function.name = ANY (c_runner_functions)
                 WHEN v_role = 'crm_app' THEN v_function.name = ANY (c_app_functions)
+                WHEN v_role = 'crm_api' THEN v_function.name = ANY (c_api_functions)
                 ELSE FALSE
             END;
             IF v_grant THEN
@@ -250,7 +274,11 @@ BEGIN
                 END
             );
         END LOOP;
-        IF 'crm_client_viewer' = ANY (v_existing) THEN
+        SELECT string_agg(pg_catalog.quote_ident(r), ', ' ORDER BY r)
+        INTO v_roles
+        FROM pg_catalog.unnest(v_existing) AS r
+        WHERE r IN ('crm_client_viewer', 'crm_api');
+        IF v_roles IS NOT NULL THEN
             -- The setting is read in a scalar subquery, which PostgreSQL evaluates once per
             -- statement (an InitPlan); written bare, it is read again each time a correlated
             -- subquery runs (once per lost deal in crm.get_lost_deal_analysis: 6-7 % of its
@@ -262,8 +290,8 @@ BEGIN
             );
             EXECUTE pg_catalog.format(
                 'CREATE POLICY agency_crm_one_client ON %s AS RESTRICTIVE FOR ALL'
-                ' TO crm_client_viewer USING (%s) WITH CHECK (%s)',
-                v_table.rel, v_tenant, v_tenant
+                ' TO %s USING (%s) WITH CHECK (%s)',
+                v_table.rel, v_roles, v_tenant, v_tenant
             );
         END IF;
     END LOOP;

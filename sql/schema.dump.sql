@@ -94,6 +94,174 @@ COMMENT ON TYPE crm.deal_stage_type IS 'Pipeline stage of a deal, in pipeline or
 proposal 40, negotiation 60, verbal_commit 80, contract_sent 90, closed_won 100, closed_lost 0.';
 
 --
+-- Name: authenticate_api_token(bytea); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.authenticate_api_token(p_token_hash bytea) RETURNS TABLE(token_id uuid, client_id uuid)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE crm_private.api_tokens AS t
+    SET last_used_at = pg_catalog.now()
+    WHERE t.token_hash = p_token_hash
+      AND t.revoked_at IS NULL
+      AND (t.last_used_at IS NULL OR t.last_used_at < pg_catalog.now() - interval '1 minute')
+    RETURNING t.id, t.client_id;
+    IF NOT FOUND THEN
+        RETURN QUERY
+        SELECT t.id, t.client_id
+        FROM crm_private.api_tokens AS t
+        WHERE t.token_hash = p_token_hash AND t.revoked_at IS NULL;
+    END IF;
+END;
+$$;
+
+--
+-- Name: FUNCTION authenticate_api_token(p_token_hash bytea); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.authenticate_api_token(p_token_hash bytea) IS 'The API token with this SHA-256 digest, if it exists and is not revoked: its id and its client
+(NULL: agency-wide). No row: the token is refused. Notes when it was used, at most once a
+minute.
+SECURITY DEFINER: the API authenticates a request before it knows its client, and its role
+reads no token digests.';
+
+--
+-- Name: backfill_pushes(uuid, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.backfill_pushes(p_client_id uuid, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(meetings integer, deals integer)
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_config uuid;
+    v_meetings integer;
+    v_deals integer;
+BEGIN
+    PERFORM crm_private.connection_lock(p_client_id);
+    SELECT cfg.id INTO v_config
+    FROM crm.client_crm_configs AS cfg
+    WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL AND cfg.is_active;
+    IF v_config IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = pg_catalog.format(
+                'client %s has no connected CRM to backfill', p_client_id
+            ),
+            HINT = 'Connect its CRM first: agency-crm crm connect hubspot|pipedrive|close '
+                '--client ' || coalesce(p_client_id::text, '<client>') || '.';
+    END IF;
+
+    -- Live meetings whose deal the CRM has not got from this config, and that no push is
+    -- about to send, oldest first: one meeting_booked each (it sends the lead and the
+    -- meeting's deal as they are now).
+    INSERT INTO crm.crm_push_queue AS q (client_id, operation, lead_id, meeting_id)
+    SELECT m.client_id, 'meeting_booked', m.lead_id, m.id
+    FROM crm.meetings AS m
+    WHERE m.client_id = p_client_id
+      AND m.deleted_at IS NULL
+      AND (p_since IS NULL OR m.booked_at >= p_since)
+      AND NOT EXISTS (
+          SELECT 1
+          FROM crm.crm_external_ids AS x
+          WHERE x.client_id = m.client_id
+            AND x.crm_config_id = v_config
+            AND x.entity_type = 'deal'
+            AND x.external_key = 'acrm-meeting-' || m.id
+            AND x.crm_id IS NOT NULL
+            AND x.create_sent_at IS NULL
+      )
+      AND NOT EXISTS (
+          SELECT 1
+          FROM crm.crm_push_queue AS o
+          WHERE o.client_id = m.client_id
+            AND o.meeting_id = m.id
+            AND o.status IN ('pending', 'in_flight', 'held')
+      )
+    ORDER BY m.booked_at, m.id
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_meetings = ROW_COUNT;
+
+    -- Live deals of no live meeting (a meeting's deal travels with its meeting's push).
+    INSERT INTO crm.crm_push_queue AS q (client_id, operation, lead_id, deal_id)
+    SELECT d.client_id, 'deal_created', d.lead_id, d.id
+    FROM crm.deals AS d
+    WHERE d.client_id = p_client_id
+      AND d.deleted_at IS NULL
+      AND (p_since IS NULL OR d.created_at >= p_since)
+      AND NOT EXISTS (
+          SELECT 1
+          FROM crm.meetings AS m
+          WHERE m.client_id = d.client_id AND m.id = d.meeting_id AND m.deleted_at IS NULL
+      )
+      AND NOT EXISTS (
+          SELECT 1
+          FROM crm.crm_external_ids AS x
+          WHERE x.client_id = d.client_id
+            AND x.crm_config_id = v_config
+            AND x.entity_type = 'deal'
+            AND x.external_key
+            = coalesce('acrm-meeting-' || d.meeting_id, 'acrm-deal-' || d.id)
+            AND x.crm_id IS NOT NULL
+            AND x.create_sent_at IS NULL
+      )
+      AND NOT EXISTS (
+          SELECT 1
+          FROM crm.crm_push_queue AS o
+          WHERE o.client_id = d.client_id
+            AND o.deal_id = d.id
+            AND o.status IN ('pending', 'in_flight', 'held')
+      )
+    ORDER BY d.created_at, d.id
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_deals = ROW_COUNT;
+
+    RETURN QUERY SELECT v_meetings, v_deals;
+END;
+$$;
+
+--
+-- Name: FUNCTION backfill_pushes(p_client_id uuid, p_since timestamp with time zone); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.backfill_pushes(p_client_id uuid, p_since timestamp with time zone) IS 'Queue the client''s history for its connected CRM: one meeting_booked push per live meeting
+(booked at or after p_since; NULL: all) and one deal_created per live deal without a live
+meeting (created at or after p_since) that the CRM has not got from this config and that no
+push is already about to send, oldest first. Run again, it queues nothing new. Called on
+connect, and by agency-crm push backfill. Returns how many meetings and deals were queued; no
+connected CRM: 55000 (object_not_in_prerequisite_state).';
+
+--
+-- Name: begin_oauth_state(uuid, bytea, text, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.begin_oauth_state(p_client_id uuid, p_state_hash bytea, p_redirect_uri text, p_api_base_url text DEFAULT NULL::text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_expires timestamptz;
+BEGIN
+    INSERT INTO crm_private.oauth_states AS s (client_id, state_hash, redirect_uri, api_base_url)
+    VALUES (p_client_id, p_state_hash, p_redirect_uri, p_api_base_url)
+    RETURNING s.expires_at INTO v_expires;
+    RETURN v_expires;
+END;
+$$;
+
+--
+-- Name: FUNCTION begin_oauth_state(p_client_id uuid, p_state_hash bytea, p_redirect_uri text, p_api_base_url text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.begin_oauth_state(p_client_id uuid, p_state_hash bytea, p_redirect_uri text, p_api_base_url text) IS 'Start a HubSpot OAuth flow for a client: store the digest of its random state parameter (the
+state itself never reaches the database), the redirect URI and the API root, single-use,
+expiring in ten minutes. Returns when it expires. The callback consumes it with
+crm.consume_oauth_state.';
+
+--
 -- Name: claim_crm_create(uuid, uuid, text, text, uuid, interval); Type: FUNCTION; Schema: crm; Owner: -
 --
 
@@ -392,6 +560,123 @@ batch acknowledgements). p_attempts names, for each of p_push_ids in the same or
 being completed (the attempts crm.claim_pushes returned): a push no longer held by that claim
 of p_lease_owner is left alone. With p_log_status (success or skipped) it also writes one
 crm_push_log row per push it completed. Returns how many were completed.';
+
+--
+-- Name: consume_oauth_state(bytea, uuid); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.consume_oauth_state(p_state_hash bytea, p_client_id uuid DEFAULT NULL::uuid) RETURNS TABLE(outcome text, client_id uuid, redirect_uri text, api_base_url text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_id uuid;
+    v_client uuid;
+    v_redirect text;
+    v_base text;
+    v_expires timestamptz;
+    v_used timestamptz;
+    v_caller uuid := coalesce(
+        p_client_id,
+        nullif(pg_catalog.current_setting('crm.client_id', TRUE), '')::uuid
+    );
+BEGIN
+    SELECT s.id, s.client_id, s.redirect_uri, s.api_base_url, s.expires_at, s.used_at
+    INTO v_id, v_client, v_redirect, v_base, v_expires, v_used
+    FROM crm_private.oauth_states AS s
+    WHERE s.state_hash = p_state_hash
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'unknown'::text, NULL::uuid, NULL::text, NULL::text;
+    ELSIF v_caller IS NOT NULL AND v_caller <> v_client THEN
+        -- Another client's flow: told apart from an unknown state by nothing the caller sees,
+        -- and left unused for its own client.
+        RETURN QUERY SELECT 'unknown'::text, NULL::uuid, NULL::text, NULL::text;
+    ELSIF v_used IS NOT NULL THEN
+        RETURN QUERY SELECT 'reused'::text, NULL::uuid, NULL::text, NULL::text;
+    ELSE
+        UPDATE crm_private.oauth_states AS s
+        SET used_at = pg_catalog.clock_timestamp()
+        WHERE s.client_id = v_client AND s.id = v_id;
+        IF v_expires <= pg_catalog.clock_timestamp() THEN
+            RETURN QUERY SELECT 'expired'::text, NULL::uuid, NULL::text, NULL::text;
+        ELSE
+            RETURN QUERY SELECT
+                'ok'::text, v_client, v_redirect, v_base;
+        END IF;
+    END IF;
+END;
+$$;
+
+--
+-- Name: FUNCTION consume_oauth_state(p_state_hash bytea, p_client_id uuid); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.consume_oauth_state(p_state_hash bytea, p_client_id uuid) IS 'The OAuth callback''s check of its state parameter (by digest): ok (with the client, redirect
+URI and API root of the flow, and the state is used up), unknown, reused or expired (used up
+too). A caller acting for a client (p_client_id, else the setting crm.client_id) gets unknown
+for another client''s state, which stays usable by its own client.
+SECURITY DEFINER: the callback comes from the consenting browser, which cannot say which client
+it acts for until the state is read.';
+
+--
+-- Name: disconnect_crm(uuid, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.disconnect_crm(p_client_id uuid, p_reason text DEFAULT NULL::text) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_live crm.client_crm_configs%ROWTYPE;
+    v_skipped integer;
+BEGIN
+    PERFORM crm_private.connection_lock(p_client_id);
+    SELECT cfg.* INTO v_live
+    FROM crm.client_crm_configs AS cfg
+    WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'no_data_found',
+            MESSAGE = pg_catalog.format('client %s has no CRM connected', p_client_id),
+            HINT = 'Nothing to disconnect: agency-crm crm config show --client '
+                || coalesce(p_client_id::text, '<client>') || ' tells what is configured.';
+    END IF;
+
+    -- The pushes first: the config leaving error would release held pushes otherwise.
+    UPDATE crm.crm_push_queue AS q
+    SET status = 'skipped',
+        finished_at = pg_catalog.clock_timestamp(),
+        last_error = pg_catalog.left(coalesce(
+            p_reason,
+            pg_catalog.format('skipped: the client disconnected its CRM (%s)', v_live.crm_type)
+        ), 2000)
+    WHERE q.client_id = p_client_id AND q.status IN ('pending', 'held');
+    GET DIAGNOSTICS v_skipped = ROW_COUNT;
+
+    UPDATE crm.client_crm_configs AS cfg
+    SET is_active = FALSE,
+        connection_status = 'disconnected',
+        api_key = NULL,
+        oauth_access_token = NULL,
+        oauth_refresh_token = NULL,
+        oauth_expires_at = NULL,
+        last_error = NULL
+    WHERE cfg.id = v_live.id;
+    RETURN v_skipped;
+END;
+$$;
+
+--
+-- Name: FUNCTION disconnect_crm(p_client_id uuid, p_reason text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.disconnect_crm(p_client_id uuid, p_reason text) IS 'Disconnect the client''s CRM, softly: its config becomes inactive and disconnected and forgets
+its credentials; its pending and held pushes become skipped, with p_reason (or "the client
+disconnected its CRM") as their last_error. A push already in flight finishes. Disconnecting
+again skips nothing more. Connecting later starts a new config (crm.save_crm_connection).
+Returns how many pushes were skipped; no live config: 02000 (no_data_found).';
 
 --
 -- Name: finish_push(uuid, bigint, text, text, text, text); Type: FUNCTION; Schema: crm; Owner: -
@@ -3727,6 +4012,429 @@ and of several stuck pushes of one entity and operation only the newest goes bac
 Returns how many pushes were put back.';
 
 --
+-- Name: save_crm_connection(uuid, text, text, text, text, timestamp with time zone, text, text, jsonb, text, text, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.save_crm_connection(p_client_id uuid, p_crm_type text, p_api_key text DEFAULT NULL::text, p_oauth_access_token text DEFAULT NULL::text, p_oauth_refresh_token text DEFAULT NULL::text, p_oauth_expires_at timestamp with time zone DEFAULT NULL::timestamp with time zone, p_hubspot_portal_id text DEFAULT NULL::text, p_api_base_url text DEFAULT NULL::text, p_external_key_fields jsonb DEFAULT '{}'::jsonb, p_pipeline_id text DEFAULT NULL::text, p_stage_id text DEFAULT NULL::text, p_owner_id text DEFAULT NULL::text) RETURNS TABLE(config_id uuid, replaced boolean)
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $_$
+DECLARE
+    v_live crm.client_crm_configs%ROWTYPE;
+BEGIN
+    IF p_client_id IS NULL OR p_crm_type IS NULL THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'null_value_not_allowed',
+            MESSAGE = pg_catalog.format(
+                'crm.save_crm_connection: %s is NULL, but it is required',
+                CASE WHEN p_client_id IS NULL THEN 'p_client_id' ELSE 'p_crm_type' END
+            ),
+            HINT = 'Name the client and its CRM (hubspot, pipedrive or close).';
+    END IF;
+    PERFORM crm_private.connection_lock(p_client_id);
+
+    SELECT cfg.* INTO v_live
+    FROM crm.client_crm_configs AS cfg
+    WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
+    FOR UPDATE;
+
+    IF FOUND AND v_live.is_active AND v_live.crm_type <> p_crm_type THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'unique_violation',
+            MESSAGE = pg_catalog.format(
+                'client %s is already connected to %s (config %s): a client has one CRM',
+                p_client_id, v_live.crm_type, v_live.id
+            ),
+            DETAIL = pg_catalog.format(
+                'Connecting %s was refused; nothing was changed.', p_crm_type
+            ),
+            HINT = pg_catalog.format(
+                'Disconnect %1$s first (agency-crm crm disconnect --client %2$s, or DELETE '
+                '/api/v1/crm/disconnect), then connect %3$s.',
+                v_live.crm_type, p_client_id, p_crm_type
+            ),
+            TABLE = 'client_crm_configs', SCHEMA = 'crm',
+            CONSTRAINT = 'client_crm_configs_client_id_key';
+    END IF;
+
+    IF FOUND AND v_live.is_active THEN
+        -- The same CRM again: new credentials, the settings chosen so far kept.
+        UPDATE crm.client_crm_configs AS cfg
+        SET api_key = p_api_key,
+            oauth_access_token = p_oauth_access_token,
+            oauth_refresh_token = p_oauth_refresh_token,
+            oauth_expires_at = p_oauth_expires_at,
+            hubspot_portal_id = p_hubspot_portal_id,
+            api_base_url = p_api_base_url,
+            external_key_fields = cfg.external_key_fields || coalesce(p_external_key_fields, '{}'),
+            pipeline_id = coalesce(cfg.pipeline_id, p_pipeline_id),
+            stage_id = coalesce(cfg.stage_id, p_stage_id),
+            owner_id = coalesce(cfg.owner_id, p_owner_id),
+            connection_status = 'connected',
+            last_error = NULL
+        WHERE cfg.id = v_live.id;
+        RETURN QUERY SELECT v_live.id, TRUE;
+        RETURN;
+    END IF;
+
+    IF FOUND THEN
+        -- A disconnected config: kept as history; the new connection starts clean (its own
+        -- CRM id map, no pushes of the old one).
+        UPDATE crm.client_crm_configs AS cfg
+        SET deleted_at = pg_catalog.now()
+        WHERE cfg.id = v_live.id;
+    END IF;
+
+    RETURN QUERY
+    INSERT INTO crm.client_crm_configs AS cfg (
+        client_id, crm_type, api_key, oauth_access_token, oauth_refresh_token,
+        oauth_expires_at, hubspot_portal_id, api_base_url, external_key_fields, pipeline_id,
+        stage_id, owner_id, is_active, connection_status
+    )
+    VALUES (
+        p_client_id, p_crm_type, p_api_key, p_oauth_access_token, p_oauth_refresh_token,
+        p_oauth_expires_at, p_hubspot_portal_id, p_api_base_url,
+        coalesce(p_external_key_fields, '{}'), p_pipeline_id, p_stage_id, p_owner_id, TRUE,
+        'connected'
+    )
+    RETURNING cfg.id, FALSE;
+END;
+$_$;
+
+--
+-- Name: FUNCTION save_crm_connection(p_client_id uuid, p_crm_type text, p_api_key text, p_oauth_access_token text, p_oauth_refresh_token text, p_oauth_expires_at timestamp with time zone, p_hubspot_portal_id text, p_api_base_url text, p_external_key_fields jsonb, p_pipeline_id text, p_stage_id text, p_owner_id text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.save_crm_connection(p_client_id uuid, p_crm_type text, p_api_key text, p_oauth_access_token text, p_oauth_refresh_token text, p_oauth_expires_at timestamp with time zone, p_hubspot_portal_id text, p_api_base_url text, p_external_key_fields jsonb, p_pipeline_id text, p_stage_id text, p_owner_id text) IS 'Save a CRM connection whose credentials were just tested against the CRM (agency-crm crm
+connect, POST /api/v1/crm/connect/...): secrets as encrypted envelopes. One CRM per client: a
+live, active config of another CRM is refused (23505, naming it, with how to disconnect). The
+same CRM again replaces the credentials and keeps the pipeline, stage and owner already chosen
+(the p_ ones fill those not set). A disconnected config is soft-deleted and a new one inserted,
+so the new connection starts clean. The config is marked connected. Returns its id and whether
+an active config was replaced.';
+
+--
+-- Name: client_crm_configs; Type: TABLE; Schema: crm; Owner: -
+--
+
+CREATE TABLE crm.client_crm_configs (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    client_id uuid NOT NULL,
+    crm_type text NOT NULL,
+    api_key text,
+    oauth_access_token text,
+    oauth_refresh_token text,
+    oauth_expires_at timestamp with time zone,
+    hubspot_portal_id text,
+    pipeline_id text,
+    stage_id text,
+    owner_id text,
+    is_active boolean DEFAULT true NOT NULL,
+    connection_status text DEFAULT 'pending'::text NOT NULL,
+    last_successful_push_at timestamp with time zone,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    deleted_at timestamp with time zone,
+    api_base_url text,
+    stage_map jsonb DEFAULT '{}'::jsonb NOT NULL,
+    external_key_fields jsonb DEFAULT '{}'::jsonb NOT NULL,
+    max_attempts integer DEFAULT 10 NOT NULL,
+    CONSTRAINT client_crm_configs_api_base_url_check CHECK ((api_base_url ~ '^https?://[^[:space:]/]+(/[^[:space:]]*)?$'::text)),
+    CONSTRAINT client_crm_configs_api_key_check CHECK ((api_key ~ '^acrm:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]{22,}$'::text)),
+    CONSTRAINT client_crm_configs_connection_status_check CHECK ((connection_status = ANY (ARRAY['pending'::text, 'connected'::text, 'error'::text, 'disconnected'::text]))),
+    CONSTRAINT client_crm_configs_crm_type_check CHECK ((crm_type = ANY (ARRAY['hubspot'::text, 'pipedrive'::text, 'close'::text]))),
+    CONSTRAINT client_crm_configs_external_key_fields_check CHECK ((jsonb_typeof(external_key_fields) = 'object'::text)),
+    CONSTRAINT client_crm_configs_hubspot_portal_id_check CHECK (((crm_type = 'hubspot'::text) OR (hubspot_portal_id IS NULL))),
+    CONSTRAINT client_crm_configs_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
+    CONSTRAINT client_crm_configs_oauth_access_token_check CHECK ((oauth_access_token ~ '^acrm:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]{22,}$'::text)),
+    CONSTRAINT client_crm_configs_oauth_check CHECK (((crm_type = 'hubspot'::text) OR (num_nonnulls(oauth_access_token, oauth_refresh_token, oauth_expires_at) = 0))),
+    CONSTRAINT client_crm_configs_oauth_refresh_token_check CHECK ((oauth_refresh_token ~ '^acrm:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]{22,}$'::text)),
+    CONSTRAINT client_crm_configs_stage_map_check CHECK ((jsonb_typeof(stage_map) = 'object'::text)),
+    CONSTRAINT client_crm_configs_timestamps_check CHECK (((LEAST(oauth_expires_at, last_successful_push_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(oauth_expires_at, last_successful_push_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
+);
+
+ALTER TABLE ONLY crm.client_crm_configs FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: TABLE client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON TABLE crm.client_crm_configs IS 'The CRM a client pushes meetings and deals into: at most one live (not soft-deleted)
+config per client.';
+
+--
+-- Name: COLUMN client_crm_configs.id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.id IS 'Config id.';
+
+--
+-- Name: COLUMN client_crm_configs.client_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.client_id IS 'Owning client.';
+
+--
+-- Name: COLUMN client_crm_configs.crm_type; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.crm_type IS 'hubspot, pipedrive or close.';
+
+--
+-- Name: COLUMN client_crm_configs.api_key; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.api_key IS 'Secret, encrypted. API key (Pipedrive, Close) or HubSpot private-app token, as an AES-256-GCM
+envelope agency-crm writes and reads (docs/security.md). Readable by crm_runner only.';
+
+--
+-- Name: COLUMN client_crm_configs.oauth_access_token; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.oauth_access_token IS 'Secret, encrypted. HubSpot OAuth access token, as an AES-256-GCM envelope (docs/security.md).
+Readable by crm_runner only.';
+
+--
+-- Name: COLUMN client_crm_configs.oauth_refresh_token; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.oauth_refresh_token IS 'Secret, encrypted. HubSpot OAuth refresh token, as an AES-256-GCM envelope (docs/security.md).
+Readable by crm_runner only.';
+
+--
+-- Name: COLUMN client_crm_configs.oauth_expires_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.oauth_expires_at IS 'When the HubSpot access token expires; refreshed when within 5 minutes of it.';
+
+--
+-- Name: COLUMN client_crm_configs.hubspot_portal_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.hubspot_portal_id IS 'HubSpot account (portal) id.';
+
+--
+-- Name: COLUMN client_crm_configs.pipeline_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.pipeline_id IS 'CRM pipeline new deals go into.';
+
+--
+-- Name: COLUMN client_crm_configs.stage_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.stage_id IS 'CRM stage new deals start in.';
+
+--
+-- Name: COLUMN client_crm_configs.owner_id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.owner_id IS 'CRM user who owns new deals.';
+
+--
+-- Name: COLUMN client_crm_configs.is_active; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.is_active IS 'Pushes are made only while true; false pauses the connection.';
+
+--
+-- Name: COLUMN client_crm_configs.connection_status; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.connection_status IS 'pending (not yet tested), connected, error (see last_error) or disconnected.';
+
+--
+-- Name: COLUMN client_crm_configs.last_successful_push_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.last_successful_push_at IS 'When a push last succeeded.';
+
+--
+-- Name: COLUMN client_crm_configs.last_error; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.last_error IS 'Most recent error from the CRM, secrets redacted.';
+
+--
+-- Name: COLUMN client_crm_configs.created_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.created_at IS 'When the row was created.';
+
+--
+-- Name: COLUMN client_crm_configs.updated_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.updated_at IS 'When the row last changed (maintained by trigger).';
+
+--
+-- Name: COLUMN client_crm_configs.deleted_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.deleted_at IS 'Soft-delete time; NULL while the row is live.';
+
+--
+-- Name: COLUMN client_crm_configs.api_base_url; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.api_base_url IS 'Root URL of the CRM API (scheme and host, no path), e.g. https://api.hubapi.com. NULL means
+the vendor''s public API; set it to talk to a proxy or the local CRM sandbox.';
+
+--
+-- Name: COLUMN client_crm_configs.stage_map; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.stage_map IS 'Our deal stage -> the CRM''s stage id, e.g. {"proposal": "presentationscheduled"}. An open
+stage that is not mapped leaves the CRM deal''s stage as it is; closed_won and closed_lost fall
+back to the CRM''s own won and lost (see docs/push.md).';
+
+--
+-- Name: COLUMN client_crm_configs.external_key_fields; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.external_key_fields IS 'Where our stable external key is written in the CRM, per CRM entity, e.g. {"deal":
+"agency_crm_key"}: a HubSpot unique property, a Pipedrive custom field key or a Close custom
+field id (cf_...). Missing entries use the defaults in docs/push.md.';
+
+--
+-- Name: COLUMN client_crm_configs.max_attempts; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.client_crm_configs.max_attempts IS 'How many times a push is tried before it becomes dead.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_api_base_url_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_api_base_url_check ON crm.client_crm_configs IS 'api_base_url must be an http(s) URL without spaces.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_api_key_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_api_key_check ON crm.client_crm_configs IS 'api_key must be an encrypted envelope (acrm:v1:<key id>:<nonce>:<ciphertext>), never plaintext.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_connection_status_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_connection_status_check ON crm.client_crm_configs IS 'connection_status must be one of pending, connected, error, disconnected.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_crm_type_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_crm_type_check ON crm.client_crm_configs IS 'crm_type must be one of hubspot, pipedrive, close.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_external_key_fields_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_external_key_fields_check ON crm.client_crm_configs IS 'external_key_fields must be a JSON object.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_hubspot_portal_id_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_hubspot_portal_id_check ON crm.client_crm_configs IS 'hubspot_portal_id is for hubspot configs only.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_max_attempts_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_max_attempts_check ON crm.client_crm_configs IS 'max_attempts must be between 1 and 100.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_oauth_access_token_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_oauth_access_token_check ON crm.client_crm_configs IS 'oauth_access_token must be an encrypted envelope (acrm:v1:<key id>:<nonce>:<ciphertext>), never
+plaintext.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_oauth_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_oauth_check ON crm.client_crm_configs IS 'oauth_access_token, oauth_refresh_token and oauth_expires_at are for hubspot configs only.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_oauth_refresh_token_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_oauth_refresh_token_check ON crm.client_crm_configs IS 'oauth_refresh_token must be an encrypted envelope (acrm:v1:<key id>:<nonce>:<ciphertext>), never
+plaintext.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_stage_map_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_stage_map_check ON crm.client_crm_configs IS 'stage_map must be a JSON object.';
+
+--
+-- Name: CONSTRAINT client_crm_configs_timestamps_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT client_crm_configs_timestamps_check ON crm.client_crm_configs IS 'oauth_expires_at, last_successful_push_at, created_at, updated_at and deleted_at must be finite
+times from 1900-01-01 00:00 UTC (included) to 2200-01-01 00:00 UTC (excluded):
+crm_private.timestamp_window().';
+
+--
+-- Name: scoped_crm_config(); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.scoped_crm_config() RETURNS TABLE(id uuid, client_id uuid, client_name text, crm_type text, api_key text, oauth_access_token text, oauth_refresh_token text, oauth_expires_at timestamp with time zone, pipeline_id text, stage_id text, owner_id text, api_base_url text, stage_map jsonb, external_key_fields jsonb)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    BEGIN ATOMIC
+ SELECT cfg.id,
+     cfg.client_id,
+     c.name,
+     cfg.crm_type,
+     cfg.api_key,
+     cfg.oauth_access_token,
+     cfg.oauth_refresh_token,
+     cfg.oauth_expires_at,
+     cfg.pipeline_id,
+     cfg.stage_id,
+     cfg.owner_id,
+     cfg.api_base_url,
+     cfg.stage_map,
+     cfg.external_key_fields
+    FROM (crm.client_crm_configs cfg
+      JOIN crm.clients c ON ((c.id = cfg.client_id)))
+   WHERE ((cfg.deleted_at IS NULL) AND (cfg.client_id = (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid));
+END;
+
+--
+-- Name: FUNCTION scoped_crm_config(); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.scoped_crm_config() IS 'The live CRM config, secrets included (encrypted envelopes), of the one client named by the
+setting crm.client_id, with the client''s name; no row when the setting is unset or the client
+has no live config. The HTTP API reads it to call the client''s CRM.
+SECURITY DEFINER: otherwise only crm_runner reads the credentials; this gives those of the
+transaction''s one client.';
+
+--
+-- Name: connection_lock(uuid); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.connection_lock(p_client_id uuid) RETURNS void
+    LANGUAGE sql
+    SET search_path TO ''
+    RETURN pg_advisory_xact_lock(hashtextextended(('agency-crm connection '::text || (p_client_id)::text), (0)::bigint));
+
+--
+-- Name: FUNCTION connection_lock(p_client_id uuid); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.connection_lock(p_client_id uuid) IS 'Serialise, until the end of the transaction, the connection changes of one client
+(crm.save_crm_connection, crm.disconnect_crm, crm.backfill_pushes): two connects at once of
+one client cannot both insert a config, and a backfill never runs beside a disconnect. An
+advisory lock, so a role that may not lock the client''s row for update may take it.';
+
+--
 -- Name: create_deal_for_meeting(uuid, uuid); Type: FUNCTION; Schema: crm_private; Owner: -
 --
 
@@ -6991,272 +7699,6 @@ COMMENT ON CONSTRAINT campaigns_timestamps_check ON crm.campaigns IS 'created_at
 (included) to 2200-01-01 00:00 UTC (excluded): crm_private.timestamp_window().';
 
 --
--- Name: client_crm_configs; Type: TABLE; Schema: crm; Owner: -
---
-
-CREATE TABLE crm.client_crm_configs (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    client_id uuid NOT NULL,
-    crm_type text NOT NULL,
-    api_key text,
-    oauth_access_token text,
-    oauth_refresh_token text,
-    oauth_expires_at timestamp with time zone,
-    hubspot_portal_id text,
-    pipeline_id text,
-    stage_id text,
-    owner_id text,
-    is_active boolean DEFAULT true NOT NULL,
-    connection_status text DEFAULT 'pending'::text NOT NULL,
-    last_successful_push_at timestamp with time zone,
-    last_error text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    deleted_at timestamp with time zone,
-    api_base_url text,
-    stage_map jsonb DEFAULT '{}'::jsonb NOT NULL,
-    external_key_fields jsonb DEFAULT '{}'::jsonb NOT NULL,
-    max_attempts integer DEFAULT 10 NOT NULL,
-    CONSTRAINT client_crm_configs_api_base_url_check CHECK ((api_base_url ~ '^https?://[^[:space:]/]+(/[^[:space:]]*)?$'::text)),
-    CONSTRAINT client_crm_configs_api_key_check CHECK ((api_key ~ '^acrm:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]{22,}$'::text)),
-    CONSTRAINT client_crm_configs_connection_status_check CHECK ((connection_status = ANY (ARRAY['pending'::text, 'connected'::text, 'error'::text, 'disconnected'::text]))),
-    CONSTRAINT client_crm_configs_crm_type_check CHECK ((crm_type = ANY (ARRAY['hubspot'::text, 'pipedrive'::text, 'close'::text]))),
-    CONSTRAINT client_crm_configs_external_key_fields_check CHECK ((jsonb_typeof(external_key_fields) = 'object'::text)),
-    CONSTRAINT client_crm_configs_hubspot_portal_id_check CHECK (((crm_type = 'hubspot'::text) OR (hubspot_portal_id IS NULL))),
-    CONSTRAINT client_crm_configs_max_attempts_check CHECK (((max_attempts >= 1) AND (max_attempts <= 100))),
-    CONSTRAINT client_crm_configs_oauth_access_token_check CHECK ((oauth_access_token ~ '^acrm:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]{22,}$'::text)),
-    CONSTRAINT client_crm_configs_oauth_check CHECK (((crm_type = 'hubspot'::text) OR (num_nonnulls(oauth_access_token, oauth_refresh_token, oauth_expires_at) = 0))),
-    CONSTRAINT client_crm_configs_oauth_refresh_token_check CHECK ((oauth_refresh_token ~ '^acrm:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{16}:[A-Za-z0-9_-]{22,}$'::text)),
-    CONSTRAINT client_crm_configs_stage_map_check CHECK ((jsonb_typeof(stage_map) = 'object'::text)),
-    CONSTRAINT client_crm_configs_timestamps_check CHECK (((LEAST(oauth_expires_at, last_successful_push_at, created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(oauth_expires_at, last_successful_push_at, created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text))))
-);
-
-ALTER TABLE ONLY crm.client_crm_configs FORCE ROW LEVEL SECURITY;
-
---
--- Name: TABLE client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON TABLE crm.client_crm_configs IS 'The CRM a client pushes meetings and deals into: at most one live (not soft-deleted)
-config per client.';
-
---
--- Name: COLUMN client_crm_configs.id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.id IS 'Config id.';
-
---
--- Name: COLUMN client_crm_configs.client_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.client_id IS 'Owning client.';
-
---
--- Name: COLUMN client_crm_configs.crm_type; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.crm_type IS 'hubspot, pipedrive or close.';
-
---
--- Name: COLUMN client_crm_configs.api_key; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.api_key IS 'Secret, encrypted. API key (Pipedrive, Close) or HubSpot private-app token, as an AES-256-GCM
-envelope agency-crm writes and reads (docs/security.md). Readable by crm_runner only.';
-
---
--- Name: COLUMN client_crm_configs.oauth_access_token; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.oauth_access_token IS 'Secret, encrypted. HubSpot OAuth access token, as an AES-256-GCM envelope (docs/security.md).
-Readable by crm_runner only.';
-
---
--- Name: COLUMN client_crm_configs.oauth_refresh_token; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.oauth_refresh_token IS 'Secret, encrypted. HubSpot OAuth refresh token, as an AES-256-GCM envelope (docs/security.md).
-Readable by crm_runner only.';
-
---
--- Name: COLUMN client_crm_configs.oauth_expires_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.oauth_expires_at IS 'When the HubSpot access token expires; refreshed when within 5 minutes of it.';
-
---
--- Name: COLUMN client_crm_configs.hubspot_portal_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.hubspot_portal_id IS 'HubSpot account (portal) id.';
-
---
--- Name: COLUMN client_crm_configs.pipeline_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.pipeline_id IS 'CRM pipeline new deals go into.';
-
---
--- Name: COLUMN client_crm_configs.stage_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.stage_id IS 'CRM stage new deals start in.';
-
---
--- Name: COLUMN client_crm_configs.owner_id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.owner_id IS 'CRM user who owns new deals.';
-
---
--- Name: COLUMN client_crm_configs.is_active; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.is_active IS 'Pushes are made only while true; false pauses the connection.';
-
---
--- Name: COLUMN client_crm_configs.connection_status; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.connection_status IS 'pending (not yet tested), connected, error (see last_error) or disconnected.';
-
---
--- Name: COLUMN client_crm_configs.last_successful_push_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.last_successful_push_at IS 'When a push last succeeded.';
-
---
--- Name: COLUMN client_crm_configs.last_error; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.last_error IS 'Most recent error from the CRM, secrets redacted.';
-
---
--- Name: COLUMN client_crm_configs.created_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.created_at IS 'When the row was created.';
-
---
--- Name: COLUMN client_crm_configs.updated_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.updated_at IS 'When the row last changed (maintained by trigger).';
-
---
--- Name: COLUMN client_crm_configs.deleted_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.deleted_at IS 'Soft-delete time; NULL while the row is live.';
-
---
--- Name: COLUMN client_crm_configs.api_base_url; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.api_base_url IS 'Root URL of the CRM API (scheme and host, no path), e.g. https://api.hubapi.com. NULL means
-the vendor''s public API; set it to talk to a proxy or the local CRM sandbox.';
-
---
--- Name: COLUMN client_crm_configs.stage_map; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.stage_map IS 'Our deal stage -> the CRM''s stage id, e.g. {"proposal": "presentationscheduled"}. An open
-stage that is not mapped leaves the CRM deal''s stage as it is; closed_won and closed_lost fall
-back to the CRM''s own won and lost (see docs/push.md).';
-
---
--- Name: COLUMN client_crm_configs.external_key_fields; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.external_key_fields IS 'Where our stable external key is written in the CRM, per CRM entity, e.g. {"deal":
-"agency_crm_key"}: a HubSpot unique property, a Pipedrive custom field key or a Close custom
-field id (cf_...). Missing entries use the defaults in docs/push.md.';
-
---
--- Name: COLUMN client_crm_configs.max_attempts; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.client_crm_configs.max_attempts IS 'How many times a push is tried before it becomes dead.';
-
---
--- Name: CONSTRAINT client_crm_configs_api_base_url_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_api_base_url_check ON crm.client_crm_configs IS 'api_base_url must be an http(s) URL without spaces.';
-
---
--- Name: CONSTRAINT client_crm_configs_api_key_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_api_key_check ON crm.client_crm_configs IS 'api_key must be an encrypted envelope (acrm:v1:<key id>:<nonce>:<ciphertext>), never plaintext.';
-
---
--- Name: CONSTRAINT client_crm_configs_connection_status_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_connection_status_check ON crm.client_crm_configs IS 'connection_status must be one of pending, connected, error, disconnected.';
-
---
--- Name: CONSTRAINT client_crm_configs_crm_type_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_crm_type_check ON crm.client_crm_configs IS 'crm_type must be one of hubspot, pipedrive, close.';
-
---
--- Name: CONSTRAINT client_crm_configs_external_key_fields_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_external_key_fields_check ON crm.client_crm_configs IS 'external_key_fields must be a JSON object.';
-
---
--- Name: CONSTRAINT client_crm_configs_hubspot_portal_id_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_hubspot_portal_id_check ON crm.client_crm_configs IS 'hubspot_portal_id is for hubspot configs only.';
-
---
--- Name: CONSTRAINT client_crm_configs_max_attempts_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_max_attempts_check ON crm.client_crm_configs IS 'max_attempts must be between 1 and 100.';
-
---
--- Name: CONSTRAINT client_crm_configs_oauth_access_token_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_oauth_access_token_check ON crm.client_crm_configs IS 'oauth_access_token must be an encrypted envelope (acrm:v1:<key id>:<nonce>:<ciphertext>), never
-plaintext.';
-
---
--- Name: CONSTRAINT client_crm_configs_oauth_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_oauth_check ON crm.client_crm_configs IS 'oauth_access_token, oauth_refresh_token and oauth_expires_at are for hubspot configs only.';
-
---
--- Name: CONSTRAINT client_crm_configs_oauth_refresh_token_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_oauth_refresh_token_check ON crm.client_crm_configs IS 'oauth_refresh_token must be an encrypted envelope (acrm:v1:<key id>:<nonce>:<ciphertext>), never
-plaintext.';
-
---
--- Name: CONSTRAINT client_crm_configs_stage_map_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_stage_map_check ON crm.client_crm_configs IS 'stage_map must be a JSON object.';
-
---
--- Name: CONSTRAINT client_crm_configs_timestamps_check ON client_crm_configs; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT client_crm_configs_timestamps_check ON crm.client_crm_configs IS 'oauth_expires_at, last_successful_push_at, created_at, updated_at and deleted_at must be finite
-times from 1900-01-01 00:00 UTC (included) to 2200-01-01 00:00 UTC (excluded):
-crm_private.timestamp_window().';
-
---
 -- Name: crm_push_log; Type: TABLE; Schema: crm; Owner: -
 --
 
@@ -7472,10 +7914,10 @@ CREATE TABLE crm.crm_push_queue (
     CONSTRAINT crm_push_queue_attempts_base_check CHECK (((attempts_base >= 0) AND (attempts_base <= GREATEST(attempts, 0)))),
     CONSTRAINT crm_push_queue_attempts_check CHECK ((attempts >= 0)),
     CONSTRAINT crm_push_queue_entity_check CHECK ((num_nonnulls(lead_id, meeting_id, deal_id) >= 1)),
-    CONSTRAINT crm_push_queue_finished_at_check CHECK (((status = ANY (ARRAY['done'::text, 'failed'::text, 'dead'::text])) = (finished_at IS NOT NULL))),
+    CONSTRAINT crm_push_queue_finished_at_check CHECK (((status = ANY (ARRAY['done'::text, 'failed'::text, 'dead'::text, 'skipped'::text])) = (finished_at IS NOT NULL))),
     CONSTRAINT crm_push_queue_lease_check CHECK (((status <> 'in_flight'::text) OR ((lease_owner IS NOT NULL) AND (lease_expires_at IS NOT NULL)))),
     CONSTRAINT crm_push_queue_operation_check CHECK ((operation = ANY (ARRAY['meeting_booked'::text, 'meeting_outcome'::text, 'deal_created'::text, 'deal_updated'::text]))),
-    CONSTRAINT crm_push_queue_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'in_flight'::text, 'done'::text, 'failed'::text, 'dead'::text, 'held'::text])))
+    CONSTRAINT crm_push_queue_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'in_flight'::text, 'done'::text, 'failed'::text, 'dead'::text, 'held'::text, 'skipped'::text])))
 );
 
 ALTER TABLE ONLY crm.crm_push_queue FORCE ROW LEVEL SECURITY;
@@ -7528,7 +7970,8 @@ COMMENT ON COLUMN crm.crm_push_queue.deal_id IS 'Deal concerned, if any (written
 --
 
 COMMENT ON COLUMN crm.crm_push_queue.status IS 'pending (waiting for run_after), in_flight (claimed under a lease), done, failed (not
-retryable), dead (retries exhausted) or held (CRM credentials need fixing).';
+retryable), dead (retries exhausted), held (CRM credentials need fixing) or skipped (never
+sent: the client disconnected its CRM; last_error says why).';
 
 --
 -- Name: COLUMN crm_push_queue.attempts; Type: COMMENT; Schema: crm; Owner: -
@@ -7578,7 +8021,7 @@ COMMENT ON COLUMN crm.crm_push_queue.updated_at IS 'When the row last changed (m
 -- Name: COLUMN crm_push_queue.finished_at; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON COLUMN crm.crm_push_queue.finished_at IS 'When the push reached done, failed or dead.';
+COMMENT ON COLUMN crm.crm_push_queue.finished_at IS 'When the push reached done, failed, dead or skipped.';
 
 --
 -- Name: COLUMN crm_push_queue.attempts_base; Type: COMMENT; Schema: crm; Owner: -
@@ -7611,7 +8054,7 @@ COMMENT ON CONSTRAINT crm_push_queue_entity_check ON crm.crm_push_queue IS 'A pu
 -- Name: CONSTRAINT crm_push_queue_finished_at_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON CONSTRAINT crm_push_queue_finished_at_check ON crm.crm_push_queue IS 'finished_at is set exactly when status is done, failed or dead.';
+COMMENT ON CONSTRAINT crm_push_queue_finished_at_check ON crm.crm_push_queue IS 'finished_at is set exactly when status is done, failed, dead or skipped.';
 
 --
 -- Name: CONSTRAINT crm_push_queue_lease_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
@@ -7629,7 +8072,7 @@ COMMENT ON CONSTRAINT crm_push_queue_operation_check ON crm.crm_push_queue IS 'o
 -- Name: CONSTRAINT crm_push_queue_status_check ON crm_push_queue; Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON CONSTRAINT crm_push_queue_status_check ON crm.crm_push_queue IS 'status must be one of pending, in_flight, done, failed, dead, held.';
+COMMENT ON CONSTRAINT crm_push_queue_status_check ON crm.crm_push_queue IS 'status must be one of pending, in_flight, done, failed, dead, held, skipped.';
 
 --
 -- Name: crm_push_queue_id_seq; Type: SEQUENCE; Schema: crm; Owner: -
@@ -7900,6 +8343,213 @@ COMMENT ON COLUMN crm.schema_migrations.package_version IS 'agency-crm version t
 COMMENT ON COLUMN crm.schema_migrations.duration_ms IS 'How long the migration took to run.';
 
 --
+-- Name: api_tokens; Type: TABLE; Schema: crm_private; Owner: -
+--
+
+CREATE TABLE crm_private.api_tokens (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    client_id uuid,
+    name text NOT NULL,
+    token_hash bytea NOT NULL,
+    token_prefix text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    last_used_at timestamp with time zone,
+    revoked_at timestamp with time zone,
+    CONSTRAINT api_tokens_name_check CHECK (((length(name) >= 1) AND (length(name) <= 200))),
+    CONSTRAINT api_tokens_token_hash_check CHECK ((octet_length(token_hash) = 32)),
+    CONSTRAINT api_tokens_token_prefix_check CHECK ((token_prefix ~ '^acrm_[A-Za-z0-9_-]{4,8}$'::text))
+);
+
+ALTER TABLE ONLY crm_private.api_tokens FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: TABLE api_tokens; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON TABLE crm_private.api_tokens IS 'Bearer tokens of the HTTP API (agency-crm api-token create|list|revoke): only their SHA-256
+digests are stored; a token is shown once, when it is created.';
+
+--
+-- Name: COLUMN api_tokens.id; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.api_tokens.id IS 'Token id (what api-token revoke takes).';
+
+--
+-- Name: COLUMN api_tokens.client_id; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.api_tokens.client_id IS 'The one client the token may act for; NULL: agency-wide (each request names its client).';
+
+--
+-- Name: COLUMN api_tokens.name; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.api_tokens.name IS 'What the token is for, as its creator said.';
+
+--
+-- Name: COLUMN api_tokens.token_hash; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.api_tokens.token_hash IS 'Secret: SHA-256 digest of the token. Readable by crm_runner only.';
+
+--
+-- Name: COLUMN api_tokens.token_prefix; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.api_tokens.token_prefix IS 'The first characters of the token (acrm_xxxx), to recognise it in a listing.';
+
+--
+-- Name: COLUMN api_tokens.created_at; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.api_tokens.created_at IS 'When the token was created.';
+
+--
+-- Name: COLUMN api_tokens.last_used_at; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.api_tokens.last_used_at IS 'When the token last authenticated a request (updated at most once a minute).';
+
+--
+-- Name: COLUMN api_tokens.revoked_at; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.api_tokens.revoked_at IS 'When the token was revoked: it no longer works.';
+
+--
+-- Name: CONSTRAINT api_tokens_name_check ON api_tokens; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT api_tokens_name_check ON crm_private.api_tokens IS 'name must be 1 to 200 characters.';
+
+--
+-- Name: CONSTRAINT api_tokens_token_hash_check ON api_tokens; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT api_tokens_token_hash_check ON crm_private.api_tokens IS 'token_hash must be a SHA-256 digest (32 bytes).';
+
+--
+-- Name: CONSTRAINT api_tokens_token_prefix_check ON api_tokens; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT api_tokens_token_prefix_check ON crm_private.api_tokens IS 'token_prefix must be acrm_ and 4 to 8 token characters.';
+
+--
+-- Name: oauth_states; Type: TABLE; Schema: crm_private; Owner: -
+--
+
+CREATE TABLE crm_private.oauth_states (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    client_id uuid NOT NULL,
+    crm_type text DEFAULT 'hubspot'::text NOT NULL,
+    state_hash bytea NOT NULL,
+    redirect_uri text NOT NULL,
+    api_base_url text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone DEFAULT (now() + '00:10:00'::interval) NOT NULL,
+    used_at timestamp with time zone,
+    CONSTRAINT oauth_states_api_base_url_check CHECK ((api_base_url ~ '^https?://[^[:space:]/]+(/[^[:space:]]*)?$'::text)),
+    CONSTRAINT oauth_states_crm_type_check CHECK ((crm_type = 'hubspot'::text)),
+    CONSTRAINT oauth_states_expires_at_check CHECK ((expires_at > created_at)),
+    CONSTRAINT oauth_states_redirect_uri_check CHECK ((redirect_uri ~ '^https?://[^[:space:]/]+(/[^[:space:]]*)?$'::text)),
+    CONSTRAINT oauth_states_state_hash_check CHECK ((octet_length(state_hash) = 32))
+);
+
+ALTER TABLE ONLY crm_private.oauth_states FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: TABLE oauth_states; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON TABLE crm_private.oauth_states IS 'HubSpot OAuth flows in progress: the state parameter (as a digest) bound to the client that
+started the flow, single-use, expiring after ten minutes.';
+
+--
+-- Name: COLUMN oauth_states.id; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.oauth_states.id IS 'Flow id.';
+
+--
+-- Name: COLUMN oauth_states.client_id; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.oauth_states.client_id IS 'The client connecting its HubSpot.';
+
+--
+-- Name: COLUMN oauth_states.crm_type; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.oauth_states.crm_type IS 'The CRM of the flow (hubspot).';
+
+--
+-- Name: COLUMN oauth_states.state_hash; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.oauth_states.state_hash IS 'Secret: SHA-256 digest of the state parameter. Readable by crm_runner only.';
+
+--
+-- Name: COLUMN oauth_states.redirect_uri; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.oauth_states.redirect_uri IS 'The redirect URI the authorisation URL named (the token exchange must name it again).';
+
+--
+-- Name: COLUMN oauth_states.api_base_url; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.oauth_states.api_base_url IS 'The HubSpot API root to exchange the code at and push to; NULL: HubSpot''s own.';
+
+--
+-- Name: COLUMN oauth_states.created_at; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.oauth_states.created_at IS 'When the flow started.';
+
+--
+-- Name: COLUMN oauth_states.expires_at; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.oauth_states.expires_at IS 'After this the state is refused.';
+
+--
+-- Name: COLUMN oauth_states.used_at; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON COLUMN crm_private.oauth_states.used_at IS 'When the callback consumed the state: a second use is refused.';
+
+--
+-- Name: CONSTRAINT oauth_states_api_base_url_check ON oauth_states; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT oauth_states_api_base_url_check ON crm_private.oauth_states IS 'api_base_url must be an http(s) URL.';
+
+--
+-- Name: CONSTRAINT oauth_states_crm_type_check ON oauth_states; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT oauth_states_crm_type_check ON crm_private.oauth_states IS 'crm_type must be hubspot (the one CRM connected by OAuth).';
+
+--
+-- Name: CONSTRAINT oauth_states_expires_at_check ON oauth_states; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT oauth_states_expires_at_check ON crm_private.oauth_states IS 'expires_at must be after created_at.';
+
+--
+-- Name: CONSTRAINT oauth_states_redirect_uri_check ON oauth_states; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT oauth_states_redirect_uri_check ON crm_private.oauth_states IS 'redirect_uri must be an http(s) URL.';
+
+--
+-- Name: CONSTRAINT oauth_states_state_hash_check ON oauth_states; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT oauth_states_state_hash_check ON crm_private.oauth_states IS 'state_hash must be a SHA-256 digest (32 bytes).';
+
+--
 -- Name: activities activities_pkey; Type: CONSTRAINT; Schema: crm; Owner: -
 --
 
@@ -8018,11 +8668,63 @@ ALTER TABLE ONLY crm.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (name);
 
 --
+-- Name: api_tokens api_tokens_pkey; Type: CONSTRAINT; Schema: crm_private; Owner: -
+--
+
+ALTER TABLE ONLY crm_private.api_tokens
+    ADD CONSTRAINT api_tokens_pkey PRIMARY KEY (id);
+
+--
+-- Name: CONSTRAINT api_tokens_pkey ON api_tokens; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT api_tokens_pkey ON crm_private.api_tokens IS 'Token id.';
+
+--
+-- Name: api_tokens api_tokens_token_hash_key; Type: CONSTRAINT; Schema: crm_private; Owner: -
+--
+
+ALTER TABLE ONLY crm_private.api_tokens
+    ADD CONSTRAINT api_tokens_token_hash_key UNIQUE (token_hash);
+
+--
+-- Name: CONSTRAINT api_tokens_token_hash_key ON api_tokens; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT api_tokens_token_hash_key ON crm_private.api_tokens IS 'A token digest is stored once.';
+
+--
 -- Name: deal_attribution deal_attribution_pkey; Type: CONSTRAINT; Schema: crm_private; Owner: -
 --
 
 ALTER TABLE ONLY crm_private.deal_attribution
     ADD CONSTRAINT deal_attribution_pkey PRIMARY KEY (client_id, deal_id, channel);
+
+--
+-- Name: oauth_states oauth_states_pkey; Type: CONSTRAINT; Schema: crm_private; Owner: -
+--
+
+ALTER TABLE ONLY crm_private.oauth_states
+    ADD CONSTRAINT oauth_states_pkey PRIMARY KEY (client_id, id);
+
+--
+-- Name: CONSTRAINT oauth_states_pkey ON oauth_states; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT oauth_states_pkey ON crm_private.oauth_states IS 'Flow id, per client.';
+
+--
+-- Name: oauth_states oauth_states_state_hash_key; Type: CONSTRAINT; Schema: crm_private; Owner: -
+--
+
+ALTER TABLE ONLY crm_private.oauth_states
+    ADD CONSTRAINT oauth_states_state_hash_key UNIQUE (state_hash);
+
+--
+-- Name: CONSTRAINT oauth_states_state_hash_key ON oauth_states; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT oauth_states_state_hash_key ON crm_private.oauth_states IS 'A state is stored once.';
 
 --
 -- Name: activities_client_id_campaign_id_idx; Type: INDEX; Schema: crm; Owner: -
@@ -8307,6 +9009,18 @@ CREATE INDEX meetings_client_id_lead_id_idx ON crm.meetings USING btree (client_
 --
 
 CREATE INDEX meetings_client_id_scheduled_at_idx ON crm.meetings USING btree (client_id, scheduled_at);
+
+--
+-- Name: api_tokens_client_id_idx; Type: INDEX; Schema: crm_private; Owner: -
+--
+
+CREATE INDEX api_tokens_client_id_idx ON crm_private.api_tokens USING btree (client_id);
+
+--
+-- Name: INDEX api_tokens_client_id_idx; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON INDEX crm_private.api_tokens_client_id_idx IS 'Listing a client''s tokens.';
 
 --
 -- Name: activities _010_refuse_key_change; Type: TRIGGER; Schema: crm; Owner: -
@@ -8932,6 +9646,32 @@ ALTER TABLE ONLY crm.meetings
 COMMENT ON CONSTRAINT meetings_client_id_lead_id_fkey ON crm.meetings IS 'lead_id must name a lead of the same client.';
 
 --
+-- Name: api_tokens api_tokens_client_id_fkey; Type: FK CONSTRAINT; Schema: crm_private; Owner: -
+--
+
+ALTER TABLE ONLY crm_private.api_tokens
+    ADD CONSTRAINT api_tokens_client_id_fkey FOREIGN KEY (client_id) REFERENCES crm.clients(id);
+
+--
+-- Name: CONSTRAINT api_tokens_client_id_fkey ON api_tokens; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT api_tokens_client_id_fkey ON crm_private.api_tokens IS 'client_id must name an existing client.';
+
+--
+-- Name: oauth_states oauth_states_client_id_fkey; Type: FK CONSTRAINT; Schema: crm_private; Owner: -
+--
+
+ALTER TABLE ONLY crm_private.oauth_states
+    ADD CONSTRAINT oauth_states_client_id_fkey FOREIGN KEY (client_id) REFERENCES crm.clients(id);
+
+--
+-- Name: CONSTRAINT oauth_states_client_id_fkey ON oauth_states; Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON CONSTRAINT oauth_states_client_id_fkey ON crm_private.oauth_states IS 'client_id must name an existing client.';
+
+--
 -- Name: activities; Type: ROW SECURITY; Schema: crm; Owner: -
 --
 
@@ -8953,7 +9693,7 @@ CREATE POLICY agency_crm_insert ON crm.campaigns FOR INSERT TO crm_app WITH CHEC
 -- Name: client_crm_configs agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_insert ON crm.client_crm_configs FOR INSERT TO crm_app WITH CHECK (true);
+CREATE POLICY agency_crm_insert ON crm.client_crm_configs FOR INSERT TO crm_app, crm_api WITH CHECK (true);
 
 --
 -- Name: clients agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
@@ -8971,13 +9711,13 @@ CREATE POLICY agency_crm_insert ON crm.crm_external_ids FOR INSERT TO crm_runner
 -- Name: crm_push_log agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_insert ON crm.crm_push_log FOR INSERT TO crm_runner WITH CHECK (true);
+CREATE POLICY agency_crm_insert ON crm.crm_push_log FOR INSERT TO crm_runner, crm_api WITH CHECK (true);
 
 --
 -- Name: crm_push_queue agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_insert ON crm.crm_push_queue FOR INSERT TO crm_app, crm_runner WITH CHECK (true);
+CREATE POLICY agency_crm_insert ON crm.crm_push_queue FOR INSERT TO crm_app, crm_runner, crm_api WITH CHECK (true);
 
 --
 -- Name: deal_stage_history agency_crm_insert; Type: POLICY; Schema: crm; Owner: -
@@ -9013,73 +9753,73 @@ CREATE POLICY agency_crm_insert ON crm.meetings FOR INSERT TO crm_app WITH CHECK
 -- Name: activities agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.activities AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm.activities AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: campaigns agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.campaigns AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm.campaigns AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: client_crm_configs agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.client_crm_configs AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm.client_crm_configs AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: clients agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.clients AS RESTRICTIVE TO crm_client_viewer USING ((id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm.clients AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: crm_external_ids agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.crm_external_ids AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm.crm_external_ids AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: crm_push_log agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.crm_push_log AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm.crm_push_log AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: crm_push_queue agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.crm_push_queue AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm.crm_push_queue AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: deal_stage_history agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.deal_stage_history AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm.deal_stage_history AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: deals agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.deals AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm.deals AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: leads agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.leads AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm.leads AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: meeting_reschedules agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.meeting_reschedules AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm.meeting_reschedules AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: meetings agency_crm_one_client; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm.meetings AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm.meetings AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
 
 --
 -- Name: activities agency_crm_owner; Type: POLICY; Schema: crm; Owner: -
@@ -9157,73 +9897,73 @@ CREATE POLICY agency_crm_owner ON crm.meetings TO postgres USING (true) WITH CHE
 -- Name: activities agency_crm_read; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm.activities FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm.activities FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
 
 --
 -- Name: campaigns agency_crm_read; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm.campaigns FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm.campaigns FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
 
 --
 -- Name: client_crm_configs agency_crm_read; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm.client_crm_configs FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm.client_crm_configs FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
 
 --
 -- Name: clients agency_crm_read; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm.clients FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm.clients FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
 
 --
 -- Name: crm_external_ids agency_crm_read; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm.crm_external_ids FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm.crm_external_ids FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
 
 --
 -- Name: crm_push_log agency_crm_read; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm.crm_push_log FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm.crm_push_log FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
 
 --
 -- Name: crm_push_queue agency_crm_read; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm.crm_push_queue FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm.crm_push_queue FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
 
 --
 -- Name: deal_stage_history agency_crm_read; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm.deal_stage_history FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm.deal_stage_history FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
 
 --
 -- Name: deals agency_crm_read; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm.deals FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm.deals FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
 
 --
 -- Name: leads agency_crm_read; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm.leads FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm.leads FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
 
 --
 -- Name: meeting_reschedules agency_crm_read; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm.meeting_reschedules FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm.meeting_reschedules FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
 
 --
 -- Name: meetings agency_crm_read; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm.meetings FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm.meetings FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
 
 --
 -- Name: activities agency_crm_update; Type: POLICY; Schema: crm; Owner: -
@@ -9241,7 +9981,7 @@ CREATE POLICY agency_crm_update ON crm.campaigns FOR UPDATE TO crm_app USING (tr
 -- Name: client_crm_configs agency_crm_update; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_update ON crm.client_crm_configs FOR UPDATE TO crm_app, crm_runner USING (true) WITH CHECK (true);
+CREATE POLICY agency_crm_update ON crm.client_crm_configs FOR UPDATE TO crm_app, crm_runner, crm_api USING (true) WITH CHECK (true);
 
 --
 -- Name: clients agency_crm_update; Type: POLICY; Schema: crm; Owner: -
@@ -9265,7 +10005,7 @@ CREATE POLICY agency_crm_update ON crm.crm_push_log FOR UPDATE TO crm_runner USI
 -- Name: crm_push_queue agency_crm_update; Type: POLICY; Schema: crm; Owner: -
 --
 
-CREATE POLICY agency_crm_update ON crm.crm_push_queue FOR UPDATE TO crm_app, crm_runner USING (true) WITH CHECK (true);
+CREATE POLICY agency_crm_update ON crm.crm_push_queue FOR UPDATE TO crm_app, crm_runner, crm_api USING (true) WITH CHECK (true);
 
 --
 -- Name: deal_stage_history agency_crm_update; Type: POLICY; Schema: crm; Owner: -
@@ -9364,10 +10104,34 @@ ALTER TABLE crm.meeting_reschedules ENABLE ROW LEVEL SECURITY;
 ALTER TABLE crm.meetings ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: oauth_states agency_crm_insert; Type: POLICY; Schema: crm_private; Owner: -
+--
+
+CREATE POLICY agency_crm_insert ON crm_private.oauth_states FOR INSERT TO crm_api WITH CHECK (true);
+
+--
+-- Name: api_tokens agency_crm_one_client; Type: POLICY; Schema: crm_private; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm_private.api_tokens AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+
+--
 -- Name: deal_attribution agency_crm_one_client; Type: POLICY; Schema: crm_private; Owner: -
 --
 
-CREATE POLICY agency_crm_one_client ON crm_private.deal_attribution AS RESTRICTIVE TO crm_client_viewer USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+CREATE POLICY agency_crm_one_client ON crm_private.deal_attribution AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+
+--
+-- Name: oauth_states agency_crm_one_client; Type: POLICY; Schema: crm_private; Owner: -
+--
+
+CREATE POLICY agency_crm_one_client ON crm_private.oauth_states AS RESTRICTIVE TO crm_client_viewer, crm_api USING ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif"))) WITH CHECK ((client_id = ( SELECT (NULLIF(current_setting('crm.client_id'::text, true), ''::text))::uuid AS "nullif")));
+
+--
+-- Name: api_tokens agency_crm_owner; Type: POLICY; Schema: crm_private; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm_private.api_tokens TO postgres USING (true) WITH CHECK (true);
 
 --
 -- Name: deal_attribution agency_crm_owner; Type: POLICY; Schema: crm_private; Owner: -
@@ -9376,10 +10140,34 @@ CREATE POLICY agency_crm_one_client ON crm_private.deal_attribution AS RESTRICTI
 CREATE POLICY agency_crm_owner ON crm_private.deal_attribution TO postgres USING (true) WITH CHECK (true);
 
 --
+-- Name: oauth_states agency_crm_owner; Type: POLICY; Schema: crm_private; Owner: -
+--
+
+CREATE POLICY agency_crm_owner ON crm_private.oauth_states TO postgres USING (true) WITH CHECK (true);
+
+--
+-- Name: api_tokens agency_crm_read; Type: POLICY; Schema: crm_private; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm_private.api_tokens FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
+
+--
 -- Name: deal_attribution agency_crm_read; Type: POLICY; Schema: crm_private; Owner: -
 --
 
-CREATE POLICY agency_crm_read ON crm_private.deal_attribution FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer USING (true);
+CREATE POLICY agency_crm_read ON crm_private.deal_attribution FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
+
+--
+-- Name: oauth_states agency_crm_read; Type: POLICY; Schema: crm_private; Owner: -
+--
+
+CREATE POLICY agency_crm_read ON crm_private.oauth_states FOR SELECT TO crm_app, crm_analyst, crm_runner, crm_client_viewer, crm_api USING (true);
+
+--
+-- Name: api_tokens; Type: ROW SECURITY; Schema: crm_private; Owner: -
+--
+
+ALTER TABLE crm_private.api_tokens ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: deal_attribution; Type: ROW SECURITY; Schema: crm_private; Owner: -
@@ -9388,10 +10176,17 @@ CREATE POLICY agency_crm_read ON crm_private.deal_attribution FOR SELECT TO crm_
 ALTER TABLE crm_private.deal_attribution ENABLE ROW LEVEL SECURITY;
 
 --
+-- Name: oauth_states; Type: ROW SECURITY; Schema: crm_private; Owner: -
+--
+
+ALTER TABLE crm_private.oauth_states ENABLE ROW LEVEL SECURITY;
+
+--
 -- Name: SCHEMA crm; Type: ACL; Schema: -; Owner: -
 --
 
 GRANT USAGE ON SCHEMA crm TO crm_analyst;
+GRANT USAGE ON SCHEMA crm TO crm_api;
 GRANT USAGE ON SCHEMA crm TO crm_app;
 GRANT USAGE ON SCHEMA crm TO crm_client_viewer;
 GRANT USAGE ON SCHEMA crm TO crm_runner;
@@ -9401,9 +10196,31 @@ GRANT USAGE ON SCHEMA crm TO crm_runner;
 --
 
 GRANT USAGE ON SCHEMA crm_private TO crm_analyst;
+GRANT USAGE ON SCHEMA crm_private TO crm_api;
 GRANT USAGE ON SCHEMA crm_private TO crm_app;
 GRANT USAGE ON SCHEMA crm_private TO crm_client_viewer;
 GRANT USAGE ON SCHEMA crm_private TO crm_runner;
+
+--
+-- Name: FUNCTION authenticate_api_token(p_token_hash bytea); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.authenticate_api_token(p_token_hash bytea) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.authenticate_api_token(p_token_hash bytea) TO crm_api;
+
+--
+-- Name: FUNCTION backfill_pushes(p_client_id uuid, p_since timestamp with time zone); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.backfill_pushes(p_client_id uuid, p_since timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.backfill_pushes(p_client_id uuid, p_since timestamp with time zone) TO crm_api;
+
+--
+-- Name: FUNCTION begin_oauth_state(p_client_id uuid, p_state_hash bytea, p_redirect_uri text, p_api_base_url text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.begin_oauth_state(p_client_id uuid, p_state_hash bytea, p_redirect_uri text, p_api_base_url text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.begin_oauth_state(p_client_id uuid, p_state_hash bytea, p_redirect_uri text, p_api_base_url text) TO crm_api;
 
 --
 -- Name: FUNCTION claim_crm_create(p_client_id uuid, p_crm_config_id uuid, p_entity_type text, p_external_key text, p_entity_id uuid, p_window interval); Type: ACL; Schema: crm; Owner: -
@@ -9434,6 +10251,20 @@ REVOKE ALL ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text,
 GRANT ALL ON FUNCTION crm.complete_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_log_status text) TO crm_runner;
 
 --
+-- Name: FUNCTION consume_oauth_state(p_state_hash bytea, p_client_id uuid); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.consume_oauth_state(p_state_hash bytea, p_client_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.consume_oauth_state(p_state_hash bytea, p_client_id uuid) TO crm_api;
+
+--
+-- Name: FUNCTION disconnect_crm(p_client_id uuid, p_reason text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.disconnect_crm(p_client_id uuid, p_reason text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.disconnect_crm(p_client_id uuid, p_reason text) TO crm_api;
+
+--
 -- Name: FUNCTION finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_outcome text, p_error text, p_retry_at text); Type: ACL; Schema: crm; Owner: -
 --
 
@@ -9460,6 +10291,7 @@ GRANT ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_leas
 
 REVOKE ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_currencies text[]) TO crm_runner;
@@ -9470,6 +10302,7 @@ GRANT ALL ON FUNCTION crm_private.analytics_one_currency(p_function text, p_curr
 
 REVOKE ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) TO crm_runner;
@@ -9480,6 +10313,7 @@ GRANT ALL ON FUNCTION crm_private.analytics_scope_check(p_function text, p_clien
 
 REVOKE ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days integer, p_as_of timestamp with time zone) TO crm_runner;
@@ -9490,6 +10324,7 @@ GRANT ALL ON FUNCTION crm_private.analytics_window_start(p_function text, p_days
 
 REVOKE ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_model text, p_half_life_days double precision) TO crm_runner;
@@ -9499,6 +10334,7 @@ GRANT ALL ON FUNCTION crm_private.attribution_model_check(p_function text, p_mod
 --
 
 GRANT SELECT ON TABLE crm.activities TO crm_analyst;
+GRANT SELECT ON TABLE crm.activities TO crm_api;
 GRANT SELECT,INSERT,UPDATE ON TABLE crm.activities TO crm_app;
 GRANT SELECT ON TABLE crm.activities TO crm_client_viewer;
 GRANT SELECT ON TABLE crm.activities TO crm_runner;
@@ -9508,6 +10344,7 @@ GRANT SELECT ON TABLE crm.activities TO crm_runner;
 --
 
 GRANT SELECT ON TABLE crm.deals TO crm_analyst;
+GRANT SELECT ON TABLE crm.deals TO crm_api;
 GRANT SELECT,INSERT,UPDATE ON TABLE crm.deals TO crm_app;
 GRANT SELECT ON TABLE crm.deals TO crm_client_viewer;
 GRANT SELECT ON TABLE crm.deals TO crm_runner;
@@ -9518,6 +10355,7 @@ GRANT SELECT ON TABLE crm.deals TO crm_runner;
 
 REVOKE ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_deal_ids uuid[], p_half_life_days double precision) TO crm_runner;
@@ -9527,6 +10365,7 @@ GRANT ALL ON FUNCTION crm_private.compute_deal_attribution(p_client_id uuid, p_d
 --
 
 GRANT SELECT ON TABLE crm_private.deal_attribution TO crm_analyst;
+GRANT SELECT ON TABLE crm_private.deal_attribution TO crm_api;
 GRANT SELECT ON TABLE crm_private.deal_attribution TO crm_app;
 GRANT SELECT ON TABLE crm_private.deal_attribution TO crm_client_viewer;
 GRANT SELECT ON TABLE crm_private.deal_attribution TO crm_runner;
@@ -9537,6 +10376,7 @@ GRANT SELECT ON TABLE crm_private.deal_attribution TO crm_runner;
 
 REVOKE ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_client_viewer;
 
@@ -9546,6 +10386,7 @@ GRANT ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_da
 
 REVOKE ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_client_viewer;
 
@@ -9554,6 +10395,7 @@ GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days in
 --
 
 GRANT SELECT ON TABLE crm.leads TO crm_analyst;
+GRANT SELECT ON TABLE crm.leads TO crm_api;
 GRANT SELECT,INSERT,UPDATE ON TABLE crm.leads TO crm_app;
 GRANT SELECT ON TABLE crm.leads TO crm_client_viewer;
 GRANT SELECT ON TABLE crm.leads TO crm_runner;
@@ -9563,6 +10405,7 @@ GRANT SELECT ON TABLE crm.leads TO crm_runner;
 --
 
 GRANT SELECT ON TABLE crm.meetings TO crm_analyst;
+GRANT SELECT ON TABLE crm.meetings TO crm_api;
 GRANT SELECT,INSERT,UPDATE ON TABLE crm.meetings TO crm_app;
 GRANT SELECT ON TABLE crm.meetings TO crm_client_viewer;
 GRANT SELECT ON TABLE crm.meetings TO crm_runner;
@@ -9573,6 +10416,7 @@ GRANT SELECT ON TABLE crm.meetings TO crm_runner;
 
 REVOKE ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
 
@@ -9581,6 +10425,7 @@ GRANT ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer,
 --
 
 GRANT SELECT ON TABLE crm.deal_stage_history TO crm_analyst;
+GRANT SELECT ON TABLE crm.deal_stage_history TO crm_api;
 GRANT SELECT,INSERT,UPDATE ON TABLE crm.deal_stage_history TO crm_app;
 GRANT SELECT ON TABLE crm.deal_stage_history TO crm_client_viewer;
 GRANT SELECT ON TABLE crm.deal_stage_history TO crm_runner;
@@ -9591,6 +10436,7 @@ GRANT SELECT ON TABLE crm.deal_stage_history TO crm_runner;
 
 REVOKE ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
 
@@ -9600,6 +10446,7 @@ GRANT ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days intege
 
 REVOKE ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
 
@@ -9609,6 +10456,7 @@ GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days intege
 
 REVOKE ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
 
@@ -9618,6 +10466,7 @@ GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer
 
 REVOKE ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_client_viewer;
 
@@ -9627,6 +10476,7 @@ GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days intege
 
 REVOKE ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_runner;
@@ -9636,6 +10486,7 @@ GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_ru
 --
 
 GRANT SELECT ON TABLE crm.clients TO crm_analyst;
+GRANT SELECT ON TABLE crm.clients TO crm_api;
 GRANT SELECT,INSERT,UPDATE ON TABLE crm.clients TO crm_app;
 GRANT SELECT ON TABLE crm.clients TO crm_client_viewer;
 GRANT SELECT ON TABLE crm.clients TO crm_runner;
@@ -9646,6 +10497,7 @@ GRANT SELECT ON TABLE crm.clients TO crm_runner;
 
 REVOKE ALL ON FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_client_viewer;
 
@@ -9655,6 +10507,7 @@ GRANT ALL ON FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer
 
 REVOKE ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argument text, p_value text, p_choices text[]) TO crm_runner;
@@ -9665,6 +10518,7 @@ GRANT ALL ON FUNCTION crm_private.analytics_choice_check(p_function text, p_argu
 
 REVOKE ALL ON FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_mode text) TO crm_client_viewer;
 
@@ -9674,6 +10528,7 @@ GRANT ALL ON FUNCTION crm.get_stage_conversion(p_client_id uuid, p_days integer,
 
 REVOKE ALL ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_client_viewer;
 
@@ -9683,6 +10538,7 @@ GRANT ALL ON FUNCTION crm.get_time_in_stage(p_client_id uuid, p_days integer, p_
 
 REVOKE ALL ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_weighted_forecast(p_client_id uuid, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
 
@@ -9699,6 +10555,7 @@ GRANT ALL ON FUNCTION crm.hold_pushes(p_client_id uuid, p_error text) TO crm_run
 
 REVOKE ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) TO crm_api;
 GRANT ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) TO crm_app;
 GRANT ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) TO crm_runner;
@@ -9715,6 +10572,7 @@ GRANT ALL ON FUNCTION crm.push_target(p_client_id uuid, p_push_id bigint) TO crm
 --
 
 GRANT SELECT ON TABLE crm.crm_external_ids TO crm_analyst;
+GRANT SELECT ON TABLE crm.crm_external_ids TO crm_api;
 GRANT SELECT ON TABLE crm.crm_external_ids TO crm_app;
 GRANT SELECT ON TABLE crm.crm_external_ids TO crm_client_viewer;
 GRANT SELECT,INSERT,UPDATE ON TABLE crm.crm_external_ids TO crm_runner;
@@ -9746,6 +10604,226 @@ GRANT ALL ON FUNCTION crm.reopen_deal(p_deal_id uuid, p_reason text, p_stage crm
 
 REVOKE ALL ON FUNCTION crm.retry_pushes(p_client_id uuid, p_statuses text[], p_push_ids bigint[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.retry_pushes(p_client_id uuid, p_statuses text[], p_push_ids bigint[]) TO crm_runner;
+
+--
+-- Name: FUNCTION save_crm_connection(p_client_id uuid, p_crm_type text, p_api_key text, p_oauth_access_token text, p_oauth_refresh_token text, p_oauth_expires_at timestamp with time zone, p_hubspot_portal_id text, p_api_base_url text, p_external_key_fields jsonb, p_pipeline_id text, p_stage_id text, p_owner_id text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.save_crm_connection(p_client_id uuid, p_crm_type text, p_api_key text, p_oauth_access_token text, p_oauth_refresh_token text, p_oauth_expires_at timestamp with time zone, p_hubspot_portal_id text, p_api_base_url text, p_external_key_fields jsonb, p_pipeline_id text, p_stage_id text, p_owner_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.save_crm_connection(p_client_id uuid, p_crm_type text, p_api_key text, p_oauth_access_token text, p_oauth_refresh_token text, p_oauth_expires_at timestamp with time zone, p_hubspot_portal_id text, p_api_base_url text, p_external_key_fields jsonb, p_pipeline_id text, p_stage_id text, p_owner_id text) TO crm_api;
+
+--
+-- Name: TABLE client_crm_configs; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT INSERT,UPDATE ON TABLE crm.client_crm_configs TO crm_api;
+GRANT INSERT,UPDATE ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.id; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(id) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(id) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(id) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.client_id; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(client_id) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(client_id) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(client_id) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(client_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.crm_type; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(crm_type) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(crm_type) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(crm_type) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(crm_type) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.oauth_access_token; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT UPDATE(oauth_access_token) ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.oauth_refresh_token; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT UPDATE(oauth_refresh_token) ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.oauth_expires_at; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+GRANT UPDATE(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.hubspot_portal_id; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(hubspot_portal_id) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(hubspot_portal_id) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(hubspot_portal_id) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(hubspot_portal_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.pipeline_id; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(pipeline_id) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(pipeline_id) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(pipeline_id) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(pipeline_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.stage_id; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(stage_id) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(stage_id) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(stage_id) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(stage_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.owner_id; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(owner_id) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(owner_id) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(owner_id) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(owner_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.is_active; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(is_active) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(is_active) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(is_active) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(is_active) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.connection_status; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(connection_status) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(connection_status) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(connection_status) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(connection_status) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+GRANT UPDATE(connection_status) ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.last_successful_push_at; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+GRANT UPDATE(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.last_error; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(last_error) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(last_error) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(last_error) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(last_error) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+GRANT UPDATE(last_error) ON TABLE crm.client_crm_configs TO crm_runner;
+
+--
+-- Name: COLUMN client_crm_configs.created_at; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(created_at) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(created_at) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(created_at) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(created_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.updated_at; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(updated_at) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(updated_at) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(updated_at) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(updated_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.deleted_at; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(deleted_at) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(deleted_at) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(deleted_at) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(deleted_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.api_base_url; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(api_base_url) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(api_base_url) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(api_base_url) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(api_base_url) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.stage_map; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(stage_map) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(stage_map) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(stage_map) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(stage_map) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.external_key_fields; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(external_key_fields) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(external_key_fields) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(external_key_fields) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(external_key_fields) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: COLUMN client_crm_configs.max_attempts; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT(max_attempts) ON TABLE crm.client_crm_configs TO crm_analyst;
+GRANT SELECT(max_attempts) ON TABLE crm.client_crm_configs TO crm_api;
+GRANT SELECT(max_attempts) ON TABLE crm.client_crm_configs TO crm_app;
+GRANT SELECT(max_attempts) ON TABLE crm.client_crm_configs TO crm_client_viewer;
+
+--
+-- Name: FUNCTION scoped_crm_config(); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.scoped_crm_config() FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.scoped_crm_config() TO crm_api;
+
+--
+-- Name: FUNCTION connection_lock(p_client_id uuid); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_api;
+GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_runner;
 
 --
 -- Name: FUNCTION create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid); Type: ACL; Schema: crm_private; Owner: -
@@ -9781,6 +10859,7 @@ GRANT ALL ON FUNCTION crm_private.lock_leads(p_client_ids uuid[], p_lead_ids uui
 
 REVOKE ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reason_type) TO crm_runner;
@@ -9791,6 +10870,7 @@ GRANT ALL ON FUNCTION crm_private.lost_reason_label(p_reason crm.deal_lost_reaso
 
 REVOKE ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[], p_n integer, p_removed integer) TO crm_runner;
@@ -9801,6 +10881,7 @@ GRANT ALL ON FUNCTION crm_private.markov_conversion(p_counts double precision[],
 
 REVOKE ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at timestamp with time zone, p_as_of timestamp with time zone, p_currency text) TO crm_runner;
@@ -9811,6 +10892,7 @@ GRANT ALL ON FUNCTION crm_private.markov_paths(p_client_id uuid, p_start_at time
 
 REVOKE ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_new crm.meetings) TO crm_runner;
@@ -9821,6 +10903,7 @@ GRANT ALL ON FUNCTION crm_private.meeting_reschedule_kind(p_old crm.meetings, p_
 
 REVOKE ALL ON FUNCTION crm_private.null_hint(p_table text, p_column text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.null_hint(p_table text, p_column text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.null_hint(p_table text, p_column text) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.null_hint(p_table text, p_column text) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.null_hint(p_table text, p_column text) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.null_hint(p_table text, p_column text) TO crm_runner;
@@ -9838,6 +10921,7 @@ GRANT ALL ON FUNCTION crm_private.refresh_deal_attribution(p_client_id uuid, p_d
 
 REVOKE ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint text, p_value text) TO crm_runner;
@@ -9848,6 +10932,7 @@ GRANT ALL ON FUNCTION crm_private.refusal_choices(p_table text, p_constraint tex
 
 REVOKE ALL ON FUNCTION crm_private.refusal_value(p_value text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.refusal_value(p_value text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.refusal_value(p_value text) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.refusal_value(p_value text) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.refusal_value(p_value text) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.refusal_value(p_value text) TO crm_runner;
@@ -9858,6 +10943,7 @@ GRANT ALL ON FUNCTION crm_private.refusal_value(p_value text) TO crm_runner;
 
 REVOKE ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_column text, p_value text, p_problem text) TO crm_runner;
@@ -9868,6 +10954,7 @@ GRANT ALL ON FUNCTION crm_private.refusal_message(p_table text, p_id uuid, p_col
 
 REVOKE ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) TO crm_runner;
@@ -9878,6 +10965,7 @@ GRANT ALL ON FUNCTION crm_private.refusal_rule(p_table text, p_constraint text) 
 
 REVOKE ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) TO crm_runner;
@@ -9888,6 +10976,7 @@ GRANT ALL ON FUNCTION crm_private.refused_null(p_table text, p_row jsonb) TO crm
 
 REVOKE ALL ON FUNCTION crm_private.timestamp_window() FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.timestamp_window() TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.timestamp_window() TO crm_api;
 GRANT ALL ON FUNCTION crm_private.timestamp_window() TO crm_app;
 GRANT ALL ON FUNCTION crm_private.timestamp_window() TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.timestamp_window() TO crm_runner;
@@ -9898,6 +10987,7 @@ GRANT ALL ON FUNCTION crm_private.timestamp_window() TO crm_runner;
 
 REVOKE ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) TO crm_runner;
@@ -9908,6 +10998,7 @@ GRANT ALL ON FUNCTION crm_private.refused_timestamp(p_table text, p_row jsonb) T
 
 REVOKE ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.stage_probability(p_stage crm.deal_stage_type) TO crm_runner;
@@ -10062,6 +11153,7 @@ REVOKE ALL ON FUNCTION crm_private.tg_meetings__lifecycle() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) TO crm_api;
 GRANT ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) TO crm_app;
 GRANT ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) TO crm_client_viewer;
 GRANT ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) TO crm_runner;
@@ -10071,190 +11163,17 @@ GRANT ALL ON FUNCTION crm_private.timestamp_hint(p_table text, p_column text) TO
 --
 
 GRANT SELECT ON TABLE crm.campaigns TO crm_analyst;
+GRANT SELECT ON TABLE crm.campaigns TO crm_api;
 GRANT SELECT,INSERT,UPDATE ON TABLE crm.campaigns TO crm_app;
 GRANT SELECT ON TABLE crm.campaigns TO crm_client_viewer;
 GRANT SELECT ON TABLE crm.campaigns TO crm_runner;
-
---
--- Name: TABLE client_crm_configs; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT INSERT,UPDATE ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT ON TABLE crm.client_crm_configs TO crm_runner;
-
---
--- Name: COLUMN client_crm_configs.id; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(id) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(id) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.client_id; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(client_id) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(client_id) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(client_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.crm_type; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(crm_type) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(crm_type) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(crm_type) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.oauth_access_token; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT UPDATE(oauth_access_token) ON TABLE crm.client_crm_configs TO crm_runner;
-
---
--- Name: COLUMN client_crm_configs.oauth_refresh_token; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT UPDATE(oauth_refresh_token) ON TABLE crm.client_crm_configs TO crm_runner;
-
---
--- Name: COLUMN client_crm_configs.oauth_expires_at; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-GRANT UPDATE(oauth_expires_at) ON TABLE crm.client_crm_configs TO crm_runner;
-
---
--- Name: COLUMN client_crm_configs.hubspot_portal_id; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(hubspot_portal_id) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(hubspot_portal_id) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(hubspot_portal_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.pipeline_id; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(pipeline_id) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(pipeline_id) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(pipeline_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.stage_id; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(stage_id) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(stage_id) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(stage_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.owner_id; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(owner_id) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(owner_id) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(owner_id) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.is_active; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(is_active) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(is_active) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(is_active) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.connection_status; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(connection_status) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(connection_status) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(connection_status) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-GRANT UPDATE(connection_status) ON TABLE crm.client_crm_configs TO crm_runner;
-
---
--- Name: COLUMN client_crm_configs.last_successful_push_at; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-GRANT UPDATE(last_successful_push_at) ON TABLE crm.client_crm_configs TO crm_runner;
-
---
--- Name: COLUMN client_crm_configs.last_error; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(last_error) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(last_error) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(last_error) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-GRANT UPDATE(last_error) ON TABLE crm.client_crm_configs TO crm_runner;
-
---
--- Name: COLUMN client_crm_configs.created_at; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(created_at) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(created_at) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(created_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.updated_at; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(updated_at) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(updated_at) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(updated_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.deleted_at; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(deleted_at) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(deleted_at) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(deleted_at) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.api_base_url; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(api_base_url) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(api_base_url) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(api_base_url) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.stage_map; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(stage_map) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(stage_map) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(stage_map) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.external_key_fields; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(external_key_fields) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(external_key_fields) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(external_key_fields) ON TABLE crm.client_crm_configs TO crm_client_viewer;
-
---
--- Name: COLUMN client_crm_configs.max_attempts; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT(max_attempts) ON TABLE crm.client_crm_configs TO crm_analyst;
-GRANT SELECT(max_attempts) ON TABLE crm.client_crm_configs TO crm_app;
-GRANT SELECT(max_attempts) ON TABLE crm.client_crm_configs TO crm_client_viewer;
 
 --
 -- Name: TABLE crm_push_log; Type: ACL; Schema: crm; Owner: -
 --
 
 GRANT SELECT ON TABLE crm.crm_push_log TO crm_analyst;
+GRANT SELECT,INSERT ON TABLE crm.crm_push_log TO crm_api;
 GRANT SELECT ON TABLE crm.crm_push_log TO crm_app;
 GRANT SELECT ON TABLE crm.crm_push_log TO crm_client_viewer;
 GRANT SELECT,INSERT,UPDATE ON TABLE crm.crm_push_log TO crm_runner;
@@ -10264,21 +11183,42 @@ GRANT SELECT,INSERT,UPDATE ON TABLE crm.crm_push_log TO crm_runner;
 --
 
 GRANT SELECT ON TABLE crm.crm_push_queue TO crm_analyst;
+GRANT SELECT,INSERT ON TABLE crm.crm_push_queue TO crm_api;
 GRANT SELECT,INSERT ON TABLE crm.crm_push_queue TO crm_app;
 GRANT SELECT ON TABLE crm.crm_push_queue TO crm_client_viewer;
 GRANT SELECT,INSERT,UPDATE ON TABLE crm.crm_push_queue TO crm_runner;
 
 --
+-- Name: COLUMN crm_push_queue.status; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT UPDATE(status) ON TABLE crm.crm_push_queue TO crm_api;
+
+--
+-- Name: COLUMN crm_push_queue.last_error; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT UPDATE(last_error) ON TABLE crm.crm_push_queue TO crm_api;
+
+--
 -- Name: COLUMN crm_push_queue.updated_at; Type: ACL; Schema: crm; Owner: -
 --
 
+GRANT UPDATE(updated_at) ON TABLE crm.crm_push_queue TO crm_api;
 GRANT UPDATE(updated_at) ON TABLE crm.crm_push_queue TO crm_app;
+
+--
+-- Name: COLUMN crm_push_queue.finished_at; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT UPDATE(finished_at) ON TABLE crm.crm_push_queue TO crm_api;
 
 --
 -- Name: TABLE meeting_reschedules; Type: ACL; Schema: crm; Owner: -
 --
 
 GRANT SELECT ON TABLE crm.meeting_reschedules TO crm_analyst;
+GRANT SELECT ON TABLE crm.meeting_reschedules TO crm_api;
 GRANT SELECT,INSERT,UPDATE ON TABLE crm.meeting_reschedules TO crm_app;
 GRANT SELECT ON TABLE crm.meeting_reschedules TO crm_client_viewer;
 GRANT SELECT ON TABLE crm.meeting_reschedules TO crm_runner;
@@ -10288,6 +11228,7 @@ GRANT SELECT ON TABLE crm.meeting_reschedules TO crm_runner;
 --
 
 GRANT SELECT ON TABLE crm.schema_access TO crm_analyst;
+GRANT SELECT ON TABLE crm.schema_access TO crm_api;
 GRANT SELECT ON TABLE crm.schema_access TO crm_app;
 GRANT SELECT ON TABLE crm.schema_access TO crm_client_viewer;
 GRANT SELECT ON TABLE crm.schema_access TO crm_runner;
@@ -10297,6 +11238,7 @@ GRANT SELECT ON TABLE crm.schema_access TO crm_runner;
 --
 
 GRANT SELECT ON TABLE crm.schema_code TO crm_analyst;
+GRANT SELECT ON TABLE crm.schema_code TO crm_api;
 GRANT SELECT ON TABLE crm.schema_code TO crm_app;
 GRANT SELECT ON TABLE crm.schema_code TO crm_client_viewer;
 GRANT SELECT ON TABLE crm.schema_code TO crm_runner;
@@ -10306,9 +11248,158 @@ GRANT SELECT ON TABLE crm.schema_code TO crm_runner;
 --
 
 GRANT SELECT ON TABLE crm.schema_migrations TO crm_analyst;
+GRANT SELECT ON TABLE crm.schema_migrations TO crm_api;
 GRANT SELECT ON TABLE crm.schema_migrations TO crm_app;
 GRANT SELECT ON TABLE crm.schema_migrations TO crm_client_viewer;
 GRANT SELECT ON TABLE crm.schema_migrations TO crm_runner;
+
+--
+-- Name: TABLE api_tokens; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT ON TABLE crm_private.api_tokens TO crm_runner;
+
+--
+-- Name: COLUMN api_tokens.id; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(id) ON TABLE crm_private.api_tokens TO crm_analyst;
+GRANT SELECT(id) ON TABLE crm_private.api_tokens TO crm_api;
+GRANT SELECT(id) ON TABLE crm_private.api_tokens TO crm_app;
+GRANT SELECT(id) ON TABLE crm_private.api_tokens TO crm_client_viewer;
+
+--
+-- Name: COLUMN api_tokens.client_id; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(client_id) ON TABLE crm_private.api_tokens TO crm_analyst;
+GRANT SELECT(client_id) ON TABLE crm_private.api_tokens TO crm_api;
+GRANT SELECT(client_id) ON TABLE crm_private.api_tokens TO crm_app;
+GRANT SELECT(client_id) ON TABLE crm_private.api_tokens TO crm_client_viewer;
+
+--
+-- Name: COLUMN api_tokens.name; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(name) ON TABLE crm_private.api_tokens TO crm_analyst;
+GRANT SELECT(name) ON TABLE crm_private.api_tokens TO crm_api;
+GRANT SELECT(name) ON TABLE crm_private.api_tokens TO crm_app;
+GRANT SELECT(name) ON TABLE crm_private.api_tokens TO crm_client_viewer;
+
+--
+-- Name: COLUMN api_tokens.token_prefix; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(token_prefix) ON TABLE crm_private.api_tokens TO crm_analyst;
+GRANT SELECT(token_prefix) ON TABLE crm_private.api_tokens TO crm_api;
+GRANT SELECT(token_prefix) ON TABLE crm_private.api_tokens TO crm_app;
+GRANT SELECT(token_prefix) ON TABLE crm_private.api_tokens TO crm_client_viewer;
+
+--
+-- Name: COLUMN api_tokens.created_at; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(created_at) ON TABLE crm_private.api_tokens TO crm_analyst;
+GRANT SELECT(created_at) ON TABLE crm_private.api_tokens TO crm_api;
+GRANT SELECT(created_at) ON TABLE crm_private.api_tokens TO crm_app;
+GRANT SELECT(created_at) ON TABLE crm_private.api_tokens TO crm_client_viewer;
+
+--
+-- Name: COLUMN api_tokens.last_used_at; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(last_used_at) ON TABLE crm_private.api_tokens TO crm_analyst;
+GRANT SELECT(last_used_at) ON TABLE crm_private.api_tokens TO crm_api;
+GRANT SELECT(last_used_at) ON TABLE crm_private.api_tokens TO crm_app;
+GRANT SELECT(last_used_at) ON TABLE crm_private.api_tokens TO crm_client_viewer;
+
+--
+-- Name: COLUMN api_tokens.revoked_at; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(revoked_at) ON TABLE crm_private.api_tokens TO crm_analyst;
+GRANT SELECT(revoked_at) ON TABLE crm_private.api_tokens TO crm_api;
+GRANT SELECT(revoked_at) ON TABLE crm_private.api_tokens TO crm_app;
+GRANT SELECT(revoked_at) ON TABLE crm_private.api_tokens TO crm_client_viewer;
+
+--
+-- Name: TABLE oauth_states; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT INSERT ON TABLE crm_private.oauth_states TO crm_api;
+GRANT SELECT ON TABLE crm_private.oauth_states TO crm_runner;
+
+--
+-- Name: COLUMN oauth_states.id; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(id) ON TABLE crm_private.oauth_states TO crm_analyst;
+GRANT SELECT(id) ON TABLE crm_private.oauth_states TO crm_api;
+GRANT SELECT(id) ON TABLE crm_private.oauth_states TO crm_app;
+GRANT SELECT(id) ON TABLE crm_private.oauth_states TO crm_client_viewer;
+
+--
+-- Name: COLUMN oauth_states.client_id; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(client_id) ON TABLE crm_private.oauth_states TO crm_analyst;
+GRANT SELECT(client_id) ON TABLE crm_private.oauth_states TO crm_api;
+GRANT SELECT(client_id) ON TABLE crm_private.oauth_states TO crm_app;
+GRANT SELECT(client_id) ON TABLE crm_private.oauth_states TO crm_client_viewer;
+
+--
+-- Name: COLUMN oauth_states.crm_type; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(crm_type) ON TABLE crm_private.oauth_states TO crm_analyst;
+GRANT SELECT(crm_type) ON TABLE crm_private.oauth_states TO crm_api;
+GRANT SELECT(crm_type) ON TABLE crm_private.oauth_states TO crm_app;
+GRANT SELECT(crm_type) ON TABLE crm_private.oauth_states TO crm_client_viewer;
+
+--
+-- Name: COLUMN oauth_states.redirect_uri; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(redirect_uri) ON TABLE crm_private.oauth_states TO crm_analyst;
+GRANT SELECT(redirect_uri) ON TABLE crm_private.oauth_states TO crm_api;
+GRANT SELECT(redirect_uri) ON TABLE crm_private.oauth_states TO crm_app;
+GRANT SELECT(redirect_uri) ON TABLE crm_private.oauth_states TO crm_client_viewer;
+
+--
+-- Name: COLUMN oauth_states.api_base_url; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(api_base_url) ON TABLE crm_private.oauth_states TO crm_analyst;
+GRANT SELECT(api_base_url) ON TABLE crm_private.oauth_states TO crm_api;
+GRANT SELECT(api_base_url) ON TABLE crm_private.oauth_states TO crm_app;
+GRANT SELECT(api_base_url) ON TABLE crm_private.oauth_states TO crm_client_viewer;
+
+--
+-- Name: COLUMN oauth_states.created_at; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(created_at) ON TABLE crm_private.oauth_states TO crm_analyst;
+GRANT SELECT(created_at) ON TABLE crm_private.oauth_states TO crm_api;
+GRANT SELECT(created_at) ON TABLE crm_private.oauth_states TO crm_app;
+GRANT SELECT(created_at) ON TABLE crm_private.oauth_states TO crm_client_viewer;
+
+--
+-- Name: COLUMN oauth_states.expires_at; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(expires_at) ON TABLE crm_private.oauth_states TO crm_analyst;
+GRANT SELECT(expires_at) ON TABLE crm_private.oauth_states TO crm_api;
+GRANT SELECT(expires_at) ON TABLE crm_private.oauth_states TO crm_app;
+GRANT SELECT(expires_at) ON TABLE crm_private.oauth_states TO crm_client_viewer;
+
+--
+-- Name: COLUMN oauth_states.used_at; Type: ACL; Schema: crm_private; Owner: -
+--
+
+GRANT SELECT(used_at) ON TABLE crm_private.oauth_states TO crm_analyst;
+GRANT SELECT(used_at) ON TABLE crm_private.oauth_states TO crm_api;
+GRANT SELECT(used_at) ON TABLE crm_private.oauth_states TO crm_app;
+GRANT SELECT(used_at) ON TABLE crm_private.oauth_states TO crm_client_viewer;
 
 --
 -- PostgreSQL database dump complete

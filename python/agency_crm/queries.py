@@ -89,3 +89,4 @@ class Queries(Mapping[str, LiteralString]):
 
 PUSH = Queries("push")
 SECRETS = Queries("secrets")
+SERVICE = Queries("service")

@@ -41,6 +41,8 @@ ROLES: dict[str, str] = {
     "the CRM id map, the push log and config status",
     "crm_client_viewer": "agency-crm client dashboard: read-only, the one client named by "
     "the setting crm.client_id",
+    "crm_api": "agency-crm HTTP API: the one client of each request (crm.client_id); connects, "
+    "configures and disconnects its CRM",
 }
 # pg_advisory_xact_lock key shared by every agency-crm upgrade: "acrm" as an int32.
 UPGRADE_LOCK_KEY = 0x6163726D

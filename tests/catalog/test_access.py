@@ -12,7 +12,7 @@ from agency_crm import crypto, schema
 SCHEMAS = "('crm'::regnamespace, 'crm_private'::regnamespace)"
 
 
-def test_the_four_roles_exist_without_login_superuser_or_bypassrls(
+def test_the_roles_exist_without_login_superuser_or_bypassrls(
     db: psycopg.Connection[Any],
 ) -> None:
     rows = db.execute(
@@ -101,7 +101,7 @@ def test_the_viewer_policy_names_the_setting_and_fails_closed(db: psycopg.Connec
     ).fetchall()
     assert len(rows) >= 13
     for table, qual, roles in rows:
-        assert roles == ["crm_client_viewer"], table
+        assert roles == ["crm_api", "crm_client_viewer"], table
         assert "current_setting('crm.client_id'::text, true)" in qual, (table, qual)
         assert "NULLIF" in qual, (table, qual)  # '' means unset, not an error
 
@@ -124,7 +124,8 @@ def test_the_secret_columns_are_those_crypto_encrypts_and_only_the_runner_reads_
         f"""
         SELECT c.relname::text, a.attname::text,
                ARRAY(SELECT r FROM unnest(%s::text[]) AS r
-                     WHERE has_column_privilege(r, c.oid, a.attnum, 'SELECT') ORDER BY r)
+                     WHERE has_column_privilege(r, c.oid, a.attnum, 'SELECT') ORDER BY r),
+               col_description(c.oid, a.attnum)
         FROM pg_attribute AS a
         INNER JOIN pg_class AS c ON c.oid = a.attrelid
         WHERE c.relnamespace IN {SCHEMAS} AND a.attnum > 0 AND NOT a.attisdropped
@@ -134,8 +135,11 @@ def test_the_secret_columns_are_those_crypto_encrypts_and_only_the_runner_reads_
         (list(schema.ROLES),),
     ).fetchall()
     found: dict[str, tuple[str, ...]] = {}
-    for table, column, readers in rows:
-        found[table] = (*found.get(table, ()), column)
+    for table, column, readers, comment in rows:
+        if comment.startswith("Secret, encrypted."):
+            found[table] = (*found.get(table, ()), column)
+        else:  # a digest (API tokens, OAuth states): useless to a reader, hidden all the same
+            assert comment.startswith("Secret: SHA-256 digest"), (table, column, comment)
         assert readers == ["crm_runner"], (table, column, readers)
     assert found == crypto.SECRET_COLUMNS
 
@@ -163,8 +167,11 @@ def test_only_app_code_and_the_runner_write_and_each_only_its_own_tables(
         "deal_stage_history", "meeting_reschedules", "client_crm_configs",
     }  # fmt: skip
     # The app enqueues pushes through the lifecycle triggers (INSERT, and UPDATE of updated_at
-    # only: see test_roles.py); the runner updates a config's status and tokens only.
+    # only: see test_roles.py); the runner updates a config's status and tokens only; the API
+    # writes its client's config, OAuth flows, the log of its CRM calls, backfilled and skipped
+    # pushes.
     assert writes == {
+        "crm_api": {"client_crm_configs", "crm_push_log", "crm_push_queue", "oauth_states"},
         "crm_app": business | {"crm_push_queue"},
         "crm_runner": {"crm_push_queue", "crm_external_ids", "crm_push_log", "client_crm_configs"},
     }
@@ -186,4 +193,7 @@ def test_every_public_function_is_granted_to_some_role_and_the_analytics_to_the_
     for name, roles in rows:
         assert roles, f"crm.{name} is granted to no role"
         if name.startswith("get_"):
-            assert roles == ["crm_analyst", "crm_app", "crm_client_viewer"], (name, roles)
+            assert roles == ["crm_analyst", "crm_api", "crm_app", "crm_client_viewer"], (
+                name,
+                roles,
+            )

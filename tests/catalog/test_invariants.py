@@ -179,6 +179,13 @@ REVIEWED_DEFINERS = {
     "crm_private.refresh_deal_attribution(uuid,uuid[])",
     # crm_app fixing a config's credentials releases its held pushes (a status it may not set).
     "crm_private.tg_client_crm_configs__release_held()",
+    # The API authenticates a bearer token before it knows the client (digest in, scope out).
+    "crm.authenticate_api_token(bytea)",
+    # The OAuth callback learns its client from the state (single use; another client's is
+    # unknown to a caller acting for a client).
+    "crm.consume_oauth_state(bytea,uuid)",
+    # The API reads the CRM credentials of the one client of its transaction, no other.
+    "crm.scoped_crm_config()",
 }
 
 

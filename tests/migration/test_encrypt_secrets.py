@@ -98,7 +98,7 @@ def test_upgrading_encrypts_the_plaintext_secrets_and_keeps_a_config_in_error_in
     said: list[str] = []
     with psycopg.connect(empty_db_url) as conn:
         result = schema.upgrade(conn, progress=said.append)
-        assert result.applied == ["0014_encrypted_secrets.sql"] and result.code_applied
+        assert result.applied[0] == "0014_encrypted_secrets.sql" and result.code_applied
         assert schema.status(conn).up_to_date
     assert f"encrypted the secrets of {HOLDING_PLAINTEXT} CRM config(s) under key test" in said
     assert said.index(next(s for s in said if s.startswith("encrypted"))) < said.index(
@@ -162,7 +162,7 @@ def test_without_a_key_the_upgrade_is_refused_and_nothing_is_applied(
     # With a key, the same upgrade goes through.
     monkeypatch.setenv(crypto.ENV_VAR, crypto.generate_entry("late"))
     with psycopg.connect(empty_db_url) as conn:
-        assert schema.upgrade(conn).applied == ["0014_encrypted_secrets.sql"]
+        assert schema.upgrade(conn).applied[0] == "0014_encrypted_secrets.sql"
     assert {crypto.key_id_of(r[c]) for r in configs(empty_db_url) for c in COLUMNS if r[c]} == {
         "late"
     }
@@ -171,7 +171,7 @@ def test_without_a_key_the_upgrade_is_refused_and_nothing_is_applied(
 def test_a_fresh_install_needs_no_key(empty_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(crypto.ENV_VAR)
     with psycopg.connect(empty_db_url) as conn:
-        assert schema.upgrade(conn).applied[-1] == "0014_encrypted_secrets.sql"
+        assert "0014_encrypted_secrets.sql" in schema.upgrade(conn).applied
 
 
 def test_only_the_plaintext_secrets_are_encrypted_whatever_they_look_like(

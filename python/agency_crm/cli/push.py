@@ -358,7 +358,7 @@ def retry(
         list[QueueStatus] | None,
         typer.Option(
             "--status",
-            metavar=choices(QueueStatus).replace("pending|in_flight|done|", ""),
+            metavar="[" + "|".join(RETRYABLE) + "]",
             help="Which pushes; repeat for several (default: dead and failed).",
         ),
     ] = None,

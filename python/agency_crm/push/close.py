@@ -10,7 +10,15 @@ from __future__ import annotations
 import base64
 from typing import Any, ClassVar
 
-from agency_crm.push.connection import Catalog, Connection, Pipeline, no_credentials, require
+from agency_crm.push.connection import (
+    KEY_FIELD_LABEL,
+    Catalog,
+    Connection,
+    Identity,
+    Pipeline,
+    no_credentials,
+    require,
+)
 from agency_crm.push.http import CrmError, CrmHttp
 from agency_crm.push.model import DealState, Outcome, PushContext
 from agency_crm.push.sync import Push
@@ -108,6 +116,49 @@ class Close(Connection):
             if not body.get("has_more") or not batch:
                 return Catalog(pipelines, users)
             skip += len(batch)
+
+    async def whoami(self, http: CrmHttp) -> Identity:
+        """GET /api/v1/me/: the user the API key belongs to and their organisation."""
+        response = await http.call("get_me", "GET", "/api/v1/me/")
+        me = response.body or {}
+        orgs = me.get("organizations") or [{}]
+        return Identity(
+            account_id=orgs[0].get("id"),
+            account_name=orgs[0].get("name"),
+            user_id=me.get("id"),
+            user=me.get("email"),
+        )
+
+    async def setup(self, http: CrmHttp) -> dict[str, str]:
+        """A text custom field named "agency-crm key" on leads and opportunities: found by
+        name in /api/v1/custom_field/{type}/, created when missing. Returns each one's id."""
+        fields: dict[str, str] = {}
+        for entity in ("lead", "opportunity"):
+            path = f"/api/v1/custom_field/{entity}/"
+            found: str | None = None
+            skip = 0
+            while found is None:
+                page = await http.call(
+                    f"get_{entity}_fields", "GET", path, params={"_skip": skip, "_limit": 100}
+                )
+                body = page.body or {}
+                batch = body.get("data") or []
+                found = next(
+                    (str(f["id"]) for f in batch if f.get("name") == KEY_FIELD_LABEL), None
+                )
+                if not body.get("has_more") or not batch:
+                    break
+                skip += len(batch)
+            if found is None:
+                created = await http.call(
+                    f"create_{entity}_field",
+                    "POST",
+                    path,
+                    json_body={"name": KEY_FIELD_LABEL, "type": "text"},
+                )
+                found = str((created.body or {})["id"])
+            fields[entity] = found
+        return fields
 
     async def pipelines(self, http: CrmHttp) -> list[dict[str, Any]]:
         """GET /api/v1/pipeline/: the opportunity pipelines with their statuses (read once per

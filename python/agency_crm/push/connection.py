@@ -128,6 +128,41 @@ class Connection:
         """One push through this connection."""
         raise NotImplementedError
 
+    async def whoami(self, http: CrmHttp) -> Identity:
+        """Who the credentials act as (the key or token is tested on the way)."""
+        raise NotImplementedError
+
+    async def setup(self, http: CrmHttp) -> dict[str, str]:
+        """Make the CRM ready for duplicate-proof pushing, idempotently: the property or custom
+        field that holds our key on each entity exists. Returns where our key goes, per entity
+        (the config's ``external_key_fields``)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def propose(catalog: Catalog, identity: Identity) -> tuple[str | None, str | None, str | None]:
+        """Default pipeline, first stage and owner for a new connection: the CRM's default
+        pipeline (else its first), that pipeline's first stage, and the connecting user when
+        they can own deals."""
+        pipelines = catalog.pipelines
+        pipeline = pipelines.get("default") or next(iter(pipelines.values()), None)
+        stage = next(iter(pipeline.stages), None) if pipeline else None
+        owner = identity.user_id if identity.user_id in catalog.users else None
+        return (pipeline.id if pipeline else None, stage, owner)
+
+
+@dataclass
+class Identity:
+    """What the CRM says about the credentials: the account and the user they act as."""
+
+    account_id: str | None = None
+    account_name: str | None = None
+    user_id: str | None = None
+    user: str | None = None
+
+
+# The name of the property or custom field holding our key, as the CRM's users see it.
+KEY_FIELD_LABEL = "agency-crm key"
+
 
 def require(value: str | None, what: str) -> str:
     """A config value the CRM needs, or a not-retryable error naming it."""

@@ -8,11 +8,19 @@ our unique ``agency_crm_key`` property, so a repeated create updates instead of 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from agency_crm.push.connection import Catalog, Connection, Pipeline, no_credentials
+from agency_crm.push.connection import (
+    KEY_FIELD_LABEL,
+    Catalog,
+    Connection,
+    Identity,
+    Pipeline,
+    no_credentials,
+)
 from agency_crm.push.http import CrmError, CrmHttp
 from agency_crm.push.model import DealState, Outcome, PushContext
 from agency_crm.push.sync import Push
@@ -122,6 +130,116 @@ class HubSpot(Connection):
             if not after:
                 return Catalog(pipelines, owners)
             params = {"limit": 100, "after": str(after)}
+
+    async def whoami(self, http: CrmHttp) -> Identity:
+        """An OAuth token: GET /oauth/v1/access-tokens/{token} (portal, user). A private-app
+        token has no such endpoint: GET /crm/v3/owners?limit=1 tests it."""
+        self.require_readable_secrets()
+        token = self.config.oauth_access_token
+        if self.config.api_key or not token:
+            await http.call("get_owners", "GET", "/crm/v3/owners", params={"limit": 1})
+            return Identity()
+        response = await http.call(
+            "get_token_info",
+            "GET",
+            f"/oauth/v1/access-tokens/{quote(token, safe='')}",
+            authenticated=False,
+        )
+        body = response.body or {}
+        hub = body.get("hub_id")
+        return Identity(
+            account_id=str(hub) if hub is not None else None,
+            account_name=body.get("hub_domain"),
+            user=body.get("user"),
+        )
+
+    async def setup(self, http: CrmHttp) -> dict[str, str]:
+        """Our unique key property on contacts and deals: GET, and POST when missing (a 409
+        means another connect made it first)."""
+        fields = dict(self.default_key_fields)
+        for entity, object_type, group in (
+            ("contact", "contacts", "contactinformation"),
+            ("deal", "deals", "dealinformation"),
+        ):
+            name = fields[entity]
+            found = await http.call(
+                "get_property", "GET", f"/crm/v3/properties/{object_type}/{name}", allow=(404,)
+            )
+            if found.status != 404:
+                continue
+            await http.call(
+                "create_property",
+                "POST",
+                f"/crm/v3/properties/{object_type}",
+                json_body={
+                    "name": name,
+                    "label": KEY_FIELD_LABEL,
+                    "type": "string",
+                    "fieldType": "text",
+                    "groupName": group,
+                    "hasUniqueValue": True,
+                    "description": "Written by agency-crm: the key it finds this record by, so "
+                    "a repeated push updates instead of duplicating. Do not edit.",
+                },
+                allow=(409,),
+            )
+        return fields
+
+    async def exchange_code(self, http: CrmHttp, code: str, redirect_uri: str) -> OAuthTokens:
+        """POST /oauth/v1/token with grant_type=authorization_code: the tokens of a consent."""
+        client_id = self.settings.hubspot_client_id
+        secret = self.settings.hubspot_client_secret
+        if not client_id or not secret:
+            raise CrmError(
+                Outcome.FAILED,
+                "oauth_not_configured",
+                "AGENCY_CRM_HUBSPOT_CLIENT_ID and AGENCY_CRM_HUBSPOT_CLIENT_SECRET must be set "
+                "to exchange a HubSpot authorisation code",
+            )
+        self.redactor.add(secret)
+        self.redactor.add(code)
+        response = await http.call(
+            "exchange_code",
+            "POST",
+            "/oauth/v1/token",
+            form={
+                "grant_type": "authorization_code",
+                "client_id": client_id,
+                "client_secret": secret,
+                "redirect_uri": redirect_uri,
+                "code": code,
+            },
+            authenticated=False,
+        )
+        body = response.body or {}
+        access, refresh = body.get("access_token"), body.get("refresh_token")
+        if not isinstance(access, str) or not access or not isinstance(refresh, str):
+            raise CrmError(
+                Outcome.FAILED, "malformed_response", "the code exchange returned no tokens"
+            )
+        self.redactor.add(access)
+        self.redactor.add(refresh)
+        try:
+            expires_in = max(0, int(body.get("expires_in", 1800)))
+        except (TypeError, ValueError):
+            expires_in = 1800
+        hub = body.get("hub_id")
+        return OAuthTokens(
+            access,
+            refresh,
+            datetime.now(UTC) + timedelta(seconds=expires_in),
+            str(hub) if hub is not None else None,
+        )
+
+
+@dataclass
+class OAuthTokens:
+    """What HubSpot's token endpoint answers a code exchange with."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_at: datetime
+    portal_id: str | None
 
 
 class HubSpotPush(Push):

@@ -40,6 +40,7 @@ class QueueStatus(enum.StrEnum):
     FAILED = "failed"
     DEAD = "dead"
     HELD = "held"
+    SKIPPED = "skipped"  # never sent: the client disconnected its CRM
 
 
 class Finished(enum.StrEnum):

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from agency_crm.push.connection import (
+    KEY_FIELD_LABEL,
     Catalog,
     Connection,
+    Identity,
     Pipeline,
     as_int,
     no_credentials,
@@ -80,6 +82,51 @@ class Pipedrive(Connection):
             if not more.get("more_items_in_collection"):
                 return Catalog(pipelines, users)
             start = int(more.get("next_start") or start + 100)
+
+    async def whoami(self, http: CrmHttp) -> Identity:
+        """GET /v1/users/me: the company and the user the API token belongs to."""
+        response = await http.call("get_me", "GET", "/v1/users/me")
+        me = (response.body or {}).get("data") or {}
+        return Identity(
+            account_id=str(me["company_id"]) if me.get("company_id") is not None else None,
+            account_name=me.get("company_name") or me.get("company_domain"),
+            user_id=str(me["id"]) if me.get("id") is not None else None,
+            user=me.get("email") or me.get("name"),
+        )
+
+    async def setup(self, http: CrmHttp) -> dict[str, str]:
+        """A text custom field named "agency-crm key" on persons, organisations and deals:
+        found by name in /v1/{entity}Fields, created when missing. Returns each field's key
+        (a 40-character hash, which custom_fields are written and searched by)."""
+        fields: dict[str, str] = {}
+        for entity, path in (
+            ("person", "/v1/personFields"),
+            ("organization", "/v1/organizationFields"),
+            ("deal", "/v1/dealFields"),
+        ):
+            key = None
+            start = 0
+            while key is None:
+                page = await http.call(
+                    f"get_{entity}_fields", "GET", path, params={"start": start, "limit": 500}
+                )
+                body = page.body or {}
+                found = body.get("data") or []
+                key = next((str(f["key"]) for f in found if f.get("name") == KEY_FIELD_LABEL), None)
+                more = (body.get("additional_data") or {}).get("pagination") or {}
+                if not more.get("more_items_in_collection") or not found:
+                    break
+                start = int(more.get("next_start") or start + len(found))
+            if key is None:
+                created = await http.call(
+                    f"create_{entity}_field",
+                    "POST",
+                    path,
+                    json_body={"name": KEY_FIELD_LABEL, "field_type": "varchar"},
+                )
+                key = str(((created.body or {}).get("data") or {})["key"])
+            fields[entity] = key
+        return fields
 
     @staticmethod
     async def pages(
