@@ -10,14 +10,18 @@ installed once into a template database; each test then gets either
 * ``fresh_db``: a connection to its own clone of the template, for tests that commit or use
   several sessions, or
 * ``empty_db_url``: the URL of an empty database, for install and upgrade tests.
+
+Pages are tested in a real headless Chromium: the ``browser`` fixture (tests/helpers/browser.py).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pytest
@@ -28,6 +32,9 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from agency_crm import crypto, schema
 from agency_crm.dev.cluster import TempCluster
+
+if TYPE_CHECKING:
+    from tests.helpers.browser import Browser
 
 pytest_plugins = ["tests.helpers.fixtures"]
 
@@ -131,3 +138,23 @@ def empty_db_url(postgresql_noproc: NoopExecutor) -> Iterator[str]:
 def server_admin_url(postgresql_noproc: NoopExecutor) -> str:
     """URL of the maintenance database, for tests that create databases themselves."""
     return server_url(postgresql_noproc, postgresql_noproc.maintenance_dbname)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """A headless Chromium on a fresh profile, quit after the test; requests off loopback are
+    refused and recorded. Skipped without chromium, chromedriver or selenium, except under
+    CI=true, where that fails the test."""
+    chromium, chromedriver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and chromedriver and importlib.util.find_spec("selenium")):
+        message = (
+            "headless Chromium needs `apt-get install -y chromium chromium-driver` and selenium"
+            " (`make install`)"
+        )
+        if os.environ.get("CI", "").strip().lower() in {"true", "1"}:
+            pytest.fail(f"{message}; CI must run the browser tests", pytrace=False)
+        pytest.skip(message)
+    from tests.helpers.browser import launch  # selenium is imported only when it is there
+
+    with launch(chromium, chromedriver) as started:
+        yield started
