@@ -22,8 +22,12 @@ def sandbox() -> Iterator[Sandbox]:
 
 @pytest.fixture(autouse=True)
 def _reset_sandbox(sandbox: Sandbox) -> Iterator[None]:
+    """Reset after every test, and fail the test if a handler raised an unexpected exception
+    (the fakes answer those with a JSON 500, which a test could otherwise take for a fault)."""
     yield
+    errors = {vendor: list(app.internal_errors) for vendor, app in sandbox.apps.items()}
     sandbox.reset()
+    assert not any(errors.values()), f"sandbox handlers raised: {errors}"
 
 
 @pytest.fixture
