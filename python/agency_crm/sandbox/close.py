@@ -142,6 +142,11 @@ def _custom(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _list(value: Any) -> list[Any]:
+    """``value`` when it is a list, else ``[]`` (the caller reports the type error)."""
+    return value if isinstance(value, list) else []
+
+
 def _with_custom(data: JSONDict, custom: Mapping[str, Any]) -> JSONDict:
     out = dict(data)
     for field_id, value in custom.items():
@@ -416,31 +421,42 @@ class CloseApp(VendorApp[CloseAccount]):
             errors["name"] = "Not a valid string."
         if title is not None and not isinstance(title, str):
             errors["title"] = "Not a valid string."
+        for key in ("emails", "phones", "urls"):
+            if raw.get(key) is not None and not isinstance(raw[key], list):
+                errors[key] = "Not a valid list."
         emails: list[JSONDict] = []
-        for n, item in enumerate(raw.get("emails") or []):
+        for n, item in enumerate(_list(raw.get("emails"))):
             email = item.get("email") if isinstance(item, dict) else None
             if not isinstance(email, str) or "@" not in email.strip()[1:-1]:
                 errors.setdefault("emails", {})[str(n)] = {"email": "Invalid email address."}
+                continue
+            kind = item.get("type") or "office"
+            if not isinstance(kind, str):
+                errors.setdefault("emails", {})[str(n)] = {"type": "Not a valid string."}
                 continue
             emails.append(
                 {
                     "email": email.strip(),
                     "email_lower": email.strip().lower(),
-                    "type": item.get("type") or "office",
+                    "type": kind,
                     "is_unsubscribed": False,
                 }
             )
         phones: list[JSONDict] = []
-        for n, item in enumerate(raw.get("phones") or []):
+        for n, item in enumerate(_list(raw.get("phones"))):
             phone = item.get("phone") if isinstance(item, dict) else None
             if not isinstance(phone, str) or not any(ch.isdigit() for ch in phone):
                 errors.setdefault("phones", {})[str(n)] = {"phone": "Invalid phone number."}
+                continue
+            kind = item.get("type") or "office"
+            if not isinstance(kind, str):
+                errors.setdefault("phones", {})[str(n)] = {"type": "Not a valid string."}
                 continue
             phones.append(
                 {
                     "phone": phone,
                     "phone_formatted": phone,
-                    "type": item.get("type") or "office",
+                    "type": kind,
                     "country": None,
                 }
             )
@@ -560,7 +576,9 @@ class CloseApp(VendorApp[CloseAccount]):
         body = ctx.json_object()
         fields, errors = self._parse_contact(body)
         lead_id = body.get("lead_id")
-        if lead_id is not None and lead_id not in ctx.account.leads:
+        if lead_id is not None and (
+            not isinstance(lead_id, str) or lead_id not in ctx.account.leads
+        ):
             errors["lead_id"] = "Lead does not exist."
         if errors:
             raise field_errors(errors)
@@ -592,12 +610,13 @@ class CloseApp(VendorApp[CloseAccount]):
         lead_id = body.get("lead_id", data.get("lead_id"))
         if creating and not lead_id:
             errors["lead_id"] = "This field is required."
-        elif lead_id not in account.leads:
+        elif not isinstance(lead_id, str) or lead_id not in account.leads:
             errors["lead_id"] = "Lead does not exist."
         elif not creating and lead_id != data["lead_id"]:
             errors["lead_id"] = "An opportunity cannot be moved to another lead."
         if "contact_id" in body and body["contact_id"] is not None:
-            contact = account.contacts.get(body["contact_id"])
+            contact_id = body["contact_id"]
+            contact = account.contacts.get(contact_id) if isinstance(contact_id, str) else None
             if contact is None:
                 errors["contact_id"] = "Contact does not exist."
             elif contact.data["lead_id"] != lead_id:
@@ -853,7 +872,11 @@ def _field_condition(query: JSONDict, object_type: str) -> Predicate:
         return lambda snap, view: test(snap.get("custom", {}).get(field_id))
     if field.get("type") == "regular_field":
         name = field.get("field_name")
-        if field.get("object_type") != object_type or name not in _REGULAR_FIELDS[object_type]:
+        if (
+            field.get("object_type") != object_type
+            or not isinstance(name, str)
+            or name not in _REGULAR_FIELDS[object_type]
+        ):
             raise _unsupported(f"regular_field {field.get('object_type')}.{name}")
         return lambda snap, view: test(snap.get(str(name)))
     raise _unsupported(f"field type {field.get('type')!r}")
@@ -867,11 +890,15 @@ def _has_related(query: JSONDict, object_type: str) -> Predicate:
     if (this, related) == ("contact", "contact_email"):
         if not isinstance(inner, dict) or inner.get("type") != "field_condition":
             raise _unsupported("contact_email related_query must be a field_condition")
-        field = inner.get("field") or {}
-        if field.get("type") != "regular_field" or field.get("object_type") != "contact_email":
+        field = inner.get("field")
+        if (
+            not isinstance(field, dict)
+            or field.get("type") != "regular_field"
+            or field.get("object_type") != "contact_email"
+        ):
             raise _unsupported("contact_email condition must be on a contact_email regular_field")
         name = field.get("field_name")
-        if name not in _REGULAR_FIELDS["contact_email"]:
+        if not isinstance(name, str) or name not in _REGULAR_FIELDS["contact_email"]:
             raise _unsupported(f"contact_email field {name!r}")
         test = _text_condition(inner.get("condition"))
         return lambda snap, view: any(test(e.get(str(name))) for e in snap.get("emails", []))

@@ -58,7 +58,7 @@ def utcnow() -> datetime:
 
 def iso_millis_z(when: datetime) -> str:
     """``2024-01-31T12:00:00.123Z`` (HubSpot style)."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def iso_seconds_z(when: datetime) -> str:
@@ -116,8 +116,8 @@ class Request:
         if not self.body.strip():
             raise BadRequestBody("request body is empty")
         try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return json.loads(self.body, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise BadRequestBody(f"request body is not valid JSON: {exc}") from exc
 
     def form(self) -> dict[str, str]:
@@ -127,6 +127,19 @@ class Request:
         except UnicodeDecodeError as exc:
             raise BadRequestBody("form body is not UTF-8") from exc
         return {k: v[-1] for k, v in parsed.items()}
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (Python's parser accepts them; the vendors' do not)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def ascii_int(raw: str) -> int | None:
+    """``raw`` as an int when it is ASCII digits (``str.isdigit`` also takes ``²``)."""
+    return int(raw) if _ASCII_DIGITS.fullmatch(raw) else None
+
+
+_ASCII_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 class BadRequestBody(Exception):
@@ -1097,7 +1110,7 @@ class VendorApp(Generic[A]):
             }
         try:
             return json.loads(req.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return req.body.decode("utf-8", "replace")
 
 

@@ -34,6 +34,7 @@ from agency_crm.sandbox.core import (
     Route,
     SearchIndex,
     VendorApp,
+    ascii_int,
     iso_millis_z,
     new_correlation_id,
     utcnow,
@@ -204,14 +205,19 @@ def _normalize_date(name: str, value: str) -> str:
         return value
     try:
         if value.isdigit():
-            when = datetime.fromtimestamp(int(value) / 1000, UTC)
+            millis = ascii_int(value)
+            if millis is None:
+                raise ValueError(value)
+            when = datetime.fromtimestamp(millis / 1000, UTC)
         elif _DATE.fullmatch(value):
             when = datetime.fromisoformat(value).replace(tzinfo=UTC)
         else:
             when = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
-    except ValueError as exc:
+        # Out-of-range offsets overflow here, not in the parser.
+        when = when.astimezone(UTC)
+    except (ValueError, OverflowError, OSError) as exc:
         raise _invalid_property(
             name, f"{value} was not a valid long or date", "INVALID_DATE"
         ) from exc
@@ -928,9 +934,10 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 200:
             raise _error(400, "VALIDATION_ERROR", "limit must be an integer between 0 and 200")
         after = body.get("after") or "0"
-        if not str(after).isdigit():
+        valid = isinstance(after, str | int) and not isinstance(after, bool)
+        offset = ascii_int(str(after)) if valid else None
+        if offset is None:
             raise _error(400, "VALIDATION_ERROR", f"after {after!r} is not a valid paging token")
-        offset = int(str(after))
         names = body.get("properties") or []
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise _error(400, "VALIDATION_ERROR", "properties must be an array of strings")
@@ -1063,7 +1070,12 @@ def _filter_matcher(raw: Any) -> Callable[[Mapping[str, str]], bool]:
     op = raw.get("operator")
     value = raw.get("value")
     value_s = str(value).lower() if value is not None else None
-    values = [str(v).lower() for v in raw.get("values") or []]
+    raw_values = raw.get("values")
+    if raw_values is not None and not isinstance(raw_values, list):
+        raise _error(400, "VALIDATION_ERROR", f"values of a filter on {name} must be an array")
+    values = [str(v).lower() for v in raw_values or []]
+    if op in ("IN", "NOT_IN") and not values:
+        raise _error(400, "VALIDATION_ERROR", f"operator {op} needs a non-empty values array")
 
     def have(props: Mapping[str, str]) -> str | None:
         got = props.get(name)

@@ -25,6 +25,7 @@ from agency_crm.sandbox.core import (
     Response,
     Route,
     VendorApp,
+    ascii_int,
     decode_cursor,
     encode_cursor,
     iso_seconds_z,
@@ -185,10 +186,10 @@ def _query_int(req: Request, name: str) -> int | None:
     raw = req.arg(name)
     if raw is None or raw == "":
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise _invalid(f"{name}: must be integer") from None
+    value = ascii_int(raw.removeprefix("-"))
+    if value is None:
+        raise _invalid(f"{name}: must be integer")
+    return -value if raw.startswith("-") else value
 
 
 def _page(req: Request, items: list[Any]) -> tuple[list[Any], JSONDict]:
@@ -366,6 +367,8 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
         """``GET /v1/users`` with v1 ``start``/``limit`` pagination."""
         start = _query_int(ctx.request, "start") or 0
         limit = _query_int(ctx.request, "limit") or 100
+        if start < 0 or not 1 <= limit <= 500:
+            raise _invalid("start must be >= 0 and limit between 1 and 500")
         users = [dict(u, is_you=n == 0) for n, u in enumerate(ctx.account.users)]
         page = users[start : start + limit]
         more = start + limit < len(users)
@@ -407,10 +410,10 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
 
     @staticmethod
     def _path_id(ctx: Ctx[PipedriveAccount]) -> int:
-        raw = ctx.params["id"]
-        if not raw.isdigit():
+        value = ascii_int(ctx.params["id"])
+        if value is None:
             raise _invalid("id: must be integer")
-        return int(raw)
+        return value
 
     def _getter(self, attr: str, label: str) -> Callable[[Ctx[PipedriveAccount]], Response]:
         def get(ctx: Ctx[PipedriveAccount]) -> Response:
