@@ -262,3 +262,24 @@ def test_close_against_spec(client: Client, token: str) -> None:
     )
     check(api, cl.put(f"/api/v1/opportunity/{opp_id}/", json={"status_id": won}))
     check(api, cl.get(f"/api/v1/opportunity/{opp_id}/"))
+
+
+def test_hubspot_numeric_deal_paths_against_spec(client: Client, token: str) -> None:
+    hs = client("hubspot", token)
+    deals = spec("hubspot/v3/deals.json", "/")  # spells every path /crm/v3/objects/0-3
+    props = {
+        "dealname": "D",
+        "dealstage": "closedwon",
+        "pipeline": "default",
+        "amount": "1",
+        "closedate": "2026-01-31",
+    }
+    created = hs.post("/crm/v3/objects/0-3", json={"properties": props, "associations": []})
+    check(deals, created)
+    deal_id = created.json()["id"]
+    check(deals, hs.get(f"/crm/v3/objects/0-3/{deal_id}"))
+    check(deals, hs.patch(f"/crm/v3/objects/0-3/{deal_id}", json={"properties": {"amount": "2"}}))
+    check(deals, hs.get("/crm/v3/objects/0-3", params={"limit": 5}))
+    check(deals, hs.post("/crm/v3/objects/0-3/search", json=search_body("dealname", "D")))
+    upsert = {"inputs": [{"id": "u1", "idProperty": "agency_crm_key", "properties": props}]}
+    check(deals, hs.post("/crm/v3/objects/0-3/batch/upsert", json=upsert))

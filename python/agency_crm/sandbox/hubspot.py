@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import secrets
 import time
@@ -71,25 +72,57 @@ class ObjectType:
     """A CRM object type the fake knows."""
 
     name: str  # path name: contacts, deals
+    type_id: str  # the spec's numeric object type id, an alias of name in every path
     singular: str
-    unique: tuple[str, ...]  # unique-value properties
+    unique: tuple[str, ...]  # built-in unique identifiers (besides hasUniqueValue properties)
     defaults: tuple[str, ...]  # properties returned by reads when none are requested
     association_type: int  # associationTypeId to the other type
     other: str  # the type it associates with
+    group: str  # the default property group
+    #: HubSpot-defined properties: (name, label, type, fieldType).
+    builtin: tuple[tuple[str, str, str, str], ...] = ()
+
+    @property
+    def path_names(self) -> tuple[str, str]:
+        """The names paths may use for this type."""
+        return (self.name, self.type_id)
 
 
+_SYSTEM = (
+    ("createdate", "Create Date", "datetime", "date"),
+    ("hs_object_id", "Record ID", "number", "number"),
+    ("hubspot_owner_id", "Owner", "enumeration", "select"),
+)
 CONTACTS = ObjectType(
     "contacts",
+    "0-1",
     "Contact",
-    unique=("email", "agency_crm_key"),
+    unique=("email",),
     defaults=("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
     association_type=CONTACT_TO_DEAL,
     other="deals",
+    group="contactinformation",
+    builtin=(
+        *_SYSTEM,
+        ("email", "Email", "string", "text"),
+        ("firstname", "First Name", "string", "text"),
+        ("lastname", "Last Name", "string", "text"),
+        ("phone", "Phone Number", "string", "phonenumber"),
+        ("mobilephone", "Mobile Phone Number", "string", "phonenumber"),
+        ("company", "Company Name", "string", "text"),
+        ("jobtitle", "Job Title", "string", "text"),
+        ("website", "Website URL", "string", "text"),
+        ("city", "City", "string", "text"),
+        ("country", "Country/Region", "string", "text"),
+        ("lifecyclestage", "Lifecycle Stage", "enumeration", "radio"),
+        ("lastmodifieddate", "Last Modified Date", "datetime", "date"),
+    ),
 )
 DEALS = ObjectType(
     "deals",
+    "0-3",
     "Deal",
-    unique=("agency_crm_key",),
+    unique=(),
     defaults=(
         "amount",
         "closedate",
@@ -102,8 +135,39 @@ DEALS = ObjectType(
     ),
     association_type=DEAL_TO_CONTACT,
     other="contacts",
+    group="dealinformation",
+    builtin=(
+        *_SYSTEM,
+        ("dealname", "Deal Name", "string", "text"),
+        ("amount", "Amount", "number", "number"),
+        ("closedate", "Close Date", "datetime", "date"),
+        ("dealstage", "Deal Stage", "enumeration", "radio"),
+        ("pipeline", "Pipeline", "enumeration", "select"),
+        ("dealtype", "Deal Type", "enumeration", "radio"),
+        ("description", "Deal Description", "string", "textarea"),
+        ("hs_forecast_probability", "Forecast Probability", "number", "number"),
+        ("hs_deal_stage_probability", "Deal Stage Probability", "number", "number"),
+        ("hs_is_closed", "Is Deal Closed?", "bool", "booleancheckbox"),
+        ("hs_is_closed_won", "Is Closed Won", "bool", "booleancheckbox"),
+        ("closed_lost_reason", "Closed Lost Reason", "string", "textarea"),
+        ("closed_won_reason", "Closed Won Reason", "string", "textarea"),
+        ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date"),
+    ),
 )
 TYPES = {"contacts": CONTACTS, "deals": DEALS}
+#: The property every account has unless made with ``key_property: false``: agency-crm's
+#: unique external key (existing tests and the push runner write it without creating it).
+KEY_PROPERTY = "agency_crm_key"
+PROPERTY_TYPES = {
+    "string": {"text", "textarea", "phonenumber", "html", "file", "select", "radio"},
+    "number": {"number", "calculation_equation", "select", "radio"},
+    "date": {"date"},
+    "datetime": {"date"},
+    "enumeration": {"select", "radio", "checkbox", "booleancheckbox", "calculation_equation"},
+    "bool": {"booleancheckbox", "select", "radio"},
+    "phone_number": {"phonenumber"},
+}
+_PROPERTY_NAME = re.compile(r"[a-z][a-z0-9_]{0,99}")
 
 
 @dataclass
@@ -159,10 +223,34 @@ class HubSpotAccount(AccountBase):
             )
         ]
         self.records: dict[str, dict[str, Record]] = {"contacts": {}, "deals": {}}
+        stamp = iso_millis_z(self.created)
+        #: Property definitions per object type, by name (HubSpot's Property JSON).
+        self.properties: dict[str, dict[str, JSONDict]] = {
+            otype.name: {
+                name: property_json(name, label, kind, field_type, otype.group, stamp, True)
+                for name, label, kind, field_type in otype.builtin
+            }
+            for otype in TYPES.values()
+        }
         # (deal_id, contact_id)
         self.associations: set[tuple[str, str]] = set()
         self.refresh_tokens: set[str] = set()
         self.expires_in: int | None = DEFAULT_EXPIRES_IN
+
+    def add_key_property(self) -> None:
+        """Define ``agency_crm_key`` (unique string) on contacts and deals."""
+        stamp = iso_millis_z(self.created)
+        for otype in TYPES.values():
+            prop = property_json(
+                KEY_PROPERTY, "agency-crm key", "string", "text", otype.group, stamp, False
+            )
+            prop["hasUniqueValue"] = True
+            self.properties[otype.name][KEY_PROPERTY] = prop
+
+    def unique_properties(self, otype: ObjectType) -> list[str]:
+        """Properties whose values identify one record: built-in ones and hasUniqueValue."""
+        declared = [n for n, p in self.properties[otype.name].items() if p["hasUniqueValue"]]
+        return [*otype.unique, *declared]
 
     def owner_ids(self) -> set[str]:
         """Ids valid for ``hubspot_owner_id``."""
@@ -171,6 +259,43 @@ class HubSpotAccount(AccountBase):
     def live(self, type_name: str) -> list[Record]:
         """Not-archived records of a type, by id."""
         return [r for r in self.records[type_name].values() if not r.archived]
+
+
+def property_json(
+    name: str,
+    label: str,
+    kind: str,
+    field_type: str,
+    group: str,
+    stamp: str,
+    hubspot_defined: bool,
+) -> JSONDict:
+    """A Property as ``/crm/v3/properties`` returns it."""
+    return {
+        "updatedAt": stamp,
+        "createdAt": stamp,
+        "name": name,
+        "label": label,
+        "type": kind,
+        "fieldType": field_type,
+        "description": "",
+        "groupName": group,
+        "options": [],
+        "displayOrder": -1,
+        "calculated": False,
+        "externalOptions": False,
+        "hasUniqueValue": False,
+        "hidden": False,
+        "hubspotDefined": hubspot_defined,
+        "modificationMetadata": {
+            "archivable": not hubspot_defined,
+            "readOnlyDefinition": hubspot_defined,
+            "readOnlyValue": name in ("createdate", "hs_object_id", "lastmodifieddate"),
+        },
+        "formField": not hubspot_defined,
+        "dataSensitivity": "non_sensitive",
+        "archived": False,
+    }
 
 
 def stage_by_id(stage_id: str) -> tuple[str, str, str, bool] | None:
@@ -255,6 +380,9 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
     credential_body_fields: ClassVar[frozenset[str]] = frozenset(
         {"client_secret", "refresh_token", "code"}
     )
+    #: HubSpot serves ``/crm/v3/owners/`` like ``/crm/v3/owners`` (the official client
+    #: sends the slash).
+    optional_trailing_slash: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> account id
@@ -264,8 +392,12 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
     # ----------------------------------------------------------------- hooks
 
     def make_account(self) -> HubSpotAccount:
-        """A portal with two owners and the default deal pipeline."""
-        return HubSpotAccount(next(_PORTAL_IDS))
+        """A portal with two owners, the default deal pipeline and the built-in properties
+        plus ``agency_crm_key`` (``POST /_sandbox/accounts {"key_property": false}`` leaves
+        that one out, for a connect flow that creates it)."""
+        account = HubSpotAccount(next(_PORTAL_IDS))
+        account.add_key_property()
+        return account
 
     def extract_credential(self, req: Request) -> str | None:
         """``Authorization: Bearer <token>``."""
@@ -349,7 +481,9 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         """HubSpot accounts take ``expires_in`` (seconds; null = access token never expires)
         and ``refresh_token`` (the account's refresh token; default a generated ``sbx_``
         one), so a test can choose every credential, e.g. a canary it then looks for."""
-        unknown = set(options) - {"expires_in", "refresh_token"}
+        unknown = set(options) - {"expires_in", "refresh_token", "key_property"}
+        if not isinstance(options.get("key_property", True), bool):
+            raise AdminError(400, "key_property must be a boolean")
         if unknown:
             raise AdminError(400, f"unknown account options: {sorted(unknown)}")
         if "refresh_token" in options:
@@ -368,6 +502,9 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         self, account: HubSpotAccount, token: str, options: Mapping[str, Any]
     ) -> JSONDict:
         """Make the token an expiring OAuth access token and add a refresh token."""
+        if not options.get("key_property", True):
+            for props in account.properties.values():
+                props.pop(KEY_PROPERTY, None)
         expires_in = options.get("expires_in", DEFAULT_EXPIRES_IN)
         account.expires_in = expires_in
         if expires_in is not None:
@@ -440,21 +577,28 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
             R("GET", "/crm/v3/pipelines/deals/{pipelineId}/stages", self.list_stages),
         ]
         for otype in (CONTACTS, DEALS):
-            base = f"/crm/v3/objects/{otype.name}"
-            routes += [
-                R("POST", base, self._bind(self.create, otype)),
-                R("GET", base, self._bind(self.list_objects, otype)),
-                R("POST", f"{base}/search", self._bind(self.search, otype)),
-                R("POST", f"{base}/batch/upsert", self._bind(self.batch_upsert, otype)),
-                R("GET", f"{base}/{{id}}", self._bind(self.get_object, otype)),
-                R("PATCH", f"{base}/{{id}}", self._bind(self.update, otype)),
-                R("DELETE", f"{base}/{{id}}", self._bind(self.archive, otype)),
-            ]
-            v4 = f"/crm/v4/objects/{otype.name}/{{fromId}}/associations"
-            routes += [
-                R("PUT", f"{v4}/default/{otype.other}/{{toId}}", self._bind(self.associate, otype)),
-                R("GET", f"{v4}/{otype.other}", self._bind(self.list_associations, otype)),
-            ]
+            other = TYPES[otype.other]
+            for name in otype.path_names:  # contacts and 0-1, deals and 0-3
+                base = f"/crm/v3/objects/{name}"
+                props = f"/crm/v3/properties/{name}"
+                routes += [
+                    R("POST", base, self._bind(self.create, otype)),
+                    R("GET", base, self._bind(self.list_objects, otype)),
+                    R("POST", f"{base}/search", self._bind(self.search, otype)),
+                    R("POST", f"{base}/batch/upsert", self._bind(self.batch_upsert, otype)),
+                    R("GET", f"{base}/{{id}}", self._bind(self.get_object, otype)),
+                    R("PATCH", f"{base}/{{id}}", self._bind(self.update, otype)),
+                    R("DELETE", f"{base}/{{id}}", self._bind(self.archive, otype)),
+                    R("GET", props, self._bind(self.list_properties, otype)),
+                    R("POST", props, self._bind(self.create_property, otype)),
+                    R("GET", f"{props}/{{propertyName}}", self._bind(self.get_property, otype)),
+                ]
+                v4 = f"/crm/v4/objects/{name}/{{fromId}}/associations"
+                for to in other.path_names:
+                    routes += [
+                        R("PUT", f"{v4}/default/{to}/{{toId}}", self._bind(self.associate, otype)),
+                        R("GET", f"{v4}/{to}", self._bind(self.list_associations, otype)),
+                    ]
         return routes
 
     @staticmethod
@@ -614,6 +758,109 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
             raise _error(404, "OBJECT_NOT_FOUND", "Pipeline not found")
         return Response.json(200, {"results": self._pipeline_json(ctx.account)["stages"]})
 
+    # ----------------------------------------------------------------- properties
+
+    def list_properties(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``GET /crm/v3/properties/{objectType}`` (``archived=true``: none are archived)."""
+        if ctx.request.arg("archived") == "true":
+            return Response.json(200, {"results": []})
+        names = set(ctx.request.args("properties"))
+        results = [
+            p
+            for p in ctx.account.properties[otype.name].values()
+            if not names or p["name"] in names
+        ]
+        return Response.json(200, {"results": results})
+
+    def get_property(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``GET /crm/v3/properties/{objectType}/{propertyName}`` (404 when missing)."""
+        name = ctx.params["propertyName"]
+        found = ctx.account.properties[otype.name].get(name)
+        if found is None:
+            raise _error(
+                404,
+                "OBJECT_NOT_FOUND",
+                f"Unable to find property with name {name} for object type {otype.type_id}",
+                context={"propertyName": [name]},
+            )
+        return Response.json(200, found)
+
+    def create_property(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``POST /crm/v3/properties/{objectType}`` -> 201; 409 when the name is taken."""
+        body = ctx.json_object()
+        missing = [
+            k
+            for k in ("name", "label", "type", "fieldType", "groupName")
+            if not isinstance(body.get(k), str) or not body[k]
+        ]
+        if missing:
+            raise _error(
+                400,
+                "VALIDATION_ERROR",
+                f"Property create is missing or has invalid required fields: {', '.join(missing)}",
+                errors=[
+                    {"message": f"{k} is required and must be a string", "code": "REQUIRED"}
+                    for k in missing
+                ],
+            )
+        name, kind, field_type = body["name"], body["type"], body["fieldType"]
+        if not _PROPERTY_NAME.fullmatch(name):
+            raise _error(
+                400,
+                "VALIDATION_ERROR",
+                f"Property name {name!r} must start with a lowercase letter and contain only "
+                "lowercase letters, digits and underscores (at most 100 characters)",
+            )
+        if kind not in PROPERTY_TYPES:
+            raise _error(
+                400, "VALIDATION_ERROR", f"type must be one of {sorted(PROPERTY_TYPES)}; got {kind}"
+            )
+        if field_type not in PROPERTY_TYPES[kind]:
+            raise _error(
+                400,
+                "VALIDATION_ERROR",
+                f"fieldType {field_type} is not valid for type {kind}; "
+                f"use one of {sorted(PROPERTY_TYPES[kind])}",
+            )
+        flags: JSONDict = {}
+        for key in ("hasUniqueValue", "hidden", "formField", "externalOptions"):
+            if key in body:
+                if not isinstance(body[key], bool):
+                    raise _error(400, "VALIDATION_ERROR", f"{key} must be a boolean")
+                flags[key] = body[key]
+        if flags.get("hasUniqueValue") and kind not in ("string", "number"):
+            raise _error(
+                400, "VALIDATION_ERROR", "Only string and number properties can have unique values"
+            )
+        for key in ("description", "label"):
+            if key in body and not isinstance(body[key], str):
+                raise _error(400, "VALIDATION_ERROR", f"{key} must be a string")
+        display = body.get("displayOrder", -1)
+        if isinstance(display, bool) or not isinstance(display, int):
+            raise _error(400, "VALIDATION_ERROR", "displayOrder must be an integer")
+        options = _property_options(body.get("options"), kind)
+        catalog = ctx.account.properties[otype.name]
+        if name in catalog:
+            raise _error(
+                409,
+                "OBJECT_ALREADY_EXISTS",
+                f"Property named '{name}' already exists.",
+                subCategory="PropertyValidationError.PROPERTY_ALREADY_EXISTS",
+                context={"propertyName": [name]},
+            )
+        stamp = iso_millis_z(utcnow())
+        prop = property_json(name, body["label"], kind, field_type, body["groupName"], stamp, False)
+        prop.update(flags)
+        prop.update(
+            description=body.get("description", ""),
+            displayOrder=display,
+            options=options,
+            createdUserId=str(ctx.account.owners[0]["userId"]),
+            updatedUserId=str(ctx.account.owners[0]["userId"]),
+        )
+        catalog[name] = prop
+        return Response.json(201, prop)
+
     # ----------------------------------------------------------------- object helpers
 
     def _lookup(
@@ -626,7 +873,7 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
             found = records.get(key)
         else:
             assert id_property is not None
-            if id_property not in otype.unique:
+            if id_property not in ctx.account.unique_properties(otype):
                 raise _error(
                     400,
                     "VALIDATION_ERROR",
@@ -725,12 +972,17 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
                         )
             if "closedate" in props:
                 props["closedate"] = _normalize_date("closedate", props["closedate"])
+        catalog = account.properties[otype.name]
+        for name, value in props.items():
+            definition = catalog.get(name)
+            if definition is not None and not definition["hubspotDefined"] and value != "":
+                props[name] = _typed_value(definition, value)
         return props
 
     def _check_unique(
         self, account: HubSpotAccount, otype: ObjectType, props: Mapping[str, str], me: str | None
     ) -> None:
-        for prop in otype.unique:
+        for prop in account.unique_properties(otype):
             value = props.get(prop)
             if not value:
                 continue
@@ -893,12 +1145,13 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
             key, id_property = item.get("id"), item.get("idProperty")
             if not isinstance(key, str) or not key:
                 raise _error(400, "VALIDATION_ERROR", "each input needs a string id")
-            if id_property not in otype.unique:
+            unique = ctx.account.unique_properties(otype)
+            if not isinstance(id_property, str) or id_property not in unique:
                 raise _error(
                     400,
                     "VALIDATION_ERROR",
                     f"idProperty must be a unique-value property of {otype.name} "
-                    f"({', '.join(otype.unique)}); got {id_property!r}",
+                    f"({', '.join(unique)}); got {id_property!r}",
                 )
             if key in seen:
                 raise _error(400, "VALIDATION_ERROR", f"Duplicate IDs found in batch input: {key}")
@@ -1041,6 +1294,66 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
                 ]
             },
         )
+
+
+def _property_options(raw: Any, kind: str) -> list[JSONDict]:
+    """The ``options`` of a property create (required, non-empty, for enumerations)."""
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise _error(400, "VALIDATION_ERROR", "options must be an array")
+    out: list[JSONDict] = []
+    for n, item in enumerate(raw):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("label"), str)
+            or not isinstance(item.get("value"), str)
+        ):
+            raise _error(400, "VALIDATION_ERROR", f"options[{n}] needs string label and value")
+        order = item.get("displayOrder", n)
+        hidden = item.get("hidden", False)
+        if isinstance(order, bool) or not isinstance(order, int) or not isinstance(hidden, bool):
+            raise _error(400, "VALIDATION_ERROR", f"options[{n}]: bad displayOrder or hidden")
+        out.append(
+            {
+                "label": item["label"],
+                "value": item["value"],
+                "description": str(item.get("description") or ""),
+                "displayOrder": order,
+                "hidden": hidden,
+            }
+        )
+    if kind == "enumeration" and not out:
+        raise _error(400, "VALIDATION_ERROR", "enumeration properties need options")
+    return out
+
+
+def _typed_value(definition: Mapping[str, Any], value: str) -> str:
+    """A value written to a created property, checked and normalized by its type."""
+    name, kind = definition["name"], definition["type"]
+    if kind == "number":
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise _invalid_property(name, f"{value} was not a valid number", "INVALID_DOUBLE")
+        return value.strip()
+    if kind == "bool":
+        if value.lower() not in ("true", "false"):
+            raise _invalid_property(name, f"{value} was not a valid boolean", "INVALID_BOOLEAN")
+        return value.lower()
+    if kind in ("date", "datetime"):
+        normalized = _normalize_date(name, value)
+        return normalized[:10] if kind == "date" else normalized
+    if kind == "enumeration":
+        allowed = {o["value"] for o in definition["options"]}
+        for part in value.split(";"):
+            if part not in allowed:
+                raise _invalid_property(
+                    name, f"{part} was not one of the allowed options: {sorted(allowed)}"
+                )
+    return value
 
 
 def _int_arg(raw: str | None, default: int, name: str, low: int, high: int | None) -> int:
