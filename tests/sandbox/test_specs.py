@@ -283,3 +283,28 @@ def test_hubspot_numeric_deal_paths_against_spec(client: Client, token: str) -> 
     check(deals, hs.post("/crm/v3/objects/0-3/search", json=search_body("dealname", "D")))
     upsert = {"inputs": [{"id": "u1", "idProperty": "agency_crm_key", "properties": props}]}
     check(deals, hs.post("/crm/v3/objects/0-3/batch/upsert", json=upsert))
+
+
+@pytest.mark.parametrize(
+    ("rel", "path"), [("oauth-v1", "/oauth/v1/token"), ("oauth-v3", "/oauth/v3/token")]
+)
+def test_hubspot_code_exchange_against_spec(client: Client, rel: str, path: str) -> None:
+    c = client("hubspot")
+    redirect = "https://app.example.test/cb"
+    approve = {
+        "client_id": "sbx-client",
+        "redirect_uri": redirect,
+        "scope": "oauth",
+        "state": "s",
+        "decision": "approve",
+    }
+    location = c.post("/oauth/authorize", data=approve).headers["location"]
+    code = httpx.URL(location).params["code"]
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": "sbx-client",
+        "client_secret": "sbx-secret",
+        "redirect_uri": redirect,
+        "code": code,
+    }
+    check(spec(f"hubspot/{rel}/oauth.json", "/"), c.post(path, data=form))

@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html import escape
 from typing import Any, ClassVar
+from urllib.parse import urlencode, urlsplit
 
 from agency_crm.sandbox.core import (
     AccountBase,
@@ -46,6 +48,9 @@ CLIENT_ID = "sbx-client"
 CLIENT_SECRET = "sbx-secret"
 #: Default lifetime of access tokens made by ``POST /_sandbox/accounts`` and refreshes.
 DEFAULT_EXPIRES_IN = 1800
+#: Seconds an authorization code from the consent page can be exchanged.
+AUTH_CODE_TTL = 300
+DEFAULT_SCOPES = ("crm.objects.contacts.write", "crm.objects.deals.write", "oauth")
 
 #: The seeded deal pipeline (id, label) and its stages (id, label, probability, closed).
 PIPELINE = ("default", "Sales Pipeline")
@@ -196,6 +201,17 @@ class Record:
         """JSON with the type's default properties plus ``names`` (null when unset)."""
         wanted = list(self.type.defaults) + [n for n in names if n not in self.type.defaults]
         return self.to_json({n: self.properties.get(n) for n in wanted})
+
+
+@dataclass
+class AuthCode:
+    """An authorization code from the consent page: single use, short-lived, bound."""
+
+    client_id: str
+    redirect_uri: str
+    account_id: str
+    scopes: list[str]
+    expires_at: float
 
 
 class HubSpotAccount(AccountBase):
@@ -387,6 +403,9 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> account id
         self.revoked_refresh: set[str] = set()
+        self.auth_codes: dict[str, AuthCode] = {}
+        #: Outcomes forced on the next approvals of the consent page (admin API).
+        self.consent_outcomes: list[str] = []
         super().__init__(*args, **kwargs)
 
     # ----------------------------------------------------------------- hooks
@@ -532,14 +551,32 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         super().set_revoked(token, revoked)
 
     def reset(self) -> None:
-        """Also forget refresh tokens."""
+        """Also forget refresh tokens, authorization codes and forced consent outcomes."""
         with self.lock:
             super().reset()
             self.refresh_tokens.clear()
             self.revoked_refresh.clear()
+            self.auth_codes.clear()
+            self.consent_outcomes.clear()
 
     def admin_extra(self, req: Request, action: str) -> Response | None:
-        """``POST /_sandbox/accounts/expire {"token"}``: expire an access token now."""
+        """``POST /_sandbox/accounts/expire {"token"}``: expire an access token now.
+        ``POST /_sandbox/oauth/consent {"outcome": "deny"|"error"}``: the next approval on
+        the consent page redirects as if the user cancelled, or with ``error=server_error``.
+        ``POST /_sandbox/oauth/codes/expire``: expire every authorization code now."""
+        if (req.method, action) == ("POST", "oauth/consent"):
+            body = req.json() if req.body.strip() else {}
+            outcome = body.get("outcome") if isinstance(body, dict) else None
+            if outcome not in ("deny", "error"):
+                raise AdminError(400, 'body must be {"outcome": "deny" | "error"}')
+            with self.lock:
+                self.consent_outcomes.append(outcome)
+                return Response.json(201, {"outcomes": list(self.consent_outcomes)})
+        if (req.method, action) == ("POST", "oauth/codes/expire"):
+            with self.lock:
+                for code in self.auth_codes.values():
+                    code.expires_at = 0.0
+                return Response.json(200, {"expired": len(self.auth_codes)})
         if (req.method, action) != ("POST", "accounts/expire"):
             return None
         body = req.json() if req.body.strip() else {}
@@ -568,8 +605,11 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         """All HubSpot endpoints the fake serves."""
         R = Route[HubSpotAccount]
         routes: list[Route[HubSpotAccount]] = [
-            R("POST", "/oauth/v1/token", public=self.oauth_token, resolver=self._refresh_owner),
+            R("POST", "/oauth/v1/token", public=self.oauth_token, resolver=self._token_owner),
+            R("POST", "/oauth/v3/token", public=self.oauth_token, resolver=self._token_owner),
             R("GET", "/oauth/v1/access-tokens/{token}", public=self.token_info),
+            R("GET", "/oauth/authorize", public=self.consent_page),
+            R("POST", "/oauth/authorize", public=self.consent_decision),
             R("GET", "/crm/v3/owners", self.list_owners),
             R("GET", "/crm/v3/owners/{ownerId}", self.get_owner),
             R("GET", "/crm/v3/pipelines/deals", self.list_pipelines),
@@ -609,12 +649,15 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
 
     # ----------------------------------------------------------------- OAuth
 
-    def _refresh_owner(self, req: Request) -> HubSpotAccount | None:
+    def _token_owner(self, req: Request) -> HubSpotAccount | None:
         try:
-            refresh = req.form().get("refresh_token", "")
+            form = req.form()
         except BadRequestBody:
             return None
-        account_id = self.refresh_tokens.get(refresh)
+        account_id = self.refresh_tokens.get(form.get("refresh_token", ""))
+        code = self.auth_codes.get(form.get("code", ""))
+        if account_id is None and code is not None:
+            account_id = code.account_id
         return self.accounts.get(account_id) if account_id else None
 
     @staticmethod
@@ -637,19 +680,43 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
             )
         form = req.form()
         grant = form.get("grant_type")
-        if grant == "authorization_code":
-            return self._oauth_error("BAD_AUTH_CODE", "missing or unknown auth code")
-        if grant != "refresh_token":
+        if grant not in ("refresh_token", "authorization_code"):
             return self._oauth_error("BAD_GRANT_TYPE", "missing or unknown grant type")
         if form.get("client_id") != CLIENT_ID:
             return self._oauth_error("BAD_CLIENT_ID", "missing or invalid client id")
         if form.get("client_secret") != CLIENT_SECRET:
             return self._oauth_error("BAD_CLIENT_SECRET", "missing or invalid client secret")
+        if grant == "authorization_code":
+            return self._exchange_code(form)
         refresh = form.get("refresh_token", "")
         account_id = self.refresh_tokens.get(refresh)
         account = self.accounts.get(account_id) if account_id else None
         if account is None or refresh in self.revoked_refresh:
             return self._oauth_error("BAD_REFRESH_TOKEN", "missing or unknown refresh token")
+        return self._token_response(account, refresh)
+
+    def _exchange_code(self, form: Mapping[str, str]) -> Response:
+        """``grant_type=authorization_code``: the code is single use, expires after
+        :data:`AUTH_CODE_TTL` seconds and is bound to the client and the redirect_uri."""
+        code = self.auth_codes.get(form.get("code", ""))
+        if code is None or code.expires_at <= time.time() or code.client_id != CLIENT_ID:
+            return self._oauth_error("BAD_AUTH_CODE", "missing or unknown auth code")
+        if form.get("redirect_uri") != code.redirect_uri:
+            return self._oauth_error(
+                "BAD_REDIRECT_URI", "redirect_uri does not match the one given to authorize"
+            )
+        del self.auth_codes[form["code"]]
+        account = self.accounts.get(code.account_id)
+        if account is None:
+            return self._oauth_error("BAD_AUTH_CODE", "missing or unknown auth code")
+        refresh = f"sbx_hubspot_rt_{secrets.token_hex(12)}"
+        self.refresh_tokens[refresh] = account.id
+        account.refresh_tokens.add(refresh)
+        return self._token_response(account, refresh, code.scopes)
+
+    def _token_response(
+        self, account: HubSpotAccount, refresh: str, scopes: list[str] | None = None
+    ) -> Response:
         access = f"sbx_hubspot_at_{secrets.token_hex(16)}"
         expires_in = account.expires_in if account.expires_in is not None else DEFAULT_EXPIRES_IN
         self.register_token(account, access, time.time() + expires_in)
@@ -663,9 +730,121 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
                 "token_use": "access_token",
                 "hub_id": account.portal_id,
                 "user_id": account.owners[0]["userId"],
-                "scopes": ["crm.objects.contacts.write", "crm.objects.deals.write", "oauth"],
+                "scopes": scopes or list(DEFAULT_SCOPES),
             },
         )
+
+    # ----------------------------------------------------------------- OAuth consent page
+
+    def _consent_target(self, fields: Mapping[str, str]) -> tuple[str, str] | Response:
+        """(client_id, redirect_uri), or the HTML 400 page when they are not usable."""
+        client_id = fields.get("client_id", "")
+        redirect_uri = fields.get("redirect_uri", "")
+        if client_id != CLIENT_ID:
+            return html_page(
+                400,
+                "Authorization failed",
+                f"Unknown app: no app has the client_id {client_id!r}. "
+                f"(The sandbox's app is {CLIENT_ID}.)",
+            )
+        parts = urlsplit(redirect_uri)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return html_page(
+                400,
+                "Authorization failed",
+                "The redirect_uri is missing or is not an absolute http(s) URL.",
+            )
+        return client_id, redirect_uri
+
+    def consent_page(self, req: Request) -> Response:
+        """``GET /oauth/authorize``: the HTML consent form (HubSpot serves it at
+        ``https://app.hubspot.com/oauth/authorize``)."""
+        fields = {k: req.arg(k) or "" for k in ("client_id", "redirect_uri", "scope", "state")}
+        target = self._consent_target(fields)
+        if isinstance(target, Response):
+            return target
+        scopes = _scopes(fields["scope"])
+        with self.lock:
+            portals = sorted(self.accounts.values(), key=lambda a: a.created, reverse=True)[:50]
+        options = "".join(
+            f'<option value="{a.portal_id}">Portal {a.portal_id}</option>' for a in portals
+        )
+        hidden = "".join(
+            f'<input type="hidden" name="{k}" value="{escape(v)}">' for k, v in fields.items()
+        )
+        items = "".join(f"<li>{escape(s)}</li>" for s in scopes) or "<li>(no scopes)</li>"
+        body = f"""
+<h1 id="consent-title">Connect app {escape(fields["client_id"])}</h1>
+<p>App <code id="consent-client-id">{escape(fields["client_id"])}</code> asks for access to
+your HubSpot account. It will be able to:</p>
+<ul id="consent-scopes">{items}</ul>
+<form method="post" action="/oauth/authorize" id="consent-form">
+{hidden}
+<label for="consent-portal">Install into</label>
+<select name="portal_id" id="consent-portal">
+<option value="" selected>A new sandbox portal</option>{options}
+</select>
+<p>
+<button type="submit" name="decision" value="approve" id="consent-approve">Connect app</button>
+<button type="submit" name="decision" value="deny" id="consent-deny">Cancel</button>
+</p>
+</form>"""
+        return html_page(200, f"Connect app {fields['client_id']} - HubSpot sandbox", body)
+
+    def consent_decision(self, req: Request) -> Response:
+        """``POST /oauth/authorize`` (the consent form): 302 back to the redirect_uri with
+        ``code`` and ``state``, or ``error=access_denied`` when the user cancelled."""
+        try:
+            form = req.form()
+        except BadRequestBody:
+            return html_page(400, "Authorization failed", "The form could not be read.")
+        target = self._consent_target(form)
+        if isinstance(target, Response):
+            return target
+        client_id, redirect_uri = target
+        state = form.get("state", "")
+        decision = form.get("decision")
+        if decision not in ("approve", "deny"):
+            return html_page(400, "Authorization failed", "Choose Connect app or Cancel.")
+        with self.lock:
+            forced = (
+                self.consent_outcomes.pop(0)
+                if decision == "approve" and (self.consent_outcomes)
+                else None
+            )
+        if decision == "deny" or forced == "deny":
+            return _redirect(
+                redirect_uri,
+                error="access_denied",
+                error_description="The user declined to connect the app",
+                state=state,
+            )
+        if forced == "error":
+            return _redirect(
+                redirect_uri,
+                error="server_error",
+                error_description="The app could not be installed; try again",
+                state=state,
+            )
+        portal = form.get("portal_id", "")
+        with self.lock:
+            if portal:
+                account = self.accounts.get(portal)
+                if account is None:
+                    return html_page(
+                        400, "Authorization failed", f"There is no portal {escape(portal)}."
+                    )
+            else:
+                account = self.provision()[0]
+            code = secrets.token_urlsafe(24)
+            self.auth_codes[code] = AuthCode(
+                client_id,
+                redirect_uri,
+                account.id,
+                _scopes(form.get("scope", "")),
+                time.time() + AUTH_CODE_TTL,
+            )
+        return _redirect(redirect_uri, code=code, state=state)
 
     def token_info(self, req: Request) -> Response:
         """``GET /oauth/v1/access-tokens/{token}``: hub id, scopes, seconds left."""
@@ -686,7 +865,7 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
                 "token": token,
                 "user": owner["email"],
                 "hub_domain": f"portal{account.portal_id}.sandbox.test",
-                "scopes": ["crm.objects.contacts.write", "crm.objects.deals.write", "oauth"],
+                "scopes": list(DEFAULT_SCOPES),
                 "hub_id": account.portal_id,
                 "app_id": 1,
                 "expires_in": left,
@@ -1294,6 +1473,29 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
                 ]
             },
         )
+
+
+def _scopes(raw: str) -> list[str]:
+    """Scopes from a space- (or ``+``/comma-) separated ``scope`` parameter."""
+    return [s for s in re.split(r"[\s+,]+", raw) if s]
+
+
+def _redirect(uri: str, **params: str) -> Response:
+    """302 to ``uri`` with ``params`` added to its query (empty ones left out)."""
+    query = urlencode({k: v for k, v in params.items() if v})
+    location = uri + ("&" if urlsplit(uri).query else "?") + query if query else uri
+    return Response(302, b"", [("Location", location)], content_type="text/html;charset=utf-8")
+
+
+def html_page(status: int, title: str, body: str) -> Response:
+    """A small HTML page (the consent form and its error pages)."""
+    if not body.lstrip().startswith("<"):
+        body = f'<h1 id="error-title">{escape(title)}</h1><p id="error-message">{escape(body)}</p>'
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title></head><body>{body}</body></html>\n"
+    )
+    return Response(status, page.encode(), content_type="text/html;charset=utf-8")
 
 
 def _property_options(raw: Any, kind: str) -> list[JSONDict]:
