@@ -234,6 +234,7 @@ def test_clicking_through_in_chromium(sandbox: Sandbox) -> None:
     ):
         pytest.skip("chromium and chromedriver are not installed")
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
@@ -247,10 +248,13 @@ def test_clicking_through_in_chromium(sandbox: Sandbox) -> None:
         browser.set_page_load_timeout(20)
         browser.get(f"{base}/oauth/authorize?{params}")
         assert "Connect app" in browser.title
+        # click() returns before the form's navigation ends: wait for the redirect.
         browser.find_element(By.ID, "consent-approve").click()
+        WebDriverWait(browser, 20).until(lambda b: "code=" in b.current_url)
         query = parse_qs(urlsplit(browser.current_url).query)
         browser.get(f"{base}/oauth/authorize?{params}")
         browser.find_element(By.ID, "consent-deny").click()
+        WebDriverWait(browser, 20).until(lambda b: "error=" in b.current_url)
         denied = parse_qs(urlsplit(browser.current_url).query)
     finally:
         browser.quit()

@@ -33,6 +33,7 @@ from agency_crm.sandbox.core import (
     Response,
     Route,
     VendorApp,
+    ascii_int,
     decode_cursor,
     encode_cursor,
     iso_micros_offset,
@@ -445,11 +446,10 @@ class CloseApp(VendorApp[CloseAccount]):
 
     @staticmethod
     def _skip_limit(req: Request, items: list[Any]) -> JSONDict:
-        try:
-            skip = int(req.arg("_skip") or 0)
-            limit = int(req.arg("_limit") or 100)
-        except ValueError:
-            raise field_errors({"_skip": "must be an integer"}) from None
+        skip = ascii_int(req.arg("_skip") or "0")
+        limit = ascii_int(req.arg("_limit") or "100")
+        if skip is None or limit is None:
+            raise field_errors({"_skip": "must be an integer"})
         if skip < 0 or limit < 1:
             raise field_errors({"_limit": "must be positive"})
         return {"data": items[skip : skip + limit], "has_more": skip + limit < len(items)}

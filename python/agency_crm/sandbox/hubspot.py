@@ -1561,10 +1561,9 @@ def _typed_value(definition: Mapping[str, Any], value: str) -> str:
 def _int_arg(raw: str | None, default: int, name: str, low: int, high: int | None) -> int:
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _error(400, "VALIDATION_ERROR", f"{name} must be an integer") from None
+    value = ascii_int(raw)
+    if value is None:
+        raise _error(400, "VALIDATION_ERROR", f"{name} must be an integer")
     if value < low or (high is not None and value > high):
         raise _error(400, "VALIDATION_ERROR", f"{name} must be between {low} and {high}")
     return value
