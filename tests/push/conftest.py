@@ -29,9 +29,12 @@ OUR_OPEN_STAGES = ("qualification", "proposal", "negotiation", "verbal_commit", 
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
-    """The three fake CRMs on loopback ports, for the whole session."""
+    """The three fake CRMs on loopback ports, for the whole session; at the end, no handler
+    may have raised (a fake's bug would look like a CRM 500 the runner retries)."""
     with Sandbox() as sb:
         yield sb
+        errors = [e for app in sb.apps.values() for e in app.internal_errors]
+        assert not errors, f"sandbox handlers raised: {errors[:3]}"
 
 
 @pytest.fixture

@@ -22,8 +22,18 @@ def sandbox() -> Iterator[Sandbox]:
 
 @pytest.fixture(autouse=True)
 def _reset_sandbox(sandbox: Sandbox) -> Iterator[None]:
+    """Reset after every test, and fail the test if a handler raised an unexpected exception
+    (the fakes answer those with a JSON 500, which a test could otherwise take for a fault)."""
     yield
+    errors = sorted(
+        {
+            f"{vendor} {e['method']} {e['path']}: {e['error']}\n{e['traceback']}"
+            for vendor, app in sandbox.apps.items()
+            for e in app.internal_errors
+        }
+    )
     sandbox.reset()
+    assert not errors, "sandbox handlers raised:\n" + "\n".join(errors[:5])
 
 
 @pytest.fixture

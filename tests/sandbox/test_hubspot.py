@@ -472,3 +472,52 @@ def test_association_put_is_idempotent(hs: httpx.Client, token: str) -> None:
 def test_unknown_route_and_method(hs: httpx.Client) -> None:
     assert hs.get("/crm/v3/objects/widgets").status_code == 404
     assert hs.put(CONTACTS).status_code == 405
+
+
+# --------------------------------------------------------------------------- path forms
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/crm/v3/owners/", "/crm/v3/pipelines/deals/", f"{CONTACTS}/", "/crm/v3/properties/deals/"],
+)
+def test_trailing_slash_forms_are_served(hs: httpx.Client, path: str) -> None:
+    r = hs.get(path)
+    assert r.status_code == 200, r.text
+    assert r.json() == hs.get(path.rstrip("/")).json() or "results" in r.json()
+
+
+def test_trailing_slash_on_writes_and_ids(hs: httpx.Client) -> None:
+    created = hs.post(f"{CONTACTS}/", json={"properties": {"email": "s@x.com"}})
+    assert created.status_code == 201, created.text
+    got = hs.get(f"{CONTACTS}/{created.json()['id']}/")
+    assert got.status_code == 200 and got.json()["id"] == created.json()["id"]
+    assert hs.get("/crm/v3/nowhere/").status_code == 404
+
+
+def test_numeric_object_type_ids_are_aliases(hs: httpx.Client) -> None:
+    person = hs.post("/crm/v3/objects/0-1", json={"properties": {"email": "n@x.com"}})
+    assert person.status_code == 201, person.text
+    contact_id = person.json()["id"]
+    assert hs.get(f"{CONTACTS}/{contact_id}").status_code == 200
+    props = {"dealname": "N", "dealstage": "closedwon", "agency_crm_key": "nk"}
+    created = hs.post("/crm/v3/objects/0-3", json={"properties": props, "associations": []})
+    assert created.status_code == 201, created.text
+    deal_id = created.json()["id"]
+    assert hs.get(f"{DEALS}/{deal_id}").json()["properties"]["dealname"] == "N"
+    patched = hs.patch(f"/crm/v3/objects/0-3/{deal_id}", json={"properties": {"amount": "5"}})
+    assert patched.json()["properties"]["amount"] == "5"
+    upsert = {"inputs": [{"id": "nk", "idProperty": "agency_crm_key", "properties": {}}]}
+    r = hs.post("/crm/v3/objects/0-3/batch/upsert", json=upsert)
+    assert r.json()["results"][0]["id"] == deal_id and r.json()["results"][0]["new"] is False
+    found = hs.post("/crm/v3/objects/0-3/search", json=eq("agency_crm_key", "nk")).json()
+    assert [d["id"] for d in found["results"]] == [deal_id]
+    linked = hs.put(f"/crm/v4/objects/0-3/{deal_id}/associations/default/0-1/{contact_id}")
+    assert linked.status_code == 200, linked.text
+    back = hs.get(f"/crm/v4/objects/0-1/{contact_id}/associations/deals").json()
+    assert [a["toObjectId"] for a in back["results"]] == [int(deal_id)]
+    mixed = hs.get(f"/crm/v4/objects/deals/{deal_id}/associations/0-1").json()
+    assert [a["toObjectId"] for a in mixed["results"]] == [int(contact_id)]
+    assert hs.delete(f"/crm/v3/objects/0-3/{deal_id}").status_code == 204
+    assert hs.get(f"{DEALS}/{deal_id}").status_code == 404
+    assert hs.get("/crm/v3/objects/0-2").status_code == 404  # companies: not served

@@ -46,6 +46,8 @@ def spec(rel: str, server: str) -> Any:
     data["servers"] = [{"url": server}]
     if rel.startswith("pipedrive/"):
         _nullable(data)
+    if rel.startswith("pipedrive/v1"):
+        _no_datetime_format(data)
     # Close's spec reuses operationIds, so skip spec validation (see research §5).
     return OpenAPI.from_dict(data, config=Config(spec_validator_cls=None))
 
@@ -62,6 +64,20 @@ def _nullable(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _nullable(value)
+
+
+def _no_datetime_format(node: Any) -> None:
+    """Spec quirk allow-list for Pipedrive v1: fields' ``add_time``/``update_time`` are
+    declared ``format: date-time`` while the spec's own examples (and the API) give
+    ``2019-02-04 13:58:03``, which is not RFC 3339."""
+    if isinstance(node, dict):
+        if node.get("format") == "date-time":
+            del node["format"]
+        for value in node.values():
+            _no_datetime_format(value)
+    elif isinstance(node, list):
+        for value in node:
+            _no_datetime_format(value)
 
 
 @dataclass
@@ -262,3 +278,106 @@ def test_close_against_spec(client: Client, token: str) -> None:
     )
     check(api, cl.put(f"/api/v1/opportunity/{opp_id}/", json={"status_id": won}))
     check(api, cl.get(f"/api/v1/opportunity/{opp_id}/"))
+
+
+def test_hubspot_numeric_deal_paths_against_spec(client: Client, token: str) -> None:
+    hs = client("hubspot", token)
+    deals = spec("hubspot/v3/deals.json", "/")  # spells every path /crm/v3/objects/0-3
+    props = {
+        "dealname": "D",
+        "dealstage": "closedwon",
+        "pipeline": "default",
+        "amount": "1",
+        "closedate": "2026-01-31",
+    }
+    created = hs.post("/crm/v3/objects/0-3", json={"properties": props, "associations": []})
+    check(deals, created)
+    deal_id = created.json()["id"]
+    check(deals, hs.get(f"/crm/v3/objects/0-3/{deal_id}"))
+    check(deals, hs.patch(f"/crm/v3/objects/0-3/{deal_id}", json={"properties": {"amount": "2"}}))
+    check(deals, hs.get("/crm/v3/objects/0-3", params={"limit": 5}))
+    check(deals, hs.post("/crm/v3/objects/0-3/search", json=search_body("dealname", "D")))
+    upsert = {"inputs": [{"id": "u1", "idProperty": "agency_crm_key", "properties": props}]}
+    check(deals, hs.post("/crm/v3/objects/0-3/batch/upsert", json=upsert))
+
+
+@pytest.mark.parametrize(
+    ("rel", "path"), [("oauth-v1", "/oauth/v1/token"), ("oauth-v3", "/oauth/v3/token")]
+)
+def test_hubspot_code_exchange_against_spec(client: Client, rel: str, path: str) -> None:
+    c = client("hubspot")
+    redirect = "https://app.example.test/cb"
+    approve = {
+        "client_id": "sbx-client",
+        "redirect_uri": redirect,
+        "scope": "oauth",
+        "state": "s",
+        "decision": "approve",
+    }
+    location = c.post("/oauth/authorize", data=approve).headers["location"]
+    code = httpx.URL(location).params["code"]
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": "sbx-client",
+        "client_secret": "sbx-secret",
+        "redirect_uri": redirect,
+        "code": code,
+    }
+    check(spec(f"hubspot/{rel}/oauth.json", "/"), c.post(path, data=form))
+
+
+def test_pipedrive_fields_and_updates_against_spec(client: Client, token: str) -> None:
+    pd = client("pipedrive", token)
+    v2 = spec("pipedrive/v2.yaml", "/api/v2")
+    v1 = spec("pipedrive/v1.yaml", "/v1")
+    check(spec("pipedrive/v1.yaml", "/api/v1"), pd.get("/api/v1/users/me"))
+    for kind in ("deal", "person", "organization"):
+        created = pd.post(f"/v1/{kind}Fields", json={"name": "Key", "field_type": "varchar"})
+        check(v1, created)
+        check(v1, pd.get(f"/v1/{kind}Fields"))
+    key = created.json()["data"]["key"]
+    org = pd.post(
+        "/api/v2/organizations",
+        json={"name": "O", "website": "https://o.example", "address": {"value": "x"}},
+    )
+    check(v2, org)
+    org_id = org.json()["data"]["id"]
+    check(
+        v2,
+        pd.patch(
+            f"/api/v2/organizations/{org_id}",
+            json={"employee_count": 3, "custom_fields": {key: "K"}},
+        ),
+    )
+    person = pd.post(
+        "/api/v2/persons",
+        json={"name": "P", "job_title": "CTO", "birthday": "1990-01-31", "org_id": org_id},
+    )
+    check(v2, person)
+    check(
+        v2,
+        pd.patch(
+            f"/api/v2/persons/{person.json()['data']['id']}",
+            json={"notes": "n", "marketing_status": "subscribed", "im": []},
+        ),
+    )
+
+
+def test_close_lists_updates_and_custom_fields_against_spec(client: Client, token: str) -> None:
+    cl = client("close", token)
+    api = spec("close/close-openapi.yml", "/api/v1")
+    field = cl.post("/api/v1/custom_field/lead/", json={"name": "Key", "type": "text"})
+    check(api, field)
+    check(api, cl.get("/api/v1/custom_field/lead/"))
+    check(api, cl.get(f"/api/v1/custom_field/lead/{field.json()['id']}/"))
+    check(api, cl.post("/api/v1/custom_field/opportunity/", json={"name": "K", "type": "text"}))
+    lead = cl.post("/api/v1/lead/", json={"name": "L", "contacts": [{"name": "C"}]})
+    lead_id = lead.json()["id"]
+    check(api, cl.put(f"/api/v1/lead/{lead_id}/", json={"name": "M", "description": "d"}))
+    check(api, cl.get("/api/v1/lead/", params={"query": "name:M", "_limit": 10}))
+    contact_id = lead.json()["contacts"][0]["id"]
+    check(api, cl.put(f"/api/v1/contact/{contact_id}/", json={"title": "CTO"}))
+    check(api, cl.post("/api/v1/opportunity/", json={"lead_id": lead_id, "value": 5}))
+    # The spec types lead_id as [string, null] (OpenAPI 3.1), which openapi-core's parameter
+    # parser cannot read: the response is checked, the request is not.
+    check(api, cl.get("/api/v1/opportunity/", params={"lead_id": lead_id}), request=False)

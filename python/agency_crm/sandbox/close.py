@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import itertools
+import re
 import secrets
 import string
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
 from agency_crm.sandbox.core import (
@@ -31,6 +33,7 @@ from agency_crm.sandbox.core import (
     Response,
     Route,
     VendorApp,
+    ascii_int,
     decode_cursor,
     encode_cursor,
     iso_micros_offset,
@@ -48,6 +51,7 @@ STATUSES: tuple[tuple[str, str], ...] = (
 )
 LEAD_STATUSES = ("Potential", "Qualified", "Bad Fit")
 VALUE_PERIODS = ("one_time", "monthly", "annual")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "AUD": "A$"}
 
 
@@ -116,6 +120,8 @@ class CloseAccount(AccountBase):
         self.leads: dict[str, Entity] = {}
         self.contacts: dict[str, Entity] = {}
         self.opportunities: dict[str, Entity] = {}
+        #: Created custom fields per object type (lead, opportunity), by id.
+        self.custom_fields: dict[str, dict[str, JSONDict]] = {"lead": {}, "opportunity": {}}
 
     def user(self, user_id: str) -> JSONDict | None:
         """A user by id."""
@@ -130,16 +136,81 @@ class CloseAccount(AccountBase):
         return next((p for p in self.pipelines if p["id"] == pipeline_id), None)
 
 
-def _custom(body: Mapping[str, Any]) -> dict[str, Any]:
-    """``custom.cf_...`` keys of a body (other ``custom.`` names are a 400)."""
+CUSTOM_FIELD_TYPES = (
+    "text",
+    "textarea",
+    "number",
+    "date",
+    "datetime",
+    "choices",
+    "user",
+    "contact",
+    "hidden",
+)
+
+
+def _custom(
+    body: Mapping[str, Any], fields: Mapping[str, JSONDict] | None = None
+) -> dict[str, Any]:
+    """``custom.cf_...`` keys of a body (other ``custom.`` names are a 400). Values of
+    created fields (``fields``) are checked by their type; other ``cf_`` ids are stored as
+    given (existing tests and the runner write ``cf_agency_crm_key`` without creating it)."""
     out: dict[str, Any] = {}
+    errors: dict[str, Any] = {}
     for key, value in body.items():
         if key.startswith("custom."):
             field_id = key[len("custom.") :]
             if not field_id.startswith("cf_"):
                 raise field_errors({key: f"Custom field {field_id!r} does not exist."})
+            definition = (fields or {}).get(field_id)
+            if definition is not None and value is not None:
+                problem = _custom_problem(definition, value)
+                if problem:
+                    errors[key] = problem
+                    continue
             out[field_id] = value
+    if errors:
+        raise field_errors(errors)
     return out
+
+
+def _custom_problem(definition: Mapping[str, Any], value: Any) -> str | None:
+    """Why ``value`` does not fit a created custom field, or None."""
+    values = value if definition["accepts_multiple_values"] and isinstance(value, list) else [value]
+    for item in values:
+        kind = definition["type"]
+        if kind == "number":
+            if isinstance(item, bool) or not isinstance(item, int | float | str):
+                return "A valid number is required."
+            try:
+                float(item)
+            except ValueError:
+                return "A valid number is required."
+        elif kind == "date":
+            if not isinstance(item, str) or not _DATE.fullmatch(item):
+                return "Date has wrong format. Use one of these formats instead: YYYY-MM-DD."
+        elif kind == "datetime":
+            try:
+                datetime.fromisoformat(str(item).replace("Z", "+00:00"))
+            except ValueError:
+                return "Datetime has wrong format. Use ISO 8601."
+        elif kind == "choices":
+            if item not in definition["choices"]:
+                return f"{item!r} is not a valid choice."
+        elif kind in ("text", "textarea", "user", "contact") and not isinstance(item, str):
+            return "Not a valid string."
+    return None
+
+
+def _merge_custom(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Custom values after an update (a null value clears the field)."""
+    merged = {**current, **new}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def _list(value: Any) -> list[Any]:
+    """``value`` when it is a list, else ``[]`` (the caller reports the type error)."""
+    return value if isinstance(value, list) else []
 
 
 def _with_custom(data: JSONDict, custom: Mapping[str, Any]) -> JSONDict:
@@ -259,14 +330,31 @@ class CloseApp(VendorApp[CloseAccount]):
             R("GET", "/api/v1/pipeline/", self.list_pipelines),
             R("GET", "/api/v1/status/opportunity/", self.list_statuses),
             R("GET", "/api/v1/status/lead/", self.list_lead_statuses),
+            R("GET", "/api/v1/lead/", self.list_leads),
             R("POST", "/api/v1/lead/", self.create_lead),
             R("GET", "/api/v1/lead/{id}/", self.get_lead),
+            R("PUT", "/api/v1/lead/{id}/", self.update_lead),
             R("POST", "/api/v1/contact/", self.create_contact),
             R("GET", "/api/v1/contact/{id}/", self.get_contact),
+            R("PUT", "/api/v1/contact/{id}/", self.update_contact),
+            R("GET", "/api/v1/opportunity/", self.list_opportunities),
             R("POST", "/api/v1/opportunity/", self.create_opportunity),
             R("GET", "/api/v1/opportunity/{id}/", self.get_opportunity),
             R("PUT", "/api/v1/opportunity/{id}/", self.update_opportunity),
             R("POST", "/api/v1/data/search/", self.data_search),
+            *(
+                route
+                for kind in ("lead", "opportunity")
+                for route in (
+                    R("GET", f"/api/v1/custom_field/{kind}/", self._custom_field_lister(kind)),
+                    R("POST", f"/api/v1/custom_field/{kind}/", self._custom_field_creator(kind)),
+                    R(
+                        "GET",
+                        f"/api/v1/custom_field/{kind}/{{id}}/",
+                        self._custom_field_getter(kind),
+                    ),
+                )
+            ),
         ]
 
     # ----------------------------------------------------------------- JSON shapes
@@ -358,11 +446,10 @@ class CloseApp(VendorApp[CloseAccount]):
 
     @staticmethod
     def _skip_limit(req: Request, items: list[Any]) -> JSONDict:
-        try:
-            skip = int(req.arg("_skip") or 0)
-            limit = int(req.arg("_limit") or 100)
-        except ValueError:
-            raise field_errors({"_skip": "must be an integer"}) from None
+        skip = ascii_int(req.arg("_skip") or "0")
+        limit = ascii_int(req.arg("_limit") or "100")
+        if skip is None or limit is None:
+            raise field_errors({"_skip": "must be an integer"})
         if skip < 0 or limit < 1:
             raise field_errors({"_limit": "must be positive"})
         return {"data": items[skip : skip + limit], "has_more": skip + limit < len(items)}
@@ -416,31 +503,42 @@ class CloseApp(VendorApp[CloseAccount]):
             errors["name"] = "Not a valid string."
         if title is not None and not isinstance(title, str):
             errors["title"] = "Not a valid string."
+        for key in ("emails", "phones", "urls"):
+            if raw.get(key) is not None and not isinstance(raw[key], list):
+                errors[key] = "Not a valid list."
         emails: list[JSONDict] = []
-        for n, item in enumerate(raw.get("emails") or []):
+        for n, item in enumerate(_list(raw.get("emails"))):
             email = item.get("email") if isinstance(item, dict) else None
             if not isinstance(email, str) or "@" not in email.strip()[1:-1]:
                 errors.setdefault("emails", {})[str(n)] = {"email": "Invalid email address."}
+                continue
+            kind = item.get("type") or "office"
+            if not isinstance(kind, str):
+                errors.setdefault("emails", {})[str(n)] = {"type": "Not a valid string."}
                 continue
             emails.append(
                 {
                     "email": email.strip(),
                     "email_lower": email.strip().lower(),
-                    "type": item.get("type") or "office",
+                    "type": kind,
                     "is_unsubscribed": False,
                 }
             )
         phones: list[JSONDict] = []
-        for n, item in enumerate(raw.get("phones") or []):
+        for n, item in enumerate(_list(raw.get("phones"))):
             phone = item.get("phone") if isinstance(item, dict) else None
             if not isinstance(phone, str) or not any(ch.isdigit() for ch in phone):
                 errors.setdefault("phones", {})[str(n)] = {"phone": "Invalid phone number."}
+                continue
+            kind = item.get("type") or "office"
+            if not isinstance(kind, str):
+                errors.setdefault("phones", {})[str(n)] = {"type": "Not a valid string."}
                 continue
             phones.append(
                 {
                     "phone": phone,
                     "phone_formatted": phone,
-                    "type": item.get("type") or "office",
+                    "type": kind,
                     "country": None,
                 }
             )
@@ -501,7 +599,7 @@ class CloseApp(VendorApp[CloseAccount]):
                 "updated_by": me,
                 "date_created": stamp,
                 "date_updated": stamp,
-                "custom": dict(custom),
+                "custom": _merge_custom({}, custom),
             }
         )
         ctx.account.leads[lead_id] = entity
@@ -540,13 +638,83 @@ class CloseApp(VendorApp[CloseAccount]):
             errors["contacts"] = {"errors": [], "field-errors": contact_errors}
         if errors:
             raise field_errors(errors)
-        custom = _custom(body)
+        custom = _custom(body, account.custom_fields["lead"])
         stamp = iso_micros_offset(utcnow())
         description = body.get("description") or ""
         lead = self._new_lead(ctx, name, status_id, description, custom, stamp)
         for fields in parsed:
             self._new_contact(ctx, lead.data["id"], fields, stamp)
         return Response.json(200, self._lead_json(account, lead))
+
+    def update_lead(self, ctx: Ctx[CloseAccount]) -> Response:
+        """``PUT /api/v1/lead/{id}/``: partial update of name, description, url, status
+        (``status_id`` or ``status`` label) and ``custom.cf_...`` (null clears); a 400
+        changes nothing. Contacts are changed through the contact API."""
+        entity = ctx.account.leads.get(ctx.params["id"])
+        if entity is None:
+            raise _error(404, "Empty query: Lead matching query does not exist.")
+        body = ctx.json_object()
+        account = ctx.account
+        errors: dict[str, Any] = {}
+        data = dict(entity.data)
+        for key in ("name", "description", "url"):
+            if key in body:
+                if body[key] is not None and not isinstance(body[key], str):
+                    errors[key] = "Not a valid string."
+                else:
+                    data[key] = body[key] if key != "description" else body[key] or ""
+        if "status_id" in body:
+            if not any(s["id"] == body["status_id"] for s in account.lead_statuses):
+                errors["status_id"] = "Lead status does not exist."
+            else:
+                data["status_id"] = body["status_id"]
+        elif "status" in body:
+            match = [s for s in account.lead_statuses if s["label"] == body["status"]]
+            if not match:
+                errors["status"] = "Lead status does not exist."
+            else:
+                data["status_id"] = match[0]["id"]
+        if "contacts" in body:
+            errors["contacts"] = "Contacts cannot be updated through the lead; use /contact/."
+        if errors:
+            raise field_errors(errors)
+        data["custom"] = _merge_custom(data["custom"], _custom(body, account.custom_fields["lead"]))
+        data["updated_by"] = account.users[0]["id"]
+        data["date_updated"] = iso_micros_offset(utcnow())
+        entity.data = data
+        entity.reindex(ctx.searchable_from())
+        return Response.json(200, self._lead_json(account, entity))
+
+    def list_leads(self, ctx: Ctx[CloseAccount]) -> Response:
+        """``GET /api/v1/lead/?query=&_skip=&_limit=`` (the deprecated search syntax, best
+        effort: words match name, description, contact names and emails; ``field:value``
+        and ``field:"quoted value"`` match name, email, phone, status, description, id,
+        ``lead_id`` and ``custom.cf_...``)."""
+        account = ctx.account
+        leads = [self._lead_json(account, e) for e in account.leads.values()]
+        query = ctx.request.arg("query") or ""
+        tests = [_lead_term(term) for term in _query_terms(query)]
+        hits = [lead for lead in leads if all(test(lead) for test in tests)]
+        hits.sort(key=lambda d: d["date_created"], reverse=True)
+        page = self._skip_limit(ctx.request, hits)
+        page["total_results"] = len(hits)
+        return Response.json(200, page)
+
+    def list_opportunities(self, ctx: Ctx[CloseAccount]) -> Response:
+        """``GET /api/v1/opportunity/`` filtered by ``lead_id``, ``contact_id``, ``user_id``,
+        ``status_id``, ``status_type`` (newest first, ``_skip``/``_limit``)."""
+        account = ctx.account
+        filters = {
+            key: ctx.request.arg(key)
+            for key in ("lead_id", "contact_id", "user_id", "status_id", "status_type")
+            if ctx.request.arg(key) is not None
+        }
+        opps = [self._opp_json(account, e) for e in account.opportunities.values()]
+        hits = [o for o in opps if all(o.get(k) == v for k, v in filters.items())]
+        hits.sort(key=lambda d: d["date_created"], reverse=True)
+        page = self._skip_limit(ctx.request, hits)
+        page["total_results"] = len(hits)
+        return Response.json(200, page)
 
     def get_lead(self, ctx: Ctx[CloseAccount]) -> Response:
         """``GET /api/v1/lead/{id}/``."""
@@ -560,7 +728,9 @@ class CloseApp(VendorApp[CloseAccount]):
         body = ctx.json_object()
         fields, errors = self._parse_contact(body)
         lead_id = body.get("lead_id")
-        if lead_id is not None and lead_id not in ctx.account.leads:
+        if lead_id is not None and (
+            not isinstance(lead_id, str) or lead_id not in ctx.account.leads
+        ):
             errors["lead_id"] = "Lead does not exist."
         if errors:
             raise field_errors(errors)
@@ -574,6 +744,103 @@ class CloseApp(VendorApp[CloseAccount]):
             lead.reindex(ctx.searchable_from())
         contact = self._new_contact(ctx, lead_id, fields, stamp)
         return Response.json(200, self._contact_json(ctx.account, contact))
+
+    def update_contact(self, ctx: Ctx[CloseAccount]) -> Response:
+        """``PUT /api/v1/contact/{id}/``: partial update (a given ``emails`` or ``phones``
+        list replaces the old one); a 400 changes nothing."""
+        entity = ctx.account.contacts.get(ctx.params["id"])
+        if entity is None:
+            raise _error(404, "Empty query: Contact matching query does not exist.")
+        body = ctx.json_object()
+        fields, errors = self._parse_contact(body)
+        if "lead_id" in body and body["lead_id"] != entity.data["lead_id"]:
+            errors["lead_id"] = "A contact cannot be moved to another lead."
+        if errors:
+            raise field_errors(errors)
+        data = dict(entity.data)
+        for key in ("name", "title", "emails", "phones"):
+            if key in body:
+                data[key] = fields[key]
+        data["display_name"] = data["name"] or ""
+        data["updated_by"] = ctx.account.users[0]["id"]
+        data["date_updated"] = iso_micros_offset(utcnow())
+        entity.data = data
+        entity.reindex(ctx.searchable_from())
+        lead = ctx.account.leads[data["lead_id"]]
+        lead.reindex(ctx.searchable_from())
+        return Response.json(200, self._contact_json(ctx.account, entity))
+
+    # ----------------------------------------------------------------- custom fields
+
+    def _custom_field_lister(self, kind: str) -> Callable[[Ctx[CloseAccount]], Response]:
+        def list_fields(ctx: Ctx[CloseAccount]) -> Response:
+            """``GET /api/v1/custom_field/{kind}/`` (``_skip``/``_limit``)."""
+            fields = list(ctx.account.custom_fields[kind].values())
+            return Response.json(200, self._skip_limit(ctx.request, fields))
+
+        return list_fields
+
+    def _custom_field_getter(self, kind: str) -> Callable[[Ctx[CloseAccount]], Response]:
+        def get_field(ctx: Ctx[CloseAccount]) -> Response:
+            """``GET /api/v1/custom_field/{kind}/{id}/``."""
+            found = ctx.account.custom_fields[kind].get(ctx.params["id"])
+            if found is None:
+                raise _error(404, "Empty query: CustomField matching query does not exist.")
+            return Response.json(200, found)
+
+        return get_field
+
+    def _custom_field_creator(self, kind: str) -> Callable[[Ctx[CloseAccount]], Response]:
+        def create_field(ctx: Ctx[CloseAccount]) -> Response:
+            """``POST /api/v1/custom_field/{kind}/`` -> the field, id ``cf_...``."""
+            body = ctx.json_object()
+            account = ctx.account
+            errors: dict[str, Any] = {}
+            name = body.get("name")
+            if not isinstance(name, str) or not name.strip():
+                errors["name"] = "This field is required."
+            elif any(f["name"] == name for f in account.custom_fields[kind].values()):
+                errors["name"] = "A custom field with this name already exists."
+            kind_of = body.get("type")
+            if kind_of not in CUSTOM_FIELD_TYPES:
+                errors["type"] = f"Must be one of {', '.join(CUSTOM_FIELD_TYPES)}."
+            choices = body.get("choices", [])
+            if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+                errors["choices"] = "Must be a list of strings."
+            elif kind_of == "choices" and not choices:
+                errors["choices"] = "Choices are required for the choices type."
+            multiple = body.get("accepts_multiple_values", False)
+            if not isinstance(multiple, bool):
+                errors["accepts_multiple_values"] = "Must be a boolean."
+            description = body.get("description")
+            if description is not None and not isinstance(description, str):
+                errors["description"] = "Not a valid string."
+            roles = body.get("editable_with_roles", [])
+            if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+                errors["editable_with_roles"] = "Must be a list of role ids."
+            if errors:
+                raise field_errors(errors)
+            stamp = iso_micros_offset(utcnow())
+            me = account.users[0]["id"]
+            field = {
+                "id": close_id("cf"),
+                "name": name,
+                "description": description,
+                "type": kind_of,
+                "choices": choices if kind_of == "choices" else [],
+                "accepts_multiple_values": multiple,
+                "editable_with_roles": roles,
+                "is_shared": False,
+                "organization_id": account.id,
+                "created_by": me,
+                "updated_by": me,
+                "date_created": stamp,
+                "date_updated": stamp,
+            }
+            account.custom_fields[kind][field["id"]] = field
+            return Response.json(200, field)
+
+        return create_field
 
     def get_contact(self, ctx: Ctx[CloseAccount]) -> Response:
         """``GET /api/v1/contact/{id}/``."""
@@ -592,12 +859,13 @@ class CloseApp(VendorApp[CloseAccount]):
         lead_id = body.get("lead_id", data.get("lead_id"))
         if creating and not lead_id:
             errors["lead_id"] = "This field is required."
-        elif lead_id not in account.leads:
+        elif not isinstance(lead_id, str) or lead_id not in account.leads:
             errors["lead_id"] = "Lead does not exist."
         elif not creating and lead_id != data["lead_id"]:
             errors["lead_id"] = "An opportunity cannot be moved to another lead."
         if "contact_id" in body and body["contact_id"] is not None:
-            contact = account.contacts.get(body["contact_id"])
+            contact_id = body["contact_id"]
+            contact = account.contacts.get(contact_id) if isinstance(contact_id, str) else None
             if contact is None:
                 errors["contact_id"] = "Contact does not exist."
             elif contact.data["lead_id"] != lead_id:
@@ -638,9 +906,9 @@ class CloseApp(VendorApp[CloseAccount]):
                 errors["confidence"] = "Confidence must be an integer between 0 and 100."
         if "note" in body and body["note"] is not None and not isinstance(body["note"], str):
             errors["note"] = "Not a valid string."
-        custom = _custom(body)
         if errors:
             raise field_errors(errors)
+        custom = _custom(body, account.custom_fields["opportunity"])
         for key in ("lead_id", "contact_id", "user_id", "value", "value_period", "note"):
             if key in body:
                 data[key] = body[key]
@@ -648,7 +916,7 @@ class CloseApp(VendorApp[CloseAccount]):
             data["value_currency"] = body["value_currency"].upper()
         if "confidence" in body:
             data["confidence"] = body["confidence"]
-        data["custom"] = {**data.get("custom", {}), **custom}
+        data["custom"] = _merge_custom(data.get("custom", {}), custom)
         stamp = iso_micros_offset(utcnow())
         if status is not None and status["id"] != data.get("status_id"):
             data["status_id"] = status["id"]
@@ -757,6 +1025,75 @@ class CloseApp(VendorApp[CloseAccount]):
         )
 
 
+# --------------------------------------------------------------------------- lead ?query=
+
+_TERM = re.compile(r'(?:([\w.]+):)?(?:"([^"]*)"|(\S+))')
+
+
+_LEAD_QUERY_FIELDS = frozenset(
+    {
+        "name",
+        "lead_name",
+        "description",
+        "email",
+        "email_address",
+        "phone",
+        "phone_number",
+        "status",
+        "lead_status",
+        "id",
+        "lead_id",
+        "contact_name",
+    }
+)
+
+
+def _query_terms(query: str) -> list[tuple[str | None, str]]:
+    """``name:"Acme Inc" email:a@b.co word`` -> [(field, value), ...]."""
+    return [
+        (m[1], (m[2] if m[2] is not None else m[3]).lower())
+        for m in _TERM.finditer(query)
+        if (m[2] if m[2] is not None else m[3])
+    ]
+
+
+def _lead_term(term: tuple[str | None, str]) -> Callable[[JSONDict], bool]:
+    """A predicate on lead JSON for one search term."""
+    field, value = term
+    if field is not None and not field.startswith("custom.") and field not in _LEAD_QUERY_FIELDS:
+        raise field_errors({"query": f"Unsupported search field for this sandbox: {field}"})
+
+    def texts(lead: JSONDict, name: str | None) -> list[str]:
+        contacts = lead["contacts"]
+        emails = [e["email"] for c in contacts for e in c["emails"]]
+        phones = [p["phone"] for c in contacts for p in c["phones"]]
+        by_field: dict[str, list[Any]] = {
+            "name": [lead["name"]],
+            "lead_name": [lead["name"]],
+            "description": [lead["description"]],
+            "email": emails,
+            "email_address": emails,
+            "phone": phones,
+            "phone_number": phones,
+            "status": [lead["status_label"]],
+            "lead_status": [lead["status_label"]],
+            "id": [lead["id"]],
+            "lead_id": [lead["id"]],
+            "contact_name": [c["name"] for c in contacts],
+        }
+        if name is None:
+            found = [lead["name"], lead["description"], *emails, *by_field["contact_name"]]
+        elif name.startswith("custom."):
+            found = [lead.get(name)]
+        else:
+            found = by_field[name]
+        return [str(t).lower() for t in found if t is not None]
+
+    if field is None:
+        return lambda lead: any(value in t for t in texts(lead, None))
+    return lambda lead: any(value == t or value in t.split() for t in texts(lead, field))
+
+
 # --------------------------------------------------------------------------- advanced filtering
 
 Predicate = Callable[[JSONDict, "_SearchView"], bool]
@@ -853,7 +1190,11 @@ def _field_condition(query: JSONDict, object_type: str) -> Predicate:
         return lambda snap, view: test(snap.get("custom", {}).get(field_id))
     if field.get("type") == "regular_field":
         name = field.get("field_name")
-        if field.get("object_type") != object_type or name not in _REGULAR_FIELDS[object_type]:
+        if (
+            field.get("object_type") != object_type
+            or not isinstance(name, str)
+            or name not in _REGULAR_FIELDS[object_type]
+        ):
             raise _unsupported(f"regular_field {field.get('object_type')}.{name}")
         return lambda snap, view: test(snap.get(str(name)))
     raise _unsupported(f"field type {field.get('type')!r}")
@@ -867,11 +1208,15 @@ def _has_related(query: JSONDict, object_type: str) -> Predicate:
     if (this, related) == ("contact", "contact_email"):
         if not isinstance(inner, dict) or inner.get("type") != "field_condition":
             raise _unsupported("contact_email related_query must be a field_condition")
-        field = inner.get("field") or {}
-        if field.get("type") != "regular_field" or field.get("object_type") != "contact_email":
+        field = inner.get("field")
+        if (
+            not isinstance(field, dict)
+            or field.get("type") != "regular_field"
+            or field.get("object_type") != "contact_email"
+        ):
             raise _unsupported("contact_email condition must be on a contact_email regular_field")
         name = field.get("field_name")
-        if name not in _REGULAR_FIELDS["contact_email"]:
+        if not isinstance(name, str) or name not in _REGULAR_FIELDS["contact_email"]:
             raise _unsupported(f"contact_email field {name!r}")
         test = _text_condition(inner.get("condition"))
         return lambda snap, view: any(test(e.get(str(name))) for e in snap.get("emails", []))

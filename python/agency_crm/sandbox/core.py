@@ -25,6 +25,7 @@ import secrets
 import socket
 import threading
 import time
+import traceback
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -57,7 +58,7 @@ def utcnow() -> datetime:
 
 def iso_millis_z(when: datetime) -> str:
     """``2024-01-31T12:00:00.123Z`` (HubSpot style)."""
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def iso_seconds_z(when: datetime) -> str:
@@ -115,8 +116,8 @@ class Request:
         if not self.body.strip():
             raise BadRequestBody("request body is empty")
         try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return json.loads(self.body, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise BadRequestBody(f"request body is not valid JSON: {exc}") from exc
 
     def form(self) -> dict[str, str]:
@@ -126,6 +127,19 @@ class Request:
         except UnicodeDecodeError as exc:
             raise BadRequestBody("form body is not UTF-8") from exc
         return {k: v[-1] for k, v in parsed.items()}
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (Python's parser accepts them; the vendors' do not)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def ascii_int(raw: str) -> int | None:
+    """``raw`` as an int when it is ASCII digits (``str.isdigit`` also takes ``²``)."""
+    return int(raw) if _ASCII_DIGITS.fullmatch(raw) else None
+
+
+_ASCII_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 class BadRequestBody(Exception):
@@ -587,16 +601,23 @@ class VendorApp(Generic[A]):
     credential_query: ClassVar[frozenset[str]] = frozenset()
     #: Form/JSON body fields whose values are secrets.
     credential_body_fields: ClassVar[frozenset[str]] = frozenset()
+    #: Whether ``/path/`` also reaches the route ``/path`` (HubSpot: yes; Close's paths all
+    #: end with ``/`` and the bare form is a 404).
+    optional_trailing_slash: ClassVar[bool] = False
 
     def __init__(self, defaults: Config | None = None) -> None:
         self.lock = threading.RLock()
         self._initial = defaults or Config(rate_limit=self.default_rate_limit)
         self.routes: list[Route[A]] = self.build_routes()
+        self._methods = {route.method for route in self.routes} | {"HEAD"}
         self.accounts: dict[str, A] = {}
         self.tokens: dict[str, TokenInfo] = {}
         self.faults: list[FaultRule] = []
         self.config = Config(**vars(self._initial))
         self._fault_seq = 0
+        #: Unexpected exceptions in handlers (each answered with the vendor's JSON 500);
+        #: ``GET /_sandbox/errors`` shows them and tests assert there are none.
+        self.internal_errors: deque[JSONDict] = deque(maxlen=100)
 
     # ----------------------------------------------------------------- subclass hooks
 
@@ -779,6 +800,24 @@ class VendorApp(Generic[A]):
             self.tokens.clear()
             self.faults.clear()
             self.config = Config(**vars(self._initial))
+            self.internal_errors.clear()
+
+    def record_internal_error(self, req: Request, exc: BaseException) -> Response:
+        """Log an unexpected handler exception and answer the vendor's JSON 500."""
+        log.error(
+            "sandbox %s: unhandled error in %s %s", self.vendor, req.method, req.path, exc_info=exc
+        )
+        with self.lock:
+            self.internal_errors.append(
+                {
+                    "time": iso_millis_z(utcnow()),
+                    "method": req.method,
+                    "path": req.path,
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": "".join(traceback.format_exception(exc)[-3:]),
+                }
+            )
+        return self.error_response(500, None)
 
     # ----------------------------------------------------------------- admin API (HTTP)
 
@@ -828,6 +867,13 @@ class VendorApp(Generic[A]):
             if key == ("POST", "reset"):
                 self.reset()
                 return Response.json(200, {"reset": True})
+            if key == ("GET", "errors"):
+                with self.lock:
+                    return Response.json(200, {"errors": list(self.internal_errors)})
+            if key == ("DELETE", "errors"):
+                with self.lock:
+                    self.internal_errors.clear()
+                return Response.json(200, {"errors": []})
             extra = self.admin_extra(req, action)
             if extra is not None:
                 return extra
@@ -839,23 +885,40 @@ class VendorApp(Generic[A]):
 
     # ----------------------------------------------------------------- request pipeline
 
-    def match_route(self, req: Request) -> tuple[Route[A] | None, dict[str, str], bool]:
-        """(route, params, path_known): the most specific route for method and path."""
-        segments = req.segments
-        best: tuple[Route[A], dict[str, str]] | None = None
-        path_known = False
-        for route in self.routes:
-            params = route.match(segments)
-            if params is None:
-                continue
-            path_known = True
-            if route.method != req.method:
-                continue
-            if best is None or route.literal_count > best[0].literal_count:
-                best = (route, params)
-        if best is None:
-            return None, {}, path_known
-        return best[0], best[1], path_known
+    def match_route(self, req: Request) -> tuple[Route[A] | None, dict[str, str], set[str]]:
+        """(route, params, allowed): the most specific route for method and path, and the
+        methods the path allows (empty when no route has the path). HEAD is served by the GET
+        route; with :attr:`optional_trailing_slash`, ``/path/`` also matches ``/path``."""
+        candidates = [req.segments]
+        if self.optional_trailing_slash and len(candidates[0]) > 2 and candidates[0][-1] == "":
+            candidates.append(candidates[0][:-1])
+        method = "GET" if req.method == "HEAD" else req.method
+        for segments in candidates:
+            best: tuple[Route[A], dict[str, str]] | None = None
+            allowed: set[str] = set()
+            for route in self.routes:
+                params = route.match(segments)
+                if params is None:
+                    continue
+                allowed.add(route.method)
+                if route.method != method:
+                    continue
+                if best is None or route.literal_count > best[0].literal_count:
+                    best = (route, params)
+            if best is not None:
+                return best[0], best[1], allowed
+            if allowed:
+                if "GET" in allowed:
+                    allowed.add("HEAD")
+                return None, {}, allowed
+        return None, {}, set()
+
+    def method_not_allowed(self, allowed: set[str]) -> Response:
+        """The vendor's 405, with an ``Allow`` header when the path is known."""
+        resp = self.error_response(405)
+        if allowed:
+            resp.headers.append(("Allow", ", ".join(sorted(allowed))))
+        return resp
 
     def authenticate(self, req: Request) -> tuple[A | None, str | None, Response | None]:
         """(account, credential, error response) for header-authenticated routes."""
@@ -914,18 +977,22 @@ class VendorApp(Generic[A]):
         if req.path.startswith("/_sandbox/"):
             return self.handle_admin(req)
         started = time.monotonic()
-        route, params, path_known = self.match_route(req)
+        route, params, allowed = self.match_route(req)
         account: A | None
         token: str | None
         error: Response | None = None
-        if route is not None and route.public is not None:
+        if route is None and req.method not in self._methods:
+            # A method no route uses (OPTIONS, TRACE, ...): refused before authentication.
+            token, account = None, None
+            error = self.method_not_allowed(allowed)
+        elif route is not None and route.public is not None:
             token = None
             with self.lock:
                 account = route.resolver(req) if route.resolver else None
         else:
             account, token, error = self.authenticate(req)
             if error is None and route is None:
-                error = self.error_response(405 if path_known else 404)
+                error = self.method_not_allowed(allowed) if allowed else self.error_response(404)
         config = self.effective_config(account)
         if config.latency_ms:
             time.sleep(config.latency_ms / 1000.0)
@@ -984,6 +1051,8 @@ class VendorApp(Generic[A]):
             return Response.json(exc.status, exc.payload, exc.headers)
         except BadRequestBody as exc:
             return self.bad_body_response(str(exc))
+        except Exception as exc:
+            return self.record_internal_error(req, exc)
 
     def _finish(
         self,
@@ -1041,7 +1110,7 @@ class VendorApp(Generic[A]):
             }
         try:
             return json.loads(req.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return req.body.decode("utf-8", "replace")
 
 
@@ -1102,9 +1171,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         try:
             resp = self.server.app.handle(req)
-        except Exception:
-            log.exception("sandbox %s: unhandled error", self.server.app.vendor)
-            resp = self.server.app.error_response(500, "sandbox internal error")
+        except Exception as exc:
+            resp = self.server.app.record_internal_error(req, exc)
         if resp.drop:
             self.close_connection = True
             try:
@@ -1125,6 +1193,35 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(resp.body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _dispatch
+
+    def __getattr__(self, name: str) -> Any:
+        """Every other method (OPTIONS, TRACE, anything) goes to the app too, which answers
+        the vendor's JSON 405 instead of the stdlib's HTML 501."""
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level errors (bad request line, header too long, bad body framing) in the
+        vendor's JSON error shape, never the stdlib's HTML page."""
+        try:
+            resp = self.server.app.error_response(code, message)
+        except Exception:
+            resp = Response.json(code, {"error": message or "error"})
+        self.log_error("code %d, message %s", code, message)
+        # A request line the stdlib could not parse leaves it in HTTP/0.9 mode, where it would
+        # send a bare body without status line and headers; answer as HTTP/1.1 instead.
+        self.request_version = self.protocol_version
+        self.send_response(code, message)
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        body = b"" if code < 200 or code in (204, 304) else resp.body
+        if body:
+            self.send_header("Content-Type", resp.content_type)
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html import escape
 from typing import Any, ClassVar
+from urllib.parse import urlencode, urlsplit
 
 from agency_crm.sandbox.core import (
     AccountBase,
@@ -34,6 +37,7 @@ from agency_crm.sandbox.core import (
     Route,
     SearchIndex,
     VendorApp,
+    ascii_int,
     iso_millis_z,
     new_correlation_id,
     utcnow,
@@ -44,6 +48,9 @@ CLIENT_ID = "sbx-client"
 CLIENT_SECRET = "sbx-secret"
 #: Default lifetime of access tokens made by ``POST /_sandbox/accounts`` and refreshes.
 DEFAULT_EXPIRES_IN = 1800
+#: Seconds an authorization code from the consent page can be exchanged.
+AUTH_CODE_TTL = 300
+DEFAULT_SCOPES = ("crm.objects.contacts.write", "crm.objects.deals.write", "oauth")
 
 #: The seeded deal pipeline (id, label) and its stages (id, label, probability, closed).
 PIPELINE = ("default", "Sales Pipeline")
@@ -70,25 +77,57 @@ class ObjectType:
     """A CRM object type the fake knows."""
 
     name: str  # path name: contacts, deals
+    type_id: str  # the spec's numeric object type id, an alias of name in every path
     singular: str
-    unique: tuple[str, ...]  # unique-value properties
+    unique: tuple[str, ...]  # built-in unique identifiers (besides hasUniqueValue properties)
     defaults: tuple[str, ...]  # properties returned by reads when none are requested
     association_type: int  # associationTypeId to the other type
     other: str  # the type it associates with
+    group: str  # the default property group
+    #: HubSpot-defined properties: (name, label, type, fieldType).
+    builtin: tuple[tuple[str, str, str, str], ...] = ()
+
+    @property
+    def path_names(self) -> tuple[str, str]:
+        """The names paths may use for this type."""
+        return (self.name, self.type_id)
 
 
+_SYSTEM = (
+    ("createdate", "Create Date", "datetime", "date"),
+    ("hs_object_id", "Record ID", "number", "number"),
+    ("hubspot_owner_id", "Owner", "enumeration", "select"),
+)
 CONTACTS = ObjectType(
     "contacts",
+    "0-1",
     "Contact",
-    unique=("email", "agency_crm_key"),
+    unique=("email",),
     defaults=("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
     association_type=CONTACT_TO_DEAL,
     other="deals",
+    group="contactinformation",
+    builtin=(
+        *_SYSTEM,
+        ("email", "Email", "string", "text"),
+        ("firstname", "First Name", "string", "text"),
+        ("lastname", "Last Name", "string", "text"),
+        ("phone", "Phone Number", "string", "phonenumber"),
+        ("mobilephone", "Mobile Phone Number", "string", "phonenumber"),
+        ("company", "Company Name", "string", "text"),
+        ("jobtitle", "Job Title", "string", "text"),
+        ("website", "Website URL", "string", "text"),
+        ("city", "City", "string", "text"),
+        ("country", "Country/Region", "string", "text"),
+        ("lifecyclestage", "Lifecycle Stage", "enumeration", "radio"),
+        ("lastmodifieddate", "Last Modified Date", "datetime", "date"),
+    ),
 )
 DEALS = ObjectType(
     "deals",
+    "0-3",
     "Deal",
-    unique=("agency_crm_key",),
+    unique=(),
     defaults=(
         "amount",
         "closedate",
@@ -101,8 +140,39 @@ DEALS = ObjectType(
     ),
     association_type=DEAL_TO_CONTACT,
     other="contacts",
+    group="dealinformation",
+    builtin=(
+        *_SYSTEM,
+        ("dealname", "Deal Name", "string", "text"),
+        ("amount", "Amount", "number", "number"),
+        ("closedate", "Close Date", "datetime", "date"),
+        ("dealstage", "Deal Stage", "enumeration", "radio"),
+        ("pipeline", "Pipeline", "enumeration", "select"),
+        ("dealtype", "Deal Type", "enumeration", "radio"),
+        ("description", "Deal Description", "string", "textarea"),
+        ("hs_forecast_probability", "Forecast Probability", "number", "number"),
+        ("hs_deal_stage_probability", "Deal Stage Probability", "number", "number"),
+        ("hs_is_closed", "Is Deal Closed?", "bool", "booleancheckbox"),
+        ("hs_is_closed_won", "Is Closed Won", "bool", "booleancheckbox"),
+        ("closed_lost_reason", "Closed Lost Reason", "string", "textarea"),
+        ("closed_won_reason", "Closed Won Reason", "string", "textarea"),
+        ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date"),
+    ),
 )
 TYPES = {"contacts": CONTACTS, "deals": DEALS}
+#: The property every account has unless made with ``key_property: false``: agency-crm's
+#: unique external key (existing tests and the push runner write it without creating it).
+KEY_PROPERTY = "agency_crm_key"
+PROPERTY_TYPES = {
+    "string": {"text", "textarea", "phonenumber", "html", "file", "select", "radio"},
+    "number": {"number", "calculation_equation", "select", "radio"},
+    "date": {"date"},
+    "datetime": {"date"},
+    "enumeration": {"select", "radio", "checkbox", "booleancheckbox", "calculation_equation"},
+    "bool": {"booleancheckbox", "select", "radio"},
+    "phone_number": {"phonenumber"},
+}
+_PROPERTY_NAME = re.compile(r"[a-z][a-z0-9_]{0,99}")
 
 
 @dataclass
@@ -133,6 +203,17 @@ class Record:
         return self.to_json({n: self.properties.get(n) for n in wanted})
 
 
+@dataclass
+class AuthCode:
+    """An authorization code from the consent page: single use, short-lived, bound."""
+
+    client_id: str
+    redirect_uri: str
+    account_id: str
+    scopes: list[str]
+    expires_at: float
+
+
 class HubSpotAccount(AccountBase):
     """One HubSpot portal."""
 
@@ -158,10 +239,34 @@ class HubSpotAccount(AccountBase):
             )
         ]
         self.records: dict[str, dict[str, Record]] = {"contacts": {}, "deals": {}}
+        stamp = iso_millis_z(self.created)
+        #: Property definitions per object type, by name (HubSpot's Property JSON).
+        self.properties: dict[str, dict[str, JSONDict]] = {
+            otype.name: {
+                name: property_json(name, label, kind, field_type, otype.group, stamp, True)
+                for name, label, kind, field_type in otype.builtin
+            }
+            for otype in TYPES.values()
+        }
         # (deal_id, contact_id)
         self.associations: set[tuple[str, str]] = set()
         self.refresh_tokens: set[str] = set()
         self.expires_in: int | None = DEFAULT_EXPIRES_IN
+
+    def add_key_property(self) -> None:
+        """Define ``agency_crm_key`` (unique string) on contacts and deals."""
+        stamp = iso_millis_z(self.created)
+        for otype in TYPES.values():
+            prop = property_json(
+                KEY_PROPERTY, "agency-crm key", "string", "text", otype.group, stamp, False
+            )
+            prop["hasUniqueValue"] = True
+            self.properties[otype.name][KEY_PROPERTY] = prop
+
+    def unique_properties(self, otype: ObjectType) -> list[str]:
+        """Properties whose values identify one record: built-in ones and hasUniqueValue."""
+        declared = [n for n, p in self.properties[otype.name].items() if p["hasUniqueValue"]]
+        return [*otype.unique, *declared]
 
     def owner_ids(self) -> set[str]:
         """Ids valid for ``hubspot_owner_id``."""
@@ -170,6 +275,43 @@ class HubSpotAccount(AccountBase):
     def live(self, type_name: str) -> list[Record]:
         """Not-archived records of a type, by id."""
         return [r for r in self.records[type_name].values() if not r.archived]
+
+
+def property_json(
+    name: str,
+    label: str,
+    kind: str,
+    field_type: str,
+    group: str,
+    stamp: str,
+    hubspot_defined: bool,
+) -> JSONDict:
+    """A Property as ``/crm/v3/properties`` returns it."""
+    return {
+        "updatedAt": stamp,
+        "createdAt": stamp,
+        "name": name,
+        "label": label,
+        "type": kind,
+        "fieldType": field_type,
+        "description": "",
+        "groupName": group,
+        "options": [],
+        "displayOrder": -1,
+        "calculated": False,
+        "externalOptions": False,
+        "hasUniqueValue": False,
+        "hidden": False,
+        "hubspotDefined": hubspot_defined,
+        "modificationMetadata": {
+            "archivable": not hubspot_defined,
+            "readOnlyDefinition": hubspot_defined,
+            "readOnlyValue": name in ("createdate", "hs_object_id", "lastmodifieddate"),
+        },
+        "formField": not hubspot_defined,
+        "dataSensitivity": "non_sensitive",
+        "archived": False,
+    }
 
 
 def stage_by_id(stage_id: str) -> tuple[str, str, str, bool] | None:
@@ -204,14 +346,19 @@ def _normalize_date(name: str, value: str) -> str:
         return value
     try:
         if value.isdigit():
-            when = datetime.fromtimestamp(int(value) / 1000, UTC)
+            millis = ascii_int(value)
+            if millis is None:
+                raise ValueError(value)
+            when = datetime.fromtimestamp(millis / 1000, UTC)
         elif _DATE.fullmatch(value):
             when = datetime.fromisoformat(value).replace(tzinfo=UTC)
         else:
             when = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
-    except ValueError as exc:
+        # Out-of-range offsets overflow here, not in the parser.
+        when = when.astimezone(UTC)
+    except (ValueError, OverflowError, OSError) as exc:
         raise _invalid_property(
             name, f"{value} was not a valid long or date", "INVALID_DATE"
         ) from exc
@@ -249,17 +396,27 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
     credential_body_fields: ClassVar[frozenset[str]] = frozenset(
         {"client_secret", "refresh_token", "code"}
     )
+    #: HubSpot serves ``/crm/v3/owners/`` like ``/crm/v3/owners`` (the official client
+    #: sends the slash).
+    optional_trailing_slash: ClassVar[bool] = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.refresh_tokens: dict[str, str] = {}  # refresh token -> account id
         self.revoked_refresh: set[str] = set()
+        self.auth_codes: dict[str, AuthCode] = {}
+        #: Outcomes forced on the next approvals of the consent page (admin API).
+        self.consent_outcomes: list[str] = []
         super().__init__(*args, **kwargs)
 
     # ----------------------------------------------------------------- hooks
 
     def make_account(self) -> HubSpotAccount:
-        """A portal with two owners and the default deal pipeline."""
-        return HubSpotAccount(next(_PORTAL_IDS))
+        """A portal with two owners, the default deal pipeline and the built-in properties
+        plus ``agency_crm_key`` (``POST /_sandbox/accounts {"key_property": false}`` leaves
+        that one out, for a connect flow that creates it)."""
+        account = HubSpotAccount(next(_PORTAL_IDS))
+        account.add_key_property()
+        return account
 
     def extract_credential(self, req: Request) -> str | None:
         """``Authorization: Bearer <token>``."""
@@ -343,7 +500,9 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         """HubSpot accounts take ``expires_in`` (seconds; null = access token never expires)
         and ``refresh_token`` (the account's refresh token; default a generated ``sbx_``
         one), so a test can choose every credential, e.g. a canary it then looks for."""
-        unknown = set(options) - {"expires_in", "refresh_token"}
+        unknown = set(options) - {"expires_in", "refresh_token", "key_property"}
+        if not isinstance(options.get("key_property", True), bool):
+            raise AdminError(400, "key_property must be a boolean")
         if unknown:
             raise AdminError(400, f"unknown account options: {sorted(unknown)}")
         if "refresh_token" in options:
@@ -362,6 +521,9 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         self, account: HubSpotAccount, token: str, options: Mapping[str, Any]
     ) -> JSONDict:
         """Make the token an expiring OAuth access token and add a refresh token."""
+        if not options.get("key_property", True):
+            for props in account.properties.values():
+                props.pop(KEY_PROPERTY, None)
         expires_in = options.get("expires_in", DEFAULT_EXPIRES_IN)
         account.expires_in = expires_in
         if expires_in is not None:
@@ -389,14 +551,32 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         super().set_revoked(token, revoked)
 
     def reset(self) -> None:
-        """Also forget refresh tokens."""
+        """Also forget refresh tokens, authorization codes and forced consent outcomes."""
         with self.lock:
             super().reset()
             self.refresh_tokens.clear()
             self.revoked_refresh.clear()
+            self.auth_codes.clear()
+            self.consent_outcomes.clear()
 
     def admin_extra(self, req: Request, action: str) -> Response | None:
-        """``POST /_sandbox/accounts/expire {"token"}``: expire an access token now."""
+        """``POST /_sandbox/accounts/expire {"token"}``: expire an access token now.
+        ``POST /_sandbox/oauth/consent {"outcome": "deny"|"error"}``: the next approval on
+        the consent page redirects as if the user cancelled, or with ``error=server_error``.
+        ``POST /_sandbox/oauth/codes/expire``: expire every authorization code now."""
+        if (req.method, action) == ("POST", "oauth/consent"):
+            body = req.json() if req.body.strip() else {}
+            outcome = body.get("outcome") if isinstance(body, dict) else None
+            if outcome not in ("deny", "error"):
+                raise AdminError(400, 'body must be {"outcome": "deny" | "error"}')
+            with self.lock:
+                self.consent_outcomes.append(outcome)
+                return Response.json(201, {"outcomes": list(self.consent_outcomes)})
+        if (req.method, action) == ("POST", "oauth/codes/expire"):
+            with self.lock:
+                for code in self.auth_codes.values():
+                    code.expires_at = 0.0
+                return Response.json(200, {"expired": len(self.auth_codes)})
         if (req.method, action) != ("POST", "accounts/expire"):
             return None
         body = req.json() if req.body.strip() else {}
@@ -425,8 +605,11 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         """All HubSpot endpoints the fake serves."""
         R = Route[HubSpotAccount]
         routes: list[Route[HubSpotAccount]] = [
-            R("POST", "/oauth/v1/token", public=self.oauth_token, resolver=self._refresh_owner),
+            R("POST", "/oauth/v1/token", public=self.oauth_token, resolver=self._token_owner),
+            R("POST", "/oauth/v3/token", public=self.oauth_token, resolver=self._token_owner),
             R("GET", "/oauth/v1/access-tokens/{token}", public=self.token_info),
+            R("GET", "/oauth/authorize", public=self.consent_page),
+            R("POST", "/oauth/authorize", public=self.consent_decision),
             R("GET", "/crm/v3/owners", self.list_owners),
             R("GET", "/crm/v3/owners/{ownerId}", self.get_owner),
             R("GET", "/crm/v3/pipelines/deals", self.list_pipelines),
@@ -434,21 +617,28 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
             R("GET", "/crm/v3/pipelines/deals/{pipelineId}/stages", self.list_stages),
         ]
         for otype in (CONTACTS, DEALS):
-            base = f"/crm/v3/objects/{otype.name}"
-            routes += [
-                R("POST", base, self._bind(self.create, otype)),
-                R("GET", base, self._bind(self.list_objects, otype)),
-                R("POST", f"{base}/search", self._bind(self.search, otype)),
-                R("POST", f"{base}/batch/upsert", self._bind(self.batch_upsert, otype)),
-                R("GET", f"{base}/{{id}}", self._bind(self.get_object, otype)),
-                R("PATCH", f"{base}/{{id}}", self._bind(self.update, otype)),
-                R("DELETE", f"{base}/{{id}}", self._bind(self.archive, otype)),
-            ]
-            v4 = f"/crm/v4/objects/{otype.name}/{{fromId}}/associations"
-            routes += [
-                R("PUT", f"{v4}/default/{otype.other}/{{toId}}", self._bind(self.associate, otype)),
-                R("GET", f"{v4}/{otype.other}", self._bind(self.list_associations, otype)),
-            ]
+            other = TYPES[otype.other]
+            for name in otype.path_names:  # contacts and 0-1, deals and 0-3
+                base = f"/crm/v3/objects/{name}"
+                props = f"/crm/v3/properties/{name}"
+                routes += [
+                    R("POST", base, self._bind(self.create, otype)),
+                    R("GET", base, self._bind(self.list_objects, otype)),
+                    R("POST", f"{base}/search", self._bind(self.search, otype)),
+                    R("POST", f"{base}/batch/upsert", self._bind(self.batch_upsert, otype)),
+                    R("GET", f"{base}/{{id}}", self._bind(self.get_object, otype)),
+                    R("PATCH", f"{base}/{{id}}", self._bind(self.update, otype)),
+                    R("DELETE", f"{base}/{{id}}", self._bind(self.archive, otype)),
+                    R("GET", props, self._bind(self.list_properties, otype)),
+                    R("POST", props, self._bind(self.create_property, otype)),
+                    R("GET", f"{props}/{{propertyName}}", self._bind(self.get_property, otype)),
+                ]
+                v4 = f"/crm/v4/objects/{name}/{{fromId}}/associations"
+                for to in other.path_names:
+                    routes += [
+                        R("PUT", f"{v4}/default/{to}/{{toId}}", self._bind(self.associate, otype)),
+                        R("GET", f"{v4}/{to}", self._bind(self.list_associations, otype)),
+                    ]
         return routes
 
     @staticmethod
@@ -459,12 +649,15 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
 
     # ----------------------------------------------------------------- OAuth
 
-    def _refresh_owner(self, req: Request) -> HubSpotAccount | None:
+    def _token_owner(self, req: Request) -> HubSpotAccount | None:
         try:
-            refresh = req.form().get("refresh_token", "")
+            form = req.form()
         except BadRequestBody:
             return None
-        account_id = self.refresh_tokens.get(refresh)
+        account_id = self.refresh_tokens.get(form.get("refresh_token", ""))
+        code = self.auth_codes.get(form.get("code", ""))
+        if account_id is None and code is not None:
+            account_id = code.account_id
         return self.accounts.get(account_id) if account_id else None
 
     @staticmethod
@@ -487,19 +680,43 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
             )
         form = req.form()
         grant = form.get("grant_type")
-        if grant == "authorization_code":
-            return self._oauth_error("BAD_AUTH_CODE", "missing or unknown auth code")
-        if grant != "refresh_token":
+        if grant not in ("refresh_token", "authorization_code"):
             return self._oauth_error("BAD_GRANT_TYPE", "missing or unknown grant type")
         if form.get("client_id") != CLIENT_ID:
             return self._oauth_error("BAD_CLIENT_ID", "missing or invalid client id")
         if form.get("client_secret") != CLIENT_SECRET:
             return self._oauth_error("BAD_CLIENT_SECRET", "missing or invalid client secret")
+        if grant == "authorization_code":
+            return self._exchange_code(form)
         refresh = form.get("refresh_token", "")
         account_id = self.refresh_tokens.get(refresh)
         account = self.accounts.get(account_id) if account_id else None
         if account is None or refresh in self.revoked_refresh:
             return self._oauth_error("BAD_REFRESH_TOKEN", "missing or unknown refresh token")
+        return self._token_response(account, refresh)
+
+    def _exchange_code(self, form: Mapping[str, str]) -> Response:
+        """``grant_type=authorization_code``: the code is single use, expires after
+        :data:`AUTH_CODE_TTL` seconds and is bound to the client and the redirect_uri."""
+        code = self.auth_codes.get(form.get("code", ""))
+        if code is None or code.expires_at <= time.time() or code.client_id != CLIENT_ID:
+            return self._oauth_error("BAD_AUTH_CODE", "missing or unknown auth code")
+        if form.get("redirect_uri") != code.redirect_uri:
+            return self._oauth_error(
+                "BAD_REDIRECT_URI", "redirect_uri does not match the one given to authorize"
+            )
+        del self.auth_codes[form["code"]]
+        account = self.accounts.get(code.account_id)
+        if account is None:
+            return self._oauth_error("BAD_AUTH_CODE", "missing or unknown auth code")
+        refresh = f"sbx_hubspot_rt_{secrets.token_hex(12)}"
+        self.refresh_tokens[refresh] = account.id
+        account.refresh_tokens.add(refresh)
+        return self._token_response(account, refresh, code.scopes)
+
+    def _token_response(
+        self, account: HubSpotAccount, refresh: str, scopes: list[str] | None = None
+    ) -> Response:
         access = f"sbx_hubspot_at_{secrets.token_hex(16)}"
         expires_in = account.expires_in if account.expires_in is not None else DEFAULT_EXPIRES_IN
         self.register_token(account, access, time.time() + expires_in)
@@ -513,9 +730,121 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
                 "token_use": "access_token",
                 "hub_id": account.portal_id,
                 "user_id": account.owners[0]["userId"],
-                "scopes": ["crm.objects.contacts.write", "crm.objects.deals.write", "oauth"],
+                "scopes": scopes or list(DEFAULT_SCOPES),
             },
         )
+
+    # ----------------------------------------------------------------- OAuth consent page
+
+    def _consent_target(self, fields: Mapping[str, str]) -> tuple[str, str] | Response:
+        """(client_id, redirect_uri), or the HTML 400 page when they are not usable."""
+        client_id = fields.get("client_id", "")
+        redirect_uri = fields.get("redirect_uri", "")
+        if client_id != CLIENT_ID:
+            return html_page(
+                400,
+                "Authorization failed",
+                f"Unknown app: no app has the client_id {client_id!r}. "
+                f"(The sandbox's app is {CLIENT_ID}.)",
+            )
+        parts = urlsplit(redirect_uri)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return html_page(
+                400,
+                "Authorization failed",
+                "The redirect_uri is missing or is not an absolute http(s) URL.",
+            )
+        return client_id, redirect_uri
+
+    def consent_page(self, req: Request) -> Response:
+        """``GET /oauth/authorize``: the HTML consent form (HubSpot serves it at
+        ``https://app.hubspot.com/oauth/authorize``)."""
+        fields = {k: req.arg(k) or "" for k in ("client_id", "redirect_uri", "scope", "state")}
+        target = self._consent_target(fields)
+        if isinstance(target, Response):
+            return target
+        scopes = _scopes(fields["scope"])
+        with self.lock:
+            portals = sorted(self.accounts.values(), key=lambda a: a.created, reverse=True)[:50]
+        options = "".join(
+            f'<option value="{a.portal_id}">Portal {a.portal_id}</option>' for a in portals
+        )
+        hidden = "".join(
+            f'<input type="hidden" name="{k}" value="{escape(v)}">' for k, v in fields.items()
+        )
+        items = "".join(f"<li>{escape(s)}</li>" for s in scopes) or "<li>(no scopes)</li>"
+        body = f"""
+<h1 id="consent-title">Connect app {escape(fields["client_id"])}</h1>
+<p>App <code id="consent-client-id">{escape(fields["client_id"])}</code> asks for access to
+your HubSpot account. It will be able to:</p>
+<ul id="consent-scopes">{items}</ul>
+<form method="post" action="/oauth/authorize" id="consent-form">
+{hidden}
+<label for="consent-portal">Install into</label>
+<select name="portal_id" id="consent-portal">
+<option value="" selected>A new sandbox portal</option>{options}
+</select>
+<p>
+<button type="submit" name="decision" value="approve" id="consent-approve">Connect app</button>
+<button type="submit" name="decision" value="deny" id="consent-deny">Cancel</button>
+</p>
+</form>"""
+        return html_page(200, f"Connect app {fields['client_id']} - HubSpot sandbox", body)
+
+    def consent_decision(self, req: Request) -> Response:
+        """``POST /oauth/authorize`` (the consent form): 302 back to the redirect_uri with
+        ``code`` and ``state``, or ``error=access_denied`` when the user cancelled."""
+        try:
+            form = req.form()
+        except BadRequestBody:
+            return html_page(400, "Authorization failed", "The form could not be read.")
+        target = self._consent_target(form)
+        if isinstance(target, Response):
+            return target
+        client_id, redirect_uri = target
+        state = form.get("state", "")
+        decision = form.get("decision")
+        if decision not in ("approve", "deny"):
+            return html_page(400, "Authorization failed", "Choose Connect app or Cancel.")
+        with self.lock:
+            forced = (
+                self.consent_outcomes.pop(0)
+                if decision == "approve" and (self.consent_outcomes)
+                else None
+            )
+        if decision == "deny" or forced == "deny":
+            return _redirect(
+                redirect_uri,
+                error="access_denied",
+                error_description="The user declined to connect the app",
+                state=state,
+            )
+        if forced == "error":
+            return _redirect(
+                redirect_uri,
+                error="server_error",
+                error_description="The app could not be installed; try again",
+                state=state,
+            )
+        portal = form.get("portal_id", "")
+        with self.lock:
+            if portal:
+                account = self.accounts.get(portal)
+                if account is None:
+                    return html_page(
+                        400, "Authorization failed", f"There is no portal {escape(portal)}."
+                    )
+            else:
+                account = self.provision()[0]
+            code = secrets.token_urlsafe(24)
+            self.auth_codes[code] = AuthCode(
+                client_id,
+                redirect_uri,
+                account.id,
+                _scopes(form.get("scope", "")),
+                time.time() + AUTH_CODE_TTL,
+            )
+        return _redirect(redirect_uri, code=code, state=state)
 
     def token_info(self, req: Request) -> Response:
         """``GET /oauth/v1/access-tokens/{token}``: hub id, scopes, seconds left."""
@@ -536,7 +865,7 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
                 "token": token,
                 "user": owner["email"],
                 "hub_domain": f"portal{account.portal_id}.sandbox.test",
-                "scopes": ["crm.objects.contacts.write", "crm.objects.deals.write", "oauth"],
+                "scopes": list(DEFAULT_SCOPES),
                 "hub_id": account.portal_id,
                 "app_id": 1,
                 "expires_in": left,
@@ -608,6 +937,109 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
             raise _error(404, "OBJECT_NOT_FOUND", "Pipeline not found")
         return Response.json(200, {"results": self._pipeline_json(ctx.account)["stages"]})
 
+    # ----------------------------------------------------------------- properties
+
+    def list_properties(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``GET /crm/v3/properties/{objectType}`` (``archived=true``: none are archived)."""
+        if ctx.request.arg("archived") == "true":
+            return Response.json(200, {"results": []})
+        names = set(ctx.request.args("properties"))
+        results = [
+            p
+            for p in ctx.account.properties[otype.name].values()
+            if not names or p["name"] in names
+        ]
+        return Response.json(200, {"results": results})
+
+    def get_property(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``GET /crm/v3/properties/{objectType}/{propertyName}`` (404 when missing)."""
+        name = ctx.params["propertyName"]
+        found = ctx.account.properties[otype.name].get(name)
+        if found is None:
+            raise _error(
+                404,
+                "OBJECT_NOT_FOUND",
+                f"Unable to find property with name {name} for object type {otype.type_id}",
+                context={"propertyName": [name]},
+            )
+        return Response.json(200, found)
+
+    def create_property(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``POST /crm/v3/properties/{objectType}`` -> 201; 409 when the name is taken."""
+        body = ctx.json_object()
+        missing = [
+            k
+            for k in ("name", "label", "type", "fieldType", "groupName")
+            if not isinstance(body.get(k), str) or not body[k]
+        ]
+        if missing:
+            raise _error(
+                400,
+                "VALIDATION_ERROR",
+                f"Property create is missing or has invalid required fields: {', '.join(missing)}",
+                errors=[
+                    {"message": f"{k} is required and must be a string", "code": "REQUIRED"}
+                    for k in missing
+                ],
+            )
+        name, kind, field_type = body["name"], body["type"], body["fieldType"]
+        if not _PROPERTY_NAME.fullmatch(name):
+            raise _error(
+                400,
+                "VALIDATION_ERROR",
+                f"Property name {name!r} must start with a lowercase letter and contain only "
+                "lowercase letters, digits and underscores (at most 100 characters)",
+            )
+        if kind not in PROPERTY_TYPES:
+            raise _error(
+                400, "VALIDATION_ERROR", f"type must be one of {sorted(PROPERTY_TYPES)}; got {kind}"
+            )
+        if field_type not in PROPERTY_TYPES[kind]:
+            raise _error(
+                400,
+                "VALIDATION_ERROR",
+                f"fieldType {field_type} is not valid for type {kind}; "
+                f"use one of {sorted(PROPERTY_TYPES[kind])}",
+            )
+        flags: JSONDict = {}
+        for key in ("hasUniqueValue", "hidden", "formField", "externalOptions"):
+            if key in body:
+                if not isinstance(body[key], bool):
+                    raise _error(400, "VALIDATION_ERROR", f"{key} must be a boolean")
+                flags[key] = body[key]
+        if flags.get("hasUniqueValue") and kind not in ("string", "number"):
+            raise _error(
+                400, "VALIDATION_ERROR", "Only string and number properties can have unique values"
+            )
+        for key in ("description", "label"):
+            if key in body and not isinstance(body[key], str):
+                raise _error(400, "VALIDATION_ERROR", f"{key} must be a string")
+        display = body.get("displayOrder", -1)
+        if isinstance(display, bool) or not isinstance(display, int):
+            raise _error(400, "VALIDATION_ERROR", "displayOrder must be an integer")
+        options = _property_options(body.get("options"), kind)
+        catalog = ctx.account.properties[otype.name]
+        if name in catalog:
+            raise _error(
+                409,
+                "OBJECT_ALREADY_EXISTS",
+                f"Property named '{name}' already exists.",
+                subCategory="PropertyValidationError.PROPERTY_ALREADY_EXISTS",
+                context={"propertyName": [name]},
+            )
+        stamp = iso_millis_z(utcnow())
+        prop = property_json(name, body["label"], kind, field_type, body["groupName"], stamp, False)
+        prop.update(flags)
+        prop.update(
+            description=body.get("description", ""),
+            displayOrder=display,
+            options=options,
+            createdUserId=str(ctx.account.owners[0]["userId"]),
+            updatedUserId=str(ctx.account.owners[0]["userId"]),
+        )
+        catalog[name] = prop
+        return Response.json(201, prop)
+
     # ----------------------------------------------------------------- object helpers
 
     def _lookup(
@@ -620,7 +1052,7 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
             found = records.get(key)
         else:
             assert id_property is not None
-            if id_property not in otype.unique:
+            if id_property not in ctx.account.unique_properties(otype):
                 raise _error(
                     400,
                     "VALIDATION_ERROR",
@@ -719,12 +1151,17 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
                         )
             if "closedate" in props:
                 props["closedate"] = _normalize_date("closedate", props["closedate"])
+        catalog = account.properties[otype.name]
+        for name, value in props.items():
+            definition = catalog.get(name)
+            if definition is not None and not definition["hubspotDefined"] and value != "":
+                props[name] = _typed_value(definition, value)
         return props
 
     def _check_unique(
         self, account: HubSpotAccount, otype: ObjectType, props: Mapping[str, str], me: str | None
     ) -> None:
-        for prop in otype.unique:
+        for prop in account.unique_properties(otype):
             value = props.get(prop)
             if not value:
                 continue
@@ -887,12 +1324,13 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
             key, id_property = item.get("id"), item.get("idProperty")
             if not isinstance(key, str) or not key:
                 raise _error(400, "VALIDATION_ERROR", "each input needs a string id")
-            if id_property not in otype.unique:
+            unique = ctx.account.unique_properties(otype)
+            if not isinstance(id_property, str) or id_property not in unique:
                 raise _error(
                     400,
                     "VALIDATION_ERROR",
                     f"idProperty must be a unique-value property of {otype.name} "
-                    f"({', '.join(otype.unique)}); got {id_property!r}",
+                    f"({', '.join(unique)}); got {id_property!r}",
                 )
             if key in seen:
                 raise _error(400, "VALIDATION_ERROR", f"Duplicate IDs found in batch input: {key}")
@@ -928,9 +1366,10 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 200:
             raise _error(400, "VALIDATION_ERROR", "limit must be an integer between 0 and 200")
         after = body.get("after") or "0"
-        if not str(after).isdigit():
+        valid = isinstance(after, str | int) and not isinstance(after, bool)
+        offset = ascii_int(str(after)) if valid else None
+        if offset is None:
             raise _error(400, "VALIDATION_ERROR", f"after {after!r} is not a valid paging token")
-        offset = int(str(after))
         names = body.get("properties") or []
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise _error(400, "VALIDATION_ERROR", "properties must be an array of strings")
@@ -1036,13 +1475,95 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
         )
 
 
+def _scopes(raw: str) -> list[str]:
+    """Scopes from a space- (or ``+``/comma-) separated ``scope`` parameter."""
+    return [s for s in re.split(r"[\s+,]+", raw) if s]
+
+
+def _redirect(uri: str, **params: str) -> Response:
+    """302 to ``uri`` with ``params`` added to its query (empty ones left out)."""
+    query = urlencode({k: v for k, v in params.items() if v})
+    location = uri + ("&" if urlsplit(uri).query else "?") + query if query else uri
+    return Response(302, b"", [("Location", location)], content_type="text/html;charset=utf-8")
+
+
+def html_page(status: int, title: str, body: str) -> Response:
+    """A small HTML page (the consent form and its error pages)."""
+    if not body.lstrip().startswith("<"):
+        body = f'<h1 id="error-title">{escape(title)}</h1><p id="error-message">{escape(body)}</p>'
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title></head><body>{body}</body></html>\n"
+    )
+    return Response(status, page.encode(), content_type="text/html;charset=utf-8")
+
+
+def _property_options(raw: Any, kind: str) -> list[JSONDict]:
+    """The ``options`` of a property create (required, non-empty, for enumerations)."""
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise _error(400, "VALIDATION_ERROR", "options must be an array")
+    out: list[JSONDict] = []
+    for n, item in enumerate(raw):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("label"), str)
+            or not isinstance(item.get("value"), str)
+        ):
+            raise _error(400, "VALIDATION_ERROR", f"options[{n}] needs string label and value")
+        order = item.get("displayOrder", n)
+        hidden = item.get("hidden", False)
+        if isinstance(order, bool) or not isinstance(order, int) or not isinstance(hidden, bool):
+            raise _error(400, "VALIDATION_ERROR", f"options[{n}]: bad displayOrder or hidden")
+        out.append(
+            {
+                "label": item["label"],
+                "value": item["value"],
+                "description": str(item.get("description") or ""),
+                "displayOrder": order,
+                "hidden": hidden,
+            }
+        )
+    if kind == "enumeration" and not out:
+        raise _error(400, "VALIDATION_ERROR", "enumeration properties need options")
+    return out
+
+
+def _typed_value(definition: Mapping[str, Any], value: str) -> str:
+    """A value written to a created property, checked and normalized by its type."""
+    name, kind = definition["name"], definition["type"]
+    if kind == "number":
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise _invalid_property(name, f"{value} was not a valid number", "INVALID_DOUBLE")
+        return value.strip()
+    if kind == "bool":
+        if value.lower() not in ("true", "false"):
+            raise _invalid_property(name, f"{value} was not a valid boolean", "INVALID_BOOLEAN")
+        return value.lower()
+    if kind in ("date", "datetime"):
+        normalized = _normalize_date(name, value)
+        return normalized[:10] if kind == "date" else normalized
+    if kind == "enumeration":
+        allowed = {o["value"] for o in definition["options"]}
+        for part in value.split(";"):
+            if part not in allowed:
+                raise _invalid_property(
+                    name, f"{part} was not one of the allowed options: {sorted(allowed)}"
+                )
+    return value
+
+
 def _int_arg(raw: str | None, default: int, name: str, low: int, high: int | None) -> int:
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _error(400, "VALIDATION_ERROR", f"{name} must be an integer") from None
+    value = ascii_int(raw)
+    if value is None:
+        raise _error(400, "VALIDATION_ERROR", f"{name} must be an integer")
     if value < low or (high is not None and value > high):
         raise _error(400, "VALIDATION_ERROR", f"{name} must be between {low} and {high}")
     return value
@@ -1063,7 +1584,12 @@ def _filter_matcher(raw: Any) -> Callable[[Mapping[str, str]], bool]:
     op = raw.get("operator")
     value = raw.get("value")
     value_s = str(value).lower() if value is not None else None
-    values = [str(v).lower() for v in raw.get("values") or []]
+    raw_values = raw.get("values")
+    if raw_values is not None and not isinstance(raw_values, list):
+        raise _error(400, "VALIDATION_ERROR", f"values of a filter on {name} must be an array")
+    values = [str(v).lower() for v in raw_values or []]
+    if op in ("IN", "NOT_IN") and not values:
+        raise _error(400, "VALIDATION_ERROR", f"operator {op} needs a non-empty values array")
 
     def have(props: Mapping[str, str]) -> str | None:
         got = props.get(name)

@@ -9,8 +9,10 @@ fields give 400, as API v2 does.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -25,6 +27,7 @@ from agency_crm.sandbox.core import (
     Response,
     Route,
     VendorApp,
+    ascii_int,
     decode_cursor,
     encode_cursor,
     iso_seconds_z,
@@ -46,10 +49,46 @@ _SEED_IDS = itertools.count(1)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
+_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}Z?")
+VISIBLE_TO = (1, 3, 5, 7)
+MARKETING_STATUSES = ("no_consent", "unsubscribed", "subscribed", "archived")
+
+# The request-body fields the v2 spec declares (POST and PATCH take the same ones).
 PERSON_FIELDS = frozenset(
-    {"name", "owner_id", "org_id", "emails", "phones", "visible_to", "label_ids", "custom_fields"}
+    {
+        "name",
+        "owner_id",
+        "org_id",
+        "add_time",
+        "emails",
+        "phones",
+        "visible_to",
+        "label_ids",
+        "postal_address",
+        "notes",
+        "im",
+        "birthday",
+        "job_title",
+        "marketing_status",
+        "custom_fields",
+    }
 )
-ORG_FIELDS = frozenset({"name", "owner_id", "visible_to", "label_ids", "address", "custom_fields"})
+ORG_FIELDS = frozenset(
+    {
+        "name",
+        "owner_id",
+        "add_time",
+        "visible_to",
+        "label_ids",
+        "address",
+        "website",
+        "linkedin",
+        "industry",
+        "annual_revenue",
+        "employee_count",
+        "custom_fields",
+    }
+)
 DEAL_FIELDS = frozenset(
     {
         "title",
@@ -71,8 +110,80 @@ DEAL_FIELDS = frozenset(
         "lost_time",
         "close_time",
         "is_archived",
+        "is_deleted",
+        "archive_time",
     }
 )
+#: Field types a custom field can be created with (``POST /v1/dealFields`` etc.).
+FIELD_TYPES = (
+    "address",
+    "date",
+    "daterange",
+    "double",
+    "enum",
+    "monetary",
+    "org",
+    "people",
+    "phone",
+    "set",
+    "text",
+    "time",
+    "timerange",
+    "user",
+    "varchar",
+    "varchar_auto",
+    "visible_to",
+)
+#: Each entity's built-in fields in ``GET /v1/{kind}Fields``: key, name, field_type.
+BUILTIN_FIELDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "deal": (
+        ("title", "Title", "varchar"),
+        ("value", "Value", "monetary"),
+        ("currency", "Currency", "varchar"),
+        ("person_id", "Contact person", "people"),
+        ("org_id", "Organization", "org"),
+        ("pipeline_id", "Pipeline", "enum"),
+        ("stage_id", "Stage", "enum"),
+        ("status", "Status", "enum"),
+        ("user_id", "Owner", "user"),
+        ("expected_close_date", "Expected close date", "date"),
+        ("probability", "Probability", "double"),
+        ("lost_reason", "Lost reason", "varchar"),
+        ("visible_to", "Visible to", "visible_to"),
+        ("add_time", "Deal created", "date"),
+        ("update_time", "Update time", "date"),
+    ),
+    "person": (
+        ("name", "Name", "varchar"),
+        ("first_name", "First name", "varchar"),
+        ("last_name", "Last name", "varchar"),
+        ("org_id", "Organization", "org"),
+        ("email", "Email", "varchar"),
+        ("phone", "Phone", "phone"),
+        ("owner_id", "Owner", "user"),
+        ("job_title", "Job title", "varchar"),
+        ("birthday", "Birthday", "date"),
+        ("postal_address", "Postal address", "address"),
+        ("notes", "Notes", "text"),
+        ("marketing_status", "Marketing status", "enum"),
+        ("visible_to", "Visible to", "visible_to"),
+        ("add_time", "Person created", "date"),
+        ("update_time", "Update time", "date"),
+    ),
+    "organization": (
+        ("name", "Name", "varchar"),
+        ("owner_id", "Owner", "user"),
+        ("address", "Address", "address"),
+        ("website", "Website", "varchar"),
+        ("linkedin", "LinkedIn profile", "varchar"),
+        ("industry", "Industry", "enum"),
+        ("annual_revenue", "Annual revenue", "monetary"),
+        ("employee_count", "Number of employees", "double"),
+        ("visible_to", "Visible to", "visible_to"),
+        ("add_time", "Organization created", "date"),
+        ("update_time", "Update time", "date"),
+    ),
+}
 
 
 class PipedriveAccount(AccountBase):
@@ -136,6 +247,19 @@ class PipedriveAccount(AccountBase):
         self.persons: dict[int, Entity] = {}
         self.organizations: dict[int, Entity] = {}
         self.deals: dict[int, Entity] = {}
+        added = self.created.strftime("%Y-%m-%d %H:%M:%S")
+        #: Field definitions per entity kind (deal, person, organization), v1 Field JSON.
+        self.fields: dict[str, list[JSONDict]] = {
+            kind: [
+                field_json(n, key, name, field_type, added, custom=False)
+                for n, (key, name, field_type) in enumerate(builtin, start=1)
+            ]
+            for kind, builtin in BUILTIN_FIELDS.items()
+        }
+
+    def custom_field(self, kind: str, key: str) -> JSONDict | None:
+        """A created (custom) field of ``kind`` by its key."""
+        return next((f for f in self.fields[kind] if f["key"] == key and f["edit_flag"]), None)
 
     def user_ids(self) -> set[int]:
         """Valid owner ids."""
@@ -144,6 +268,122 @@ class PipedriveAccount(AccountBase):
     def stage(self, stage_id: int) -> JSONDict | None:
         """A stage by id."""
         return next((s for s in self.stages if s["id"] == stage_id), None)
+
+
+def field_json(
+    field_id: int, key: str, name: str, field_type: str, added: str, custom: bool
+) -> JSONDict:
+    """A field as ``GET /v1/dealFields`` lists it."""
+    return {
+        "id": field_id,
+        "key": key,
+        "name": name,
+        "order_nr": field_id,
+        "field_type": field_type,
+        "add_time": added,
+        "update_time": added,
+        "last_updated_by_user_id": None,
+        "created_by_user_id": None,
+        "active_flag": True,
+        "edit_flag": custom,
+        "index_visible_flag": True,
+        "details_visible_flag": True,
+        "add_visible_flag": True,
+        "important_flag": False,
+        "bulk_edit_allowed": True,
+        "searchable_flag": custom,
+        "filtering_allowed": True,
+        "sortable_flag": True,
+        "mandatory_flag": key in ("title", "name"),
+        "options": None,
+    }
+
+
+def _string(value: Any, name: str, limit: int) -> str | None:
+    """A nullable string field of at most ``limit`` characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _invalid(f"{name}: must be string")
+    if len(value) > limit:
+        raise _invalid(f"{name}: must NOT have more than {limit} characters")
+    return value
+
+
+_ADDRESS_PARTS = (
+    "value",
+    "country",
+    "admin_area_level_1",
+    "admin_area_level_2",
+    "locality",
+    "sublocality",
+    "route",
+    "street_number",
+    "subpremise",
+    "postal_code",
+)
+
+
+def _address(value: Any, name: str) -> JSONDict | None:
+    """A v2 address object (every part a string), or null."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid(f"{name}: must be object")
+    unknown = sorted(set(value) - set(_ADDRESS_PARTS))
+    if unknown:
+        raise _invalid(f"{name}: must NOT have additional properties: {', '.join(unknown)}")
+    for part, item in value.items():
+        if item is not None and not isinstance(item, str):
+            raise _invalid(f"{name}/{part}: must be string")
+    return {part: value.get(part) for part in _ADDRESS_PARTS}
+
+
+def _custom_value(definition: Mapping[str, Any], value: Any) -> Any:
+    """A value written to a created custom field, checked by its field_type."""
+    key, kind = definition["key"], definition["field_type"]
+    where = f"custom_fields/{key}"
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    option_ids = {o["id"] for o in definition.get("options") or []}
+    if kind in ("varchar", "varchar_auto", "phone", "text"):
+        limit = 65_535 if kind == "text" else 255
+        if not isinstance(value, str) or len(value) > limit:
+            raise _invalid(f"{where}: must be string of at most {limit} characters")
+    elif kind == "double":
+        if not number:
+            raise _invalid(f"{where}: must be number")
+    elif kind == "monetary":
+        if number:
+            return {"value": value, "currency": "USD"}
+        if (
+            not isinstance(value, dict)
+            or not isinstance(value.get("value"), int | float)
+            or isinstance(value.get("value"), bool)
+            or not isinstance(value.get("currency"), str)
+            or not _CURRENCY.fullmatch(value["currency"])
+        ):
+            raise _invalid(f"{where}: must be number or object with value and currency")
+        return {"value": value["value"], "currency": value["currency"]}
+    elif kind == "date":
+        if not isinstance(value, str) or not _DATE.fullmatch(value):
+            raise _invalid(f"{where}: must match format YYYY-MM-DD")
+    elif kind == "time":
+        if not isinstance(value, str) or not re.fullmatch(r"\d{2}:\d{2}(:\d{2})?", value):
+            raise _invalid(f"{where}: must match format HH:MM:SS")
+    elif kind == "enum":
+        if value not in option_ids or isinstance(value, bool):
+            raise _invalid(f"{where}: must be one of the option ids {sorted(option_ids)}")
+    elif kind == "set":
+        if not isinstance(value, list) or any(
+            v not in option_ids or isinstance(v, bool) for v in value
+        ):
+            raise _invalid(f"{where}: must be an array of option ids {sorted(option_ids)}")
+    elif kind in ("user", "org", "people"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise _invalid(f"{where}: must be integer")
+    elif kind == "address":
+        return _address(value, where)
+    return value
 
 
 def _error(status: int, message: str, code: str | None = None) -> ApiError:
@@ -185,10 +425,10 @@ def _query_int(req: Request, name: str) -> int | None:
     raw = req.arg(name)
     if raw is None or raw == "":
         return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise _invalid(f"{name}: must be integer") from None
+    value = ascii_int(raw.removeprefix("-"))
+    if value is None:
+        raise _invalid(f"{name}: must be integer")
+    return -value if raw.startswith("-") else value
 
 
 def _page(req: Request, items: list[Any]) -> tuple[list[Any], JSONDict]:
@@ -326,9 +566,21 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
     def build_routes(self) -> list[Route[PipedriveAccount]]:
         """All Pipedrive endpoints the fake serves."""
         R = Route[PipedriveAccount]
+        # The v1 routes under /v1 (api.pipedrive.com) and /api/v1 (company-domain URLs).
+        v1: list[Route[PipedriveAccount]] = []
+        for prefix in ("/v1", "/api/v1"):
+            v1 += [
+                R("GET", f"{prefix}/users/me", self.users_me),
+                R("GET", f"{prefix}/users", self.list_users),
+            ]
+            for kind in BUILTIN_FIELDS:
+                v1 += [
+                    R("GET", f"{prefix}/{kind}Fields", self._fields_lister(kind)),
+                    R("POST", f"{prefix}/{kind}Fields", self._fields_creator(kind)),
+                    R("GET", f"{prefix}/{kind}Fields/{{id}}", self._field_getter(kind)),
+                ]
         return [
-            R("GET", "/v1/users/me", self.users_me),
-            R("GET", "/v1/users", self.list_users),
+            *v1,
             R("GET", "/api/v2/pipelines", self.list_pipelines),
             R("GET", "/api/v2/pipelines/{id}", self.get_pipeline),
             R("GET", "/api/v2/stages", self.list_stages),
@@ -338,12 +590,104 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
             R("GET", "/api/v2/deals/search", self.search_deals),
             R("POST", "/api/v2/persons", self.create_person),
             R("GET", "/api/v2/persons/{id}", self._getter("persons", "Person")),
+            R(
+                "PATCH",
+                "/api/v2/persons/{id}",
+                self._updater("persons", "Person", self._apply_person),
+            ),
             R("POST", "/api/v2/organizations", self.create_organization),
             R("GET", "/api/v2/organizations/{id}", self._getter("organizations", "Organization")),
+            R(
+                "PATCH",
+                "/api/v2/organizations/{id}",
+                self._updater("organizations", "Organization", self._apply_organization),
+            ),
             R("POST", "/api/v2/deals", self.create_deal),
             R("GET", "/api/v2/deals/{id}", self._getter("deals", "Deal")),
-            R("PATCH", "/api/v2/deals/{id}", self.update_deal),
+            R("PATCH", "/api/v2/deals/{id}", self._updater("deals", "Deal", self._apply_deal)),
         ]
+
+    # ----------------------------------------------------------------- fields (v1)
+
+    def _fields_lister(self, kind: str) -> Callable[[Ctx[PipedriveAccount]], Response]:
+        def list_fields(ctx: Ctx[PipedriveAccount]) -> Response:
+            """``GET /v1/{kind}Fields`` with v1 ``start``/``limit`` pagination."""
+            start = _query_int(ctx.request, "start") or 0
+            limit = _query_int(ctx.request, "limit") or 100
+            if start < 0 or not 1 <= limit <= 500:
+                raise _invalid("start must be >= 0 and limit between 1 and 500")
+            fields = ctx.account.fields[kind]
+            more = start + limit < len(fields)
+            pagination: JSONDict = {
+                "start": start,
+                "limit": limit,
+                "more_items_in_collection": more,
+            }
+            if more:
+                pagination["next_start"] = start + limit
+            return _ok(fields[start : start + limit], {"pagination": pagination})
+
+        return list_fields
+
+    def _field_getter(self, kind: str) -> Callable[[Ctx[PipedriveAccount]], Response]:
+        def get_field(ctx: Ctx[PipedriveAccount]) -> Response:
+            """``GET /v1/{kind}Fields/{id}``."""
+            wanted = self._path_id(ctx)
+            found = next((f for f in ctx.account.fields[kind] if f["id"] == wanted), None)
+            if found is None:
+                raise _error(404, "Field not found")
+            return _ok(found)
+
+        return get_field
+
+    def _fields_creator(self, kind: str) -> Callable[[Ctx[PipedriveAccount]], Response]:
+        def create_field(ctx: Ctx[PipedriveAccount]) -> Response:
+            """``POST /v1/{kind}Fields``: a custom field with a generated 40-hex ``key``."""
+            body = ctx.json_object()
+            name = body.get("name")
+            if not isinstance(name, str) or not name.strip():
+                raise _invalid("name: required, must be non-empty string")
+            field_type = body.get("field_type")
+            if field_type not in FIELD_TYPES:
+                raise _invalid(
+                    "field_type: must be equal to one of the allowed values: "
+                    + ", ".join(FIELD_TYPES)
+                )
+            raw_options = body.get("options")
+            options: list[JSONDict] | None = None
+            if field_type in ("enum", "set"):
+                if not isinstance(raw_options, list) or not raw_options:
+                    raise _invalid(f"options: required for field_type {field_type}")
+                options = []
+                for n, option in enumerate(raw_options):
+                    if not isinstance(option, dict) or not isinstance(option.get("label"), str):
+                        raise _invalid(f"options/{n}: must be object with a string label")
+                    options.append({"id": next(self._ids), "label": option["label"]})
+            elif raw_options is not None and not isinstance(raw_options, list):
+                raise _invalid("options: must be array")
+            add_visible = body.get("add_visible_flag", True)
+            if not isinstance(add_visible, bool):
+                raise _invalid("add_visible_flag: must be boolean")
+            fields = ctx.account.fields[kind]
+            field = field_json(
+                max(f["id"] for f in fields) + 1,
+                secrets.token_hex(20),
+                name,
+                field_type,
+                utcnow().strftime("%Y-%m-%d %H:%M:%S"),
+                custom=True,
+            )
+            me = ctx.account.users[0]["id"]
+            field.update(
+                options=options,
+                add_visible_flag=add_visible,
+                created_by_user_id=me,
+                last_updated_by_user_id=me,
+            )
+            fields.append(field)
+            return _ok(field)
+
+        return create_field
 
     # ----------------------------------------------------------------- users, pipelines
 
@@ -366,6 +710,8 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
         """``GET /v1/users`` with v1 ``start``/``limit`` pagination."""
         start = _query_int(ctx.request, "start") or 0
         limit = _query_int(ctx.request, "limit") or 100
+        if start < 0 or not 1 <= limit <= 500:
+            raise _invalid("start must be >= 0 and limit between 1 and 500")
         users = [dict(u, is_you=n == 0) for n, u in enumerate(ctx.account.users)]
         page = users[start : start + limit]
         more = start + limit < len(users)
@@ -407,10 +753,10 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
 
     @staticmethod
     def _path_id(ctx: Ctx[PipedriveAccount]) -> int:
-        raw = ctx.params["id"]
-        if not raw.isdigit():
+        value = ascii_int(ctx.params["id"])
+        if value is None:
             raise _invalid("id: must be integer")
-        return int(raw)
+        return value
 
     def _getter(self, attr: str, label: str) -> Callable[[Ctx[PipedriveAccount]], Response]:
         def get(ctx: Ctx[PipedriveAccount]) -> Response:
@@ -428,7 +774,12 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
             raise _invalid(f"must NOT have additional properties: {', '.join(unknown)}")
 
     @staticmethod
-    def _custom_fields(raw: Any, current: Mapping[str, Any] | None = None) -> JSONDict:
+    def _custom_fields(
+        account: PipedriveAccount, kind: str, raw: Any, current: Mapping[str, Any] | None
+    ) -> JSONDict:
+        """``custom_fields`` merged onto ``current`` (null removes a value). Values of
+        created fields are checked by their field_type; other keys are stored as given
+        (existing tests and the runner write ``agency_crm_key`` without creating it)."""
         if raw is None:
             return dict(current or {})
         if not isinstance(raw, dict):
@@ -437,8 +788,11 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
         for key, value in raw.items():
             if value is None:
                 merged.pop(key, None)
-            else:
-                merged[key] = value
+                continue
+            definition = account.custom_field(kind, key)
+            if definition is not None:
+                value = _custom_value(definition, value)
+            merged[key] = value
         return merged
 
     def _owner(self, account: PipedriveAccount, body: Mapping[str, Any]) -> int | None:
@@ -478,39 +832,134 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
 
     # ----------------------------------------------------------------- persons, organizations
 
+    def _apply_common(
+        self, ctx: Ctx[PipedriveAccount], kind: str, body: Mapping[str, Any], data: JSONDict
+    ) -> None:
+        """The fields persons, organizations and deals share: owner, visibility, labels,
+        add_time and custom fields."""
+        if "owner_id" in body:
+            data["owner_id"] = self._owner(ctx.account, body) or data["owner_id"]
+        if "visible_to" in body:
+            visible = body["visible_to"]
+            if visible not in VISIBLE_TO or isinstance(visible, bool):
+                raise _invalid("visible_to: must be equal to one of the allowed values: 1, 3, 5, 7")
+            data["visible_to"] = visible
+        if "label_ids" in body:
+            labels = body["label_ids"]
+            if not isinstance(labels, list) or not all(
+                isinstance(n, int) and not isinstance(n, bool) for n in labels
+            ):
+                raise _invalid("label_ids: must be array of integers")
+            data["label_ids"] = labels
+        if "add_time" in body:
+            added = body["add_time"]
+            if not isinstance(added, str) or not _DATETIME.fullmatch(added):
+                raise _invalid("add_time: must match format YYYY-MM-DD HH:MM:SS or RFC 3339")
+            data["add_time"] = added.replace(" ", "T") + ("" if added.endswith("Z") else "Z")
+        if "custom_fields" in body:
+            data["custom_fields"] = self._custom_fields(
+                ctx.account, kind, body["custom_fields"], data.get("custom_fields")
+            )
+
+    def _apply_person(
+        self, ctx: Ctx[PipedriveAccount], body: Mapping[str, Any], person: JSONDict
+    ) -> None:
+        """Validate ``body`` and apply it to ``person`` (new or a copy of an existing one)."""
+        self._check_keys(body, PERSON_FIELDS)
+        if "name" in body:
+            name = body["name"]
+            if not isinstance(name, str) or not name.strip():
+                raise _invalid("name: must be non-empty string")
+            person["name"] = name
+            person["first_name"], person["last_name"] = self._name_parts(name)
+        if "org_id" in body:
+            person["org_id"] = self._ref(ctx.account.organizations, body, "org_id")
+        for key in ("emails", "phones", "im"):
+            if key in body:
+                person[key] = self._contact_list(body[key], key)
+        if "postal_address" in body:
+            person["postal_address"] = _address(body["postal_address"], "postal_address")
+        for key, limit in (("notes", 10_000), ("job_title", 255)):
+            if key in body:
+                person[key] = _string(body[key], key, limit)
+        if "birthday" in body:
+            birthday = body["birthday"]
+            if birthday is not None and (
+                not isinstance(birthday, str) or not _DATE.fullmatch(birthday)
+            ):
+                raise _invalid("birthday: must match format YYYY-MM-DD")
+            person["birthday"] = birthday
+        if "marketing_status" in body:
+            status = body["marketing_status"]
+            if status not in MARKETING_STATUSES:
+                raise _invalid(
+                    "marketing_status: must be equal to one of the allowed values: "
+                    + ", ".join(MARKETING_STATUSES)
+                )
+            person["marketing_status"] = status
+        self._apply_common(ctx, "person", body, person)
+        person["update_time"] = iso_seconds_z(utcnow())
+
+    def _apply_organization(
+        self, ctx: Ctx[PipedriveAccount], body: Mapping[str, Any], org: JSONDict
+    ) -> None:
+        """Validate ``body`` and apply it to ``org`` (new or a copy of an existing one)."""
+        self._check_keys(body, ORG_FIELDS)
+        if "name" in body:
+            name = body["name"]
+            if not isinstance(name, str) or not name.strip():
+                raise _invalid("name: must be non-empty string")
+            org["name"] = name
+        if "address" in body:
+            org["address"] = _address(body["address"], "address")
+        for key in ("website", "linkedin"):
+            if key in body:
+                org[key] = _string(body[key], key, 2048)
+        for key in ("industry", "annual_revenue", "employee_count"):
+            if key in body:
+                value = _int_field(body, key)
+                if value is not None and value < 0:
+                    raise _invalid(f"{key}: must be >= 0")
+                org[key] = value
+        self._apply_common(ctx, "organization", body, org)
+        org["update_time"] = iso_seconds_z(utcnow())
+
     def create_person(self, ctx: Ctx[PipedriveAccount]) -> Response:
-        """``POST /api/v2/persons``."""
+        """``POST /api/v2/persons`` (``name`` required)."""
         body = ctx.json_object()
         self._check_keys(body, PERSON_FIELDS)
         name = body.get("name")
         if not isinstance(name, str) or not name.strip():
             raise _invalid("name: required, must be non-empty string")
         account = ctx.account
-        owner = self._owner(account, body) or account.users[0]["id"]
-        org_id = self._ref(account.organizations, body, "org_id")
         stamp = iso_seconds_z(utcnow())
-        first, last = self._name_parts(name)
-        person_id = next(self._ids)
-        entity = Entity(
-            {
-                "id": person_id,
-                "name": name,
-                "first_name": first,
-                "last_name": last,
-                "owner_id": owner,
-                "org_id": org_id,
-                "add_time": stamp,
-                "update_time": stamp,
-                "emails": self._contact_list(body.get("emails"), "emails"),
-                "phones": self._contact_list(body.get("phones"), "phones"),
-                "is_deleted": False,
-                "visible_to": body.get("visible_to", 3),
-                "label_ids": body.get("label_ids", []),
-                "picture_id": None,
-                "custom_fields": self._custom_fields(body.get("custom_fields")),
-            }
-        )
-        account.persons[person_id] = entity
+        person: JSONDict = {
+            "id": 0,
+            "name": name,
+            "first_name": "",
+            "last_name": "",
+            "owner_id": account.users[0]["id"],
+            "org_id": None,
+            "add_time": stamp,
+            "update_time": stamp,
+            "emails": [],
+            "phones": [],
+            "is_deleted": False,
+            "visible_to": 3,
+            "label_ids": [],
+            "picture_id": None,
+            "postal_address": None,
+            "notes": None,
+            "im": [],
+            "birthday": None,
+            "job_title": None,
+            "marketing_status": None,
+            "custom_fields": {},
+        }
+        self._apply_person(ctx, body, person)
+        person["id"] = next(self._ids)
+        entity = Entity(person)
+        account.persons[person["id"]] = entity
         entity.reindex(ctx.searchable_from())
         return _ok(entity.data)
 
@@ -522,26 +971,51 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
         if not isinstance(name, str) or not name.strip():
             raise _invalid("name: required, must be non-empty string")
         account = ctx.account
-        owner = self._owner(account, body) or account.users[0]["id"]
         stamp = iso_seconds_z(utcnow())
-        org_id = next(self._ids)
-        entity = Entity(
-            {
-                "id": org_id,
-                "name": name,
-                "owner_id": owner,
-                "add_time": stamp,
-                "update_time": stamp,
-                "address": body.get("address"),
-                "is_deleted": False,
-                "visible_to": body.get("visible_to", 3),
-                "label_ids": body.get("label_ids", []),
-                "custom_fields": self._custom_fields(body.get("custom_fields")),
-            }
-        )
-        account.organizations[org_id] = entity
+        org: JSONDict = {
+            "id": 0,
+            "name": name,
+            "owner_id": account.users[0]["id"],
+            "add_time": stamp,
+            "update_time": stamp,
+            "address": None,
+            "is_deleted": False,
+            "visible_to": 3,
+            "label_ids": [],
+            "website": None,
+            "linkedin": None,
+            "industry": None,
+            "annual_revenue": None,
+            "employee_count": None,
+            "custom_fields": {},
+        }
+        self._apply_organization(ctx, body, org)
+        org["id"] = next(self._ids)
+        entity = Entity(org)
+        account.organizations[org["id"]] = entity
         entity.reindex(ctx.searchable_from())
         return _ok(entity.data)
+
+    def _updater(
+        self,
+        attr: str,
+        label: str,
+        apply: Callable[[Ctx[PipedriveAccount], JSONDict, JSONDict], None],
+    ) -> Callable[[Ctx[PipedriveAccount]], Response]:
+        """``PATCH /api/v2/{persons,organizations,deals}/{id}``: validated on a copy, so a
+        400 changes nothing."""
+
+        def update(ctx: Ctx[PipedriveAccount]) -> Response:
+            entity = getattr(ctx.account, attr).get(self._path_id(ctx))
+            if entity is None:
+                raise _error(404, f"{label} not found")
+            updated = copy.deepcopy(entity.data)
+            apply(ctx, ctx.json_object(), updated)
+            entity.data = updated
+            entity.reindex(ctx.searchable_from())
+            return _ok(updated)
+
+        return update
 
     # ----------------------------------------------------------------- deals
 
@@ -557,8 +1031,6 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
             if not isinstance(title, str) or not title.strip():
                 raise _invalid("title: must be non-empty string")
             deal["title"] = title
-        if "owner_id" in body:
-            deal["owner_id"] = self._owner(account, body) or deal["owner_id"]
         if "person_id" in body:
             deal["person_id"] = self._ref(account.persons, body, "person_id")
         if "org_id" in body:
@@ -588,13 +1060,14 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
             if date is not None and (not isinstance(date, str) or not _DATE.fullmatch(date)):
                 raise _invalid("expected_close_date: must match format YYYY-MM-DD")
             deal["expected_close_date"] = date
-        if "custom_fields" in body:
-            deal["custom_fields"] = self._custom_fields(
-                body["custom_fields"], deal["custom_fields"]
-            )
-        for key in ("visible_to", "label_ids", "is_archived"):
+        for key in ("is_archived", "is_deleted"):
             if key in body:
+                if not isinstance(body[key], bool):
+                    raise _invalid(f"{key}: must be boolean")
                 deal[key] = body[key]
+        if "archive_time" in body:
+            deal["archive_time"] = _string(body["archive_time"], "archive_time", 64)
+        self._apply_common(ctx, "deal", body, deal)
         self._apply_status(body, deal, stamp)
         deal["update_time"] = stamp
 
@@ -697,18 +1170,6 @@ class PipedriveApp(VendorApp[PipedriveAccount]):
         ctx.account.deals[deal["id"]] = entity
         entity.reindex(ctx.searchable_from())
         return _ok(deal)
-
-    def update_deal(self, ctx: Ctx[PipedriveAccount]) -> Response:
-        """``PATCH /api/v2/deals/{id}`` (validated on a copy, so a 400 changes nothing)."""
-        entity = ctx.account.deals.get(self._path_id(ctx))
-        if entity is None:
-            raise _error(404, "Deal not found")
-        body = ctx.json_object()
-        updated = dict(entity.data)
-        self._apply_deal(ctx, body, updated)
-        entity.data = updated
-        entity.reindex(ctx.searchable_from())
-        return _ok(updated)
 
     # ----------------------------------------------------------------- search
 
