@@ -628,20 +628,32 @@ CREATE FUNCTION crm.disconnect_crm(p_client_id uuid, p_reason text DEFAULT NULL:
     SET search_path TO ''
     AS $$
 DECLARE
-    v_live crm.client_crm_configs%ROWTYPE;
+    -- The live config, without its secret columns (crm_api may not read them).
+    v_live_id uuid;
+    v_live_type text;
     v_skipped integer;
 BEGIN
+    IF p_client_id IS NULL THEN
+        RAISE EXCEPTION 'crm.disconnect_crm: p_client_id must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the id of the client whose CRM to disconnect (crm.clients.id).';
+    END IF;
     PERFORM crm_private.connection_lock(p_client_id);
-    SELECT cfg.* INTO v_live
+    SELECT cfg.id, cfg.crm_type INTO v_live_id, v_live_type
     FROM crm.client_crm_configs AS cfg
     WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
     FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'no_data_found',
-            MESSAGE = pg_catalog.format('client %s has no CRM connected', p_client_id),
-            HINT = 'Nothing to disconnect: agency-crm crm config show --client '
-                || coalesce(p_client_id::text, '<client>') || ' tells what is configured.';
+            MESSAGE = pg_catalog.format(
+                'crm.disconnect_crm: client %s has no CRM connected', p_client_id
+            ),
+            HINT = pg_catalog.format(
+                'Nothing to disconnect: agency-crm crm config show --client %s tells what is '
+                'configured (GET /api/v1/crm/config).',
+                p_client_id
+            );
     END IF;
 
     -- The pushes first: the config leaving error would release held pushes otherwise.
@@ -649,8 +661,8 @@ BEGIN
     SET status = 'skipped',
         finished_at = pg_catalog.clock_timestamp(),
         last_error = pg_catalog.left(coalesce(
-            p_reason,
-            pg_catalog.format('skipped: the client disconnected its CRM (%s)', v_live.crm_type)
+            nullif(pg_catalog.btrim(p_reason), ''),
+            pg_catalog.format('skipped: the client disconnected its CRM (%s)', v_live_type)
         ), 2000)
     WHERE q.client_id = p_client_id AND q.status IN ('pending', 'held');
     GET DIAGNOSTICS v_skipped = ROW_COUNT;
@@ -663,7 +675,7 @@ BEGIN
         oauth_refresh_token = NULL,
         oauth_expires_at = NULL,
         last_error = NULL
-    WHERE cfg.id = v_live.id;
+    WHERE cfg.id = v_live_id;
     RETURN v_skipped;
 END;
 $$;
@@ -676,7 +688,8 @@ COMMENT ON FUNCTION crm.disconnect_crm(p_client_id uuid, p_reason text) IS 'Disc
 its credentials; its pending and held pushes become skipped, with p_reason (or "the client
 disconnected its CRM") as their last_error. A push already in flight finishes. Disconnecting
 again skips nothing more. Connecting later starts a new config (crm.save_crm_connection).
-Returns how many pushes were skipped; no live config: 02000 (no_data_found).';
+Returns how many pushes were skipped. No live config: P0002 (no_data_found); a NULL
+p_client_id: 22023.';
 
 --
 -- Name: finish_push(uuid, bigint, text, text, text, text); Type: FUNCTION; Schema: crm; Owner: -
@@ -4020,45 +4033,33 @@ CREATE FUNCTION crm.save_crm_connection(p_client_id uuid, p_crm_type text, p_api
     SET search_path TO ''
     AS $_$
 DECLARE
-    v_live crm.client_crm_configs%ROWTYPE;
+    -- The live config, without its secret columns (crm_api may not read them).
+    v_live_id uuid;
+    v_live_type text;
+    v_live_active boolean;
+    v_config uuid;
 BEGIN
     IF p_client_id IS NULL OR p_crm_type IS NULL THEN
         RAISE EXCEPTION USING
-            ERRCODE = 'null_value_not_allowed',
+            ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format(
-                'crm.save_crm_connection: %s is NULL, but it is required',
+                'crm.save_crm_connection: %s must not be NULL',
                 CASE WHEN p_client_id IS NULL THEN 'p_client_id' ELSE 'p_crm_type' END
             ),
-            HINT = 'Name the client and its CRM (hubspot, pipedrive or close).';
+            HINT = 'Name the client (crm.clients.id) and its CRM (hubspot, pipedrive or close).';
     END IF;
     PERFORM crm_private.connection_lock(p_client_id);
 
-    SELECT cfg.* INTO v_live
+    SELECT cfg.id, cfg.crm_type, cfg.is_active
+    INTO v_live_id, v_live_type, v_live_active
     FROM crm.client_crm_configs AS cfg
     WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
     FOR UPDATE;
 
-    IF FOUND AND v_live.is_active AND v_live.crm_type <> p_crm_type THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'unique_violation',
-            MESSAGE = pg_catalog.format(
-                'client %s is already connected to %s (config %s): a client has one CRM',
-                p_client_id, v_live.crm_type, v_live.id
-            ),
-            DETAIL = pg_catalog.format(
-                'Connecting %s was refused; nothing was changed.', p_crm_type
-            ),
-            HINT = pg_catalog.format(
-                'Disconnect %1$s first (agency-crm crm disconnect --client %2$s, or DELETE '
-                '/api/v1/crm/disconnect), then connect %3$s.',
-                v_live.crm_type, p_client_id, p_crm_type
-            ),
-            TABLE = 'client_crm_configs', SCHEMA = 'crm',
-            CONSTRAINT = 'client_crm_configs_client_id_key';
-    END IF;
-
-    IF FOUND AND v_live.is_active THEN
-        -- The same CRM again: new credentials, the settings chosen so far kept.
+    IF v_live_active AND v_live_type = p_crm_type THEN
+        -- The same CRM again: new credentials, the settings chosen so far kept. A value the
+        -- config refuses (validate trigger: 23514) is refused naming the column and the value
+        -- given, so p_external_key_fields merges into the stored keys only when it is an object.
         UPDATE crm.client_crm_configs AS cfg
         SET api_key = p_api_key,
             oauth_access_token = p_oauth_access_token,
@@ -4066,38 +4067,70 @@ BEGIN
             oauth_expires_at = p_oauth_expires_at,
             hubspot_portal_id = p_hubspot_portal_id,
             api_base_url = p_api_base_url,
-            external_key_fields = cfg.external_key_fields || coalesce(p_external_key_fields, '{}'),
+            external_key_fields = CASE
+                WHEN p_external_key_fields IS NULL THEN cfg.external_key_fields
+                WHEN pg_catalog.jsonb_typeof(p_external_key_fields) = 'object'
+                    THEN cfg.external_key_fields || p_external_key_fields
+                ELSE p_external_key_fields
+            END,
             pipeline_id = coalesce(cfg.pipeline_id, p_pipeline_id),
             stage_id = coalesce(cfg.stage_id, p_stage_id),
             owner_id = coalesce(cfg.owner_id, p_owner_id),
             connection_status = 'connected',
             last_error = NULL
-        WHERE cfg.id = v_live.id;
-        RETURN QUERY SELECT v_live.id, TRUE;
+        WHERE cfg.id = v_live_id;
+        RETURN QUERY SELECT v_live_id, TRUE;
         RETURN;
     END IF;
 
-    IF FOUND THEN
+    IF v_live_id IS NOT NULL AND NOT v_live_active THEN
         -- A disconnected config: kept as history; the new connection starts clean (its own
         -- CRM id map, no pushes of the old one).
         UPDATE crm.client_crm_configs AS cfg
         SET deleted_at = pg_catalog.now()
-        WHERE cfg.id = v_live.id;
+        WHERE cfg.id = v_live_id;
     END IF;
 
-    RETURN QUERY
-    INSERT INTO crm.client_crm_configs AS cfg (
-        client_id, crm_type, api_key, oauth_access_token, oauth_refresh_token,
-        oauth_expires_at, hubspot_portal_id, api_base_url, external_key_fields, pipeline_id,
-        stage_id, owner_id, is_active, connection_status
-    )
-    VALUES (
-        p_client_id, p_crm_type, p_api_key, p_oauth_access_token, p_oauth_refresh_token,
-        p_oauth_expires_at, p_hubspot_portal_id, p_api_base_url,
-        coalesce(p_external_key_fields, '{}'), p_pipeline_id, p_stage_id, p_owner_id, TRUE,
-        'connected'
-    )
-    RETURNING cfg.id, FALSE;
+    -- With another CRM live and active, this INSERT is refused by the validate trigger: first
+    -- for a value it refuses (an unknown crm_type, a secret that is not an envelope, ...: 23514,
+    -- naming the column), else as a second live config (23505), which is told here in the
+    -- caller's terms: the CRM connected, and how to disconnect it.
+    BEGIN
+        INSERT INTO crm.client_crm_configs AS cfg (
+            client_id, crm_type, api_key, oauth_access_token, oauth_refresh_token,
+            oauth_expires_at, hubspot_portal_id, api_base_url, external_key_fields, pipeline_id,
+            stage_id, owner_id, is_active, connection_status
+        )
+        VALUES (
+            p_client_id, p_crm_type, p_api_key, p_oauth_access_token, p_oauth_refresh_token,
+            p_oauth_expires_at, p_hubspot_portal_id, p_api_base_url,
+            coalesce(p_external_key_fields, '{}'), p_pipeline_id, p_stage_id, p_owner_id, TRUE,
+            'connected'
+        )
+        RETURNING cfg.id INTO v_config;
+    EXCEPTION
+        WHEN unique_violation THEN
+            IF v_live_active IS NOT TRUE THEN
+                RAISE;  -- not about the config read above (a write that took no lock)
+            END IF;
+            RAISE EXCEPTION USING
+                ERRCODE = 'unique_violation',
+                MESSAGE = pg_catalog.format(
+                    'client %s is already connected to %s (config %s): a client has one CRM',
+                    p_client_id, v_live_type, v_live_id
+                ),
+                DETAIL = pg_catalog.format(
+                    'Connecting %s was refused; nothing was changed.', p_crm_type
+                ),
+                HINT = pg_catalog.format(
+                    'Disconnect %1$s first (agency-crm crm disconnect --client %2$s, or DELETE '
+                    '/api/v1/crm/disconnect), then connect %3$s.',
+                    v_live_type, p_client_id, p_crm_type
+                ),
+                COLUMN = 'client_id', TABLE = 'client_crm_configs', SCHEMA = 'crm',
+                CONSTRAINT = 'client_crm_configs_client_id_key';
+    END;
+    RETURN QUERY SELECT v_config, FALSE;
 END;
 $_$;
 
@@ -4107,11 +4140,12 @@ $_$;
 
 COMMENT ON FUNCTION crm.save_crm_connection(p_client_id uuid, p_crm_type text, p_api_key text, p_oauth_access_token text, p_oauth_refresh_token text, p_oauth_expires_at timestamp with time zone, p_hubspot_portal_id text, p_api_base_url text, p_external_key_fields jsonb, p_pipeline_id text, p_stage_id text, p_owner_id text) IS 'Save a CRM connection whose credentials were just tested against the CRM (agency-crm crm
 connect, POST /api/v1/crm/connect/...): secrets as encrypted envelopes. One CRM per client: a
-live, active config of another CRM is refused (23505, naming it, with how to disconnect). The
+live, active config of another CRM is refused (23505, naming it, with how to disconnect;
+a value the config refuses, such as an unknown crm_type, is refused first: 23514). The
 same CRM again replaces the credentials and keeps the pipeline, stage and owner already chosen
 (the p_ ones fill those not set). A disconnected config is soft-deleted and a new one inserted,
 so the new connection starts clean. The config is marked connected. Returns its id and whether
-an active config was replaced.';
+an active config was replaced. A NULL p_client_id or p_crm_type: 22023.';
 
 --
 -- Name: client_crm_configs; Type: TABLE; Schema: crm; Owner: -
