@@ -102,6 +102,17 @@ CREATE FUNCTION crm.authenticate_api_token(p_token_hash bytea) RETURNS TABLE(tok
     SET search_path TO ''
     AS $$
 BEGIN
+    IF p_token_hash IS NULL OR pg_catalog.octet_length(p_token_hash) <> 32 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format(
+                'crm.authenticate_api_token: p_token_hash must be a SHA-256 digest (32 bytes), '
+                'got %s',
+                coalesce(pg_catalog.octet_length(p_token_hash) || ' bytes', 'NULL')
+            ),
+            HINT = 'Pass sha256() of the bearer token; a request without one is refused before '
+                'it gets here.';
+    END IF;
     RETURN QUERY
     UPDATE crm_private.api_tokens AS t
     SET last_used_at = pg_catalog.now()
@@ -124,7 +135,7 @@ $$;
 
 COMMENT ON FUNCTION crm.authenticate_api_token(p_token_hash bytea) IS 'The API token with this SHA-256 digest, if it exists and is not revoked: its id and its client
 (NULL: agency-wide). No row: the token is refused. Notes when it was used, at most once a
-minute.
+minute. A p_token_hash that is NULL or not 32 bytes: 22023.
 SECURITY DEFINER: the API authenticates a request before it knows its client, and its role
 reads no token digests.';
 
@@ -255,16 +266,69 @@ p_client_id: 22023.';
 CREATE FUNCTION crm.begin_oauth_state(p_client_id uuid, p_state_hash bytea, p_redirect_uri text, p_api_base_url text DEFAULT NULL::text) RETURNS timestamp with time zone
     LANGUAGE plpgsql
     SET search_path TO ''
-    AS $$
+    AS $_$
 DECLARE
+    -- What oauth_states_redirect_uri_check and oauth_states_api_base_url_check accept.
+    c_url CONSTANT text := '^https?://[^[:space:]/]+(/[^[:space:]]*)?$';
     v_expires timestamptz;
 BEGIN
-    INSERT INTO crm_private.oauth_states AS s (client_id, state_hash, redirect_uri, api_base_url)
-    VALUES (p_client_id, p_state_hash, p_redirect_uri, p_api_base_url)
-    RETURNING s.expires_at INTO v_expires;
+    IF p_client_id IS NULL THEN
+        RAISE EXCEPTION 'crm.begin_oauth_state: p_client_id must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the id of the client connecting its HubSpot (crm.clients.id).';
+    END IF;
+    -- The digest is a secret's: its length is told, never its bytes.
+    IF p_state_hash IS NULL OR pg_catalog.octet_length(p_state_hash) <> 32 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format(
+                'crm.begin_oauth_state: p_state_hash must be a SHA-256 digest (32 bytes), '
+                'got %s',
+                coalesce(pg_catalog.octet_length(p_state_hash) || ' bytes', 'NULL')
+            ),
+            HINT = 'Pass sha256() of the random state parameter, never the state itself.';
+    END IF;
+    IF p_redirect_uri IS NULL OR p_redirect_uri !~ c_url THEN
+        RAISE EXCEPTION 'crm.begin_oauth_state: p_redirect_uri % is not an http(s) URL',
+            crm_private.refusal_value(p_redirect_uri)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the callback URL the authorisation URL names, e.g. '
+                      'https://agency.example/api/v1/crm/callback/hubspot.';
+    END IF;
+    IF p_api_base_url !~ c_url THEN
+        RAISE EXCEPTION 'crm.begin_oauth_state: p_api_base_url % is not an http(s) URL',
+            crm_private.refusal_value(p_api_base_url)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the root of the HubSpot API, e.g. https://api.hubapi.com, or '
+                      'NULL for HubSpot''s own.';
+    END IF;
+    -- Under row-level security another client is not there: it is refused as one that does
+    -- not exist.
+    IF NOT EXISTS (
+        SELECT 1 FROM crm.clients AS c WHERE c.id = p_client_id AND c.deleted_at IS NULL
+    ) THEN
+        RAISE EXCEPTION 'crm.begin_oauth_state: p_client_id % is not a client', p_client_id
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'Pass the id of a live row of crm.clients.',
+                  CONSTRAINT = 'oauth_states_client_id_fkey';
+    END IF;
+
+    BEGIN
+        INSERT INTO crm_private.oauth_states AS s (
+            client_id, state_hash, redirect_uri, api_base_url
+        )
+        VALUES (p_client_id, p_state_hash, p_redirect_uri, p_api_base_url)
+        RETURNING s.expires_at INTO v_expires;
+    EXCEPTION
+        WHEN unique_violation THEN
+            RAISE EXCEPTION 'crm.begin_oauth_state: this p_state_hash is stored already'
+                USING ERRCODE = 'unique_violation',
+                      HINT = 'A state is single-use: generate a new random one for every flow.',
+                      CONSTRAINT = 'oauth_states_state_hash_key';
+    END;
     RETURN v_expires;
 END;
-$$;
+$_$;
 
 --
 -- Name: FUNCTION begin_oauth_state(p_client_id uuid, p_state_hash bytea, p_redirect_uri text, p_api_base_url text); Type: COMMENT; Schema: crm; Owner: -
@@ -273,7 +337,10 @@ $$;
 COMMENT ON FUNCTION crm.begin_oauth_state(p_client_id uuid, p_state_hash bytea, p_redirect_uri text, p_api_base_url text) IS 'Start a HubSpot OAuth flow for a client: store the digest of its random state parameter (the
 state itself never reaches the database), the redirect URI and the API root, single-use,
 expiring in ten minutes. Returns when it expires. The callback consumes it with
-crm.consume_oauth_state.';
+crm.consume_oauth_state. Refused: a NULL p_client_id, a p_state_hash that is not 32 bytes, a
+p_redirect_uri or p_api_base_url that is not an http(s) URL (22023); a client that does not
+exist, or is not the one of crm.client_id under row-level security (23503); a state stored
+already (23505).';
 
 --
 -- Name: claim_crm_create(uuid, uuid, text, text, uuid, interval); Type: FUNCTION; Schema: crm; Owner: -
@@ -590,11 +657,26 @@ DECLARE
     v_base text;
     v_expires timestamptz;
     v_used timestamptz;
-    v_caller uuid := coalesce(
-        p_client_id,
-        nullif(pg_catalog.current_setting('crm.client_id', TRUE), '')::uuid
-    );
+    -- The client the transaction acts for (row-level security's), which an argument cannot
+    -- widen: naming another client gets nothing of either.
+    v_acting uuid := nullif(pg_catalog.current_setting('crm.client_id', TRUE), '')::uuid;
+    v_caller uuid := coalesce(v_acting, p_client_id);
 BEGIN
+    IF p_state_hash IS NULL OR pg_catalog.octet_length(p_state_hash) <> 32 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format(
+                'crm.consume_oauth_state: p_state_hash must be a SHA-256 digest (32 bytes), '
+                'got %s',
+                coalesce(pg_catalog.octet_length(p_state_hash) || ' bytes', 'NULL')
+            ),
+            HINT = 'Pass sha256() of the callback''s state parameter; a callback without one '
+                'is refused before it gets here.';
+    END IF;
+    IF p_client_id <> v_acting THEN
+        RETURN QUERY SELECT 'unknown'::text, NULL::uuid, NULL::text, NULL::text;
+        RETURN;
+    END IF;
     SELECT s.id, s.client_id, s.redirect_uri, s.api_base_url, s.expires_at, s.used_at
     INTO v_id, v_client, v_redirect, v_base, v_expires, v_used
     FROM crm_private.oauth_states AS s
@@ -628,8 +710,9 @@ $$;
 
 COMMENT ON FUNCTION crm.consume_oauth_state(p_state_hash bytea, p_client_id uuid) IS 'The OAuth callback''s check of its state parameter (by digest): ok (with the client, redirect
 URI and API root of the flow, and the state is used up), unknown, reused or expired (used up
-too). A caller acting for a client (p_client_id, else the setting crm.client_id) gets unknown
-for another client''s state, which stays usable by its own client.
+too). A caller acting for a client (the setting crm.client_id, else p_client_id) gets unknown
+for another client''s state, which stays usable by its own client; a p_client_id other than
+crm.client_id gets unknown for every state. A p_state_hash that is NULL or not 32 bytes: 22023.
 SECURITY DEFINER: the callback comes from the consenting browser, which cannot say which client
 it acts for until the state is read.';
 
