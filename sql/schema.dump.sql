@@ -10950,11 +10950,7 @@ GRANT ALL ON FUNCTION crm.scoped_crm_config() TO crm_api;
 --
 
 REVOKE ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_analyst;
 GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_api;
-GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_app;
-GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_client_viewer;
-GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_runner;
 
 --
 -- Name: FUNCTION create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid); Type: ACL; Schema: crm_private; Owner: -
