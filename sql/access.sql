@@ -57,6 +57,9 @@ DECLARE
     c_app_helpers CONSTANT text [] := ARRAY[
         'create_deal_for_meeting', 'enqueue_push', 'lock_leads', 'given_in_update'
     ];
+    -- Internal helpers only the connection functions of crm_api call: the lock serialising a
+    -- client's connection changes, which another role taking would stall them.
+    c_api_helpers CONSTANT text [] := ARRAY['connection_lock'];
     -- SECURITY DEFINER functions (owner's rights, search_path pinned) and who may call them:
     -- app code's writes of touches and deals keep the attribution credits, which no role
     -- may delete directly.
@@ -193,7 +196,11 @@ BEGIN
                 WHEN v_function.definer THEN
                     coalesce(c_definer_callers -> v_function.fn::text, '[]') ? v_role
                 WHEN v_function.schema_name = 'crm_private' THEN
-                    v_role = 'crm_app' OR NOT v_function.name = ANY (c_app_helpers)
+                    CASE
+                        WHEN v_function.name = ANY (c_app_helpers) THEN v_role = 'crm_app'
+                        WHEN v_function.name = ANY (c_api_helpers) THEN v_role = 'crm_api'
+                        ELSE TRUE
+                    END
                 WHEN v_function.name LIKE 'get\_%' THEN v_role <> 'crm_runner'
                 WHEN v_function.name = ANY (c_shared_functions) THEN TRUE
                 WHEN v_role = 'crm_runner' THEN v_function.name = ANY (c_runner_functions)

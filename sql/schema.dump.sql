@@ -102,6 +102,17 @@ CREATE FUNCTION crm.authenticate_api_token(p_token_hash bytea) RETURNS TABLE(tok
     SET search_path TO ''
     AS $$
 BEGIN
+    IF p_token_hash IS NULL OR pg_catalog.octet_length(p_token_hash) <> 32 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format(
+                'crm.authenticate_api_token: p_token_hash must be a SHA-256 digest (32 bytes), '
+                'got %s',
+                coalesce(pg_catalog.octet_length(p_token_hash) || ' bytes', 'NULL')
+            ),
+            HINT = 'Pass sha256() of the bearer token; a request without one is refused before '
+                'it gets here.';
+    END IF;
     RETURN QUERY
     UPDATE crm_private.api_tokens AS t
     SET last_used_at = pg_catalog.now()
@@ -124,7 +135,7 @@ $$;
 
 COMMENT ON FUNCTION crm.authenticate_api_token(p_token_hash bytea) IS 'The API token with this SHA-256 digest, if it exists and is not revoked: its id and its client
 (NULL: agency-wide). No row: the token is refused. Notes when it was used, at most once a
-minute.
+minute. A p_token_hash that is NULL or not 32 bytes: 22023.
 SECURITY DEFINER: the API authenticates a request before it knows its client, and its role
 reads no token digests.';
 
@@ -141,6 +152,11 @@ DECLARE
     v_meetings integer;
     v_deals integer;
 BEGIN
+    IF p_client_id IS NULL THEN
+        RAISE EXCEPTION 'crm.backfill_pushes: p_client_id must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the id of the client whose history to queue (crm.clients.id).';
+    END IF;
     PERFORM crm_private.connection_lock(p_client_id);
     SELECT cfg.id INTO v_config
     FROM crm.client_crm_configs AS cfg
@@ -149,20 +165,26 @@ BEGIN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = pg_catalog.format(
-                'client %s has no connected CRM to backfill', p_client_id
+                'crm.backfill_pushes: client %s has no connected CRM to backfill', p_client_id
             ),
-            HINT = 'Connect its CRM first: agency-crm crm connect hubspot|pipedrive|close '
-                '--client ' || coalesce(p_client_id::text, '<client>') || '.';
+            HINT = pg_catalog.format(
+                'Connect its CRM first: agency-crm crm connect hubspot|pipedrive|close '
+                '--client %s.',
+                p_client_id
+            );
     END IF;
 
-    -- Live meetings whose deal the CRM has not got from this config, and that no push is
-    -- about to send, oldest first: one meeting_booked each (it sends the lead and the
-    -- meeting's deal as they are now).
+    -- Live meetings (of live leads: the runner skips the rest, and the CRM never gets them,
+    -- so they would be queued again on every run) whose deal the CRM has not got from this
+    -- config, and that no push is about to send, oldest first: one meeting_booked each (it
+    -- sends the lead and the meeting's deal as they are now).
     INSERT INTO crm.crm_push_queue AS q (client_id, operation, lead_id, meeting_id)
     SELECT m.client_id, 'meeting_booked', m.lead_id, m.id
     FROM crm.meetings AS m
+    INNER JOIN crm.leads AS l ON l.client_id = m.client_id AND l.id = m.lead_id
     WHERE m.client_id = p_client_id
       AND m.deleted_at IS NULL
+      AND l.deleted_at IS NULL
       AND (p_since IS NULL OR m.booked_at >= p_since)
       AND NOT EXISTS (
           SELECT 1
@@ -189,8 +211,10 @@ BEGIN
     INSERT INTO crm.crm_push_queue AS q (client_id, operation, lead_id, deal_id)
     SELECT d.client_id, 'deal_created', d.lead_id, d.id
     FROM crm.deals AS d
+    INNER JOIN crm.leads AS l ON l.client_id = d.client_id AND l.id = d.lead_id
     WHERE d.client_id = p_client_id
       AND d.deleted_at IS NULL
+      AND l.deleted_at IS NULL
       AND (p_since IS NULL OR d.created_at >= p_since)
       AND NOT EXISTS (
           SELECT 1
@@ -229,10 +253,11 @@ $$;
 
 COMMENT ON FUNCTION crm.backfill_pushes(p_client_id uuid, p_since timestamp with time zone) IS 'Queue the client''s history for its connected CRM: one meeting_booked push per live meeting
 (booked at or after p_since; NULL: all) and one deal_created per live deal without a live
-meeting (created at or after p_since) that the CRM has not got from this config and that no
-push is already about to send, oldest first. Run again, it queues nothing new. Called on
-connect, and by agency-crm push backfill. Returns how many meetings and deals were queued; no
-connected CRM: 55000 (object_not_in_prerequisite_state).';
+meeting (created at or after p_since), each of a live lead, that the CRM has not got from
+this config and that no push is already about to send, oldest first. Run again, it queues
+nothing new. Called on connect, and by agency-crm push backfill. Returns how many meetings
+and deals were queued; no connected CRM: 55000 (object_not_in_prerequisite_state); a NULL
+p_client_id: 22023.';
 
 --
 -- Name: begin_oauth_state(uuid, bytea, text, text); Type: FUNCTION; Schema: crm; Owner: -
@@ -241,16 +266,69 @@ connected CRM: 55000 (object_not_in_prerequisite_state).';
 CREATE FUNCTION crm.begin_oauth_state(p_client_id uuid, p_state_hash bytea, p_redirect_uri text, p_api_base_url text DEFAULT NULL::text) RETURNS timestamp with time zone
     LANGUAGE plpgsql
     SET search_path TO ''
-    AS $$
+    AS $_$
 DECLARE
+    -- What oauth_states_redirect_uri_check and oauth_states_api_base_url_check accept.
+    c_url CONSTANT text := '^https?://[^[:space:]/]+(/[^[:space:]]*)?$';
     v_expires timestamptz;
 BEGIN
-    INSERT INTO crm_private.oauth_states AS s (client_id, state_hash, redirect_uri, api_base_url)
-    VALUES (p_client_id, p_state_hash, p_redirect_uri, p_api_base_url)
-    RETURNING s.expires_at INTO v_expires;
+    IF p_client_id IS NULL THEN
+        RAISE EXCEPTION 'crm.begin_oauth_state: p_client_id must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the id of the client connecting its HubSpot (crm.clients.id).';
+    END IF;
+    -- The digest is a secret's: its length is told, never its bytes.
+    IF p_state_hash IS NULL OR pg_catalog.octet_length(p_state_hash) <> 32 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format(
+                'crm.begin_oauth_state: p_state_hash must be a SHA-256 digest (32 bytes), '
+                'got %s',
+                coalesce(pg_catalog.octet_length(p_state_hash) || ' bytes', 'NULL')
+            ),
+            HINT = 'Pass sha256() of the random state parameter, never the state itself.';
+    END IF;
+    IF p_redirect_uri IS NULL OR p_redirect_uri !~ c_url THEN
+        RAISE EXCEPTION 'crm.begin_oauth_state: p_redirect_uri % is not an http(s) URL',
+            crm_private.refusal_value(p_redirect_uri)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the callback URL the authorisation URL names, e.g. '
+                      'https://agency.example/api/v1/crm/callback/hubspot.';
+    END IF;
+    IF p_api_base_url !~ c_url THEN
+        RAISE EXCEPTION 'crm.begin_oauth_state: p_api_base_url % is not an http(s) URL',
+            crm_private.refusal_value(p_api_base_url)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the root of the HubSpot API, e.g. https://api.hubapi.com, or '
+                      'NULL for HubSpot''s own.';
+    END IF;
+    -- Under row-level security another client is not there: it is refused as one that does
+    -- not exist.
+    IF NOT EXISTS (
+        SELECT 1 FROM crm.clients AS c WHERE c.id = p_client_id AND c.deleted_at IS NULL
+    ) THEN
+        RAISE EXCEPTION 'crm.begin_oauth_state: p_client_id % is not a client', p_client_id
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'Pass the id of a live row of crm.clients.',
+                  CONSTRAINT = 'oauth_states_client_id_fkey';
+    END IF;
+
+    BEGIN
+        INSERT INTO crm_private.oauth_states AS s (
+            client_id, state_hash, redirect_uri, api_base_url
+        )
+        VALUES (p_client_id, p_state_hash, p_redirect_uri, p_api_base_url)
+        RETURNING s.expires_at INTO v_expires;
+    EXCEPTION
+        WHEN unique_violation THEN
+            RAISE EXCEPTION 'crm.begin_oauth_state: this p_state_hash is stored already'
+                USING ERRCODE = 'unique_violation',
+                      HINT = 'A state is single-use: generate a new random one for every flow.',
+                      CONSTRAINT = 'oauth_states_state_hash_key';
+    END;
     RETURN v_expires;
 END;
-$$;
+$_$;
 
 --
 -- Name: FUNCTION begin_oauth_state(p_client_id uuid, p_state_hash bytea, p_redirect_uri text, p_api_base_url text); Type: COMMENT; Schema: crm; Owner: -
@@ -259,7 +337,10 @@ $$;
 COMMENT ON FUNCTION crm.begin_oauth_state(p_client_id uuid, p_state_hash bytea, p_redirect_uri text, p_api_base_url text) IS 'Start a HubSpot OAuth flow for a client: store the digest of its random state parameter (the
 state itself never reaches the database), the redirect URI and the API root, single-use,
 expiring in ten minutes. Returns when it expires. The callback consumes it with
-crm.consume_oauth_state.';
+crm.consume_oauth_state. Refused: a NULL p_client_id, a p_state_hash that is not 32 bytes, a
+p_redirect_uri or p_api_base_url that is not an http(s) URL (22023); a client that does not
+exist, or is not the one of crm.client_id under row-level security (23503); a state stored
+already (23505).';
 
 --
 -- Name: claim_crm_create(uuid, uuid, text, text, uuid, interval); Type: FUNCTION; Schema: crm; Owner: -
@@ -576,11 +657,26 @@ DECLARE
     v_base text;
     v_expires timestamptz;
     v_used timestamptz;
-    v_caller uuid := coalesce(
-        p_client_id,
-        nullif(pg_catalog.current_setting('crm.client_id', TRUE), '')::uuid
-    );
+    -- The client the transaction acts for (row-level security's), which an argument cannot
+    -- widen: naming another client gets nothing of either.
+    v_acting uuid := nullif(pg_catalog.current_setting('crm.client_id', TRUE), '')::uuid;
+    v_caller uuid := coalesce(v_acting, p_client_id);
 BEGIN
+    IF p_state_hash IS NULL OR pg_catalog.octet_length(p_state_hash) <> 32 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format(
+                'crm.consume_oauth_state: p_state_hash must be a SHA-256 digest (32 bytes), '
+                'got %s',
+                coalesce(pg_catalog.octet_length(p_state_hash) || ' bytes', 'NULL')
+            ),
+            HINT = 'Pass sha256() of the callback''s state parameter; a callback without one '
+                'is refused before it gets here.';
+    END IF;
+    IF p_client_id <> v_acting THEN
+        RETURN QUERY SELECT 'unknown'::text, NULL::uuid, NULL::text, NULL::text;
+        RETURN;
+    END IF;
     SELECT s.id, s.client_id, s.redirect_uri, s.api_base_url, s.expires_at, s.used_at
     INTO v_id, v_client, v_redirect, v_base, v_expires, v_used
     FROM crm_private.oauth_states AS s
@@ -614,8 +710,9 @@ $$;
 
 COMMENT ON FUNCTION crm.consume_oauth_state(p_state_hash bytea, p_client_id uuid) IS 'The OAuth callback''s check of its state parameter (by digest): ok (with the client, redirect
 URI and API root of the flow, and the state is used up), unknown, reused or expired (used up
-too). A caller acting for a client (p_client_id, else the setting crm.client_id) gets unknown
-for another client''s state, which stays usable by its own client.
+too). A caller acting for a client (the setting crm.client_id, else p_client_id) gets unknown
+for another client''s state, which stays usable by its own client; a p_client_id other than
+crm.client_id gets unknown for every state. A p_state_hash that is NULL or not 32 bytes: 22023.
 SECURITY DEFINER: the callback comes from the consenting browser, which cannot say which client
 it acts for until the state is read.';
 
@@ -628,20 +725,32 @@ CREATE FUNCTION crm.disconnect_crm(p_client_id uuid, p_reason text DEFAULT NULL:
     SET search_path TO ''
     AS $$
 DECLARE
-    v_live crm.client_crm_configs%ROWTYPE;
+    -- The live config, without its secret columns (crm_api may not read them).
+    v_live_id uuid;
+    v_live_type text;
     v_skipped integer;
 BEGIN
+    IF p_client_id IS NULL THEN
+        RAISE EXCEPTION 'crm.disconnect_crm: p_client_id must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the id of the client whose CRM to disconnect (crm.clients.id).';
+    END IF;
     PERFORM crm_private.connection_lock(p_client_id);
-    SELECT cfg.* INTO v_live
+    SELECT cfg.id, cfg.crm_type INTO v_live_id, v_live_type
     FROM crm.client_crm_configs AS cfg
     WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
     FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'no_data_found',
-            MESSAGE = pg_catalog.format('client %s has no CRM connected', p_client_id),
-            HINT = 'Nothing to disconnect: agency-crm crm config show --client '
-                || coalesce(p_client_id::text, '<client>') || ' tells what is configured.';
+            MESSAGE = pg_catalog.format(
+                'crm.disconnect_crm: client %s has no CRM connected', p_client_id
+            ),
+            HINT = pg_catalog.format(
+                'Nothing to disconnect: agency-crm crm config show --client %s tells what is '
+                'configured (GET /api/v1/crm/config).',
+                p_client_id
+            );
     END IF;
 
     -- The pushes first: the config leaving error would release held pushes otherwise.
@@ -649,8 +758,8 @@ BEGIN
     SET status = 'skipped',
         finished_at = pg_catalog.clock_timestamp(),
         last_error = pg_catalog.left(coalesce(
-            p_reason,
-            pg_catalog.format('skipped: the client disconnected its CRM (%s)', v_live.crm_type)
+            nullif(pg_catalog.btrim(p_reason), ''),
+            pg_catalog.format('skipped: the client disconnected its CRM (%s)', v_live_type)
         ), 2000)
     WHERE q.client_id = p_client_id AND q.status IN ('pending', 'held');
     GET DIAGNOSTICS v_skipped = ROW_COUNT;
@@ -663,7 +772,7 @@ BEGIN
         oauth_refresh_token = NULL,
         oauth_expires_at = NULL,
         last_error = NULL
-    WHERE cfg.id = v_live.id;
+    WHERE cfg.id = v_live_id;
     RETURN v_skipped;
 END;
 $$;
@@ -676,7 +785,8 @@ COMMENT ON FUNCTION crm.disconnect_crm(p_client_id uuid, p_reason text) IS 'Disc
 its credentials; its pending and held pushes become skipped, with p_reason (or "the client
 disconnected its CRM") as their last_error. A push already in flight finishes. Disconnecting
 again skips nothing more. Connecting later starts a new config (crm.save_crm_connection).
-Returns how many pushes were skipped; no live config: 02000 (no_data_found).';
+Returns how many pushes were skipped. No live config: P0002 (no_data_found); a NULL
+p_client_id: 22023.';
 
 --
 -- Name: finish_push(uuid, bigint, text, text, text, text); Type: FUNCTION; Schema: crm; Owner: -
@@ -4020,45 +4130,33 @@ CREATE FUNCTION crm.save_crm_connection(p_client_id uuid, p_crm_type text, p_api
     SET search_path TO ''
     AS $_$
 DECLARE
-    v_live crm.client_crm_configs%ROWTYPE;
+    -- The live config, without its secret columns (crm_api may not read them).
+    v_live_id uuid;
+    v_live_type text;
+    v_live_active boolean;
+    v_config uuid;
 BEGIN
     IF p_client_id IS NULL OR p_crm_type IS NULL THEN
         RAISE EXCEPTION USING
-            ERRCODE = 'null_value_not_allowed',
+            ERRCODE = 'invalid_parameter_value',
             MESSAGE = pg_catalog.format(
-                'crm.save_crm_connection: %s is NULL, but it is required',
+                'crm.save_crm_connection: %s must not be NULL',
                 CASE WHEN p_client_id IS NULL THEN 'p_client_id' ELSE 'p_crm_type' END
             ),
-            HINT = 'Name the client and its CRM (hubspot, pipedrive or close).';
+            HINT = 'Name the client (crm.clients.id) and its CRM (hubspot, pipedrive or close).';
     END IF;
     PERFORM crm_private.connection_lock(p_client_id);
 
-    SELECT cfg.* INTO v_live
+    SELECT cfg.id, cfg.crm_type, cfg.is_active
+    INTO v_live_id, v_live_type, v_live_active
     FROM crm.client_crm_configs AS cfg
     WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
     FOR UPDATE;
 
-    IF FOUND AND v_live.is_active AND v_live.crm_type <> p_crm_type THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'unique_violation',
-            MESSAGE = pg_catalog.format(
-                'client %s is already connected to %s (config %s): a client has one CRM',
-                p_client_id, v_live.crm_type, v_live.id
-            ),
-            DETAIL = pg_catalog.format(
-                'Connecting %s was refused; nothing was changed.', p_crm_type
-            ),
-            HINT = pg_catalog.format(
-                'Disconnect %1$s first (agency-crm crm disconnect --client %2$s, or DELETE '
-                '/api/v1/crm/disconnect), then connect %3$s.',
-                v_live.crm_type, p_client_id, p_crm_type
-            ),
-            TABLE = 'client_crm_configs', SCHEMA = 'crm',
-            CONSTRAINT = 'client_crm_configs_client_id_key';
-    END IF;
-
-    IF FOUND AND v_live.is_active THEN
-        -- The same CRM again: new credentials, the settings chosen so far kept.
+    IF v_live_active AND v_live_type = p_crm_type THEN
+        -- The same CRM again: new credentials, the settings chosen so far kept. A value the
+        -- config refuses (validate trigger: 23514) is refused naming the column and the value
+        -- given, so p_external_key_fields merges into the stored keys only when it is an object.
         UPDATE crm.client_crm_configs AS cfg
         SET api_key = p_api_key,
             oauth_access_token = p_oauth_access_token,
@@ -4066,38 +4164,70 @@ BEGIN
             oauth_expires_at = p_oauth_expires_at,
             hubspot_portal_id = p_hubspot_portal_id,
             api_base_url = p_api_base_url,
-            external_key_fields = cfg.external_key_fields || coalesce(p_external_key_fields, '{}'),
+            external_key_fields = CASE
+                WHEN p_external_key_fields IS NULL THEN cfg.external_key_fields
+                WHEN pg_catalog.jsonb_typeof(p_external_key_fields) = 'object'
+                    THEN cfg.external_key_fields || p_external_key_fields
+                ELSE p_external_key_fields
+            END,
             pipeline_id = coalesce(cfg.pipeline_id, p_pipeline_id),
             stage_id = coalesce(cfg.stage_id, p_stage_id),
             owner_id = coalesce(cfg.owner_id, p_owner_id),
             connection_status = 'connected',
             last_error = NULL
-        WHERE cfg.id = v_live.id;
-        RETURN QUERY SELECT v_live.id, TRUE;
+        WHERE cfg.id = v_live_id;
+        RETURN QUERY SELECT v_live_id, TRUE;
         RETURN;
     END IF;
 
-    IF FOUND THEN
+    IF v_live_id IS NOT NULL AND NOT v_live_active THEN
         -- A disconnected config: kept as history; the new connection starts clean (its own
         -- CRM id map, no pushes of the old one).
         UPDATE crm.client_crm_configs AS cfg
         SET deleted_at = pg_catalog.now()
-        WHERE cfg.id = v_live.id;
+        WHERE cfg.id = v_live_id;
     END IF;
 
-    RETURN QUERY
-    INSERT INTO crm.client_crm_configs AS cfg (
-        client_id, crm_type, api_key, oauth_access_token, oauth_refresh_token,
-        oauth_expires_at, hubspot_portal_id, api_base_url, external_key_fields, pipeline_id,
-        stage_id, owner_id, is_active, connection_status
-    )
-    VALUES (
-        p_client_id, p_crm_type, p_api_key, p_oauth_access_token, p_oauth_refresh_token,
-        p_oauth_expires_at, p_hubspot_portal_id, p_api_base_url,
-        coalesce(p_external_key_fields, '{}'), p_pipeline_id, p_stage_id, p_owner_id, TRUE,
-        'connected'
-    )
-    RETURNING cfg.id, FALSE;
+    -- With another CRM live and active, this INSERT is refused by the validate trigger: first
+    -- for a value it refuses (an unknown crm_type, a secret that is not an envelope, ...: 23514,
+    -- naming the column), else as a second live config (23505), which is told here in the
+    -- caller's terms: the CRM connected, and how to disconnect it.
+    BEGIN
+        INSERT INTO crm.client_crm_configs AS cfg (
+            client_id, crm_type, api_key, oauth_access_token, oauth_refresh_token,
+            oauth_expires_at, hubspot_portal_id, api_base_url, external_key_fields, pipeline_id,
+            stage_id, owner_id, is_active, connection_status
+        )
+        VALUES (
+            p_client_id, p_crm_type, p_api_key, p_oauth_access_token, p_oauth_refresh_token,
+            p_oauth_expires_at, p_hubspot_portal_id, p_api_base_url,
+            coalesce(p_external_key_fields, '{}'), p_pipeline_id, p_stage_id, p_owner_id, TRUE,
+            'connected'
+        )
+        RETURNING cfg.id INTO v_config;
+    EXCEPTION
+        WHEN unique_violation THEN
+            IF v_live_active IS NOT TRUE THEN
+                RAISE;  -- not about the config read above (a write that took no lock)
+            END IF;
+            RAISE EXCEPTION USING
+                ERRCODE = 'unique_violation',
+                MESSAGE = pg_catalog.format(
+                    'client %s is already connected to %s (config %s): a client has one CRM',
+                    p_client_id, v_live_type, v_live_id
+                ),
+                DETAIL = pg_catalog.format(
+                    'Connecting %s was refused; nothing was changed.', p_crm_type
+                ),
+                HINT = pg_catalog.format(
+                    'Disconnect %1$s first (agency-crm crm disconnect --client %2$s, or DELETE '
+                    '/api/v1/crm/disconnect), then connect %3$s.',
+                    v_live_type, p_client_id, p_crm_type
+                ),
+                COLUMN = 'client_id', TABLE = 'client_crm_configs', SCHEMA = 'crm',
+                CONSTRAINT = 'client_crm_configs_client_id_key';
+    END;
+    RETURN QUERY SELECT v_config, FALSE;
 END;
 $_$;
 
@@ -4107,11 +4237,12 @@ $_$;
 
 COMMENT ON FUNCTION crm.save_crm_connection(p_client_id uuid, p_crm_type text, p_api_key text, p_oauth_access_token text, p_oauth_refresh_token text, p_oauth_expires_at timestamp with time zone, p_hubspot_portal_id text, p_api_base_url text, p_external_key_fields jsonb, p_pipeline_id text, p_stage_id text, p_owner_id text) IS 'Save a CRM connection whose credentials were just tested against the CRM (agency-crm crm
 connect, POST /api/v1/crm/connect/...): secrets as encrypted envelopes. One CRM per client: a
-live, active config of another CRM is refused (23505, naming it, with how to disconnect). The
+live, active config of another CRM is refused (23505, naming it, with how to disconnect;
+a value the config refuses, such as an unknown crm_type, is refused first: 23514). The
 same CRM again replaces the credentials and keeps the pipeline, stage and owner already chosen
 (the p_ ones fill those not set). A disconnected config is soft-deleted and a new one inserted,
 so the new connection starts clean. The config is marked connected. Returns its id and whether
-an active config was replaced.';
+an active config was replaced. A NULL p_client_id or p_crm_type: 22023.';
 
 --
 -- Name: client_crm_configs; Type: TABLE; Schema: crm; Owner: -
@@ -10819,11 +10950,7 @@ GRANT ALL ON FUNCTION crm.scoped_crm_config() TO crm_api;
 --
 
 REVOKE ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_analyst;
 GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_api;
-GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_app;
-GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_client_viewer;
-GRANT ALL ON FUNCTION crm_private.connection_lock(p_client_id uuid) TO crm_runner;
 
 --
 -- Name: FUNCTION create_deal_for_meeting(p_client_id uuid, p_meeting_id uuid); Type: ACL; Schema: crm_private; Owner: -

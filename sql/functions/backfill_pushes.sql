@@ -14,6 +14,11 @@ DECLARE
     v_meetings integer;
     v_deals integer;
 BEGIN
+    IF p_client_id IS NULL THEN
+        RAISE EXCEPTION 'crm.backfill_pushes: p_client_id must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the id of the client whose history to queue (crm.clients.id).';
+    END IF;
     PERFORM crm_private.connection_lock(p_client_id);
     SELECT cfg.id INTO v_config
     FROM crm.client_crm_configs AS cfg
@@ -22,20 +27,26 @@ BEGIN
         RAISE EXCEPTION USING
             ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = pg_catalog.format(
-                'client %s has no connected CRM to backfill', p_client_id
+                'crm.backfill_pushes: client %s has no connected CRM to backfill', p_client_id
             ),
-            HINT = 'Connect its CRM first: agency-crm crm connect hubspot|pipedrive|close '
-                '--client ' || coalesce(p_client_id::text, '<client>') || '.';
+            HINT = pg_catalog.format(
+                'Connect its CRM first: agency-crm crm connect hubspot|pipedrive|close '
+                '--client %s.',
+                p_client_id
+            );
     END IF;
 
-    -- Live meetings whose deal the CRM has not got from this config, and that no push is
-    -- about to send, oldest first: one meeting_booked each (it sends the lead and the
-    -- meeting's deal as they are now).
+    -- Live meetings (of live leads: the runner skips the rest, and the CRM never gets them,
+    -- so they would be queued again on every run) whose deal the CRM has not got from this
+    -- config, and that no push is about to send, oldest first: one meeting_booked each (it
+    -- sends the lead and the meeting's deal as they are now).
     INSERT INTO crm.crm_push_queue AS q (client_id, operation, lead_id, meeting_id)
     SELECT m.client_id, 'meeting_booked', m.lead_id, m.id
     FROM crm.meetings AS m
+    INNER JOIN crm.leads AS l ON l.client_id = m.client_id AND l.id = m.lead_id
     WHERE m.client_id = p_client_id
       AND m.deleted_at IS NULL
+      AND l.deleted_at IS NULL
       AND (p_since IS NULL OR m.booked_at >= p_since)
       AND NOT EXISTS (
           SELECT 1
@@ -62,8 +73,10 @@ BEGIN
     INSERT INTO crm.crm_push_queue AS q (client_id, operation, lead_id, deal_id)
     SELECT d.client_id, 'deal_created', d.lead_id, d.id
     FROM crm.deals AS d
+    INNER JOIN crm.leads AS l ON l.client_id = d.client_id AND l.id = d.lead_id
     WHERE d.client_id = p_client_id
       AND d.deleted_at IS NULL
+      AND l.deleted_at IS NULL
       AND (p_since IS NULL OR d.created_at >= p_since)
       AND NOT EXISTS (
           SELECT 1
@@ -99,9 +112,10 @@ $$;
 COMMENT ON FUNCTION crm.backfill_pushes(uuid, timestamptz) IS
 'Queue the client''s history for its connected CRM: one meeting_booked push per live meeting
 (booked at or after p_since; NULL: all) and one deal_created per live deal without a live
-meeting (created at or after p_since) that the CRM has not got from this config and that no
-push is already about to send, oldest first. Run again, it queues nothing new. Called on
-connect, and by agency-crm push backfill. Returns how many meetings and deals were queued; no
-connected CRM: 55000 (object_not_in_prerequisite_state).';
+meeting (created at or after p_since), each of a live lead, that the CRM has not got from
+this config and that no push is already about to send, oldest first. Run again, it queues
+nothing new. Called on connect, and by agency-crm push backfill. Returns how many meetings
+and deals were queued; no connected CRM: 55000 (object_not_in_prerequisite_state); a NULL
+p_client_id: 22023.';
 
 REVOKE ALL ON FUNCTION crm.backfill_pushes(uuid, timestamptz) FROM public;

@@ -18,11 +18,26 @@ DECLARE
     v_base text;
     v_expires timestamptz;
     v_used timestamptz;
-    v_caller uuid := coalesce(
-        p_client_id,
-        nullif(pg_catalog.current_setting('crm.client_id', TRUE), '')::uuid
-    );
+    -- The client the transaction acts for (row-level security's), which an argument cannot
+    -- widen: naming another client gets nothing of either.
+    v_acting uuid := nullif(pg_catalog.current_setting('crm.client_id', TRUE), '')::uuid;
+    v_caller uuid := coalesce(v_acting, p_client_id);
 BEGIN
+    IF p_state_hash IS NULL OR pg_catalog.octet_length(p_state_hash) <> 32 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'invalid_parameter_value',
+            MESSAGE = pg_catalog.format(
+                'crm.consume_oauth_state: p_state_hash must be a SHA-256 digest (32 bytes), '
+                'got %s',
+                coalesce(pg_catalog.octet_length(p_state_hash) || ' bytes', 'NULL')
+            ),
+            HINT = 'Pass sha256() of the callback''s state parameter; a callback without one '
+                'is refused before it gets here.';
+    END IF;
+    IF p_client_id <> v_acting THEN
+        RETURN QUERY SELECT 'unknown'::text, NULL::uuid, NULL::text, NULL::text;
+        RETURN;
+    END IF;
     SELECT s.id, s.client_id, s.redirect_uri, s.api_base_url, s.expires_at, s.used_at
     INTO v_id, v_client, v_redirect, v_base, v_expires, v_used
     FROM crm_private.oauth_states AS s
@@ -53,8 +68,9 @@ $$;
 COMMENT ON FUNCTION crm.consume_oauth_state(bytea, uuid) IS
 'The OAuth callback''s check of its state parameter (by digest): ok (with the client, redirect
 URI and API root of the flow, and the state is used up), unknown, reused or expired (used up
-too). A caller acting for a client (p_client_id, else the setting crm.client_id) gets unknown
-for another client''s state, which stays usable by its own client.
+too). A caller acting for a client (the setting crm.client_id, else p_client_id) gets unknown
+for another client''s state, which stays usable by its own client; a p_client_id other than
+crm.client_id gets unknown for every state. A p_state_hash that is NULL or not 32 bytes: 22023.
 SECURITY DEFINER: the callback comes from the consenting browser, which cannot say which client
 it acts for until the state is read.';
 

@@ -7,20 +7,32 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    v_live crm.client_crm_configs%ROWTYPE;
+    -- The live config, without its secret columns (crm_api may not read them).
+    v_live_id uuid;
+    v_live_type text;
     v_skipped integer;
 BEGIN
+    IF p_client_id IS NULL THEN
+        RAISE EXCEPTION 'crm.disconnect_crm: p_client_id must not be NULL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass the id of the client whose CRM to disconnect (crm.clients.id).';
+    END IF;
     PERFORM crm_private.connection_lock(p_client_id);
-    SELECT cfg.* INTO v_live
+    SELECT cfg.id, cfg.crm_type INTO v_live_id, v_live_type
     FROM crm.client_crm_configs AS cfg
     WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
     FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING
             ERRCODE = 'no_data_found',
-            MESSAGE = pg_catalog.format('client %s has no CRM connected', p_client_id),
-            HINT = 'Nothing to disconnect: agency-crm crm config show --client '
-                || coalesce(p_client_id::text, '<client>') || ' tells what is configured.';
+            MESSAGE = pg_catalog.format(
+                'crm.disconnect_crm: client %s has no CRM connected', p_client_id
+            ),
+            HINT = pg_catalog.format(
+                'Nothing to disconnect: agency-crm crm config show --client %s tells what is '
+                'configured (GET /api/v1/crm/config).',
+                p_client_id
+            );
     END IF;
 
     -- The pushes first: the config leaving error would release held pushes otherwise.
@@ -28,8 +40,8 @@ BEGIN
     SET status = 'skipped',
         finished_at = pg_catalog.clock_timestamp(),
         last_error = pg_catalog.left(coalesce(
-            p_reason,
-            pg_catalog.format('skipped: the client disconnected its CRM (%s)', v_live.crm_type)
+            nullif(pg_catalog.btrim(p_reason), ''),
+            pg_catalog.format('skipped: the client disconnected its CRM (%s)', v_live_type)
         ), 2000)
     WHERE q.client_id = p_client_id AND q.status IN ('pending', 'held');
     GET DIAGNOSTICS v_skipped = ROW_COUNT;
@@ -42,7 +54,7 @@ BEGIN
         oauth_refresh_token = NULL,
         oauth_expires_at = NULL,
         last_error = NULL
-    WHERE cfg.id = v_live.id;
+    WHERE cfg.id = v_live_id;
     RETURN v_skipped;
 END;
 $$;
@@ -52,6 +64,7 @@ COMMENT ON FUNCTION crm.disconnect_crm(uuid, text) IS
 its credentials; its pending and held pushes become skipped, with p_reason (or "the client
 disconnected its CRM") as their last_error. A push already in flight finishes. Disconnecting
 again skips nothing more. Connecting later starts a new config (crm.save_crm_connection).
-Returns how many pushes were skipped; no live config: 02000 (no_data_found).';
+Returns how many pushes were skipped. No live config: P0002 (no_data_found); a NULL
+p_client_id: 22023.';
 
 REVOKE ALL ON FUNCTION crm.disconnect_crm(uuid, text) FROM public;

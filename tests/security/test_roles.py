@@ -1,10 +1,12 @@
-"""The four roles as a deployment uses them: each test connects as a LOGIN role that is a member
-of one role (never as the owner) to a database holding two clients' data in every tenant table.
+"""The roles as a deployment uses them: each test connects as a LOGIN role that is a member of
+one role (never as the owner) to a database holding two clients' data in every tenant table.
 
 The objects are enumerated from the catalogs, so a new table, view or function is covered the
-day it is added: a client viewer of client A reads A's rows and none of B's through every
-table, view and function; app code and analysts cannot read a secret; an analyst calls every
-analytics function; nobody but the owner deletes."""
+day it is added: a client viewer of client A, and the HTTP API acting for A (crm_api), read
+A's rows and none of B's through every table, view and function; the API writes only A's
+connection rows (config, OAuth states, push log, the status of its pushes); nobody but the
+runner reads a secret; an analyst calls every analytics function; nobody but the owner
+deletes."""
 
 from __future__ import annotations
 
@@ -111,25 +113,30 @@ def as_viewer(conn: psycopg.Connection[Any], client_id: Any | None) -> None:
         conn.execute("SELECT set_config('crm.client_id', %s, true)", (str(client_id),))
 
 
-def test_a_client_viewer_reads_its_own_rows_and_none_of_another_client(
-    tenants: Tenants, logins: dict[str, str]
+# The roles held to one client by the restrictive policy on crm.client_id.
+ONE_CLIENT = ["crm_client_viewer", "crm_api"]
+
+
+@pytest.mark.parametrize("role", ONE_CLIENT)
+def test_a_one_client_role_reads_its_own_rows_and_none_of_another_client(
+    tenants: Tenants, logins: dict[str, str], role: str
 ) -> None:
     with tenants.owner() as owner:
         tables = tenant_tables(owner)
         everything = {}
         for table, tenant in tables:
-            columns = readable_columns(owner, "crm_client_viewer", table)
+            columns = readable_columns(owner, role, table)
             everything[table] = rows_by_client(owner, table, tenant, columns)
             assert everything[table].get(tenants.a) and everything[table].get(tenants.b), (
                 f"the dataset has no rows of both clients in {table}: add some, or the test"
                 " proves nothing there"
             )
-    with connect_as(tenants.url, logins["crm_client_viewer"]) as viewer:
+    with connect_as(tenants.url, logins[role]) as viewer:
         for me in (tenants.a, tenants.b):
             with viewer.transaction():
                 as_viewer(viewer, me)
                 for table, tenant in tables:
-                    columns = readable_columns(viewer, "crm_client_viewer", table)
+                    columns = readable_columns(viewer, role, table)
                     seen = rows_by_client(viewer, table, tenant, columns)
                     assert seen == {me: everything[table][me]}, table
         # Unset, empty or another database's client: nothing at all (fails closed).
@@ -138,21 +145,42 @@ def test_a_client_viewer_reads_its_own_rows_and_none_of_another_client(
                 if setting is not None:
                     viewer.execute("SELECT set_config('crm.client_id', %s, true)", (setting,))
                 for table, tenant in tables:
-                    columns = readable_columns(viewer, "crm_client_viewer", table)
+                    columns = readable_columns(viewer, role, table)
                     assert rows_by_client(viewer, table, tenant, columns) == {}, table
         # The setting is the transaction's: the next one starts with nothing.
         with viewer.transaction():
             assert viewer.execute("SELECT count(*) FROM crm.leads").fetchone() == (0,)
 
 
-def viewer_functions(conn: psycopg.Connection[Any]) -> list[Function]:
-    granted = {
+# What crm_api may call beyond what the viewer may: the connection functions, which write
+# (tests/sql/test_connections.py calls each as crm_api, for its client and for another).
+API_CONNECTION_FUNCTIONS = {
+    "save_crm_connection", "disconnect_crm", "backfill_pushes", "begin_oauth_state",
+    "consume_oauth_state", "authenticate_api_token", "scoped_crm_config",
+}  # fmt: skip
+
+
+def granted_functions(conn: psycopg.Connection[Any], role: str) -> set[str]:
+    return {
         r[0]
         for r in conn.execute(
             "SELECT p.proname FROM pg_proc AS p WHERE p.pronamespace = 'crm'::regnamespace"
-            " AND has_function_privilege('crm_client_viewer', p.oid, 'EXECUTE')"
+            " AND has_function_privilege(%s, p.oid, 'EXECUTE')",
+            (role,),
         ).fetchall()
     }
+
+
+def viewer_functions(
+    conn: psycopg.Connection[Any], role: str = "crm_client_viewer"
+) -> list[Function]:
+    """The reads a one-client role may call: for crm_api, the viewer's (and the connection
+    functions beside them, checked to be exactly those)."""
+    granted = granted_functions(conn, role)
+    if role == "crm_api":
+        viewer = granted_functions(conn, "crm_client_viewer")
+        assert granted - viewer == API_CONNECTION_FUNCTIONS
+        granted &= viewer
     found = [f for f in functions(conn) if f.name in granted]
     assert len(found) >= 12, granted
     return found
@@ -174,16 +202,17 @@ def outcome(
         return ("error", exc.sqlstate)
 
 
+@pytest.mark.parametrize("role", ONE_CLIENT)
 def test_through_every_function_a_viewer_sees_another_client_as_if_it_did_not_exist(
-    tenants: Tenants, logins: dict[str, str]
+    tenants: Tenants, logins: dict[str, str], role: str
 ) -> None:
     """Client B's viewer calling each function about client A gets exactly what the owner
     gets for a client id that does not exist; client A's viewer gets what the owner gets."""
     good = {name: values[0] for name, values in tenants.data.good.items()}
     nobody = str(uuid.uuid4())
-    with tenants.owner() as owner, connect_as(tenants.url, logins["crm_client_viewer"]) as viewer:
+    with tenants.owner() as owner, connect_as(tenants.url, logins[role]) as viewer:
         compared = 0
-        for fn in viewer_functions(owner):
+        for fn in viewer_functions(owner, role):
             values = {a: good[a] for a in fn.args if a in good}
             missing = [a for i, a in enumerate(fn.args) if a not in good and not fn.has_default(i)]
             assert not missing, f"crm.{fn.name}: no good value for {missing}"
@@ -203,8 +232,10 @@ def test_through_every_function_a_viewer_sees_another_client_as_if_it_did_not_ex
         assert compared >= 12
 
 
-def private_functions(conn: psycopg.Connection[Any]) -> list[tuple[str, Function]]:
-    """The internal helpers a viewer may call that take a client's or a row's id (the others
+def private_functions(
+    conn: psycopg.Connection[Any], role: str = "crm_client_viewer"
+) -> list[tuple[str, Function]]:
+    """The internal helpers a role may call that take a client's or a row's id (the others
     are pure: they read no table)."""
     rows = conn.execute(
         """
@@ -214,11 +245,12 @@ def private_functions(conn: psycopg.Connection[Any]) -> list[tuple[str, Function
         FROM pg_proc AS p
         WHERE p.pronamespace = 'crm_private'::regnamespace
           AND p.prorettype <> 'trigger'::regtype
-          AND has_function_privilege('crm_client_viewer', p.oid, 'EXECUTE')
+          AND has_function_privilege(%s, p.oid, 'EXECUTE')
           AND EXISTS (SELECT 1 FROM unnest(p.proargtypes) AS t
                       WHERE t IN ('uuid'::regtype, 'uuid[]'::regtype))
         ORDER BY 1
-        """
+        """,
+        (role,),
     ).fetchall()
     return [(name, Function(name, tuple(args), tuple(types), d)) for name, args, types, d in rows]
 
@@ -230,8 +262,9 @@ def good_lead(conn: psycopg.Connection[Any], client_id: Any) -> str:
     return str(found[0])
 
 
+@pytest.mark.parametrize("role", ONE_CLIENT)
 def test_through_every_internal_helper_a_viewer_reads_nothing_of_another_client(
-    tenants: Tenants, logins: dict[str, str]
+    tenants: Tenants, logins: dict[str, str], role: str
 ) -> None:
     with tenants.owner() as owner:
         deals = owner.execute(
@@ -249,10 +282,10 @@ def test_through_every_internal_helper_a_viewer_reads_nothing_of_another_client(
             "p_value": "x",
             "p_problem": "is not an email",
         }
-        helpers = private_functions(owner)
+        helpers = private_functions(owner, role)
         assert {"compute_deal_attribution", "markov_paths"} <= {n for n, _ in helpers}
         nobody = str(uuid.uuid4())
-        with connect_as(tenants.url, logins["crm_client_viewer"]) as viewer:
+        with connect_as(tenants.url, logins[role]) as viewer:
             for name, fn in helpers:
                 values = {a: good[a] for a in fn.args if a in good}
                 assert len(values) >= len(fn.args) - fn.defaults, (name, fn.args)
@@ -288,7 +321,109 @@ def test_a_client_viewer_writes_nothing(tenants: Tenants, logins: dict[str, str]
                         viewer.execute(sql.SQL(statement).format(sql.SQL(table)))
 
 
-@pytest.mark.parametrize("role", ["crm_app", "crm_analyst", "crm_client_viewer"])
+# What the API writes (sql/access.sql): the statement it may run on each table, on the rows
+# of the client it acts for only. Every other write of every tenant table is refused.
+API_UPDATES = {
+    "crm.client_crm_configs": "pipeline_id = pipeline_id",
+    "crm.crm_push_queue": "status = status, last_error = last_error, updated_at = updated_at",
+}
+API_INSERTS: dict[str, tuple[str, ...]] = {
+    # (its live config soft-deleted first, as crm.save_crm_connection does with one disconnected)
+    "crm.client_crm_configs": (
+        "UPDATE crm.client_crm_configs SET deleted_at = now() WHERE client_id = %(client)s",
+        "INSERT INTO crm.client_crm_configs (client_id, crm_type) VALUES (%(client)s, 'close')",
+    ),
+    "crm.crm_push_queue": (
+        "INSERT INTO crm.crm_push_queue (client_id, operation, lead_id)"
+        " VALUES (%(client)s, 'deal_updated', %(lead)s)",
+    ),
+    "crm.crm_push_log": (
+        "INSERT INTO crm.crm_push_log (client_id, operation, status)"
+        " VALUES (%(client)s, 'create_deal', 'success')",
+    ),
+    "crm_private.oauth_states": (
+        "INSERT INTO crm_private.oauth_states (client_id, state_hash, redirect_uri)"
+        " VALUES (%(client)s, sha256(gen_random_uuid()::text::bytea), 'https://agency.example/cb')",
+    ),
+}
+
+
+def run_all(conn: psycopg.Connection[Any], statements: tuple[str, ...], **params: Any) -> None:
+    for statement in statements:
+        conn.execute(statement, params)
+
+
+def test_the_api_writes_only_the_connection_rows_of_its_client(
+    tenants: Tenants, logins: dict[str, str]
+) -> None:
+    with tenants.owner() as owner:
+        tables = tenant_tables(owner)
+        assert {t for t, _ in tables} >= API_UPDATES.keys() | API_INSERTS.keys()
+        counts = {
+            table: rows_by_client(owner, table, tenant, sql.SQL("*"))
+            for table, tenant in tables
+            if table in API_UPDATES
+        }
+        leads = {c: good_lead(owner, c) for c in (tenants.a, tenants.b)}
+    with connect_as(tenants.url, logins["crm_api"]) as api:
+        for table, tenant in tables:
+            with api.transaction():
+                as_viewer(api, tenants.a)
+                with raises_sqlstate(api, "42501"):
+                    api.execute(sql.SQL("DELETE FROM {}").format(sql.SQL(table)))
+            if table in API_UPDATES:
+                update = sql.SQL("UPDATE {} SET {}").format(
+                    sql.SQL(table), sql.SQL(API_UPDATES[table])
+                )
+                for me in (tenants.a, tenants.b):
+                    with api.transaction(force_rollback=True):
+                        as_viewer(api, me)
+                        done = api.execute(update)
+                        assert done.rowcount == counts[table][me], table
+                        other = tenants.b if me == tenants.a else tenants.a
+                        done = api.execute(update + sql.SQL(" WHERE client_id = %s"), (other,))
+                        assert done.rowcount == 0, table
+                with api.transaction(force_rollback=True):  # unset: nothing
+                    assert api.execute(update).rowcount == 0, table
+            else:
+                with api.transaction():
+                    as_viewer(api, tenants.a)
+                    with raises_sqlstate(api, "42501"):
+                        api.execute(
+                            sql.SQL("UPDATE {} SET {} = {}").format(
+                                sql.SQL(table), sql.Identifier(tenant), sql.Identifier(tenant)
+                            )
+                        )
+            if table in API_INSERTS:
+                statements = API_INSERTS[table]
+                with api.transaction(force_rollback=True):
+                    as_viewer(api, tenants.a)
+                    run_all(api, statements, client=tenants.a, lead=leads[tenants.a])
+                # B's row, acting for A: B is not there (the config's trigger finds no
+                # such client: 23503), or row-level security refuses the row (42501).
+                with api.transaction():
+                    as_viewer(api, tenants.a)
+                    expected = "23503" if table == "crm.client_crm_configs" else "42501"
+                    with raises_sqlstate(api, expected):
+                        run_all(api, statements, client=tenants.b, lead=leads[tenants.b])
+                with api.transaction():  # unset: no row of any client
+                    with raises_sqlstate(api, expected):
+                        run_all(api, statements, client=tenants.a, lead=leads[tenants.a])
+            else:
+                with api.transaction():
+                    as_viewer(api, tenants.a)
+                    with raises_sqlstate(api, "42501"):
+                        api.execute(sql.SQL("INSERT INTO {} DEFAULT VALUES").format(
+                            sql.SQL(table)
+                        ))  # fmt: skip
+        # Columns of a push other than its status: refused.
+        with api.transaction():
+            as_viewer(api, tenants.a)
+            with raises_sqlstate(api, "42501"):
+                api.execute("UPDATE crm.crm_push_queue SET attempts = 0")
+
+
+@pytest.mark.parametrize("role", ["crm_app", "crm_analyst", "crm_client_viewer", "crm_api"])
 def test_only_the_runner_reads_a_secret(
     tenants: Tenants, logins: dict[str, str], role: str
 ) -> None:

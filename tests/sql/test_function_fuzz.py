@@ -15,11 +15,12 @@ runs in its own savepoint, rolled back even when it succeeds, so calls never see
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -70,6 +71,9 @@ NUMERICS = ["NaN", "Infinity", "-Infinity", "1e308", "5e-324", "-0", "0", "-1",
 TIMES = ["-infinity", "infinity", "4713-01-01 00:00:00+00 BC", "294276-12-31 00:00:00+00",
          "0001-01-01 00:00:00+00", "9999-12-31 23:59:59+00", "epoch", AS_OF]  # fmt: skip
 DATES = ["-infinity", "infinity", "4713-01-01 BC", "5874897-12-31", "2026-06-01"]
+# bytea in hex: empty, one byte, digests' length (zeros, ones), one byte too long, 100 kB.
+BYTEAS = ["\\x", "\\x00", "\\x" + "00" * 32, "\\x" + "ff" * 32, "\\x" + "ab" * 33,
+          "\\x" + "5a" * 100_000]  # fmt: skip
 INTERVALS = ["0", "-1 day", "1 microsecond", "178000000 years", "-178000000 years",
              "2147483647 days", "-2147483648 months"]  # fmt: skip
 
@@ -89,6 +93,7 @@ SCALARS: dict[str, list[str]] = {
     "boolean": ["true", "false"],
     "jsonb": ["{}", "[]", "null", '{"a": [1, null]}', '"' + "x" * 10_000 + '"'],
     "json": ["{}", "[]", "null"],
+    "bytea": BYTEAS,
 }
 
 
@@ -108,12 +113,16 @@ class Dataset:
     # argument is varied under each of them (finish_push's p_retry_at under retry and defer)
     good: dict[str, list[str]]
     uuids: list[str]  # a random id, another client's ids, an id of the wrong kind
+    # digests stored for either client (an OAuth state, an API token), as bytea in hex
+    digests: list[str] = field(default_factory=list)
 
     def values(self, db: psycopg.Connection[Any], typ: str) -> list[str | None]:
         """NULL, then the extreme and malformed values of a type (fails for a type it does not
         know: add its values above rather than leave a function out)."""
         if typ == "uuid":
             return [None, *self.uuids]
+        if typ == "bytea":
+            return [None, *SCALARS[typ], *self.digests]
         if typ in SCALARS:
             return [None, *SCALARS[typ]]
         if typ.endswith("[]"):
@@ -133,6 +142,17 @@ class Dataset:
 
 
 # --- the client the functions run against -----------------------------------------------------
+
+REDIRECT_URI = "https://agency.example/api/v1/crm/callback/hubspot"
+
+
+def digest(value: str) -> bytes:
+    """SHA-256, as the API stores OAuth states and tokens."""
+    return hashlib.sha256(value.encode()).digest()
+
+
+def hex_bytea(value: bytes) -> str:
+    return "\\x" + value.hex()
 
 
 def seed(db: psycopg.Connection[Any]) -> Dataset:
@@ -185,6 +205,16 @@ def seed(db: psycopg.Connection[Any]) -> Dataset:
                   created_at=as_of - 9 * d, closed_at=as_of - 7 * d)  # fmt: skip
         make.external_id(config, entity_type="lead", external_key=f"lead:{leads[0]['id']}",
                          entity_id=leads[0]["id"])  # fmt: skip
+        # An OAuth flow begun and an API token, of each client (stored as digests).
+        db.execute(
+            "SELECT crm.begin_oauth_state(%s, %s, %s)",
+            (client["id"], digest(f"state-{client['id']}"), REDIRECT_URI),
+        )
+        db.execute(
+            "INSERT INTO crm_private.api_tokens (client_id, name, token_hash, token_prefix)"
+            " VALUES (%s, 'fuzz', %s, 'acrm_fuzz')",
+            (client["id"], digest(f"token-{client['id']}")),
+        )
         entities.append({"config": config, "leads": leads, "deals": deals})
     client, other = clients
     claimed = db.execute(
@@ -229,6 +259,10 @@ def seed(db: psycopg.Connection[Any]) -> Dataset:
         "p_deal_id": [str(mine["deals"][0]["id"])],  # won: reopen_deal can reopen it
         "p_reason": ["the client came back"],
         "p_stage": ["proposal", "qualification"],
+        "p_crm_type": ["pipedrive"],  # the one connected: saving it again replaces its key
+        "p_redirect_uri": [REDIRECT_URI],
+        "p_state_hash": [hex_bytea(digest("a state never stored"))],  # begin_oauth_state stores it
+        "p_token_hash": [hex_bytea(digest(f"token-{client['id']}"))],
     }  # fmt: skip
     uuids = [
         str(uuid.UUID(int=0)),
@@ -240,7 +274,12 @@ def seed(db: psycopg.Connection[Any]) -> Dataset:
         str(mine["leads"][0]["id"]),  # an id of the wrong kind for most arguments
         str(mine["deals"][2]["id"]),  # a lost deal
     ]
-    return Dataset(client, other, good, uuids)
+    digests = [
+        hex_bytea(digest(f"{kind}-{owner['id']}"))
+        for kind in ("state", "token")
+        for owner in (client, other)
+    ]
+    return Dataset(client, other, good, uuids, digests)
 
 
 # --- calling -------------------------------------------------------------------------------------
