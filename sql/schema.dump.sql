@@ -628,11 +628,13 @@ CREATE FUNCTION crm.disconnect_crm(p_client_id uuid, p_reason text DEFAULT NULL:
     SET search_path TO ''
     AS $$
 DECLARE
-    v_live crm.client_crm_configs%ROWTYPE;
+    -- The live config's id, CRM and state: not cfg.*, which holds the secret columns that
+    -- crm_api, running this, may not read.
+    v_live record;
     v_skipped integer;
 BEGIN
     PERFORM crm_private.connection_lock(p_client_id);
-    SELECT cfg.* INTO v_live
+    SELECT cfg.id, cfg.crm_type, cfg.is_active INTO v_live
     FROM crm.client_crm_configs AS cfg
     WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
     FOR UPDATE;
@@ -4020,7 +4022,9 @@ CREATE FUNCTION crm.save_crm_connection(p_client_id uuid, p_crm_type text, p_api
     SET search_path TO ''
     AS $_$
 DECLARE
-    v_live crm.client_crm_configs%ROWTYPE;
+    -- The live config's id, CRM and state: not cfg.*, which holds the secret columns that
+    -- crm_api, running this, may not read.
+    v_live record;
 BEGIN
     IF p_client_id IS NULL OR p_crm_type IS NULL THEN
         RAISE EXCEPTION USING
@@ -4033,7 +4037,7 @@ BEGIN
     END IF;
     PERFORM crm_private.connection_lock(p_client_id);
 
-    SELECT cfg.* INTO v_live
+    SELECT cfg.id, cfg.crm_type, cfg.is_active INTO v_live
     FROM crm.client_crm_configs AS cfg
     WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
     FOR UPDATE;

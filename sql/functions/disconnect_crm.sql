@@ -7,11 +7,13 @@ LANGUAGE plpgsql
 SET search_path = ''
 AS $$
 DECLARE
-    v_live crm.client_crm_configs%ROWTYPE;
+    -- The live config's id, CRM and state: not cfg.*, which holds the secret columns that
+    -- crm_api, running this, may not read.
+    v_live record;
     v_skipped integer;
 BEGIN
     PERFORM crm_private.connection_lock(p_client_id);
-    SELECT cfg.* INTO v_live
+    SELECT cfg.id, cfg.crm_type, cfg.is_active INTO v_live
     FROM crm.client_crm_configs AS cfg
     WHERE cfg.client_id = p_client_id AND cfg.deleted_at IS NULL
     FOR UPDATE;
