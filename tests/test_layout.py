@@ -187,5 +187,5 @@ def test_the_cli_module_of_each_group_is_in_the_root_help() -> None:
         | {k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     )
     assert done.returncode == 0, done.stderr
-    for group in ("db", "push", "secrets", "sandbox"):
+    for group in ("db", "push", "secrets", "sandbox", "serve"):
         assert re.search(rf"^\W*{group}\s+\S", done.stdout, re.MULTILINE), done.stdout
