@@ -27,7 +27,7 @@ from agency_crm.api import create_app
 from agency_crm.push.settings import Settings
 from agency_crm.sandbox import Sandbox
 from agency_crm.service import tokens
-from agency_crm.service.crm import OAuthSettings
+from agency_crm.service.crm import OAuthSettings, digest
 from tests.conftest import janitor, server_url
 from tests.helpers.fixtures import TLS, Make, Row
 
@@ -134,6 +134,14 @@ class Api:
         token, _ = tokens.create(self.seed, client["id"] if client else None, name)
         return token
 
+    def revoke(self, token: str) -> None:
+        [row] = self.rows(
+            "UPDATE crm_private.api_tokens SET revoked_at = now() WHERE token_hash = %s"
+            " RETURNING id",
+            digest(token),
+        )
+        assert row["id"]
+
     def call(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
         headers = dict(kw.pop("headers", {}))
         if token is not None:
@@ -178,3 +186,26 @@ def tenant(api: Api) -> Callable[..., Tenant]:
         return Tenant(client, api.token(client))
 
     return make
+
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "code", "field", "hint", "errors"}
+
+
+def assert_problem(
+    response: httpx.Response, status: int, code: str, field: str | None = None
+) -> dict[str, Any]:
+    """The response is an RFC 9457 problem of this status and code (naming ``field``), with
+    the request's path as its instance; returns it."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"] == "application/problem+json", response.headers
+    body: dict[str, Any] = response.json()
+    assert set(body) <= PROBLEM_KEYS, body
+    assert body["type"] == f"urn:agency-crm:problem:{code}", body
+    assert (body["status"], body["code"]) == (status, code), body
+    assert body["title"] and body["detail"], body
+    assert body["instance"] == response.request.url.path, body
+    assert body.get("field") == field, body
+    assert "Traceback" not in response.text
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer"), response.headers
+    return body

@@ -4,7 +4,7 @@ accepted; a missing or wrong token refused; unknown methods a 405 with a true Al
 examples, coverage and fuzzing phases, positive and negative, 25 examples per operation and
 phase: about 1 100 requests in some 20 seconds.
 
-The caller is a client connected to a fresh sandbox Pipedrive, with meetings and a push log;
+The caller is a client connected to a sandbox Pipedrive, with meetings and a push log;
 most generated requests name that client and the account's pipeline, stages and users (the
 rest are generated, and must be refused as documented). An operation that disconnects it is
 followed by a reconnection, so every operation meets a connected CRM. The server calls no
@@ -26,11 +26,12 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from psycopg.types.json import Jsonb
 
 from agency_crm.api import create_app
 from agency_crm.sandbox import Sandbox
 from tests.api.conftest import Api, Server, build_app
-from tests.api.seeding import connect_sandbox, seed_history
+from tests.api.seeding import seed_history
 from tests.helpers.fixtures import Make, seal
 
 # Hypothesis-driven, about 20 s: left out of `make test-fast` with the other property tests.
@@ -56,34 +57,38 @@ class LoopbackOnly(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
-# The fuzzed client, and the ids the first account of a fresh sandbox Pipedrive has: most
-# generated requests name them, so that they reach past the 404 of an unknown client or
-# pipeline (the rest are generated, and are refused as the document says).
+# The fuzzed client and its sandbox Pipedrive account, made when the module loads so that
+# the configuration below can name the account's ids (the sandbox numbers ids across the
+# process): most generated requests name them, so that they reach past the 404 of an unknown
+# client or pipeline; the rest are generated, and are refused as the document says.
 CLIENT = uuid.uuid4()
-PIPELINE, STAGES, USERS = "1", ["2", "3", "4", "5", "6"], ["70000011", "70000012"]
+SANDBOX = Sandbox()
+ACCOUNT = SANDBOX.admin("pipedrive").create_account()
+PIPELINE = str(ACCOUNT["pipelines"][0]["id"])
+STAGES = [str(s["id"]) for s in ACCOUNT["pipelines"][0]["stages"]]
+USERS = [str(u["id"]) for u in ACCOUNT["users"]]
 
 
 @pytest.fixture(scope="module")
 def fuzzed(api_db: str, api: Api) -> Iterator[tuple[Server, str]]:
     """A server that takes no api_base_url (as `agency-crm serve` runs by default) and a
-    token of a client connected to a fresh sandbox's Pipedrive."""
+    token of a client connected to the sandbox's Pipedrive."""
     make = Make(api.seed)
     client = make.client(id=CLIENT, name="Fuzzed Pty Ltd")
-    with Sandbox() as sandbox:
-        crm = connect_sandbox(make, sandbox, client, "pipedrive")
-        account = (
-            str(crm.account["pipelines"][0]["id"]),
-            [str(s["id"]) for s in crm.account["pipelines"][0]["stages"]],
-            [str(u["id"]) for u in crm.account["users"]],
+    with SANDBOX:
+        make.crm_config(
+            client,
+            crm_type="pipedrive",
+            api_key=ACCOUNT["token"],
+            api_base_url=SANDBOX.urls["pipedrive"],
+            pipeline_id=PIPELINE,
+            stage_id=STAGES[0],
+            owner_id=USERS[0],
+            stage_map=Jsonb({"qualification": STAGES[0], "proposal": STAGES[1]}),
+            connection_status="connected",
         )
-        assert account == (PIPELINE, STAGES, USERS), f"the sandbox numbers differently: {account}"
         seed_history(make, client)
-        token = api.token(client, "fuzz")
-        FUZZ_ACCOUNT.update(token=crm.token, url=crm.url)
-        yield from _serve(api_db, token)
-
-
-FUZZ_ACCOUNT: dict[str, str] = {}
+        yield from _serve(api_db, api.token(client, "fuzz"))
 
 
 def reconnect(api: Api) -> None:
@@ -98,8 +103,8 @@ def reconnect(api: Api) -> None:
             "SELECT * FROM crm.save_crm_connection(%s, 'pipedrive', p_api_key => %s,"
             " p_api_base_url => %s, p_pipeline_id => %s, p_stage_id => %s, p_owner_id => %s)",
             CLIENT,
-            seal(CLIENT, "api_key", FUZZ_ACCOUNT["token"]),
-            FUZZ_ACCOUNT["url"],
+            seal(CLIENT, "api_key", ACCOUNT["token"]),
+            SANDBOX.urls["pipedrive"],
             PIPELINE,
             STAGES[0],
             USERS[0],

@@ -9,6 +9,7 @@ A request body is JSON or nothing: another media type is a 415, JSON that does n
 
 from __future__ import annotations
 
+import contextlib
 import email.message
 import http
 import json
@@ -204,6 +205,10 @@ class ProblemRoute(APIRoute):
                     )
                 return await handler(request)
             except Exception as exc:
+                if not isinstance(exc, ServiceError | RequestValidationError | HTTPException):
+                    # Read now if the route did not: its secrets are masked in the log line.
+                    with contextlib.suppress(Exception):
+                        await request.body()
                 error = as_problem(request, exc)
                 return self.render(request, error, locations, has_body, exc)
 
