@@ -48,7 +48,10 @@ class Server:
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+            target=self.server.run,
+            kwargs={"sockets": [self.socket]},
+            daemon=True,
+            name="api-server",
         )
 
     def __enter__(self) -> Server:

@@ -204,3 +204,35 @@ def test_the_routes_in_the_agency_s_own_application(
     assert "RuntimeError" in logged and "boom for" in logged and "Traceback" in logged
     assert SECRET_KEY not in logged and a.token not in logged, "a secret reached the log"
     assert body["detail"] == "an unexpected error occurred; it was logged"
+
+
+def test_log_lines_hold_no_query_string_and_no_token_in_a_path(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Uvicorn's access line (if an application turns it on) loses its query; httpx's line of
+    HubSpot's token-info call loses the token in its path."""
+    import agency_crm.push.hubspot  # noqa: F401  (installs the httpx filter)
+
+    create_app()  # installs the uvicorn.access filter
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:5000",
+            "GET",
+            "/api/v1/crm/callback/hubspot?code=c0de-42&state=st4te-42",
+            "1.1",
+            200,
+        )
+        logging.getLogger("httpx").info(
+            'HTTP Request: %s %s "%s %d %s"',
+            "GET",
+            httpx.URL("http://127.0.0.1:1/oauth/v1/access-tokens/t0ken%2B42?x=1"),
+            "HTTP/1.1",
+            200,
+            "OK",
+        )
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "GET /api/v1/crm/callback/hubspot HTTP/1.1" in text
+    assert "/oauth/v1/access-tokens/[redacted]" in text
+    for secret in ("c0de-42", "st4te-42", "t0ken"):
+        assert secret not in text

@@ -96,6 +96,23 @@ def install(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+class _NoQueryString(logging.Filter):
+    """Uvicorn's access log prints each request's path with its query string, the OAuth
+    callback's code and state among them: the query is cut from those lines, whichever
+    handler an application attaches to uvicorn.access."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                arg.split("?", 1)[0] if isinstance(arg, str) and arg.startswith("/") else arg
+                for arg in record.args
+            )
+        return True
+
+
+NO_QUERY_STRING = _NoQueryString()
+
+
 def create_app(
     database_url: str | None = None,
     *,
@@ -144,6 +161,7 @@ def create_app(
         ],
     )
     install(app)
+    logging.getLogger("uvicorn.access").addFilter(NO_QUERY_STRING)
     app.add_exception_handler(HTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.add_exception_handler(Exception, _unexpected)
