@@ -4,8 +4,9 @@ HTTP API's OpenAPI document.
     python -m agency_crm.dev schema-dump [--check] sql/schema.dump.sql
     python -m agency_crm.dev sql-api [--check] docs/sql-api.md
     python -m agency_crm.dev openapi [--check] docs/openapi.json
+    python -m agency_crm.dev api-examples [--check] docs/api.md
 
-The first two install the schema fresh into a throwaway database (on the server named by
+All but openapi install the schema fresh into a throwaway database (on the server named by
 DATABASE_URL, else on a throwaway cluster they start); the OpenAPI document needs no
 database. Each writes, or with --check compares, the file. `make schema-check` and
 `make docs-check` fail when a file is stale.
@@ -312,7 +313,10 @@ def _write_or_check(path: Path, text: str, check: bool, remedy: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agency_crm.dev")
-    parser.add_argument("tool", choices=["schema-dump", "sql-api", "analytics-examples", "openapi"])
+    parser.add_argument(
+        "tool",
+        choices=["schema-dump", "sql-api", "analytics-examples", "openapi", "api-examples"],
+    )
     parser.add_argument("path", type=Path)
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args(argv)
@@ -323,6 +327,14 @@ def main(argv: list[str] | None = None) -> int:
         render, remedy = (lambda url: DUMP_HEADER + dump_schema(url)), "make schema-dump"
     elif args.tool == "sql-api":
         render, remedy = render_sql_api, "make docs"
+    elif args.tool == "api-examples":
+        from agency_crm.dev import api_examples  # FastAPI and the sandbox only for this tool
+
+        page = args.path.read_text(encoding="utf-8") if args.path.exists() else ""
+        render, remedy = (
+            (lambda url: api_examples.replace_examples(page, api_examples.render(url))),
+            "make docs",
+        )
     else:
         page = args.path.read_text(encoding="utf-8") if args.path.exists() else ""
         render, remedy = (
