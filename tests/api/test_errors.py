@@ -206,16 +206,30 @@ def test_the_routes_in_the_agency_s_own_application(
     assert body["detail"] == "an unexpected error occurred; it was logged"
 
 
-def test_log_lines_hold_no_query_string_and_no_token_in_a_path(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_log_lines_hold_no_query_string_and_no_token_in_a_path() -> None:
     """Uvicorn's access line (if an application turns it on) loses its query; httpx's line of
-    HubSpot's token-info call loses the token in its path."""
+    HubSpot's token-info call loses the token in its path. (A handler on each logger: uvicorn
+    stops its loggers propagating once a server has started.)"""
     import agency_crm.push.hubspot  # noqa: F401  (installs the httpx filter)
 
     create_app()  # installs the uvicorn.access filter
-    with caplog.at_level(logging.INFO):
-        logging.getLogger("uvicorn.access").info(
+    collect = _Collect()
+    loggers = [logging.getLogger(name) for name in ("uvicorn.access", "httpx")]
+    saved = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(collect)
+        lg.setLevel(logging.INFO)
+    try:
+        loggers[0].info(
             '%s - "%s %s HTTP/%s" %d',
             "127.0.0.1:5000",
             "GET",
@@ -223,7 +237,7 @@ def test_log_lines_hold_no_query_string_and_no_token_in_a_path(
             "1.1",
             200,
         )
-        logging.getLogger("httpx").info(
+        loggers[1].info(
             'HTTP Request: %s %s "%s %d %s"',
             "GET",
             httpx.URL("http://127.0.0.1:1/oauth/v1/access-tokens/t0ken%2B42?x=1"),
@@ -231,7 +245,11 @@ def test_log_lines_hold_no_query_string_and_no_token_in_a_path(
             200,
             "OK",
         )
-    text = "\n".join(r.getMessage() for r in caplog.records)
+    finally:
+        for lg, level in zip(loggers, saved, strict=True):
+            lg.removeHandler(collect)
+            lg.setLevel(level)
+    text = "\n".join(collect.lines)
     assert "GET /api/v1/crm/callback/hubspot HTTP/1.1" in text
     assert "/oauth/v1/access-tokens/[redacted]" in text
     for secret in ("c0de-42", "st4te-42", "t0ken"):
