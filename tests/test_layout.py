@@ -47,11 +47,18 @@ def test_the_sandbox_imports_neither_push_nor_the_cli() -> None:
     assert not [m for m in modules if m.startswith(("agency_crm.push", "agency_crm.cli"))]
 
 
-@pytest.mark.parametrize("part", ["push", "sandbox", "dev"])
+@pytest.mark.parametrize("part", ["push", "sandbox", "dev", "api", "service"])
 def test_only_the_cli_knows_a_terminal(part: str) -> None:
     modules = imported_modules(PACKAGE / part)
     assert not [m for m in modules if m.split(".")[0] in ("typer", "rich", "agency_crm.cli")]
     assert not [m for m in modules if m.startswith("agency_crm.cli")]
+
+
+@pytest.mark.parametrize("part", ["api", "service"])
+def test_the_api_and_the_service_do_not_lean_on_the_sandbox(part: str) -> None:
+    modules = imported_modules(PACKAGE / part)
+    assert modules
+    assert not [m for m in modules if m.startswith("agency_crm.sandbox")]
 
 
 def string_constants(path: Path) -> list[tuple[int, str]]:

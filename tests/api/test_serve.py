@@ -51,6 +51,14 @@ def test_help_shows_the_options_their_variables_and_examples() -> None:
         assert text in done.stdout, text
 
 
+def test_serve_help_loads_neither_fastapi_nor_uvicorn() -> None:
+    from tests.test_layout import loaded_modules
+
+    _, loaded = loaded_modules("serve", "--help")
+    assert "agency_crm.cli.serve" in loaded
+    assert [m for m in loaded if m.split(".")[0] in ("fastapi", "uvicorn", "starlette")] == []
+
+
 def test_a_login_that_may_not_act_as_crm_api_is_told_the_grant(
     api_db: str, seed: psycopg.Connection[Any]
 ) -> None:
