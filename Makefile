@@ -60,13 +60,17 @@ schema-dump: install ## Regenerate sql/schema.dump.sql from a fresh install
 schema-check: install ## Fail when sql/schema.dump.sql is stale
 	$(BIN)/python -m agency_crm.dev schema-dump --check sql/schema.dump.sql
 
-docs: install ## Regenerate docs/sql-api.md and the worked examples of docs/analytics.md
+docs: install ## Regenerate docs/sql-api.md, docs/openapi.json and the worked examples of docs/analytics.md and docs/api.md
 	$(BIN)/python -m agency_crm.dev sql-api docs/sql-api.md
 	$(BIN)/python -m agency_crm.dev analytics-examples docs/analytics.md
+	$(BIN)/python -m agency_crm.dev openapi docs/openapi.json
+	$(BIN)/python -m agency_crm.dev api-examples docs/api.md
 
-docs-check: install ## Fail when docs/sql-api.md or the examples of docs/analytics.md are stale
+docs-check: install ## Fail when docs/sql-api.md, docs/openapi.json or the examples of docs/analytics.md or docs/api.md are stale
 	$(BIN)/python -m agency_crm.dev sql-api --check docs/sql-api.md
 	$(BIN)/python -m agency_crm.dev analytics-examples --check docs/analytics.md
+	$(BIN)/python -m agency_crm.dev openapi --check docs/openapi.json
+	$(BIN)/python -m agency_crm.dev api-examples --check docs/api.md
 
 bench: install ## Benchmarks: lifecycle triggers, analytics at scale and under row-level security, the push queue, end-to-end push; results in docs/benchmarks.md
 	@# Every benchmark runs; the target fails at the end if one missed its target.

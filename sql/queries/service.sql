@@ -1,6 +1,10 @@
 -- Queries of the service layer (python/agency_crm/service/crm.py): the HTTP API and the CLI's
 -- crm commands. Each runs in a transaction whose role and crm.client_id the service set.
 
+-- name: act_for_client
+-- The client the transaction acts for, which row-level security reads ('': none yet).
+SELECT pg_catalog.set_config('crm.client_id', %(client_id)s, TRUE);
+
 -- name: client_name
 SELECT c.name
 FROM crm.clients AS c

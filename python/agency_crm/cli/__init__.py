@@ -1,6 +1,7 @@
 """The agency-crm command line.
 
-One module per command group (``db``, ``push``, ``secrets``, ``sandbox``), each imported only
+One module per command group (``db``, ``push``, ``secrets``, ``sandbox``, ``serve``; the last
+two single commands), each imported only
 when its group runs, and each importing its own machinery lazily: ``agency-crm db upgrade``
 loads neither the push runner nor the CRM sandbox.
 """
@@ -22,6 +23,7 @@ GROUPS = {
     "push": "agency_crm.cli.push",
     "secrets": "agency_crm.cli.secrets",
     "sandbox": "agency_crm.cli.sandbox",
+    "serve": "agency_crm.cli.serve",
 }
 
 
@@ -58,7 +60,8 @@ def _version(value: bool) -> None:
 
 @app.callback(
     epilog="Examples:\n\n  $ agency-crm db upgrade --database-url postgresql://app@db/agency"
-    "\n\n  $ agency-crm push drain\n\n  $ agency-crm push status",
+    "\n\n  $ agency-crm push drain\n\n  $ agency-crm push status"
+    "\n\n  $ agency-crm serve --port 8000",
 )
 def root(
     version: Annotated[

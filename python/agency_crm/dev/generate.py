@@ -1,17 +1,22 @@
-"""Developer tools: the committed schema dump and the generated SQL API reference.
+"""Developer tools: the committed schema dump, the generated SQL API reference and the
+HTTP API's OpenAPI document.
 
     python -m agency_crm.dev schema-dump [--check] sql/schema.dump.sql
     python -m agency_crm.dev sql-api [--check] docs/sql-api.md
+    python -m agency_crm.dev openapi [--check] docs/openapi.json
+    python -m agency_crm.dev api-examples [--check] docs/api.md
 
-Both install the schema fresh into a throwaway database (on the server named by
-DATABASE_URL, else on a throwaway cluster they start) and write, or with --check compare,
-the file. `make schema-check` and `make docs-check` fail when a file is stale.
+All but openapi install the schema fresh into a throwaway database (on the server named by
+DATABASE_URL, else on a throwaway cluster they start); the OpenAPI document needs no
+database. Each writes, or with --check compares, the file. `make schema-check` and
+`make docs-check` fail when a file is stale.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import shutil
 import subprocess
@@ -281,6 +286,14 @@ def replace_examples(page: str, examples: str) -> str:
     return page[:start] + examples + page[end + len(EXAMPLES_END) :]
 
 
+def render_openapi() -> str:
+    """The HTTP API's OpenAPI document: keys sorted, two-space indent, a final newline."""
+    from agency_crm.api import create_app  # FastAPI only for this tool
+
+    document = create_app().openapi()
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def _write_or_check(path: Path, text: str, check: bool, remedy: str) -> int:
     if check:
         current = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -300,15 +313,28 @@ def _write_or_check(path: Path, text: str, check: bool, remedy: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agency_crm.dev")
-    parser.add_argument("tool", choices=["schema-dump", "sql-api", "analytics-examples"])
+    parser.add_argument(
+        "tool",
+        choices=["schema-dump", "sql-api", "analytics-examples", "openapi", "api-examples"],
+    )
     parser.add_argument("path", type=Path)
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args(argv)
     render: Callable[[str], str]
+    if args.tool == "openapi":
+        return _write_or_check(args.path, render_openapi(), args.check, "make docs")
     if args.tool == "schema-dump":
         render, remedy = (lambda url: DUMP_HEADER + dump_schema(url)), "make schema-dump"
     elif args.tool == "sql-api":
         render, remedy = render_sql_api, "make docs"
+    elif args.tool == "api-examples":
+        from agency_crm.dev import api_examples  # FastAPI and the sandbox only for this tool
+
+        page = args.path.read_text(encoding="utf-8") if args.path.exists() else ""
+        render, remedy = (
+            (lambda url: api_examples.replace_examples(page, api_examples.render(url))),
+            "make docs",
+        )
     else:
         page = args.path.read_text(encoding="utf-8") if args.path.exists() else ""
         render, remedy = (

@@ -7,6 +7,7 @@ our unique ``agency_crm_key`` property, so a repeated create updates instead of 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,29 @@ from agency_crm.push.connection import (
 )
 from agency_crm.push.http import CrmError, CrmHttp
 from agency_crm.push.model import DealState, Outcome, PushContext
+from agency_crm.push.redact import REDACTED
 from agency_crm.push.sync import Push
+
+# HubSpot's token-info endpoint takes the access token in its path, and httpx logs every
+# request's URL (INFO): the token is masked in those lines.
+_TOKEN_IN_PATH = re.compile(r"(/oauth/v1/access-tokens/)[^/?#\s\"]+")
+
+
+class _MaskTokenInPath(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+            "/oauth/v1/access-tokens/" in str(arg) for arg in record.args
+        ):
+            record.args = tuple(
+                _TOKEN_IN_PATH.sub(rf"\1{REDACTED}", str(arg))
+                if "/oauth/v1/access-tokens/" in str(arg)
+                else arg
+                for arg in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_MaskTokenInPath())
 
 EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 

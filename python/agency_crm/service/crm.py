@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from agency_crm.crypto import KeyRing
+from agency_crm.crypto import KeyRing, SecretError
 from agency_crm.push import crms
 from agency_crm.push.check import check_one, refused_credentials
 from agency_crm.push.connection import Catalog, Connection, Identity
@@ -48,6 +48,9 @@ from agency_crm.service.errors import (
     NotFound,
     ServiceError,
 )
+
+if TYPE_CHECKING:
+    from agency_crm.service.tokens import Scope
 
 VENDOR = {"hubspot": "HubSpot", "pipedrive": "Pipedrive", "close": "Close"}
 T = TypeVar("T")
@@ -147,8 +150,7 @@ class CrmService:
             if self.role:
                 await conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(self.role)))
             await conn.execute(
-                "SELECT set_config('crm.client_id', %s, true)",
-                (str(client_id) if client_id else "",),
+                SERVICE["act_for_client"], {"client_id": str(client_id) if client_id else ""}
             )
             yield conn
 
@@ -162,6 +164,18 @@ class CrmService:
                 return await cur.fetchall()
         except psycopg.Error as exc:
             raise database_error(exc) from exc
+
+    async def authenticate(self, token: str) -> Scope | None:
+        """Who a bearer token lets a request act for (one client, or agency-wide); None when
+        the token is unknown or revoked. Only its digest reaches the database."""
+        from agency_crm.service.tokens import Scope  # tokens imports digest from here
+
+        rows = await self._rows(
+            None, SERVICE["authenticate_api_token"], {"token_hash": digest(token)}
+        )
+        if not rows:
+            return None
+        return Scope(token_id=rows[0]["token_id"], client_id=rows[0]["client_id"])
 
     async def require_client(self, client_id: uuid.UUID) -> str:
         """The client's name; 404 when it does not exist or is not the caller's to see."""
@@ -258,13 +272,13 @@ class CrmService:
             raise NotFound(f"client {client_id} has no CRM config", code="no_crm_config")
         config = Config.from_row(rows[0], self.keys)
         if config.secret_error:
-            raise ServiceError(
+            raise NotConfigured(
                 f"the stored credentials of client {client_id} cannot be decrypted: "
                 f"{config.secret_error}",
                 hint="set AGENCY_CRM_SECRET_KEYS to the key ring they were written with",
                 code="secret_unreadable",
             )
-        if not config.secrets():
+        if not any(config.secrets()):  # a list of three, each None when unset
             raise Conflict(
                 f"client {client_id}'s {VENDOR[config.crm_type]} is not connected",
                 hint=f"connect it: agency-crm crm connect {config.crm_type} --client {client_id}",
@@ -383,8 +397,18 @@ class CrmService:
                 hint="start the API with --allow-api-base-url to connect to a sandbox",
                 field="api_base_url",
             )
-        parts = urlsplit(api_base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        try:
+            parts = urlsplit(api_base_url)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:  # "http://[", a port that is not a number or out of range
+            parts, port_ok = urlsplit(""), False
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or not port_ok
+            or parts.query
+            or parts.fragment
+        ):
             raise Invalid(
                 f"api_base_url {api_base_url!r} is not an http(s) URL",
                 field="api_base_url",
@@ -558,10 +582,18 @@ class CrmService:
         records += http.take_records()
         pipeline, stage, owner = connection.propose(catalog, identity)
         seal = self.keys.encrypt
-        sealed = {
-            column: seal(value, client_id=client_id, column=column)
-            for column, value in secrets.items()
-        }
+        try:
+            sealed = {
+                column: seal(value, client_id=client_id, column=column)
+                for column, value in secrets.items()
+            }
+        except SecretError as exc:
+            # The key ring (AGENCY_CRM_SECRET_KEYS) is the server's to fix, not the caller's.
+            raise NotConfigured(
+                f"the credentials cannot be stored: {exc.message}",
+                hint=exc.hint,
+                code="secret_key_missing",
+            ) from exc
         if config.crm_type == "hubspot":
             portal_id = portal_id or identity.account_id
         try:
@@ -662,7 +694,7 @@ def blank_config(
 
 def config_model(row: dict[str, Any]) -> models.CrmConfig:
     """A config row (the ``config`` query) as the API shows it, secrets masked."""
-    mask = models.MASK
+    mask: Literal["********"] = models.MASK
     return models.CrmConfig(
         **{k: v for k, v in row.items() if not k.startswith("has_") and k != "oauth_expires_at"},
         credentials=models.Credentials(
@@ -744,7 +776,7 @@ def database_error(exc: psycopg.Error) -> ServiceError:
     if isinstance(exc, psycopg.errors.ObjectNotInPrerequisiteState):
         return Conflict(message, hint=hint, code="not_connected")
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
-        return ServiceError(
+        return NotConfigured(
             f"the database refused this server's role: {message}",
             hint="grant the login the role it runs as (GRANT crm_api TO <login>), and run "
             "agency-crm db upgrade",

@@ -7,14 +7,30 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import Annotated, Final, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 CrmType = Literal["hubspot", "pipedrive", "close"]
 ConnectionStatus = Literal["pending", "connected", "error", "disconnected"]
+# Our deal stages (crm.deal_stage_type): the keys of a config's stage map.
+DealStage = Literal[
+    "qualification",
+    "proposal",
+    "negotiation",
+    "verbal_commit",
+    "contract_sent",
+    "closed_won",
+    "closed_lost",
+]
+# An id of the CRM's (pipeline, stage, user): any text without control characters, which
+# neither a CRM nor a PostgreSQL text value (NUL) takes.
+CrmId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# An API key or token travels in an HTTP header: visible ASCII only.
+ApiKey = Annotated[str, Field(min_length=1, max_length=1000, pattern=r"^[!-~]+$")]
+BaseUrl = Annotated[str, Field(min_length=8, max_length=500, pattern=r"^https?://[!-~]+$")]
 # What a set secret reads as: never the secret, nor a piece of it.
-MASK = "********"
+MASK: Final = "********"
 
 T = TypeVar("T")
 
@@ -34,9 +50,15 @@ class Body(BaseModel):
 class Credentials(Answer):
     """Which secrets the config holds, masked: ``********`` when set, null when not."""
 
-    api_key: str | None = Field(description="API key or HubSpot private-app token (masked).")
-    oauth_access_token: str | None = Field(description="HubSpot OAuth access token (masked).")
-    oauth_refresh_token: str | None = Field(description="HubSpot OAuth refresh token (masked).")
+    api_key: Literal["********"] | None = Field(
+        description="API key or HubSpot private-app token (masked)."
+    )
+    oauth_access_token: Literal["********"] | None = Field(
+        description="HubSpot OAuth access token (masked)."
+    )
+    oauth_refresh_token: Literal["********"] | None = Field(
+        description="HubSpot OAuth refresh token (masked)."
+    )
     oauth_expires_at: datetime | None = Field(description="When the access token expires.")
 
 
@@ -68,19 +90,21 @@ class ConfigUpdate(Body):
     """``PUT /crm/config``: the fields to change (a field left out is kept; null clears it).
     Each id is checked against the CRM before anything is saved."""
 
-    pipeline_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    stage_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    owner_id: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    stage_map: dict[str, Annotated[str, Field(min_length=1, max_length=200)]] | None = None
+    pipeline_id: CrmId | None = Field(default=None, description="Pipeline new deals go into.")
+    stage_id: CrmId | None = Field(default=None, description="Stage new deals start in.")
+    owner_id: CrmId | None = Field(default=None, description="CRM user who owns new deals.")
+    stage_map: dict[DealStage, CrmId] | None = Field(
+        default=None,
+        description="Our deal stage -> the CRM's stage id (of the config's pipeline); "
+        "replaces the whole map.",
+    )
 
 
 class ApiKeyConnect(Body):
     """``POST /crm/connect/pipedrive`` and ``/crm/connect/close``."""
 
-    api_key: Annotated[str, Field(min_length=1, max_length=1000)] = Field(
-        description="The CRM API key; tested against the CRM, saved encrypted."
-    )
-    api_base_url: Annotated[str, Field(max_length=500)] | None = Field(
+    api_key: ApiKey = Field(description="The CRM API key; tested against the CRM, saved encrypted.")
+    api_base_url: BaseUrl | None = Field(
         default=None,
         description="API root instead of the vendor's (the sandbox); only where the server "
         "allows it (agency-crm serve --allow-api-base-url).",
@@ -90,7 +114,7 @@ class ApiKeyConnect(Body):
 class HubSpotConnect(Body):
     """``POST /crm/connect/hubspot``: start the OAuth flow."""
 
-    api_base_url: Annotated[str, Field(max_length=500)] | None = Field(
+    api_base_url: BaseUrl | None = Field(
         default=None,
         description="HubSpot root instead of HubSpot's own (the sandbox); only where the server "
         "allows it.",
