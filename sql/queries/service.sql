@@ -6,6 +6,19 @@ SELECT c.name
 FROM crm.clients AS c
 WHERE c.id = %(client_id)s AND c.deleted_at IS NULL;
 
+-- name: find_client
+-- The CLI's --client: a live client by its id or by its exact name (a few, to say a name is
+-- ambiguous).
+SELECT
+    c.id,
+    c.name
+FROM crm.clients AS c
+WHERE
+    c.deleted_at IS NULL
+    AND (c.id = %(client_id)s::uuid OR c.name = %(name)s::text)
+ORDER BY c.created_at, c.id
+LIMIT 5;
+
 -- name: config
 -- The client's live config, no secret column (crm_api may not read them), with which secrets
 -- are set (from crm.scoped_crm_config, which reads them for the transaction's one client).

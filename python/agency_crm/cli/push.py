@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from psycopg import conninfo
 from psycopg.rows import dict_row
 
 from agency_crm import db
@@ -27,6 +26,7 @@ from agency_crm.cli.common import (
     connect_ready,
     examples,
     group,
+    pool_dsn,
     to_json,
 )
 from agency_crm.push.model import LogStatus, QueueStatus, Reported
@@ -61,10 +61,7 @@ HttpTimeout = Annotated[
 def _dsn(database_url: str | None) -> str:
     """Check the database answers and holds the current schema (one readable line if not);
     return the DSN to pool."""
-    connect_ready(database_url).close()
-    params = conninfo.conninfo_to_dict(database_url or "")
-    params.setdefault("connect_timeout", db.CONNECT_TIMEOUT_S)
-    return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+    return pool_dsn(database_url)
 
 
 @app.command(
