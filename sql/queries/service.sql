@@ -85,6 +85,15 @@ SELECT crm.begin_oauth_state(
     %(client_id)s, %(state_hash)s, %(redirect_uri)s, %(api_base_url)s
 ) AS expires_at;
 
+-- name: oauth_state
+-- `agency-crm crm connect hubspot --redirect-uri` waits for the API's callback: whether it
+-- used the flow's state yet.
+SELECT
+    s.used_at,
+    s.expires_at
+FROM crm_private.oauth_states AS s
+WHERE s.state_hash = %(state_hash)s;
+
 -- name: consume_oauth
 SELECT
     s.outcome,
