@@ -70,7 +70,9 @@ def listing(
 ) -> list[dict[str, Any]]:
     """The tokens (of one client), without the revoked ones unless asked."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(SERVICE["list_api_tokens"], {"client_id": client_id, "include_revoked": revoked})
+        cur.execute(
+            SERVICE["list_api_tokens"], {"client_id": client_id, "include_revoked": revoked}
+        )
         return cur.fetchall()
 
 
