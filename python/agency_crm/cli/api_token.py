@@ -55,7 +55,7 @@ def default_name() -> str:
     cls=Command,
     epilog=examples(
         "agency-crm api-token create --client Acme --name 'Acme dashboard'",
-        "TOKEN=$(agency-crm api-token create --client 6f1c0e2a-...)",
+        "agency-crm api-token create --client 6f1c0e2a-... > acme.token",
         "agency-crm api-token create --agency --name 'agency back office' --json",
     ),
 )

@@ -20,7 +20,7 @@ from psycopg import conninfo
 # typer vendors its own copy of click: the classes its commands are made of.
 from typer._click.core import Context, Parameter
 from typer._click.formatting import HelpFormatter
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from agency_crm import db, schema
 from agency_crm.errors import AgencyCrmError
@@ -29,10 +29,17 @@ N = TypeVar("N", int, float)
 
 
 def _plain_flags(params: Iterable[Parameter]) -> None:
-    # A flag takes no value: show no type for it (typer would print <bool>).
+    # A flag takes no value: show no type for it (typer would print <bool>); an argument's
+    # name says what it is (typer would print <str> beside it).
     for param in params:
         if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
+        elif isinstance(param, TyperArgument):
+            param.display_type_rich = _no_type  # type: ignore[method-assign]
+
+
+def _no_type(ctx: Context) -> None:
+    return None
 
 
 class Command(TyperCommand):
