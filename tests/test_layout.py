@@ -182,8 +182,10 @@ def test_crm_help_loads_neither_the_service_nor_an_http_client() -> None:
             m
             for m in loaded
             if m.split(".")[0] in ("httpx", "psycopg_pool")
-            or m.startswith(("agency_crm.sandbox", "agency_crm.service.crm", "agency_crm.push."))
-            and m != "agency_crm.push.model"
+            or (
+                m.startswith(("agency_crm.sandbox", "agency_crm.service.crm", "agency_crm.push."))
+                and m != "agency_crm.push.model"
+            )
         ] == []
 
 
