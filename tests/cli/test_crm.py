@@ -2,7 +2,7 @@
 the CRM sandbox over real HTTP. Connecting with keys good and bad, one CRM per client, the
 config and the CRM's catalog, the call log, disconnecting, and HubSpot's consent page driven by
 httpx playing the browser (GET the authorisation URL, POST the consent form, follow the
-redirect to the command's loopback listener)."""
+redirect to the command's loopback listener), and once in a real headless Chromium."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import subprocess
 import threading
 import uuid
 from html.parser import HTMLParser
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
@@ -26,6 +27,9 @@ from agency_crm.sandbox import Sandbox
 from agency_crm.sandbox.hubspot import CLIENT_ID, CLIENT_SECRET
 from tests.cli.conftest import Cli, account, admin, one_line, state
 from tests.helpers.fixtures import TLS, Make, Row
+
+if TYPE_CHECKING:
+    from tests.helpers.browser import Browser as ChromiumBrowser
 
 KEYED = ("pipedrive", "close")
 OAUTH_APP = {
@@ -547,9 +551,10 @@ class Form(HTMLParser):
             self.buttons[a["id"]] = (a.get("name", ""), a.get("value", ""))
 
 
-class Browser:
-    """httpx playing the browser of someone connecting HubSpot: reads the authorisation URL
-    the command prints, consents (or not) on the sandbox's page, follows the redirect."""
+class Flow:
+    """A `crm connect hubspot` running, and httpx playing the browser of someone connecting
+    HubSpot: reads the authorisation URL the command prints, consents (or not) on the
+    sandbox's page, follows the redirect."""
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.process = process
@@ -605,7 +610,7 @@ class Browser:
         self.reader.join(10)
         return self.process.returncode, out, "".join(self.said)
 
-    def __enter__(self) -> Browser:
+    def __enter__(self) -> Flow:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -619,13 +624,13 @@ class Browser:
                 pipe.close()
 
 
-def start_consent(cli: Cli, client: Row, sandbox: Sandbox, *more: str) -> Browser:
+def start_consent(cli: Cli, client: Row, sandbox: Sandbox, *more: str) -> Flow:
     process = cli.spawn(
         "crm", "connect", "hubspot", "--client", client["name"], "--no-browser",
         "--api-base-url", sandbox.urls["hubspot"], "--timeout", "60", *more, env=OAUTH_APP,
     )  # fmt: skip
     try:
-        return Browser(process)
+        return Flow(process)
     except BaseException:
         process.kill()
         raise
@@ -636,18 +641,18 @@ def test_hubspot_consent_on_the_loopback_end_to_end(
 ) -> None:
     client = cmake.client()
     cmake.meeting(cmake.lead(client))
-    with start_consent(cli, client, sandbox, "--json") as browser:
-        query = parse_qs(urlsplit(browser.url).query)
+    with start_consent(cli, client, sandbox, "--json") as flow:
+        query = parse_qs(urlsplit(flow.url).query)
         redirect_uri = query["redirect_uri"][0]
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+/callback", redirect_uri)
         assert query["client_id"] == [CLIENT_ID]
         assert "crm.objects.deals.write" in query["scope"][0].split()
-        back = browser.consent()
+        back = flow.consent()
         assert back.headers["location"].startswith(redirect_uri + "?")
-        landed = browser.follow(back)
+        landed = flow.follow(back)
         assert landed.status_code == 200, landed.text
         assert "id=result data-ok=true" in landed.text and "HubSpot connected" in landed.text
-        code, out, err = browser.finish()
+        code, out, err = flow.finish()
         assert code == 0, err
         result = json.loads(out)
         config = result["config"]
@@ -671,13 +676,13 @@ def test_hubspot_consent_denied_connects_nothing_and_tells_the_browser(
     cli: Cli, conn: psycopg.Connection[Any], cmake: Make, sandbox: Sandbox
 ) -> None:
     client = cmake.client()
-    with start_consent(cli, client, sandbox) as browser:
-        back = browser.consent("consent-deny")
+    with start_consent(cli, client, sandbox) as flow:
+        back = flow.consent("consent-deny")
         assert "error=access_denied" in back.headers["location"]
-        landed = browser.follow(back)
+        landed = flow.follow(back)
         assert landed.status_code == 400
         assert "HubSpot did not grant access: access_denied" in landed.text
-        code, _out, err = browser.finish()
+        code, _out, err = flow.finish()
         assert code == 1
         assert (
             err.strip()
@@ -691,15 +696,15 @@ def test_a_callback_without_the_flows_state_is_refused_and_the_flow_goes_on(
     cli: Cli, conn: psycopg.Connection[Any], cmake: Make, sandbox: Sandbox
 ) -> None:
     client = cmake.client()
-    with start_consent(cli, client, sandbox) as browser:
-        redirect_uri = parse_qs(urlsplit(browser.url).query)["redirect_uri"][0]
+    with start_consent(cli, client, sandbox) as flow:
+        redirect_uri = parse_qs(urlsplit(flow.url).query)["redirect_uri"][0]
         stranger = httpx.get(redirect_uri, params={"code": "x", "state": "forged"}, timeout=10)
         assert stranger.status_code == 400 and "Not this sign-in" in stranger.text
         elsewhere = httpx.get(urljoin(redirect_uri, "/favicon.ico"), timeout=10)
         assert elsewhere.status_code == 404
-        landed = browser.follow(browser.consent())
+        landed = flow.follow(flow.consent())
         assert landed.status_code == 200, landed.text
-        code, _out, err = browser.finish()
+        code, _out, err = flow.finish()
         assert code == 0, err
         assert configs(conn, client)[0]["connection_status"] == "connected"
 
@@ -727,8 +732,8 @@ def test_hubspot_consent_finished_by_the_api_callback_is_waited_for(
 
     client = cmake.client()
     callback = "http://127.0.0.1:9/api/v1/crm/callback/hubspot"
-    with start_consent(cli, client, sandbox, "--redirect-uri", callback) as browser:
-        back = browser.consent()
+    with start_consent(cli, client, sandbox, "--redirect-uri", callback) as flow:
+        back = flow.consent()
         location = back.headers["location"]
         assert location.startswith(callback + "?")
         query = parse_qs(urlsplit(location).query)
@@ -749,8 +754,34 @@ def test_hubspot_consent_finished_by_the_api_callback_is_waited_for(
                     await crm.aclose()
 
         asyncio.run(api_callback())
-        code, out, err = browser.finish()
+        code, out, err = flow.finish()
         assert code == 0, err
         assert f"connected {client['name']} ({client['id']}) to HubSpot (portal " in out
         assert "through the HTTP API" in out
         assert configs(conn, client)[0]["connection_status"] == "connected"
+
+
+def test_hubspot_consent_in_a_real_chromium(
+    cli: Cli,
+    conn: psycopg.Connection[Any],
+    cmake: Make,
+    sandbox: Sandbox,
+    browser: ChromiumBrowser,
+    tmp_path: Path,
+) -> None:
+    """The same flow in headless Chromium: the consent page, the approval, the redirect to the
+    command's loopback listener and its answer (screenshots under the test's tmp)."""
+    client = cmake.client()
+    with start_consent(cli, client, sandbox) as flow:
+        browser.open(flow.url)
+        assert "Connect app sbx-client" in browser.text("h1")
+        browser.screenshot(tmp_path / "consent.png")
+        browser.click("#consent-approve")
+        browser.wait_for_url(lambda url: "/callback?" in url, timeout=60)
+        assert browser.text("#result", timeout=60) == "HubSpot connected"
+        assert client["name"] in browser.text("#message")
+        browser.screenshot(tmp_path / "connected.png")
+        code, _out, err = flow.finish()
+    assert code == 0, err
+    assert configs(conn, client)[0]["connection_status"] == "connected"
+    assert browser.requests_outside_loopback() == []
