@@ -79,6 +79,12 @@ def crm_group() -> None:
     """
 
 
+@connect_app.callback(epilog=EXIT_CODES_HELP)
+def connect_group() -> None:
+    """Connect a client's HubSpot, Pipedrive or Close: the credentials are tested against the
+    CRM and saved encrypted only when they work."""
+
+
 # ----------------------------------------------------------------------------- options
 
 HttpTimeout = Annotated[
@@ -471,7 +477,9 @@ def connect_hubspot(
 
     Either way HubSpot is made ready for duplicate-proof pushing (a unique agency_crm_key
     property on contacts and deals), the default pipeline, stage and owner are proposed, and
-    the client's history is queued for `agency-crm push drain`.
+    the client's history is queued for `agency-crm push drain`. --json prints the config, the
+    proposed settings and what was queued (with --redirect-uri: the config alone, the API did
+    the rest); the URL and the progress go to stderr.
     """
     require_key_ring()
     if private_app_token is not None:
