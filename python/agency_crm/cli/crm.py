@@ -311,7 +311,7 @@ def print_connected(result: models.ConnectResult, where: Target) -> None:
 
 
 def connect_with_key(
-    crm_type: str,
+    crm_type: models.CrmType,
     client: str,
     api_key: str | None,
     api_base_url: str | None,
@@ -328,7 +328,7 @@ def connect_with_key(
         where,
         lambda crm: crm.connect_key(
             where.client_id,
-            crm_type,  # type: ignore[arg-type]
+            crm_type,
             key,
             api_base_url,
             trusted=True,
