@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
 import re
 import subprocess
+import sys
 import threading
 import uuid
 from html.parser import HTMLParser
@@ -26,6 +29,8 @@ from agency_crm import crypto
 from agency_crm.sandbox import Sandbox
 from agency_crm.sandbox.hubspot import CLIENT_ID, CLIENT_SECRET
 from tests.cli.conftest import Cli, account, admin, one_line, state
+from tests.cli.test_secrets import read_until
+from tests.helpers.cli import clean_env
 from tests.helpers.fixtures import TLS, Make, Row
 
 if TYPE_CHECKING:
@@ -785,3 +790,31 @@ def test_hubspot_consent_in_a_real_chromium(
     assert code == 0, err
     assert configs(conn, client)[0]["connection_status"] == "connected"
     assert browser.requests_outside_loopback() == []
+
+
+def test_without_a_key_a_terminal_is_asked_for_it_hidden(
+    cli: Cli, conn: psycopg.Connection[Any], cmake: Make, sandbox: Sandbox
+) -> None:
+    client = cmake.client()
+    acct = account(sandbox, "close")
+    args = [
+        sys.executable, "-m", "agency_crm", "crm", "connect", "close", "--client",
+        str(client["id"]), "--api-base-url", sandbox.urls["close"], "--database-url", cli.url,
+    ]  # fmt: skip
+    pid, fd = pty.fork()
+    if pid == 0:  # the child becomes the CLI, on the terminal
+        os.execve(sys.executable, args, clean_env())
+    output = b""
+    try:
+        output += read_until(fd, b"(input hidden): ")
+        os.write(fd, acct["token"].encode() + b"\n")
+        output += read_until(fd, None)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "API key (input hidden): " in text
+    assert f"connected {client['name']} ({client['id']}) to Close" in text
+    assert acct["token"] not in text
+    assert configs(conn, client)[0]["crm_type"] == "close"
