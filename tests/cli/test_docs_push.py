@@ -1,5 +1,6 @@
 """docs/push.md stays true: each `agency-crm crm|push|api-token ...` line of it and of the
-README parses (its options exist and take the values shown), and its path "from nothing to a
+README parses (its options exist and take the values shown: test_secrets.py does the same for
+the secrets commands, with the same reading of the docs), and its path "from nothing to a
 meeting in the CRM" runs as written against the sandbox and ends with the meeting's deal in
 the fake CRM."""
 
@@ -28,17 +29,13 @@ from typer.core import TyperGroup
 
 from agency_crm.dev.generate import find_pg_tool
 from tests.cli.conftest import Cli
+from tests.cli.test_secrets import ROOT, doc_blocks
 from tests.helpers.cli import clean_env
 from tests.helpers.fixtures import TLS
 
-ROOT = Path(__file__).resolve().parents[2]
 PUSH_MD = ROOT / "docs" / "push.md"
 GROUPS = ("crm", "push", "api-token")
 DOCUMENTED_PORTS = {"hubspot": 8701, "pipedrive": 8702, "close": 8703}
-
-
-def doc_blocks(path: Path, lang: str) -> list[str]:
-    return re.findall(rf"^```{lang}\n(.*?)^```$", path.read_text(), re.MULTILINE | re.DOTALL)
 
 
 def shell_lines(block: str) -> list[str]:
