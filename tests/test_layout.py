@@ -182,6 +182,23 @@ def test_push_status_help_loads_no_http_client() -> None:
     assert [m for m in loaded if m.split(".")[0] == "httpx" or "sandbox" in m] == []
 
 
+def test_crm_help_loads_neither_the_service_nor_an_http_client() -> None:
+    """The crm and api-token groups import the service layer (httpx, the pool) only when a
+    command runs."""
+    for args in (("crm", "connect", "hubspot", "--help"), ("api-token", "create", "--help")):
+        _, loaded = loaded_modules(*args)
+        assert f"agency_crm.cli.{args[0].replace('-', '_')}" in loaded
+        assert [
+            m
+            for m in loaded
+            if m.split(".")[0] in ("httpx", "psycopg_pool")
+            or (
+                m.startswith(("agency_crm.sandbox", "agency_crm.service.crm", "agency_crm.push."))
+                and m != "agency_crm.push.model"
+            )
+        ] == []
+
+
 def test_the_cli_module_of_each_group_is_in_the_root_help() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "agency_crm", "--help"],
@@ -194,5 +211,5 @@ def test_the_cli_module_of_each_group_is_in_the_root_help() -> None:
         | {k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
     )
     assert done.returncode == 0, done.stderr
-    for group in ("db", "push", "secrets", "sandbox", "serve"):
+    for group in ("db", "push", "crm", "api-token", "secrets", "sandbox", "serve"):
         assert re.search(rf"^\W*{group}\s+\S", done.stdout, re.MULTILINE), done.stdout

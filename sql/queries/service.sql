@@ -10,6 +10,19 @@ SELECT c.name
 FROM crm.clients AS c
 WHERE c.id = %(client_id)s AND c.deleted_at IS NULL;
 
+-- name: find_client
+-- The CLI's --client: a live client by its id or by its exact name (a few, to say a name is
+-- ambiguous).
+SELECT
+    c.id,
+    c.name
+FROM crm.clients AS c
+WHERE
+    c.deleted_at IS NULL
+    AND (c.id = %(client_id)s::uuid OR c.name = %(name)s::text)
+ORDER BY c.created_at, c.id
+LIMIT 5;
+
 -- name: config
 -- The client's live config, no secret column (crm_api may not read them), with which secrets
 -- are set (from crm.scoped_crm_config, which reads them for the transaction's one client).
@@ -76,6 +89,15 @@ SELECT crm.begin_oauth_state(
     %(client_id)s, %(state_hash)s, %(redirect_uri)s, %(api_base_url)s
 ) AS expires_at;
 
+-- name: oauth_state
+-- `agency-crm crm connect hubspot --redirect-uri` waits for the API's callback: whether it
+-- used the flow's state yet.
+SELECT
+    s.used_at,
+    s.expires_at
+FROM crm_private.oauth_states AS s
+WHERE s.state_hash = %(state_hash)s;
+
 -- name: consume_oauth
 SELECT
     s.outcome,
@@ -83,6 +105,11 @@ SELECT
     s.redirect_uri,
     s.api_base_url
 FROM crm.consume_oauth_state(%(state_hash)s, %(client_id)s) AS s;
+
+-- name: deal_stages
+-- Our deal stages, in pipeline order: the keys a stage map may have.
+SELECT s.stage::text AS stage
+FROM unnest(enum_range(NULL::crm.deal_stage_type)) AS s (stage);
 
 -- name: update_config
 -- PUT /crm/config: each setting changes only when its "set_" flag is true.

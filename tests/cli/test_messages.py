@@ -24,8 +24,25 @@ COMMANDS = [
     ("push", "retry"),
     ("push", "logs"),
     ("push", "check"),
+    ("push", "backfill"),
+    ("crm", "connect", "hubspot"),
+    ("crm", "connect", "pipedrive"),
+    ("crm", "connect", "close"),
+    ("crm", "config", "show"),
+    ("crm", "config", "set"),
+    ("crm", "test"),
+    ("crm", "pipelines"),
+    ("crm", "stages"),
+    ("crm", "users"),
+    ("crm", "logs"),
+    ("crm", "disconnect"),
+    ("api-token", "create"),
+    ("api-token", "list"),
+    ("api-token", "revoke"),
     ("sandbox",),
 ]
+# Commands acting for one client: a --client value is given where one is needed.
+CLIENT = ("--client", "Acme")
 
 
 def url_of(conn: psycopg.Connection[Any]) -> str:
@@ -75,7 +92,9 @@ def test_option_choices_are_listed_and_checked() -> None:
     assert done.returncode == 2
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c[0] == "push"], ids=" ".join)
+@pytest.mark.parametrize(
+    "command", [c for c in COMMANDS if c[0] == "push" and c[1] != "backfill"], ids=" ".join
+)
 def test_push_commands_on_a_database_without_the_schema_say_to_upgrade(
     empty_db_url: str, command: tuple[str, ...]
 ) -> None:
@@ -83,6 +102,33 @@ def test_push_commands_on_a_database_without_the_schema_say_to_upgrade(
     assert "has no agency-crm schema" in line
     assert "agency-crm db upgrade" in line
     assert "3F000" not in line and "42P01" not in line
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("crm", "config", "show", *CLIENT),
+        ("crm", "disconnect", *CLIENT),
+        ("push", "backfill", *CLIENT),
+        ("api-token", "list"),
+        ("api-token", "create", "--agency"),
+    ],
+    ids=" ".join,
+)
+def test_crm_and_token_commands_on_a_database_without_the_schema_say_to_upgrade(
+    empty_db_url: str, command: tuple[str, ...]
+) -> None:
+    line = one_error_line(run(*command, "--database-url", empty_db_url))
+    assert "has no agency-crm schema" in line
+    assert "agency-crm db upgrade" in line
+
+
+def test_the_crm_groups_help_names_the_exit_codes() -> None:
+    done = invoke("crm", "--help", env={"COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "Exit codes: 0 done; 1 failed" in text
+    assert "4 no such client, config or pipeline; 5 not now" in text
 
 
 def test_push_commands_on_an_outdated_schema_say_to_upgrade(empty_db_url: str) -> None:

@@ -1,9 +1,9 @@
 """The agency-crm command line.
 
-One module per command group (``db``, ``push``, ``secrets``, ``sandbox``, ``serve``; the last
-two single commands), each imported only
-when its group runs, and each importing its own machinery lazily: ``agency-crm db upgrade``
-loads neither the push runner nor the CRM sandbox.
+One module per command group (``db``, ``push``, ``crm``, ``api-token``, ``secrets``,
+``sandbox``, ``serve``; the last two single commands), each imported only when its group runs,
+and each importing its own machinery lazily: ``agency-crm db upgrade`` loads neither the push
+runner nor the CRM sandbox.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from agency_crm.cli.common import Group, run
 GROUPS = {
     "db": "agency_crm.cli.db",
     "push": "agency_crm.cli.push",
+    "crm": "agency_crm.cli.crm",
+    "api-token": "agency_crm.cli.api_token",
     "secrets": "agency_crm.cli.secrets",
     "sandbox": "agency_crm.cli.sandbox",
     "serve": "agency_crm.cli.serve",

