@@ -106,11 +106,6 @@ SELECT
     s.api_base_url
 FROM crm.consume_oauth_state(%(state_hash)s, %(client_id)s) AS s;
 
--- name: deal_stages
--- Our deal stages, in pipeline order: the keys a stage map may have.
-SELECT s.stage::text AS stage
-FROM unnest(enum_range(NULL::crm.deal_stage_type)) AS s (stage);
-
 -- name: update_config
 -- PUT /crm/config: each setting changes only when its "set_" flag is true.
 UPDATE crm.client_crm_configs AS cfg

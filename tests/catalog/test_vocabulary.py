@@ -67,3 +67,12 @@ def test_finish_push_accepts_exactly_the_outcomes_and_returns_finished_words(
     listed = re.search(r"p_outcome must be (.+), got", str(info.value))
     assert listed is not None
     assert set(re.split(r", | or ", listed.group(1))) == {o.value for o in Outcome}
+
+
+def test_the_api_deal_stages_are_the_deal_stage_type(db: psycopg.Connection[Any]) -> None:
+    from typing import get_args
+
+    from agency_crm.service.models import DealStage
+
+    rows = db.execute("SELECT unnest(enum_range(NULL::crm.deal_stage_type))::text").fetchall()
+    assert list(get_args(DealStage)) == [r[0] for r in rows]

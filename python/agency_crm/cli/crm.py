@@ -836,7 +836,7 @@ def config_set(
     list them): one it does not know is refused, naming the option, and nothing is saved
     (exit 2). Prints the config as it is now.
     """
-    from agency_crm.service.models import ConfigUpdate
+    from agency_crm.service.models import config_update
 
     if owner_id is not None and clear_owner:
         raise typer.BadParameter("give --owner-id or --clear-owner, not both")
@@ -864,7 +864,7 @@ def config_set(
                 else:
                     current.pop(ours, None)
             changes["stage_map"] = current
-        return await crm.update_config(where.client_id, ConfigUpdate(**changes))
+        return await crm.update_config(where.client_id, config_update(changes))
 
     config = call(where, work, http_timeout)
     if as_json:

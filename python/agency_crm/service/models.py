@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Final, Generic, Literal, TypeVar
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agency_crm.service.errors import Invalid
 
 CrmType = Literal["hubspot", "pipedrive", "close"]
 ConnectionStatus = Literal["pending", "connected", "error", "disconnected"]
@@ -249,3 +251,22 @@ class Page(Answer, Generic[T]):
     limit: int
     offset: int
     next_offset: int | None
+
+
+def config_update(changes: dict[str, Any]) -> ConfigUpdate:
+    """A :class:`ConfigUpdate` from a caller that is not the API (the CLI), whose refusal is
+    the service's :class:`~agency_crm.service.errors.Invalid` naming the field, as the API's
+    422 does."""
+    try:
+        return ConfigUpdate.model_validate(changes)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = error["loc"]
+        if len(loc) == 3 and loc[0] == "stage_map" and loc[2] == "[key]":
+            raise Invalid(
+                f"stage_map.{loc[1]}: {loc[1]!r} is not one of our deal stages",
+                hint="the keys are our stages: " + ", ".join(get_args(DealStage)),
+                field=f"stage_map.{loc[1]}",
+            ) from None
+        field = ".".join(str(part) for part in loc)
+        raise Invalid(f"{field}: {error['msg']}", field=field) from None
