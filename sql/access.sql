@@ -55,7 +55,8 @@ DECLARE
     c_shared_functions CONSTANT text [] := ARRAY['push_queue_status'];
     -- Internal helpers only the lifecycle triggers of app code's writes call.
     c_app_helpers CONSTANT text [] := ARRAY[
-        'create_deal_for_meeting', 'enqueue_push', 'lock_leads', 'given_in_update'
+        'create_deal_for_meeting', 'enqueue_push', 'lock_leads', 'given_in_update',
+        'await_connects'
     ];
     -- Internal helpers only the connection functions of crm_api call: the lock serialising a
     -- client's connection changes, which another role taking would stall them.

@@ -4548,6 +4548,45 @@ SECURITY DEFINER: otherwise only crm_runner reads the credentials; this gives th
 transaction''s one client.';
 
 --
+-- Name: await_connects(uuid[]); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.await_connects(p_client_ids uuid[]) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+BEGIN
+    PERFORM pg_catalog.pg_advisory_xact_lock_shared(
+        pg_catalog.hashtextextended('agency-crm connection ' || c.id::text, 0)
+    )
+    FROM (
+        SELECT DISTINCT u.id
+        FROM pg_catalog.unnest(p_client_ids) AS u (id)
+        WHERE u.id IS NOT NULL
+          AND NOT EXISTS (
+              SELECT 1
+              FROM crm.client_crm_configs AS cfg
+              WHERE cfg.client_id = u.id AND cfg.deleted_at IS NULL AND cfg.is_active
+          )
+        ORDER BY u.id
+    ) AS c;
+END;
+$$;
+
+--
+-- Name: FUNCTION await_connects(p_client_ids uuid[]); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.await_connects(p_client_ids uuid[]) IS 'Called by a writer about to enqueue pushes, before it looks for the clients'' CRM configs: for
+each client with no active config it can see, wait for a connect that may be committing one
+(the shared side of crm_private.connection_lock, held to the end of the transaction). Without
+it a change made while a client''s first connect commits would be lost: the writer sees no
+config, and the connect''s backfill cannot see the uncommitted change. With it, either the
+connect waits for the writer (and its backfill sees the change) or the writer waits for the
+connect (and its next statement sees the config). Writers of one client never wait for each
+other: the lock is shared. EXECUTE: crm_app (sql/access.sql), so no reader can stall a connect.';
+
+--
 -- Name: connection_lock(uuid); Type: FUNCTION; Schema: crm_private; Owner: -
 --
 
@@ -4680,7 +4719,17 @@ BEGIN
           AND cfg.deleted_at IS NULL
           AND cfg.is_active
     ) THEN
-        RETURN;
+        -- Unless a connect is committing one (crm_private.await_connects): look again.
+        PERFORM crm_private.await_connects(ARRAY[p_client_id]);
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.client_crm_configs AS cfg
+            WHERE cfg.client_id = p_client_id
+              AND cfg.deleted_at IS NULL
+              AND cfg.is_active
+        ) THEN
+            RETURN;
+        END IF;
     END IF;
     -- A pending deal_created sends the deal's state at send time: an update adds nothing,
     -- provided that push is not sent before this change commits. So the row is locked, until
@@ -6332,6 +6381,9 @@ BEGIN
         nullif(pg_catalog.current_setting('crm.stage_change_reason', TRUE), '')
     FROM new_deals AS n;
 
+    -- A client with no config may be being connected: wait for it, so the INSERT below sees
+    -- its config (crm_private.await_connects).
+    PERFORM crm_private.await_connects(ARRAY(SELECT n.client_id FROM new_deals AS n));
     INSERT INTO crm.crm_push_queue (client_id, operation, lead_id, meeting_id, deal_id)
     SELECT n.client_id, 'deal_created', n.lead_id, n.meeting_id, n.id
     FROM new_deals AS n
@@ -7188,6 +7240,9 @@ BEGIN
           OR l.status NOT IN ('meeting_booked', 'qualified', 'customer')
       );
 
+    -- A client with no config may be being connected: wait for it, so the INSERT below sees
+    -- its config (crm_private.await_connects).
+    PERFORM crm_private.await_connects(ARRAY(SELECT n.client_id FROM new_meetings AS n));
     INSERT INTO crm.crm_push_queue (client_id, operation, lead_id, meeting_id)
     SELECT n.client_id, 'meeting_booked', n.lead_id, n.id
     FROM new_meetings AS n
@@ -10944,6 +10999,13 @@ GRANT SELECT(max_attempts) ON TABLE crm.client_crm_configs TO crm_client_viewer;
 
 REVOKE ALL ON FUNCTION crm.scoped_crm_config() FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.scoped_crm_config() TO crm_api;
+
+--
+-- Name: FUNCTION await_connects(p_client_ids uuid[]); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.await_connects(p_client_ids uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.await_connects(p_client_ids uuid[]) TO crm_app;
 
 --
 -- Name: FUNCTION connection_lock(p_client_id uuid); Type: ACL; Schema: crm_private; Owner: -

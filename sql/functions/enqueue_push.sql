@@ -1,4 +1,5 @@
 -- PERFORM crm_private.enqueue_push(client_id, 'deal_updated', lead_id, NULL, deal_id)
+-- requires: await_connects.sql
 
 CREATE OR REPLACE FUNCTION crm_private.enqueue_push(
     p_client_id uuid,
@@ -20,7 +21,17 @@ BEGIN
           AND cfg.deleted_at IS NULL
           AND cfg.is_active
     ) THEN
-        RETURN;
+        -- Unless a connect is committing one (crm_private.await_connects): look again.
+        PERFORM crm_private.await_connects(ARRAY[p_client_id]);
+        IF NOT EXISTS (
+            SELECT 1
+            FROM crm.client_crm_configs AS cfg
+            WHERE cfg.client_id = p_client_id
+              AND cfg.deleted_at IS NULL
+              AND cfg.is_active
+        ) THEN
+            RETURN;
+        END IF;
     END IF;
     -- A pending deal_created sends the deal's state at send time: an update adds nothing,
     -- provided that push is not sent before this change commits. So the row is locked, until

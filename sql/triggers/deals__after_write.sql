@@ -22,6 +22,9 @@ BEGIN
         nullif(pg_catalog.current_setting('crm.stage_change_reason', TRUE), '')
     FROM new_deals AS n;
 
+    -- A client with no config may be being connected: wait for it, so the INSERT below sees
+    -- its config (crm_private.await_connects).
+    PERFORM crm_private.await_connects(ARRAY(SELECT n.client_id FROM new_deals AS n));
     INSERT INTO crm.crm_push_queue (client_id, operation, lead_id, meeting_id, deal_id)
     SELECT n.client_id, 'deal_created', n.lead_id, n.meeting_id, n.id
     FROM new_deals AS n

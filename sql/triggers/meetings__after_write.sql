@@ -32,6 +32,9 @@ BEGIN
           OR l.status NOT IN ('meeting_booked', 'qualified', 'customer')
       );
 
+    -- A client with no config may be being connected: wait for it, so the INSERT below sees
+    -- its config (crm_private.await_connects).
+    PERFORM crm_private.await_connects(ARRAY(SELECT n.client_id FROM new_meetings AS n));
     INSERT INTO crm.crm_push_queue (client_id, operation, lead_id, meeting_id)
     SELECT n.client_id, 'meeting_booked', n.lead_id, n.id
     FROM new_meetings AS n

@@ -628,25 +628,56 @@ def test_two_backfills_at_once_queue_each_meeting_once(conn: Conn, make: Make, d
     assert queued(conn, client["id"]) == expected_queue(h)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known race: a meeting booked while its client's first connect commits is never"
-    " queued (the booking saw no config; the backfill did not see the booking)",
-)
-def test_a_meeting_booked_while_the_crm_is_being_connected_is_queued(
+def test_a_meeting_booked_while_the_crm_is_being_connected_is_queued_once(
     conn: Conn, make: Make, dsn: str
 ) -> None:
+    """The booking, seeing no config, holds the shared connection lock until it commits: the
+    connect waits for it, and its backfill then sees the meeting."""
     client = make.client()
     lead = make.lead(client)
     conn.commit()
-    with psycopg.connect(dsn) as app, psycopg.connect(dsn) as api:
-        meeting = Make(app).meeting(lead)  # no config visible: nothing queued
-        save(api, client["id"])
-        api.commit()
-        assert backfill(api, client["id"]) == (0, 0)  # the booking is not committed yet
-        api.commit()
+    with psycopg.connect(dsn) as app:
+        meeting = Make(app).meeting(lead)  # no config visible: nothing queued yet
+        connect = Background(dsn, lambda c: (save(c, client["id"]), backfill(c, client["id"])))
+        assert connect.blocked(), "the connect did not wait for the booking"
         app.commit()
+        _, filled = connect.join()
+    assert filled == (1, 0)
     assert queued(conn, client["id"]) == [("meeting_booked", meeting["id"])]
+
+
+def test_a_meeting_booked_while_a_connect_commits_is_queued_once(
+    conn: Conn, make: Make, dsn: str
+) -> None:
+    """The connect holds the connection lock with its config uncommitted: the booking, seeing
+    no config, waits for it, then sees the config and queues its own push."""
+    client = make.client()
+    lead = make.lead(client)
+    conn.commit()
+    with psycopg.connect(dsn) as api:
+        save(api, client["id"])
+        assert backfill(api, client["id"]) == (0, 0)
+        booking = Background(dsn, lambda c: Make(c).meeting(lead))
+        assert booking.blocked(), "the booking did not wait for the connect"
+        api.commit()
+        meeting = booking.join()
+    assert queued(conn, client["id"]) == [("meeting_booked", meeting["id"])]
+
+
+def test_bookings_of_a_client_without_a_crm_do_not_wait_for_each_other(
+    conn: Conn, make: Make, dsn: str
+) -> None:
+    """The shared lock is shared: two writers of a client with no CRM go on side by side."""
+    client = make.client()
+    leads = [make.lead(client) for _ in range(2)]
+    conn.commit()
+    with psycopg.connect(dsn) as app:
+        Make(app).meeting(leads[0])
+        other = Background(dsn, lambda c: Make(c).meeting(leads[1]))
+        assert not other.blocked(), "a booking waited for another client-side booking"
+        other.join()
+        app.commit()
+    assert queued(conn, client["id"]) == []
 
 
 # --- crm.begin_oauth_state and crm.consume_oauth_state --------------------------------------
