@@ -108,11 +108,12 @@ FROM unnest(
 -- name: insert_meetings
 -- A booking as the calendar sync writes it. NULL booked_at, duration_minutes: the triggers'
 -- defaults (created_at, the meeting type's length); attribution is always the triggers'.
--- An outcome or deleted_at given: a meeting imported as it already stands.
+-- An outcome or deleted_at given: a meeting imported as it already stands; a deal_id: a
+-- meeting booked for a deal that exists.
 INSERT INTO crm.meetings (
     id, client_id, lead_id, campaign_id, scheduled_at, duration_minutes, meeting_type,
     booked_by, booking_method, meeting_link, booked_at, created_at, meeting_outcome,
-    outcome_recorded_at, cancellation_reason, deleted_at
+    outcome_recorded_at, cancellation_reason, deleted_at, deal_id
 )
 SELECT
     v.id,
@@ -130,7 +131,8 @@ SELECT
     v.meeting_outcome,
     v.outcome_recorded_at,
     v.cancellation_reason,
-    v.deleted_at
+    v.deleted_at,
+    v.deal_id
 FROM unnest(
     %(id)s::uuid[],
     %(client_id)s::uuid[],
@@ -147,11 +149,12 @@ FROM unnest(
     %(meeting_outcome)s::text[],
     %(outcome_recorded_at)s::timestamptz[],
     %(cancellation_reason)s::text[],
-    %(deleted_at)s::timestamptz[]
+    %(deleted_at)s::timestamptz[],
+    %(deal_id)s::uuid[]
 ) AS v (
     id, client_id, lead_id, campaign_id, scheduled_at, duration_minutes, meeting_type,
     booked_by, booking_method, meeting_link, booked_at, created_at, meeting_outcome,
-    outcome_recorded_at, cancellation_reason, deleted_at
+    outcome_recorded_at, cancellation_reason, deleted_at, deal_id
 );
 
 -- name: confirm_meetings
@@ -860,7 +863,19 @@ FROM (
         )
     ),
     (
-        30, 'deal.auto_created',
+        30, 'meeting.good_with_deal_makes_none',
+        (
+            SELECT count(*)
+            FROM meetings AS m
+            INNER JOIN deals AS d ON d.client_id = m.client_id AND d.id = m.deal_id
+            WHERE
+                m.meeting_outcome = 'good'
+                AND NOT m.deal_created
+                AND d.meeting_id IS DISTINCT FROM m.id
+        )
+    ),
+    (
+        31, 'deal.auto_created',
         (
             SELECT count(*)
             FROM meeting_deal AS d
@@ -871,7 +886,7 @@ FROM (
         )
     ),
     (
-        31, 'deal.hand_made_linked',
+        32, 'deal.hand_made_linked',
         (
             SELECT count(*)
             FROM meeting_deal AS d
@@ -882,7 +897,7 @@ FROM (
         )
     ),
     (
-        32, 'deal.currency_from_client',
+        33, 'deal.currency_from_client',
         (
             SELECT count(*)
             FROM deals AS d
@@ -891,7 +906,7 @@ FROM (
         )
     ),
     (
-        33, 'deal.touches_from_activities',
+        34, 'deal.touches_from_activities',
         (
             SELECT count(*)
             FROM deals AS d
@@ -903,7 +918,7 @@ FROM (
         )
     ),
     (
-        34, 'deal.converting_touch_from_meeting',
+        35, 'deal.converting_touch_from_meeting',
         (
             SELECT count(*)
             FROM meeting_deal AS d
@@ -913,7 +928,7 @@ FROM (
         )
     ),
     (
-        35, 'deal.probability_from_stage',
+        36, 'deal.probability_from_stage',
         (
             SELECT count(*)
             FROM deals AS d
@@ -926,7 +941,7 @@ FROM (
         )
     ),
     (
-        36, 'deal.probability_given_kept',
+        37, 'deal.probability_given_kept',
         (
             SELECT count(*)
             FROM deals AS d
@@ -939,14 +954,14 @@ FROM (
         )
     ),
     (
-        37, 'deal.history_first_row',
+        38, 'deal.history_first_row',
         (
             SELECT count(*) FROM history AS h
             WHERE h.from_stage IS NULL
         )
     ),
     (
-        38, 'deal.stage_forward',
+        39, 'deal.stage_forward',
         (
             SELECT count(*)
             FROM history AS h
@@ -954,7 +969,7 @@ FROM (
         )
     ),
     (
-        39, 'deal.stage_regression',
+        40, 'deal.stage_regression',
         (
             SELECT count(*)
             FROM history AS h
@@ -962,7 +977,7 @@ FROM (
         )
     ),
     (
-        40, 'deal.stage_change_reason',
+        41, 'deal.stage_change_reason',
         (
             SELECT count(*)
             FROM history AS h
@@ -970,7 +985,7 @@ FROM (
         )
     ),
     (
-        41, 'deal.time_in_stage',
+        42, 'deal.time_in_stage',
         (
             SELECT count(*)
             FROM history AS h
@@ -978,7 +993,7 @@ FROM (
         )
     ),
     (
-        42, 'deal.stage_changed_at_is_history',
+        43, 'deal.stage_changed_at_is_history',
         (
             SELECT count(*)
             FROM deals AS d
@@ -988,7 +1003,7 @@ FROM (
         )
     ),
     (
-        43, 'deal.closed_won',
+        44, 'deal.closed_won',
         (
             SELECT count(*)
             FROM deals AS d
@@ -1001,7 +1016,7 @@ FROM (
         )
     ),
     (
-        44, 'deal.closed_lost',
+        45, 'deal.closed_lost',
         (
             SELECT count(*)
             FROM deals AS d
@@ -1015,7 +1030,7 @@ FROM (
         )
     ),
     (
-        45, 'deal.inserted_closed',
+        46, 'deal.inserted_closed',
         (
             SELECT count(*)
             FROM history AS h
@@ -1023,7 +1038,7 @@ FROM (
         )
     ),
     (
-        46, 'deal.reopened',
+        47, 'deal.reopened',
         (
             SELECT count(*)
             FROM history AS h
@@ -1034,7 +1049,7 @@ FROM (
         )
     ),
     (
-        47, 'deal.closed_again_after_reopen',
+        48, 'deal.closed_again_after_reopen',
         (
             SELECT count(DISTINCT h.deal_id)
             FROM history AS h
@@ -1050,7 +1065,7 @@ FROM (
         )
     ),
     (
-        48, 'deal.created_at_moved_earlier',
+        49, 'deal.created_at_moved_earlier',
         (
             SELECT count(*)
             FROM deals AS d
@@ -1060,21 +1075,21 @@ FROM (
         )
     ),
     (
-        49, 'deal.soft_deleted',
+        50, 'deal.soft_deleted',
         (
             SELECT count(*) FROM deals AS d
             WHERE d.deleted_at IS NOT NULL
         )
     ),
     (
-        50, 'lead.soft_deleted',
+        51, 'lead.soft_deleted',
         (
             SELECT count(*) FROM leads AS l
             WHERE l.deleted_at IS NOT NULL
         )
     ),
     (
-        51, 'activity.soft_deleted',
+        52, 'activity.soft_deleted',
         (
             SELECT count(*)
             FROM crm.activities AS a

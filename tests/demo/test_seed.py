@@ -28,6 +28,7 @@ from agency_crm.demo.seed import (
     exercised_rules,
 )
 from tests.conftest import janitor, server_url
+from tests.helpers.fixtures import Make
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +320,32 @@ def test_app_code_role_writes_it_all(db: psycopg.Connection[Any]) -> None:
     assert writers == [("crm_app",)]
     assert [done for _, done, _ in calls] == list(range(1, len(calls) + 1))
     assert calls[-1][1] == calls[-1][2] and len({step for step, _, _ in calls}) == len(calls)
+
+
+def test_a_connected_crm_gets_its_pushes_queued(db: psycopg.Connection[Any], make: Make) -> None:
+    """A client with a CRM connected while the seed runs: the triggers queue its pushes in the
+    seed's transaction (the other clients' none), one per entity and operation (a deal's
+    updates ride on its pending deal_created), and nothing is refused."""
+    clients = create_clients(db, as_of=PAST_AS_OF)
+    connected = clients[1]
+    make.crm_config({"id": connected.client_id}, crm_type=connected.crm, api_key="pd-key")
+    demo.seed(db, clients, as_of=PAST_AS_OF, scale=0.1)
+    queued = db.execute(
+        "SELECT client_id, operation, count(*) FROM crm.crm_push_queue GROUP BY 1, 2"
+    ).fetchall()
+    assert {c for c, _, _ in queued} == {connected.client_id}
+    by_operation = {op: n for _, op, n in queued}
+    assert set(by_operation) == {"meeting_booked", "meeting_outcome", "deal_created"}
+    made = db.execute(
+        "SELECT count(*) FILTER (WHERE deleted_at IS NULL), count(*) FROM crm.meetings"
+        " WHERE client_id = %(c)s"
+        " UNION ALL SELECT count(*) FILTER (WHERE deleted_at IS NULL), count(*) FROM crm.deals"
+        " WHERE client_id = %(c)s",
+        {"c": connected.client_id},
+    ).fetchall()
+    # every live one, and those soft-deleted after they were queued (the runner skips them)
+    assert made[0][0] <= by_operation["meeting_booked"] < made[0][1]
+    assert made[1][0] <= by_operation["deal_created"] <= made[1][1]
 
 
 def test_the_demo_clients_are_made_once(db: psycopg.Connection[Any]) -> None:

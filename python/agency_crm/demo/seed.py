@@ -698,6 +698,7 @@ class _Lead:
     created_at: datetime
     company: str | None
     name: str
+    channel: str | None = None  # of the last touch
 
 
 @dataclass
@@ -714,6 +715,7 @@ class _Meeting:
     row: dict[str, Any] = field(default_factory=dict)
     events: list[_Ev] = field(default_factory=list)
     late_events: list[_Ev] = field(default_factory=list)  # after the deals' writes
+    deal: _Deal | None = None  # booked for a won deal: inserted once the deal is written
 
 
 @dataclass
@@ -745,7 +747,6 @@ class _Reopen:
 
 @dataclass
 class _Plan:
-    clients: list[dict[str, Any]] = field(default_factory=list)
     campaigns: list[dict[str, Any]] = field(default_factory=list)
     leads: list[_Lead] = field(default_factory=list)
     activities: list[dict[str, Any]] = field(default_factory=list)
@@ -779,7 +780,6 @@ class _Planner:
         self.client, self.p, self.rng, self.as_of, self.scale = client, profile, rng, as_of, scale
         self.tz = ZoneInfo(client.timezone)
         self.plan = plan
-        self.start = as_of - timedelta(days=HISTORY_DAYS)
         self.emails: set[str] = set()
         self.regressions_due = self.quota(2)  # at least this many deals move back
 
@@ -924,14 +924,6 @@ class _Planner:
 
     def run(self) -> None:
         rng, p, as_of = self.rng, self.p, self.as_of
-        self.plan.clients.append(
-            {
-                "id": self.client.client_id,
-                "name": self.client.name,
-                "currency": self.client.currency,
-                "timezone": self.client.timezone,
-            }
-        )
         campaigns = self.campaigns()
         total = max(20, round(p.leads * self.scale))
         bookings: list[_Meeting] = []
@@ -977,13 +969,11 @@ class _Planner:
                 self.touch(lead, campaign_id, channel, touch_at, i == 0)
                 if rng.random() < 0.012:  # logged twice by the sequencer; removed later
                     dup = self.touch(lead, campaign_id, channel, touch_at, i == 0)
-                    self.plan.deleted_activities.append(
-                        (self.client.client_id, dup, touch_at + self.days(0.5, 6))
-                    )
+                    gone = min(touch_at + self.days(0.5, 6), as_of)
+                    self.plan.deleted_activities.append((self.client.client_id, dup, gone))
+            lead.channel = channels[-1] if channels else None
             if booked_at is not None:
-                bookings.append(
-                    self.booking(lead, campaign_id, booked_at, channels[-1] if channels else None)
-                )
+                bookings.append(self.booking(lead, campaign_id, booked_at, lead.channel))
             if rng.random() < 0.01 and booked_at is None:  # a duplicate from a re-import
                 dup_lead = self.lead(spec, campaign_id, created + self.minutes(5, 600), "new")
                 dup_lead.row.update(
@@ -992,7 +982,8 @@ class _Planner:
                     company=lead.row["company"],
                     title=lead.row["title"],
                 )
-                self.plan.deleted_leads.append((dup_lead, dup_lead.created_at + self.days(1, 5)))
+                gone = min(dup_lead.created_at + self.days(1, 5), as_of)
+                self.plan.deleted_leads.append((dup_lead, gone))
         self.stories(bookings)
         self.extra_deals()
 
@@ -1065,6 +1056,7 @@ class _Planner:
             "outcome_recorded_at": None,
             "cancellation_reason": None,
             "deleted_at": None,
+            "deal_id": None,
         }
         self.plan.meetings.append(meeting)
         return meeting
@@ -1284,6 +1276,7 @@ class _Planner:
         chance += _CHANNEL_EFFECT.get(m.channel or "", 0.07)  # inbound: they asked for it
         chance += 0.10 if state.confirmed else -0.11
         chance += 0.05 if state.reminded else -0.06
+        chance += 0.15 if m.meeting_type == "onboarding" else 0.0  # customers turn up
         return min(0.96, max(0.1, chance))
 
     def held(
@@ -1313,6 +1306,8 @@ class _Planner:
                 return  # the rep never logged it
             if not showed:
                 force = "no_show"
+            elif path == "onboarding":
+                force = "good" if kind < 0.85 else "pending" if kind < 0.95 else "bad"
             elif kind < self.p.good_share:
                 force = "good"
             elif kind < 0.9:
@@ -1348,6 +1343,9 @@ class _Planner:
             recorded = decided
         if force == "bad":
             self.outcome(m, recorded, "bad", attended_at=attended)
+            return
+        if path == "onboarding":  # the kick-off of a won deal: the meeting has its deal
+            self.outcome(m, recorded, "good", attended_at=attended, next_steps="Go live")
             return
         steps = rng.choice(self.p.next_steps)
         if path == "hand_deal":
@@ -1638,6 +1636,32 @@ class _Planner:
             event.params["lost_notes"] = _LOST_NOTES[missing]
             deal.lost_reason = missing
 
+    def onboardings(self) -> None:
+        """Half the deals won here book a kick-off meeting, linked to the deal when it is
+        booked; its good outcome makes no second deal."""
+        rng, as_of = self.rng, self.as_of
+        reopened = {id(r.deal) for r in self.plan.reopens}
+        won = [
+            d
+            for d in self.mine()
+            if d.stage == "closed_won"
+            and d.closed_at is not None
+            and id(d) not in reopened
+            and (d.row is None or d.row["stage"] == "qualification")  # not imported closed
+        ]
+        rng.shuffle(won)
+        for deal in won[: max(self.quota(1), len(won) // 2)]:
+            assert deal.closed_at is not None
+            booked = deal.closed_at + self.days(0.3, 3)
+            if booked > as_of - timedelta(hours=2):
+                continue
+            lead = deal.lead
+            m = self.booking(lead, lead.row["campaign_id"], booked, lead.channel, "onboarding")
+            m.row["scheduled_at"] = m.scheduled_at = self.later_slot(booked, 2, 9)
+            m.row.update(booked_by="human", booking_method="direct")
+            m.booking_method, m.deal = "direct", deal
+            self.story(m, "onboarding")
+
     def reopens(self) -> None:
         """A few lost deals come back (crm.reopen_deal), and one won deal whose signed
         contract bounced: some are closed again, one stays open."""
@@ -1712,6 +1736,7 @@ def _plan(clients: Sequence[DemoClient], as_of: datetime, seed: int, scale: floa
         planner.lost_reasons()
         planner.close_dates()
         planner.own_probabilities()
+        planner.onboardings()
     return plan
 
 
@@ -1789,6 +1814,7 @@ _STEPS = (
     "deal updates",
     "outcome corrections",
     "reopened deals",
+    "kick-off meetings",
     "leads and touches tidied",
 )
 
@@ -1801,12 +1827,14 @@ def _write(conn: psycopg.Connection[Any], plan: _Plan, progress: Progress | None
     w.step(_STEPS[1])
     w.run("insert_activities", plan.activities)
     w.step(_STEPS[2])
-    w.run("insert_meetings", [m.row for m in plan.meetings])
+    w.run("insert_meetings", [m.row for m in plan.meetings if m.deal is None])
     w.step(_STEPS[3])
     # Deals the reps entered themselves (before the outcome of their meeting, if any).
     w.run("insert_deals", [d.row for d in plan.deals if d.row is not None])
     w.step(_STEPS[4])
-    w.rounds([(m.client_id, m.id, m.events) for m in plan.meetings], _MEETING_WRITES)
+    w.rounds(
+        [(m.client_id, m.id, m.events) for m in plan.meetings if m.deal is None], _MEETING_WRITES
+    )
     w.step(_STEPS[5])
     # The deals the good outcomes made: find them by their meeting.
     auto = [d for d in plan.deals if d.id is None]
@@ -1864,6 +1892,11 @@ def _write(conn: psycopg.Connection[Any], plan: _Plan, progress: Progress | None
     for r in plan.reopens:
         r.deal.stage = "closed_won" if r.then == "won" else r.deal.stage
     w.step(_STEPS[8])
+    # Kick-off meetings of won deals, booked with their deal.
+    kickoffs = [m for m in plan.meetings if m.deal is not None]
+    w.run("insert_meetings", [{**m.row, "deal_id": m.deal.id} for m in kickoffs if m.deal])
+    w.rounds([(m.client_id, m.id, m.events) for m in kickoffs], _MEETING_WRITES)
+    w.step(_STEPS[9])
     customers = {(d.client_id, d.lead.row["id"]) for d in plan.deals if d.stage == "closed_won"}
     w.run(
         "set_lead_status",
@@ -1880,7 +1913,7 @@ def _write(conn: psycopg.Connection[Any], plan: _Plan, progress: Progress | None
         "soft_delete_activities",
         [{"client_id": c, "id": i, "at": at} for c, i, at in plan.deleted_activities],
     )
-    w.step(_STEPS[9])
+    w.step(_STEPS[10])
 
 
 # ----------------------------------------------------------------------------------------
@@ -2018,6 +2051,7 @@ LIFECYCLE_RULES: tuple[str, ...] = (
     "meeting.correction_from_good",
     "meeting.outcome_cleared",
     "meeting.soft_deleted",
+    "meeting.good_with_deal_makes_none",
     "deal.auto_created",
     "deal.hand_made_linked",
     "deal.currency_from_client",
