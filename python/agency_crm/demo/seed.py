@@ -643,6 +643,16 @@ _LOSS_REASONS: tuple[tuple[tuple[str, int], ...], ...] = (
         ("other", 1),
     ),
 )
+# What happens to a booking that no quota picked: cancelled (some without a reason), moved,
+# rescheduled with a new time in the same write or later, or kept (how it went: the model).
+_MODEL_PATHS = (
+    ("cancel", 0.05),
+    ("cancel_no_reason", 0.015),
+    ("move", 0.055),
+    ("both", 0.02),
+    ("resched_then_time", 0.02),
+    ("plain", 1.0),
+)
 _LOST_NOTES = {
     "price_too_high": "Came in 20-30 % above their budget line.",
     "chose_competitor": "Went with the incumbent's renewal offer.",
@@ -761,6 +771,15 @@ def _pick(rng: random.Random, weighted: Sequence[tuple[str, float]]) -> str:
     return rng.choices([w[0] for w in weighted], weights=[w[1] for w in weighted])[0]
 
 
+def _first_below(u: float, table: Sequence[tuple[str, float]]) -> str:
+    """The entry of ``table`` (name, chance) that a uniform draw ``u`` falls in."""
+    for name, chance in table:
+        u -= chance
+        if u < 0:
+            return name
+    return table[-1][0]
+
+
 def _money(amount: float, step: int) -> Decimal:
     return Decimal(max(step, round(amount / step) * step))
 
@@ -814,10 +833,14 @@ class _Planner:
         return day
 
     def later_slot(self, after: datetime, lo_days: float, hi_days: float) -> datetime:
-        """A business slot lo..hi days after ``after`` (at least an hour after it)."""
+        """A business slot lo..hi days after ``after`` (at least an hour after it), no more
+        than two weeks after as_of (a week earlier, else the first half hour an hour on)."""
         local = (after + self.days(lo_days, hi_days)).astimezone(self.tz)
         at = self.slot(self.workday(local.date()))
-        if at < after + timedelta(hours=1):
+        limit = self.as_of + timedelta(days=UPCOMING_DAYS - 0.5)
+        while at > limit and at - timedelta(days=7) >= after + timedelta(hours=1):
+            at -= timedelta(days=7)
+        if at < after + timedelta(hours=1) or at > limit:
             at = after + timedelta(hours=1) + self.minutes(0, 180)
             at = at.replace(minute=30 if at.minute >= 30 else 0, second=0, microsecond=0)
             at += timedelta(minutes=30)
@@ -1113,20 +1136,7 @@ class _Planner:
         rng, as_of = self.rng, self.as_of
         state = _SlotState()
         if path == "model":
-            u = rng.random()
-            path = (
-                "cancel"
-                if u < 0.05
-                else "cancel_no_reason"
-                if u < 0.065
-                else "move"
-                if u < 0.12
-                else "both"
-                if u < 0.14
-                else "resched_then_time"
-                if u < 0.16
-                else "plain"
-            )
+            path = _first_below(rng.random(), _MODEL_PATHS)
         if path == "import_deleted":
             # Imported as the old system left it: deleted there (a test booking).
             m.row["deleted_at"] = m.booked_at + self.days(0.1, 1)
@@ -1154,8 +1164,8 @@ class _Planner:
         if path == "duplicate":
             dup = self.booking(m.lead, m.campaign_id, m.booked_at + self.minutes(2, 30), m.channel)
             dup.row["scheduled_at"] = dup.scheduled_at = m.scheduled_at
-            dup.events.append(_Ev(dup.booked_at + self.days(0.1, 1), "delete", {"at": None}))
-            dup.events[-1].params["at"] = dup.events[-1].at
+            gone = dup.booked_at + self.days(0.1, 1)  # the calendar sync booked it twice
+            dup.events.append(_Ev(gone, "delete", {"at": gone}))
             path = "plain"
         if path in ("cancel", "cancel_no_reason", "uncancel"):
             self.prepare(m, state, m.booked_at)
@@ -1168,8 +1178,8 @@ class _Planner:
                 # The lead called back: the cancellation becomes a reschedule, with a time.
                 back = cancel_at + self.days(1, 4)
                 new_slot = self.later_slot(back, 2, 6)
-                self.outcome(m, back, "rescheduled", new_scheduled_at=new_slot)
-                self.held(m, state, back)
+                if self.outcome(m, back, "rescheduled", new_scheduled_at=new_slot):
+                    self.held(m, state, back)
             return
         if path == "move":
             moved_at = m.booked_at + (min(m.scheduled_at, as_of) - m.booked_at) * rng.uniform(
