@@ -125,6 +125,10 @@ def test_times_lie_in_the_180_days_before_as_of(seeded: Seeded) -> None:
             FROM crm.meetings
             UNION ALL SELECT 'deal', min(created_at), max(created_at) FROM crm.deals
             UNION ALL
+            SELECT 'soft delete', min(deleted_at), max(deleted_at)
+            FROM (SELECT deleted_at FROM crm.leads UNION ALL SELECT deleted_at FROM crm.activities
+                  UNION ALL SELECT deleted_at FROM crm.deals) AS d
+            UNION ALL
             SELECT 'stage change', min(h.changed_at), max(h.changed_at)
             FROM crm.deal_stage_history AS h
             WHERE NOT EXISTS (  -- a reopen, and the close after it
