@@ -23,10 +23,10 @@ help: ## List the targets
 $(BIN)/agency-crm: pyproject.toml $(PIP_CONSTRAINT_FILE)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c $(PIP_CONSTRAINT_FILE) -e '.[dev,oracle,bench]'
+	$(BIN)/pip install --quiet -c $(PIP_CONSTRAINT_FILE) -e '.[dev,oracle,bench,demo]'
 	@touch $@
 
-install: $(BIN)/agency-crm ## Create .venv and install agency-crm (editable) with the dev, test-oracle and benchmark tools
+install: $(BIN)/agency-crm ## Create .venv and install agency-crm (editable) with the dev, test-oracle, benchmark and demo tools
 
 test: install ## Run the whole test suite (starts a throwaway PostgreSQL unless TEST_DATABASE_URL is set)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -1042,25 +1042,16 @@ p_function and the currencies otherwise, with a hint to pass p_currency.';
 CREATE FUNCTION crm_private.analytics_scope_check(p_function text, p_client_id uuid, p_currency text) RETURNS boolean
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     SET search_path TO ''
-    AS $_$
+    AS $$
 BEGIN
     IF p_client_id IS NULL THEN
         RAISE EXCEPTION '%: p_client_id must not be NULL', p_function
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass the id of the client to report on (crm.clients.id).';
     END IF;
-    -- The shape deals.currency must have (deals_currency_check): anything else matches no
-    -- deal and would report zeros as if the client had none.
-    IF p_currency !~ '^[A-Z]{3}$' THEN
-        RAISE EXCEPTION '%: p_currency % is not an ISO-4217 currency code',
-            p_function, pg_catalog.quote_literal(p_currency)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass three upper-case letters, e.g. p_currency => ''AUD'', or leave '
-                      'p_currency out when the deals in scope carry one currency.';
-    END IF;
-    RETURN TRUE;
+    RETURN crm_private.analytics_currency_check(p_function, p_currency);
 END;
-$_$;
+$$;
 
 --
 -- Name: FUNCTION analytics_scope_check(p_function text, p_client_id uuid, p_currency text); Type: COMMENT; Schema: crm_private; Owner: -
@@ -1901,39 +1892,6 @@ p_half_life_days that is not a positive finite number, a p_currency that is not 
 letters, or deals in several currencies without p_currency. See docs/analytics.md.';
 
 --
--- Name: get_attribution_comparison(uuid, integer, timestamp with time zone, double precision, text); Type: FUNCTION; Schema: crm; Owner: -
---
-
-CREATE FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now(), p_half_life_days double precision DEFAULT 7, p_currency text DEFAULT NULL::text) RETURNS TABLE(channel text, first_touch numeric, last_touch numeric, linear numeric, time_decay numeric, position_based numeric, j_shaped numeric, inverse_j numeric)
-    LANGUAGE sql STABLE
-    SET search_path TO ''
-    BEGIN ATOMIC
- SELECT a.channel,
-     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'first_touch'::text)), (0)::numeric) AS first_touch,
-     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'last_touch'::text)), (0)::numeric) AS last_touch,
-     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'linear'::text)), (0)::numeric) AS linear,
-     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'time_decay'::text)), (0)::numeric) AS time_decay,
-     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'position_based'::text)), (0)::numeric) AS position_based,
-     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'j_shaped'::text)), (0)::numeric) AS j_shaped,
-     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'inverse_j'::text)), (0)::numeric) AS inverse_j
-    FROM (unnest(ARRAY['first_touch'::text, 'last_touch'::text, 'linear'::text, 'time_decay'::text, 'position_based'::text, 'j_shaped'::text, 'inverse_j'::text]) m(model)
-      CROSS JOIN LATERAL crm.get_channel_revenue_attribution(get_attribution_comparison.p_client_id, get_attribution_comparison.p_days, m.model, get_attribution_comparison.p_as_of, get_attribution_comparison.p_half_life_days, get_attribution_comparison.p_currency) a(channel, deals_attributed, total_value, avg_deal_value, percentage_of_revenue))
-   WHERE (crm_private.analytics_scope_check('get_attribution_comparison'::text, get_attribution_comparison.p_client_id, get_attribution_comparison.p_currency) AND crm_private.attribution_model_check('get_attribution_comparison'::text, 'linear'::text, get_attribution_comparison.p_half_life_days) AND (crm_private.analytics_window_start('get_attribution_comparison'::text, get_attribution_comparison.p_days, get_attribution_comparison.p_as_of) IS NOT NULL))
-   GROUP BY a.channel
-   ORDER BY COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'linear'::text)), (0)::numeric) DESC, a.channel;
-END;
-
---
--- Name: FUNCTION get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text); Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) IS 'Every attribution model side by side: per channel, the revenue each model credits it with
-(crm.get_channel_revenue_attribution''s total_value; 0 where a model credits the channel
-nothing), for won deals closed in [p_as_of - p_days days, p_as_of). Rows by the linear credit
-descending, then channel. Same errors as crm.get_channel_revenue_attribution, naming this
-function.';
-
---
 -- Name: leads; Type: TABLE; Schema: crm; Owner: -
 --
 
@@ -2525,6 +2483,598 @@ p_currency that is not three upper-case letters, or when the deals carry several
 p_currency is not given (p_currency keeps only deals in that currency). See docs/analytics.md.';
 
 --
+-- Name: get_pipeline_velocity(uuid, integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now(), p_currency text DEFAULT NULL::text) RETURNS TABLE(open_deals bigint, won_deals bigint, lost_deals bigint, win_rate numeric, avg_won_value numeric, avg_cycle_days numeric, velocity_per_day numeric)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_pipeline_velocity'::text, get_pipeline_velocity.p_days, get_pipeline_velocity.p_as_of) AS start_at
+         ), deals AS (
+          SELECT d.value,
+             d.currency,
+             ((d.created_at < get_pipeline_velocity.p_as_of) AND ((d.closed_at IS NULL) OR (d.closed_at >= get_pipeline_velocity.p_as_of))) AS open_at_as_of,
+             ((d.stage = 'closed_won'::crm.deal_stage_type) AND (d.closed_at >= p.start_at) AND (d.closed_at < get_pipeline_velocity.p_as_of)) AS won,
+             ((d.stage = 'closed_lost'::crm.deal_stage_type) AND (d.closed_at >= p.start_at) AND (d.closed_at < get_pipeline_velocity.p_as_of)) AS lost,
+             (EXTRACT(epoch FROM (d.closed_at - d.created_at)) / (86400)::numeric) AS cycle_days
+            FROM (params p
+              JOIN crm.deals d ON ((d.client_id = get_pipeline_velocity.p_client_id)))
+           WHERE ((d.deleted_at IS NULL) AND (d.created_at < get_pipeline_velocity.p_as_of) AND ((get_pipeline_velocity.p_currency IS NULL) OR (d.currency = get_pipeline_velocity.p_currency)))
+         ), totals AS (
+          SELECT count(*) FILTER (WHERE d.open_at_as_of) AS open_deals,
+             count(*) FILTER (WHERE d.won) AS won,
+             count(*) FILTER (WHERE d.lost) AS lost,
+             avg(d.value) FILTER (WHERE d.won) AS avg_won_value,
+             avg(d.cycle_days) FILTER (WHERE d.won) AS avg_cycle_days,
+             crm_private.analytics_one_currency('get_pipeline_velocity'::text, array_agg(DISTINCT d.currency) FILTER (WHERE (d.open_at_as_of OR d.won))) AS one_currency
+            FROM deals d
+         )
+  SELECT t.open_deals,
+     t.won AS won_deals,
+     t.lost AS lost_deals,
+     round(((100.0 * (t.won)::numeric) / (NULLIF((t.won + t.lost), 0))::numeric), 2) AS win_rate,
+     round(t.avg_won_value, 2) AS avg_won_value,
+     round(t.avg_cycle_days, 2) AS avg_cycle_days,
+     round(((((t.open_deals)::numeric * ((1.0 * (t.won)::numeric) / (NULLIF((t.won + t.lost), 0))::numeric)) * t.avg_won_value) / NULLIF(t.avg_cycle_days, (0)::numeric)), 2) AS velocity_per_day
+    FROM totals t
+   WHERE (crm_private.analytics_scope_check('get_pipeline_velocity'::text, get_pipeline_velocity.p_client_id, get_pipeline_velocity.p_currency) AND (crm_private.analytics_window_start('get_pipeline_velocity'::text, get_pipeline_velocity.p_days, get_pipeline_velocity.p_as_of) IS NOT NULL) AND t.one_currency);
+END;
+
+--
+-- Name: FUNCTION get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) IS 'Pipeline velocity: open_deals (created before p_as_of and not closed by then) x win_rate x
+avg_won_value / avg_cycle_days, in value per day, where win_rate = won / (won + lost) over deals
+closed in [p_as_of - p_days days, p_as_of), avg_won_value and avg_cycle_days (created_at to
+closed_at) over the deals won in that window. Rates in percent, values and days to 2 decimals,
+NULL where a part is undefined. Raises 22023 for a NULL p_client_id, p_days <= 0 or > 1000000, a
+p_as_of that is NULL, infinite or outside the years 1-9999, a p_currency that is not three
+upper-case letters, or several currencies among the open and won deals without p_currency.';
+
+--
+-- Name: get_show_rate_analysis(uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now()) RETURNS TABLE(total_meetings bigint, show_rate numeric, no_show_rate numeric, reschedule_rate numeric, confirmed_show_rate numeric, reminded_show_rate numeric, unresolved_meetings bigint)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_show_rate_analysis'::text, get_show_rate_analysis.p_days, get_show_rate_analysis.p_as_of) AS start_at
+         ), classified AS (
+          SELECT ((m.rescheduled_count > 0) OR (m.meeting_outcome = 'rescheduled'::text)) AS rescheduled,
+             (m.confirmed AND (m.confirmed_at < m.scheduled_at)) AS confirmed_before,
+             (m.reminder_sent AND (m.reminder_sent_at < m.scheduled_at)) AS reminded_before,
+                 CASE
+                     WHEN (m.meeting_outcome = ANY (ARRAY['cancelled'::text, 'rescheduled'::text])) THEN 'excluded'::text
+                     WHEN m.showed_up THEN 'held'::text
+                     WHEN ((NOT m.showed_up) OR (m.meeting_outcome = 'no_show'::text)) THEN 'no_show'::text
+                     ELSE 'unresolved'::text
+                 END AS state
+            FROM (params p
+              JOIN crm.meetings m ON (((m.client_id = get_show_rate_analysis.p_client_id) AND (m.scheduled_at >= p.start_at) AND (m.scheduled_at < get_show_rate_analysis.p_as_of))))
+           WHERE (m.deleted_at IS NULL)
+         ), counts AS (
+          SELECT count(*) AS total,
+             count(*) FILTER (WHERE (c.state = 'held'::text)) AS held,
+             count(*) FILTER (WHERE (c.state = 'no_show'::text)) AS no_show,
+             count(*) FILTER (WHERE (c.state = 'unresolved'::text)) AS unresolved,
+             count(*) FILTER (WHERE c.rescheduled) AS rescheduled,
+             count(*) FILTER (WHERE (c.confirmed_before AND (c.state = 'held'::text))) AS confirmed_held,
+             count(*) FILTER (WHERE (c.confirmed_before AND (c.state = ANY (ARRAY['held'::text, 'no_show'::text])))) AS confirmed_resolved,
+             count(*) FILTER (WHERE (c.reminded_before AND (c.state = 'held'::text))) AS reminded_held,
+             count(*) FILTER (WHERE (c.reminded_before AND (c.state = ANY (ARRAY['held'::text, 'no_show'::text])))) AS reminded_resolved
+            FROM classified c
+         )
+  SELECT n.total AS total_meetings,
+     round(((100.0 * (n.held)::numeric) / (NULLIF((n.held + n.no_show), 0))::numeric), 2) AS show_rate,
+     round(((100.0 * (n.no_show)::numeric) / (NULLIF((n.held + n.no_show), 0))::numeric), 2) AS no_show_rate,
+     round(((100.0 * (n.rescheduled)::numeric) / (NULLIF(n.total, 0))::numeric), 2) AS reschedule_rate,
+     round(((100.0 * (n.confirmed_held)::numeric) / (NULLIF(n.confirmed_resolved, 0))::numeric), 2) AS confirmed_show_rate,
+     round(((100.0 * (n.reminded_held)::numeric) / (NULLIF(n.reminded_resolved, 0))::numeric), 2) AS reminded_show_rate,
+     n.unresolved AS unresolved_meetings
+    FROM counts n
+   WHERE (crm_private.analytics_scope_check('get_show_rate_analysis'::text, get_show_rate_analysis.p_client_id, NULL::text) AND (crm_private.analytics_window_start('get_show_rate_analysis'::text, get_show_rate_analysis.p_days, get_show_rate_analysis.p_as_of) IS NOT NULL));
+END;
+
+--
+-- Name: FUNCTION get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) IS 'Show rate of the client''s meetings scheduled in [p_as_of - p_days days, p_as_of) (p_days NULL:
+all time). held = showed_up true; no-show = showed_up false or outcome no_show; cancelled and
+still-rescheduled meetings are left out of the resolved denominator (held + no-show); past
+meetings with no known attendance are counted in unresolved_meetings. show_rate = held /
+resolved and no_show_rate = no-shows / resolved (they sum to 100); reschedule_rate = meetings
+rescheduled at least once / total_meetings; confirmed_show_rate and reminded_show_rate = show rate
+among meetings confirmed / reminded before scheduled_at. Rates are percentages rounded to 2
+decimals, NULL when the denominator is 0. Soft-deleted meetings never count. Raises 22023 for a
+NULL p_client_id, p_days <= 0 or > 1000000, or a p_as_of that is NULL, infinite or outside the
+years 1-9999. See docs/analytics.md.';
+
+--
+-- Name: analytics_currency_check(text, text); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.analytics_currency_check(p_function text, p_currency text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $_$
+BEGIN
+    -- The shape deals.currency must have (deals_currency_check): anything else matches no
+    -- deal and would report zeros as if the client had none.
+    IF p_currency !~ '^[A-Z]{3}$' THEN
+        RAISE EXCEPTION '%: p_currency % is not an ISO-4217 currency code',
+            p_function, pg_catalog.quote_literal(p_currency)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass three upper-case letters, e.g. p_currency => ''AUD'', or leave '
+                      'p_currency out when the deals in scope carry one currency.';
+    END IF;
+    RETURN TRUE;
+END;
+$_$;
+
+--
+-- Name: FUNCTION analytics_currency_check(p_function text, p_currency text); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.analytics_currency_check(p_function text, p_currency text) IS 'True for a p_currency that is NULL or an ISO-4217 code (three upper-case letters); raises 22023
+naming p_function and the value otherwise.';
+
+--
+-- Name: is_valid_time_zone(text); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.is_valid_time_zone(p_time_zone text) RETURNS boolean
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    AS $$
+BEGIN
+    PERFORM pg_catalog.timezone(p_time_zone, pg_catalog.now());
+    RETURN true;
+EXCEPTION
+    WHEN invalid_parameter_value THEN
+        RETURN false;
+END;
+$$;
+
+--
+-- Name: FUNCTION is_valid_time_zone(p_time_zone text); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) IS 'True when PostgreSQL knows the time zone name (e.g. Australia/Sydney, UTC). Used by CHECKs.';
+
+--
+-- Name: wilson_interval(bigint, bigint); Type: FUNCTION; Schema: crm_private; Owner: -
+--
+
+CREATE FUNCTION crm_private.wilson_interval(p_successes bigint, p_n bigint, OUT low numeric, OUT high numeric) RETURNS record
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ SELECT round(((((100)::double precision * ((w.p + (w.z2 / ((2 * w.n))::double precision)) - (sqrt(w.z2) * sqrt((((w.p * ((1)::double precision - w.p)) / (w.n)::double precision) + (w.z2 / (((4.0 * (w.n)::numeric) * (w.n)::numeric))::double precision)))))) / ((1)::double precision + (w.z2 / (w.n)::double precision))))::numeric, 2) AS low,
+     round(((((100)::double precision * ((w.p + (w.z2 / ((2 * w.n))::double precision)) + (sqrt(w.z2) * sqrt((((w.p * ((1)::double precision - w.p)) / (w.n)::double precision) + (w.z2 / (((4.0 * (w.n)::numeric) * (w.n)::numeric))::double precision)))))) / ((1)::double precision + (w.z2 / (w.n)::double precision))))::numeric, 2) AS high
+    FROM ( SELECT wilson_interval.p_n AS n,
+             ((wilson_interval.p_successes)::double precision / (wilson_interval.p_n)::double precision) AS p,
+             (3.841458820694124)::double precision AS z2
+           WHERE ((wilson_interval.p_n > 0) AND ((wilson_interval.p_successes >= 0) AND (wilson_interval.p_successes <= wilson_interval.p_n)))) w;
+END;
+
+--
+-- Name: FUNCTION wilson_interval(p_successes bigint, p_n bigint, OUT low numeric, OUT high numeric); Type: COMMENT; Schema: crm_private; Owner: -
+--
+
+COMMENT ON FUNCTION crm_private.wilson_interval(p_successes bigint, p_n bigint, OUT low numeric, OUT high numeric) IS 'Wilson score 95 % interval (z = 1.959964) of p_successes out of p_n, in percent rounded to 2
+decimals; NULL low and high when p_n is 0 (or the counts are not 0 <= p_successes <= p_n).';
+
+--
+-- Name: clients; Type: TABLE; Schema: crm; Owner: -
+--
+
+CREATE TABLE crm.clients (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    name text NOT NULL,
+    default_currency text DEFAULT 'AUD'::text NOT NULL,
+    timezone text DEFAULT 'UTC'::text NOT NULL,
+    auto_create_deals boolean DEFAULT false NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    deleted_at timestamp with time zone,
+    CONSTRAINT clients_default_currency_check CHECK ((default_currency ~ '^[A-Z]{3}$'::text)),
+    CONSTRAINT clients_name_check CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))),
+    CONSTRAINT clients_timestamps_check CHECK (((LEAST(created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)))),
+    CONSTRAINT clients_timezone_check CHECK (crm_private.is_valid_time_zone(timezone))
+);
+
+ALTER TABLE ONLY crm.clients FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: TABLE clients; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON TABLE crm.clients IS 'An agency client: the tenant. Every other table carries client_id and can only reference
+rows of the same client.';
+
+--
+-- Name: COLUMN clients.id; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.id IS 'Client id (tenant id, distribution key).';
+
+--
+-- Name: COLUMN clients.name; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.name IS 'Display name, 1-200 characters.';
+
+--
+-- Name: COLUMN clients.default_currency; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.default_currency IS 'ISO-4217 code (three upper-case letters) for deals that name no currency. Default AUD.';
+
+--
+-- Name: COLUMN clients.timezone; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.timezone IS 'IANA time zone name (e.g. Australia/Sydney) used for calendar-based reporting.';
+
+--
+-- Name: COLUMN clients.auto_create_deals; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.auto_create_deals IS 'When true, a meeting whose outcome becomes good creates a deal in qualification.';
+
+--
+-- Name: COLUMN clients.created_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.created_at IS 'When the row was created.';
+
+--
+-- Name: COLUMN clients.updated_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.updated_at IS 'When the row last changed (maintained by trigger).';
+
+--
+-- Name: COLUMN clients.deleted_at; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON COLUMN crm.clients.deleted_at IS 'Soft-delete time; NULL while the row is live.';
+
+--
+-- Name: CONSTRAINT clients_default_currency_check ON clients; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT clients_default_currency_check ON crm.clients IS 'default_currency must be an ISO-4217 code: three upper-case letters, e.g. AUD, USD, EUR.';
+
+--
+-- Name: CONSTRAINT clients_name_check ON clients; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT clients_name_check ON crm.clients IS 'name must be 1-200 characters after trimming spaces.';
+
+--
+-- Name: CONSTRAINT clients_timestamps_check ON clients; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT clients_timestamps_check ON crm.clients IS 'created_at, updated_at and deleted_at must be finite times from 1900-01-01 00:00 UTC
+(included) to 2200-01-01 00:00 UTC (excluded): crm_private.timestamp_window().';
+
+--
+-- Name: CONSTRAINT clients_timezone_check ON clients; Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON CONSTRAINT clients_timezone_check ON crm.clients IS 'timezone must be a time zone name PostgreSQL knows, e.g. Australia/Sydney or UTC
+(see pg_timezone_names).';
+
+--
+-- Name: get_agency_comparison(integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_agency_comparison(p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now(), p_currency text DEFAULT NULL::text) RETURNS TABLE(client_id uuid, client_name text, currency text, meetings bigint, held_meetings bigint, show_rate numeric, show_rate_ci_low numeric, show_rate_ci_high numeric, closed_deals bigint, won_deals bigint, win_rate numeric, win_rate_ci_low numeric, win_rate_ci_high numeric, pipeline_value numeric, won_value numeric, avg_cycle_days numeric, best_channel text, best_channel_yield numeric, best_channel_leads bigint, other_currency_deals bigint, agency_meetings bigint, agency_show_rate numeric, agency_show_rate_ci_low numeric, agency_show_rate_ci_high numeric, agency_closed_deals bigint, agency_win_rate numeric, agency_win_rate_ci_low numeric, agency_win_rate_ci_high numeric, pooled_show_rate numeric, pooled_win_rate numeric, median_show_rate numeric, median_win_rate numeric, median_pipeline_value numeric, median_won_value numeric, median_cycle_days numeric, median_channel_yield numeric, clients bigint, show_rate_rank integer, show_rate_rank_of bigint, win_rate_rank integer, win_rate_rank_of bigint, pipeline_value_rank integer, pipeline_value_rank_of bigint, won_value_rank integer, won_value_rank_of bigint, cycle_days_rank integer, cycle_days_rank_of bigint, channel_yield_rank integer, channel_yield_rank_of bigint, show_rate_below_agency boolean, win_rate_below_agency boolean)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    SET jit TO 'off'
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_agency_comparison'::text, get_agency_comparison.p_days, get_agency_comparison.p_as_of) AS start_at
+         ), scope AS (
+          SELECT c.id,
+             c.name,
+             COALESCE(get_agency_comparison.p_currency, c.default_currency) AS currency
+            FROM crm.clients c
+           WHERE ((c.deleted_at IS NULL) AND crm_private.analytics_currency_check('get_agency_comparison'::text, get_agency_comparison.p_currency) AND (crm_private.analytics_window_start('get_agency_comparison'::text, get_agency_comparison.p_days, get_agency_comparison.p_as_of) IS NOT NULL))
+         ), meeting_counts AS (
+          SELECT m.client_id,
+             count(*) AS resolved,
+             count(*) FILTER (WHERE m.showed_up) AS held
+            FROM ((scope s
+              CROSS JOIN params p)
+              JOIN crm.meetings m ON (((m.client_id = s.id) AND (m.scheduled_at >= p.start_at) AND (m.scheduled_at < get_agency_comparison.p_as_of))))
+           WHERE ((m.deleted_at IS NULL) AND (COALESCE(m.meeting_outcome, ''::text) <> ALL (ARRAY['cancelled'::text, 'rescheduled'::text])) AND ((m.showed_up IS NOT NULL) OR (m.meeting_outcome = 'no_show'::text)))
+           GROUP BY m.client_id
+         ), reached AS (
+          SELECT act.client_id,
+             act.channel,
+             count(DISTINCT act.lead_id) AS leads
+            FROM (((scope s
+              CROSS JOIN params p)
+              JOIN crm.activities act ON (((act.client_id = s.id) AND (act.occurred_at >= p.start_at) AND (act.occurred_at < get_agency_comparison.p_as_of))))
+              JOIN crm.leads l ON (((l.client_id = act.client_id) AND (l.id = act.lead_id))))
+           WHERE ((act.deleted_at IS NULL) AND (l.deleted_at IS NULL))
+           GROUP BY act.client_id, act.channel
+         ), credited AS (
+          SELECT s.id AS client_id,
+             a.channel,
+             a.total_value
+            FROM (scope s
+              CROSS JOIN LATERAL crm.get_channel_revenue_attribution(s.id, get_agency_comparison.p_days, 'linear'::text, get_agency_comparison.p_as_of, (7)::double precision, s.currency) a(channel, deals_attributed, total_value, avg_deal_value, percentage_of_revenue))
+         ), yields AS (
+          SELECT r.client_id,
+             r.channel,
+             r.leads,
+             round((COALESCE(cr.total_value, (0)::numeric) / (r.leads)::numeric), 2) AS yield
+            FROM (reached r
+              LEFT JOIN credited cr ON (((cr.client_id = r.client_id) AND (cr.channel = r.channel))))
+         ), best_channels AS (
+          SELECT y.client_id,
+             max(y.yield) AS yield,
+             (array_agg(y.channel ORDER BY y.yield DESC, y.channel) FILTER (WHERE (y.yield > (0)::numeric)))[1] AS channel,
+             (array_agg(y.leads ORDER BY y.yield DESC, y.channel) FILTER (WHERE (y.yield > (0)::numeric)))[1] AS leads
+            FROM yields y
+           GROUP BY y.client_id
+         ), other_currency AS (
+          SELECT s.id AS client_id,
+             count(*) AS deals
+            FROM ((scope s
+              CROSS JOIN params p)
+              JOIN crm.deals d ON (((d.client_id = s.id) AND (d.created_at < get_agency_comparison.p_as_of) AND ((d.closed_at IS NULL) OR (d.closed_at >= p.start_at)))))
+           WHERE ((d.deleted_at IS NULL) AND (d.currency <> s.currency))
+           GROUP BY s.id
+         ), per_client AS (
+          SELECT s.id,
+             s.name,
+             s.currency,
+             sra.show_rate,
+             COALESCE(mc.resolved, (0)::bigint) AS resolved,
+             COALESCE(mc.held, (0)::bigint) AS held,
+             (pv.won_deals + pv.lost_deals) AS closed_deals,
+             pv.won_deals,
+             pv.win_rate,
+             pv.avg_cycle_days,
+             fa.total_pipeline_value AS pipeline_value,
+             fa.total_won_value AS won_value,
+             bc.channel AS best_channel,
+             bc.yield AS best_channel_yield,
+             bc.leads AS best_channel_leads,
+             COALESCE(oc.deals, (0)::bigint) AS other_currency_deals
+            FROM ((((((scope s
+              CROSS JOIN LATERAL ( SELECT x.show_rate
+                    FROM crm.get_show_rate_analysis(s.id, get_agency_comparison.p_days, get_agency_comparison.p_as_of) x(total_meetings, show_rate, no_show_rate, reschedule_rate, confirmed_show_rate, reminded_show_rate, unresolved_meetings)
+                  LIMIT 1) sra)
+              CROSS JOIN LATERAL ( SELECT x.won_deals,
+                     x.lost_deals,
+                     x.win_rate,
+                     x.avg_cycle_days
+                    FROM crm.get_pipeline_velocity(s.id, get_agency_comparison.p_days, get_agency_comparison.p_as_of, s.currency) x(open_deals, won_deals, lost_deals, win_rate, avg_won_value, avg_cycle_days, velocity_per_day)
+                  LIMIT 1) pv)
+              CROSS JOIN LATERAL ( SELECT x.total_pipeline_value,
+                     x.total_won_value
+                    FROM crm.get_funnel_analytics(s.id, get_agency_comparison.p_days, get_agency_comparison.p_as_of, s.currency) x(total_leads, meetings_booked, meetings_showed, deals_created, deals_won, total_pipeline_value, total_won_value, show_rate, deal_win_rate, lead_to_meeting_rate, lead_to_win_rate)
+                  LIMIT 1) fa)
+              LEFT JOIN meeting_counts mc ON ((mc.client_id = s.id)))
+              LEFT JOIN best_channels bc ON ((bc.client_id = s.id)))
+              LEFT JOIN other_currency oc ON ((oc.client_id = s.id)))
+         ), pooled AS (
+          SELECT pc.id,
+             pc.name,
+             pc.currency,
+             pc.show_rate,
+             pc.resolved,
+             pc.held,
+             pc.closed_deals,
+             pc.won_deals,
+             pc.win_rate,
+             pc.avg_cycle_days,
+             pc.pipeline_value,
+             pc.won_value,
+             pc.best_channel,
+             pc.best_channel_yield,
+             pc.best_channel_leads,
+             pc.other_currency_deals,
+             sum(pc.resolved) OVER () AS all_resolved,
+             sum(pc.held) OVER () AS all_held,
+             sum(pc.closed_deals) OVER () AS all_closed,
+             sum(pc.won_deals) OVER () AS all_won,
+             count(*) OVER () AS clients
+            FROM per_client pc
+         ), metrics AS (
+          SELECT pc.id,
+             m.metric,
+             m.value,
+             m.higher_is_better,
+                 CASE
+                     WHEN m.money THEN pc.currency
+                     ELSE NULL::text
+                 END AS money_currency
+            FROM (per_client pc
+              CROSS JOIN LATERAL ( VALUES ('show_rate'::text,pc.show_rate,true,false), ('win_rate'::text,pc.win_rate,true,false), ('pipeline_value'::text,pc.pipeline_value,true,true), ('won_value'::text,pc.won_value,true,true), ('cycle_days'::text,pc.avg_cycle_days,false,false), ('channel_yield'::text,pc.best_channel_yield,true,true)) m(metric, value, higher_is_better, money))
+         ), ordered AS (
+          SELECT mt.id,
+             mt.metric,
+             mt.value,
+             mt.higher_is_better,
+             mt.money_currency,
+             rank() OVER (PARTITION BY mt.metric, mt.money_currency, (mt.value IS NULL) ORDER BY
+                 CASE
+                     WHEN mt.higher_is_better THEN (- mt.value)
+                     ELSE mt.value
+                 END) AS value_rank,
+             row_number() OVER (PARTITION BY mt.metric, mt.money_currency, (mt.value IS NULL) ORDER BY mt.value) AS "position",
+             count(mt.value) OVER (PARTITION BY mt.metric, mt.money_currency) AS ranked
+            FROM metrics mt
+         ), placed AS (
+          SELECT o.id,
+             o.metric,
+                 CASE
+                     WHEN (o.value IS NOT NULL) THEN (o.value_rank)::integer
+                     ELSE NULL::integer
+                 END AS value_rank,
+             o.ranked,
+             round(avg(o.value) FILTER (WHERE (((o."position" = ((o.ranked + 1) / 2)) OR (o."position" = ((o.ranked + 2) / 2))) AND (o.value IS NOT NULL))) OVER (PARTITION BY o.metric, o.money_currency), 2) AS median
+            FROM ordered o
+         ), pivoted AS (
+          SELECT pl.id,
+             max(pl.median) FILTER (WHERE (pl.metric = 'show_rate'::text)) AS median_show_rate,
+             max(pl.median) FILTER (WHERE (pl.metric = 'win_rate'::text)) AS median_win_rate,
+             max(pl.median) FILTER (WHERE (pl.metric = 'pipeline_value'::text)) AS median_pipeline_value,
+             max(pl.median) FILTER (WHERE (pl.metric = 'won_value'::text)) AS median_won_value,
+             max(pl.median) FILTER (WHERE (pl.metric = 'cycle_days'::text)) AS median_cycle_days,
+             max(pl.median) FILTER (WHERE (pl.metric = 'channel_yield'::text)) AS median_channel_yield,
+             max(pl.value_rank) FILTER (WHERE (pl.metric = 'show_rate'::text)) AS show_rate_rank,
+             max(pl.ranked) FILTER (WHERE (pl.metric = 'show_rate'::text)) AS show_rate_rank_of,
+             max(pl.value_rank) FILTER (WHERE (pl.metric = 'win_rate'::text)) AS win_rate_rank,
+             max(pl.ranked) FILTER (WHERE (pl.metric = 'win_rate'::text)) AS win_rate_rank_of,
+             max(pl.value_rank) FILTER (WHERE (pl.metric = 'pipeline_value'::text)) AS pipeline_value_rank,
+             max(pl.ranked) FILTER (WHERE (pl.metric = 'pipeline_value'::text)) AS pipeline_value_rank_of,
+             max(pl.value_rank) FILTER (WHERE (pl.metric = 'won_value'::text)) AS won_value_rank,
+             max(pl.ranked) FILTER (WHERE (pl.metric = 'won_value'::text)) AS won_value_rank_of,
+             max(pl.value_rank) FILTER (WHERE (pl.metric = 'cycle_days'::text)) AS cycle_days_rank,
+             max(pl.ranked) FILTER (WHERE (pl.metric = 'cycle_days'::text)) AS cycle_days_rank_of,
+             max(pl.value_rank) FILTER (WHERE (pl.metric = 'channel_yield'::text)) AS channel_yield_rank,
+             max(pl.ranked) FILTER (WHERE (pl.metric = 'channel_yield'::text)) AS channel_yield_rank_of
+            FROM placed pl
+           GROUP BY pl.id
+         )
+  SELECT po.id AS client_id,
+     po.name AS client_name,
+     po.currency,
+     po.resolved AS meetings,
+     po.held AS held_meetings,
+     po.show_rate,
+     sw.low AS show_rate_ci_low,
+     sw.high AS show_rate_ci_high,
+     po.closed_deals,
+     po.won_deals,
+     po.win_rate,
+     ww.low AS win_rate_ci_low,
+     ww.high AS win_rate_ci_high,
+     po.pipeline_value,
+     po.won_value,
+     po.avg_cycle_days,
+     po.best_channel,
+     po.best_channel_yield,
+     po.best_channel_leads,
+     po.other_currency_deals,
+     ((po.all_resolved - (po.resolved)::numeric))::bigint AS agency_meetings,
+     round(((100.0 * (po.all_held - (po.held)::numeric)) / NULLIF((po.all_resolved - (po.resolved)::numeric), (0)::numeric)), 2) AS agency_show_rate,
+     asw.low AS agency_show_rate_ci_low,
+     asw.high AS agency_show_rate_ci_high,
+     ((po.all_closed - (po.closed_deals)::numeric))::bigint AS agency_closed_deals,
+     round(((100.0 * (po.all_won - (po.won_deals)::numeric)) / NULLIF((po.all_closed - (po.closed_deals)::numeric), (0)::numeric)), 2) AS agency_win_rate,
+     aww.low AS agency_win_rate_ci_low,
+     aww.high AS agency_win_rate_ci_high,
+     round(((100.0 * po.all_held) / NULLIF(po.all_resolved, (0)::numeric)), 2) AS pooled_show_rate,
+     round(((100.0 * po.all_won) / NULLIF(po.all_closed, (0)::numeric)), 2) AS pooled_win_rate,
+     pt.median_show_rate,
+     pt.median_win_rate,
+     pt.median_pipeline_value,
+     pt.median_won_value,
+     pt.median_cycle_days,
+     pt.median_channel_yield,
+     po.clients,
+     pt.show_rate_rank,
+     pt.show_rate_rank_of,
+     pt.win_rate_rank,
+     pt.win_rate_rank_of,
+     pt.pipeline_value_rank,
+     pt.pipeline_value_rank_of,
+     pt.won_value_rank,
+     pt.won_value_rank_of,
+     pt.cycle_days_rank,
+     pt.cycle_days_rank_of,
+     pt.channel_yield_rank,
+     pt.channel_yield_rank_of,
+     COALESCE((sw.high < asw.low), false) AS show_rate_below_agency,
+     COALESCE((ww.high < aww.low), false) AS win_rate_below_agency
+    FROM (((((pooled po
+      JOIN pivoted pt ON ((pt.id = po.id)))
+      CROSS JOIN LATERAL crm_private.wilson_interval(po.held, po.resolved) sw(low, high))
+      CROSS JOIN LATERAL crm_private.wilson_interval(po.won_deals, po.closed_deals) ww(low, high))
+      CROSS JOIN LATERAL crm_private.wilson_interval(((po.all_held - (po.held)::numeric))::bigint, ((po.all_resolved - (po.resolved)::numeric))::bigint) asw(low, high))
+      CROSS JOIN LATERAL crm_private.wilson_interval(((po.all_won - (po.won_deals)::numeric))::bigint, ((po.all_closed - (po.closed_deals)::numeric))::bigint) aww(low, high))
+   WHERE (crm_private.analytics_currency_check('get_agency_comparison'::text, get_agency_comparison.p_currency) AND (crm_private.analytics_window_start('get_agency_comparison'::text, get_agency_comparison.p_days, get_agency_comparison.p_as_of) IS NOT NULL))
+   ORDER BY po.name, po.id;
+END;
+
+--
+-- Name: FUNCTION get_agency_comparison(p_days integer, p_as_of timestamp with time zone, p_currency text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_agency_comparison(p_days integer, p_as_of timestamp with time zone, p_currency text) IS 'Every client the caller may see side by side (row-level security applies: an analyst sees
+every live client, a one-client viewer only its own), one row each by client_name then
+client_id. Each number is what the per-client function returns for the same p_days, p_as_of
+and currency: show_rate (crm.get_show_rate_analysis) with meetings and held_meetings, its
+resolved meetings and held ones (the n behind it); win_rate and avg_cycle_days
+(crm.get_pipeline_velocity) with closed_deals = won + lost; pipeline_value and won_value
+(crm.get_funnel_analytics). currency is p_currency, or the client''s default_currency when
+p_currency is NULL: every deal number of the row (money, win rate, cycle) counts the client''s
+deals in that currency only, and other_currency_deals counts the deals in scope left out.
+best_channel: of the channels that reached a live lead in the window, the one whose won value
+credited by linear attribution (crm.get_channel_revenue_attribution) per such lead,
+best_channel_yield, is highest (above 0; ties by name), best_channel_leads its n;
+best_channel_yield is 0 when leads were reached but nothing was won, NULL when none was.
+agency_*: the other visible clients pooled (leaving the client out makes the two samples
+independent), with Wilson 95 % intervals (z = 1.959964) like the client''s;
+show_rate_below_agency / win_rate_below_agency are true when the client''s interval lies
+entirely below the agency''s (ci_high < agency ci_low, as shown, 2 decimals), false otherwise
+and whenever either n is 0 (rates and intervals NULL). pooled_*: every visible client, this
+one included. median_*: the median over the clients with a value (money and yield: over the
+clients of the same currency); *_rank: 1 = best (highest; shortest cycle), ties share the
+rank, out of *_rank_of clients with a value; clients = visible clients. Rates in percent,
+money and days to 2 decimals. Raises 22023 for p_days <= 0 or > 1000000, a p_as_of that is
+NULL, infinite or outside the years 1-9999, or a p_currency that is not three upper-case
+letters. See docs/analytics.md.';
+
+--
+-- Name: get_attribution_comparison(uuid, integer, timestamp with time zone, double precision, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now(), p_half_life_days double precision DEFAULT 7, p_currency text DEFAULT NULL::text) RETURNS TABLE(channel text, first_touch numeric, last_touch numeric, linear numeric, time_decay numeric, position_based numeric, j_shaped numeric, inverse_j numeric)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ SELECT a.channel,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'first_touch'::text)), (0)::numeric) AS first_touch,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'last_touch'::text)), (0)::numeric) AS last_touch,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'linear'::text)), (0)::numeric) AS linear,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'time_decay'::text)), (0)::numeric) AS time_decay,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'position_based'::text)), (0)::numeric) AS position_based,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'j_shaped'::text)), (0)::numeric) AS j_shaped,
+     COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'inverse_j'::text)), (0)::numeric) AS inverse_j
+    FROM (unnest(ARRAY['first_touch'::text, 'last_touch'::text, 'linear'::text, 'time_decay'::text, 'position_based'::text, 'j_shaped'::text, 'inverse_j'::text]) m(model)
+      CROSS JOIN LATERAL crm.get_channel_revenue_attribution(get_attribution_comparison.p_client_id, get_attribution_comparison.p_days, m.model, get_attribution_comparison.p_as_of, get_attribution_comparison.p_half_life_days, get_attribution_comparison.p_currency) a(channel, deals_attributed, total_value, avg_deal_value, percentage_of_revenue))
+   WHERE (crm_private.analytics_scope_check('get_attribution_comparison'::text, get_attribution_comparison.p_client_id, get_attribution_comparison.p_currency) AND crm_private.attribution_model_check('get_attribution_comparison'::text, 'linear'::text, get_attribution_comparison.p_half_life_days) AND (crm_private.analytics_window_start('get_attribution_comparison'::text, get_attribution_comparison.p_days, get_attribution_comparison.p_as_of) IS NOT NULL))
+   GROUP BY a.channel
+   ORDER BY COALESCE(sum(a.total_value) FILTER (WHERE (m.model = 'linear'::text)), (0)::numeric) DESC, a.channel;
+END;
+
+--
+-- Name: FUNCTION get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) IS 'Every attribution model side by side: per channel, the revenue each model credits it with
+(crm.get_channel_revenue_attribution''s total_value; 0 where a model credits the channel
+nothing), for won deals closed in [p_as_of - p_days days, p_as_of). Rows by the linear credit
+descending, then channel. Same errors as crm.get_channel_revenue_attribution, naming this
+function.';
+
+--
 -- Name: deal_stage_history; Type: TABLE; Schema: crm; Owner: -
 --
 
@@ -2949,244 +3499,6 @@ deals and value with at least one touch are split over channels in proportion to
 Raises 22023 for a NULL p_client_id, p_days <= 0 or > 1000000, a p_as_of that is NULL, infinite
 or outside the years 1-9999, a p_currency that is not three upper-case letters, or several
 currencies without p_currency.';
-
---
--- Name: get_pipeline_velocity(uuid, integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
---
-
-CREATE FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now(), p_currency text DEFAULT NULL::text) RETURNS TABLE(open_deals bigint, won_deals bigint, lost_deals bigint, win_rate numeric, avg_won_value numeric, avg_cycle_days numeric, velocity_per_day numeric)
-    LANGUAGE sql STABLE
-    SET search_path TO ''
-    BEGIN ATOMIC
- WITH params AS (
-          SELECT crm_private.analytics_window_start('get_pipeline_velocity'::text, get_pipeline_velocity.p_days, get_pipeline_velocity.p_as_of) AS start_at
-         ), deals AS (
-          SELECT d.value,
-             d.currency,
-             ((d.created_at < get_pipeline_velocity.p_as_of) AND ((d.closed_at IS NULL) OR (d.closed_at >= get_pipeline_velocity.p_as_of))) AS open_at_as_of,
-             ((d.stage = 'closed_won'::crm.deal_stage_type) AND (d.closed_at >= p.start_at) AND (d.closed_at < get_pipeline_velocity.p_as_of)) AS won,
-             ((d.stage = 'closed_lost'::crm.deal_stage_type) AND (d.closed_at >= p.start_at) AND (d.closed_at < get_pipeline_velocity.p_as_of)) AS lost,
-             (EXTRACT(epoch FROM (d.closed_at - d.created_at)) / (86400)::numeric) AS cycle_days
-            FROM (params p
-              JOIN crm.deals d ON ((d.client_id = get_pipeline_velocity.p_client_id)))
-           WHERE ((d.deleted_at IS NULL) AND (d.created_at < get_pipeline_velocity.p_as_of) AND ((get_pipeline_velocity.p_currency IS NULL) OR (d.currency = get_pipeline_velocity.p_currency)))
-         ), totals AS (
-          SELECT count(*) FILTER (WHERE d.open_at_as_of) AS open_deals,
-             count(*) FILTER (WHERE d.won) AS won,
-             count(*) FILTER (WHERE d.lost) AS lost,
-             avg(d.value) FILTER (WHERE d.won) AS avg_won_value,
-             avg(d.cycle_days) FILTER (WHERE d.won) AS avg_cycle_days,
-             crm_private.analytics_one_currency('get_pipeline_velocity'::text, array_agg(DISTINCT d.currency) FILTER (WHERE (d.open_at_as_of OR d.won))) AS one_currency
-            FROM deals d
-         )
-  SELECT t.open_deals,
-     t.won AS won_deals,
-     t.lost AS lost_deals,
-     round(((100.0 * (t.won)::numeric) / (NULLIF((t.won + t.lost), 0))::numeric), 2) AS win_rate,
-     round(t.avg_won_value, 2) AS avg_won_value,
-     round(t.avg_cycle_days, 2) AS avg_cycle_days,
-     round(((((t.open_deals)::numeric * ((1.0 * (t.won)::numeric) / (NULLIF((t.won + t.lost), 0))::numeric)) * t.avg_won_value) / NULLIF(t.avg_cycle_days, (0)::numeric)), 2) AS velocity_per_day
-    FROM totals t
-   WHERE (crm_private.analytics_scope_check('get_pipeline_velocity'::text, get_pipeline_velocity.p_client_id, get_pipeline_velocity.p_currency) AND (crm_private.analytics_window_start('get_pipeline_velocity'::text, get_pipeline_velocity.p_days, get_pipeline_velocity.p_as_of) IS NOT NULL) AND t.one_currency);
-END;
-
---
--- Name: FUNCTION get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) IS 'Pipeline velocity: open_deals (created before p_as_of and not closed by then) x win_rate x
-avg_won_value / avg_cycle_days, in value per day, where win_rate = won / (won + lost) over deals
-closed in [p_as_of - p_days days, p_as_of), avg_won_value and avg_cycle_days (created_at to
-closed_at) over the deals won in that window. Rates in percent, values and days to 2 decimals,
-NULL where a part is undefined. Raises 22023 for a NULL p_client_id, p_days <= 0 or > 1000000, a
-p_as_of that is NULL, infinite or outside the years 1-9999, a p_currency that is not three
-upper-case letters, or several currencies among the open and won deals without p_currency.';
-
---
--- Name: get_show_rate_analysis(uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
---
-
-CREATE FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now()) RETURNS TABLE(total_meetings bigint, show_rate numeric, no_show_rate numeric, reschedule_rate numeric, confirmed_show_rate numeric, reminded_show_rate numeric, unresolved_meetings bigint)
-    LANGUAGE sql STABLE
-    SET search_path TO ''
-    BEGIN ATOMIC
- WITH params AS (
-          SELECT crm_private.analytics_window_start('get_show_rate_analysis'::text, get_show_rate_analysis.p_days, get_show_rate_analysis.p_as_of) AS start_at
-         ), classified AS (
-          SELECT ((m.rescheduled_count > 0) OR (m.meeting_outcome = 'rescheduled'::text)) AS rescheduled,
-             (m.confirmed AND (m.confirmed_at < m.scheduled_at)) AS confirmed_before,
-             (m.reminder_sent AND (m.reminder_sent_at < m.scheduled_at)) AS reminded_before,
-                 CASE
-                     WHEN (m.meeting_outcome = ANY (ARRAY['cancelled'::text, 'rescheduled'::text])) THEN 'excluded'::text
-                     WHEN m.showed_up THEN 'held'::text
-                     WHEN ((NOT m.showed_up) OR (m.meeting_outcome = 'no_show'::text)) THEN 'no_show'::text
-                     ELSE 'unresolved'::text
-                 END AS state
-            FROM (params p
-              JOIN crm.meetings m ON (((m.client_id = get_show_rate_analysis.p_client_id) AND (m.scheduled_at >= p.start_at) AND (m.scheduled_at < get_show_rate_analysis.p_as_of))))
-           WHERE (m.deleted_at IS NULL)
-         ), counts AS (
-          SELECT count(*) AS total,
-             count(*) FILTER (WHERE (c.state = 'held'::text)) AS held,
-             count(*) FILTER (WHERE (c.state = 'no_show'::text)) AS no_show,
-             count(*) FILTER (WHERE (c.state = 'unresolved'::text)) AS unresolved,
-             count(*) FILTER (WHERE c.rescheduled) AS rescheduled,
-             count(*) FILTER (WHERE (c.confirmed_before AND (c.state = 'held'::text))) AS confirmed_held,
-             count(*) FILTER (WHERE (c.confirmed_before AND (c.state = ANY (ARRAY['held'::text, 'no_show'::text])))) AS confirmed_resolved,
-             count(*) FILTER (WHERE (c.reminded_before AND (c.state = 'held'::text))) AS reminded_held,
-             count(*) FILTER (WHERE (c.reminded_before AND (c.state = ANY (ARRAY['held'::text, 'no_show'::text])))) AS reminded_resolved
-            FROM classified c
-         )
-  SELECT n.total AS total_meetings,
-     round(((100.0 * (n.held)::numeric) / (NULLIF((n.held + n.no_show), 0))::numeric), 2) AS show_rate,
-     round(((100.0 * (n.no_show)::numeric) / (NULLIF((n.held + n.no_show), 0))::numeric), 2) AS no_show_rate,
-     round(((100.0 * (n.rescheduled)::numeric) / (NULLIF(n.total, 0))::numeric), 2) AS reschedule_rate,
-     round(((100.0 * (n.confirmed_held)::numeric) / (NULLIF(n.confirmed_resolved, 0))::numeric), 2) AS confirmed_show_rate,
-     round(((100.0 * (n.reminded_held)::numeric) / (NULLIF(n.reminded_resolved, 0))::numeric), 2) AS reminded_show_rate,
-     n.unresolved AS unresolved_meetings
-    FROM counts n
-   WHERE (crm_private.analytics_scope_check('get_show_rate_analysis'::text, get_show_rate_analysis.p_client_id, NULL::text) AND (crm_private.analytics_window_start('get_show_rate_analysis'::text, get_show_rate_analysis.p_days, get_show_rate_analysis.p_as_of) IS NOT NULL));
-END;
-
---
--- Name: FUNCTION get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) IS 'Show rate of the client''s meetings scheduled in [p_as_of - p_days days, p_as_of) (p_days NULL:
-all time). held = showed_up true; no-show = showed_up false or outcome no_show; cancelled and
-still-rescheduled meetings are left out of the resolved denominator (held + no-show); past
-meetings with no known attendance are counted in unresolved_meetings. show_rate = held /
-resolved and no_show_rate = no-shows / resolved (they sum to 100); reschedule_rate = meetings
-rescheduled at least once / total_meetings; confirmed_show_rate and reminded_show_rate = show rate
-among meetings confirmed / reminded before scheduled_at. Rates are percentages rounded to 2
-decimals, NULL when the denominator is 0. Soft-deleted meetings never count. Raises 22023 for a
-NULL p_client_id, p_days <= 0 or > 1000000, or a p_as_of that is NULL, infinite or outside the
-years 1-9999. See docs/analytics.md.';
-
---
--- Name: is_valid_time_zone(text); Type: FUNCTION; Schema: crm_private; Owner: -
---
-
-CREATE FUNCTION crm_private.is_valid_time_zone(p_time_zone text) RETURNS boolean
-    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
-    SET search_path TO ''
-    AS $$
-BEGIN
-    PERFORM pg_catalog.timezone(p_time_zone, pg_catalog.now());
-    RETURN true;
-EXCEPTION
-    WHEN invalid_parameter_value THEN
-        RETURN false;
-END;
-$$;
-
---
--- Name: FUNCTION is_valid_time_zone(p_time_zone text); Type: COMMENT; Schema: crm_private; Owner: -
---
-
-COMMENT ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) IS 'True when PostgreSQL knows the time zone name (e.g. Australia/Sydney, UTC). Used by CHECKs.';
-
---
--- Name: clients; Type: TABLE; Schema: crm; Owner: -
---
-
-CREATE TABLE crm.clients (
-    id uuid DEFAULT gen_random_uuid() NOT NULL,
-    name text NOT NULL,
-    default_currency text DEFAULT 'AUD'::text NOT NULL,
-    timezone text DEFAULT 'UTC'::text NOT NULL,
-    auto_create_deals boolean DEFAULT false NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    deleted_at timestamp with time zone,
-    CONSTRAINT clients_default_currency_check CHECK ((default_currency ~ '^[A-Z]{3}$'::text)),
-    CONSTRAINT clients_name_check CHECK (((length(btrim(name)) >= 1) AND (length(btrim(name)) <= 200))),
-    CONSTRAINT clients_timestamps_check CHECK (((LEAST(created_at, updated_at, deleted_at) >= ('1900-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)) AND (GREATEST(created_at, updated_at, deleted_at) < ('2200-01-01 00:00:00'::timestamp without time zone AT TIME ZONE 'UTC'::text)))),
-    CONSTRAINT clients_timezone_check CHECK (crm_private.is_valid_time_zone(timezone))
-);
-
-ALTER TABLE ONLY crm.clients FORCE ROW LEVEL SECURITY;
-
---
--- Name: TABLE clients; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON TABLE crm.clients IS 'An agency client: the tenant. Every other table carries client_id and can only reference
-rows of the same client.';
-
---
--- Name: COLUMN clients.id; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.id IS 'Client id (tenant id, distribution key).';
-
---
--- Name: COLUMN clients.name; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.name IS 'Display name, 1-200 characters.';
-
---
--- Name: COLUMN clients.default_currency; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.default_currency IS 'ISO-4217 code (three upper-case letters) for deals that name no currency. Default AUD.';
-
---
--- Name: COLUMN clients.timezone; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.timezone IS 'IANA time zone name (e.g. Australia/Sydney) used for calendar-based reporting.';
-
---
--- Name: COLUMN clients.auto_create_deals; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.auto_create_deals IS 'When true, a meeting whose outcome becomes good creates a deal in qualification.';
-
---
--- Name: COLUMN clients.created_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.created_at IS 'When the row was created.';
-
---
--- Name: COLUMN clients.updated_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.updated_at IS 'When the row last changed (maintained by trigger).';
-
---
--- Name: COLUMN clients.deleted_at; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON COLUMN crm.clients.deleted_at IS 'Soft-delete time; NULL while the row is live.';
-
---
--- Name: CONSTRAINT clients_default_currency_check ON clients; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT clients_default_currency_check ON crm.clients IS 'default_currency must be an ISO-4217 code: three upper-case letters, e.g. AUD, USD, EUR.';
-
---
--- Name: CONSTRAINT clients_name_check ON clients; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT clients_name_check ON crm.clients IS 'name must be 1-200 characters after trimming spaces.';
-
---
--- Name: CONSTRAINT clients_timestamps_check ON clients; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT clients_timestamps_check ON crm.clients IS 'created_at, updated_at and deleted_at must be finite times from 1900-01-01 00:00 UTC
-(included) to 2200-01-01 00:00 UTC (excluded): crm_private.timestamp_window().';
-
---
--- Name: CONSTRAINT clients_timezone_check ON clients; Type: COMMENT; Schema: crm; Owner: -
---
-
-COMMENT ON CONSTRAINT clients_timezone_check ON crm.clients IS 'timezone must be a time zone name PostgreSQL knows, e.g. Australia/Sydney or UTC
-(see pg_timezone_names).';
 
 --
 -- Name: get_show_rate_by_week(uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
@@ -10687,16 +10999,6 @@ GRANT ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_da
 GRANT ALL ON FUNCTION crm.get_channel_revenue_attribution(p_client_id uuid, p_days integer, p_model text, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_client_viewer;
 
 --
--- Name: FUNCTION get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text); Type: ACL; Schema: crm; Owner: -
---
-
-REVOKE ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) FROM PUBLIC;
-GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_analyst;
-GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_api;
-GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_app;
-GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_client_viewer;
-
---
 -- Name: TABLE leads; Type: ACL; Schema: crm; Owner: -
 --
 
@@ -10725,6 +11027,89 @@ GRANT ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer,
 GRANT ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_funnel_analytics(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
+
+--
+-- Name: FUNCTION get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_api;
+GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
+
+--
+-- Name: FUNCTION get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_api;
+GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_client_viewer;
+
+--
+-- Name: FUNCTION analytics_currency_check(p_function text, p_currency text); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.analytics_currency_check(p_function text, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.analytics_currency_check(p_function text, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.analytics_currency_check(p_function text, p_currency text) TO crm_api;
+GRANT ALL ON FUNCTION crm_private.analytics_currency_check(p_function text, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.analytics_currency_check(p_function text, p_currency text) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.analytics_currency_check(p_function text, p_currency text) TO crm_runner;
+
+--
+-- Name: FUNCTION is_valid_time_zone(p_time_zone text); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_api;
+GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_runner;
+
+--
+-- Name: FUNCTION wilson_interval(p_successes bigint, p_n bigint, OUT low numeric, OUT high numeric); Type: ACL; Schema: crm_private; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm_private.wilson_interval(p_successes bigint, p_n bigint, OUT low numeric, OUT high numeric) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm_private.wilson_interval(p_successes bigint, p_n bigint, OUT low numeric, OUT high numeric) TO crm_analyst;
+GRANT ALL ON FUNCTION crm_private.wilson_interval(p_successes bigint, p_n bigint, OUT low numeric, OUT high numeric) TO crm_api;
+GRANT ALL ON FUNCTION crm_private.wilson_interval(p_successes bigint, p_n bigint, OUT low numeric, OUT high numeric) TO crm_app;
+GRANT ALL ON FUNCTION crm_private.wilson_interval(p_successes bigint, p_n bigint, OUT low numeric, OUT high numeric) TO crm_client_viewer;
+GRANT ALL ON FUNCTION crm_private.wilson_interval(p_successes bigint, p_n bigint, OUT low numeric, OUT high numeric) TO crm_runner;
+
+--
+-- Name: TABLE clients; Type: ACL; Schema: crm; Owner: -
+--
+
+GRANT SELECT ON TABLE crm.clients TO crm_analyst;
+GRANT SELECT ON TABLE crm.clients TO crm_api;
+GRANT SELECT,INSERT,UPDATE ON TABLE crm.clients TO crm_app;
+GRANT SELECT ON TABLE crm.clients TO crm_client_viewer;
+GRANT SELECT ON TABLE crm.clients TO crm_runner;
+
+--
+-- Name: FUNCTION get_agency_comparison(p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_agency_comparison(p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_agency_comparison(p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_agency_comparison(p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_api;
+GRANT ALL ON FUNCTION crm.get_agency_comparison(p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_agency_comparison(p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
+
+--
+-- Name: FUNCTION get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_api;
+GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_attribution_comparison(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_half_life_days double precision, p_currency text) TO crm_client_viewer;
 
 --
 -- Name: TABLE deal_stage_history; Type: ACL; Schema: crm; Owner: -
@@ -10765,47 +11150,6 @@ GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days intege
 GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
-
---
--- Name: FUNCTION get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
---
-
-REVOKE ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
-GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
-GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_api;
-GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
-GRANT ALL ON FUNCTION crm.get_pipeline_velocity(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
-
---
--- Name: FUNCTION get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm; Owner: -
---
-
-REVOKE ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_analyst;
-GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_api;
-GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_app;
-GRANT ALL ON FUNCTION crm.get_show_rate_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_client_viewer;
-
---
--- Name: FUNCTION is_valid_time_zone(p_time_zone text); Type: ACL; Schema: crm_private; Owner: -
---
-
-REVOKE ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) FROM PUBLIC;
-GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_analyst;
-GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_api;
-GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_app;
-GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_client_viewer;
-GRANT ALL ON FUNCTION crm_private.is_valid_time_zone(p_time_zone text) TO crm_runner;
-
---
--- Name: TABLE clients; Type: ACL; Schema: crm; Owner: -
---
-
-GRANT SELECT ON TABLE crm.clients TO crm_analyst;
-GRANT SELECT ON TABLE crm.clients TO crm_api;
-GRANT SELECT,INSERT,UPDATE ON TABLE crm.clients TO crm_app;
-GRANT SELECT ON TABLE crm.clients TO crm_client_viewer;
-GRANT SELECT ON TABLE crm.clients TO crm_runner;
 
 --
 -- Name: FUNCTION get_show_rate_by_week(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm; Owner: -

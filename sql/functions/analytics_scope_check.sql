@@ -17,16 +17,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Pass the id of the client to report on (crm.clients.id).';
     END IF;
-    -- The shape deals.currency must have (deals_currency_check): anything else matches no
-    -- deal and would report zeros as if the client had none.
-    IF p_currency !~ '^[A-Z]{3}$' THEN
-        RAISE EXCEPTION '%: p_currency % is not an ISO-4217 currency code',
-            p_function, pg_catalog.quote_literal(p_currency)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Pass three upper-case letters, e.g. p_currency => ''AUD'', or leave '
-                      'p_currency out when the deals in scope carry one currency.';
-    END IF;
-    RETURN TRUE;
+    RETURN crm_private.analytics_currency_check(p_function, p_currency);
 END;
 $$;
 

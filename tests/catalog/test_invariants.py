@@ -165,6 +165,7 @@ def test_constraint_and_index_names_follow_the_postgres_scheme(
         """
     ).fetchall()
     suffix = {"p": "pkey", "f": "fkey", "u": "key", "c": "check", "x": "excl", "i": "(idx|key)"}
+    suffix["n"] = "not_null"  # PostgreSQL 18 lists NOT NULL in pg_constraint
     bad = [
         (table, name)
         for table, name, kind in rows

@@ -21,6 +21,7 @@ from psycopg import sql
 from pytest_postgresql.executors.noop import NoopExecutor
 
 from agency_crm import crypto
+from tests.analytics.test_contract import AGENCY_WIDE
 from tests.conftest import janitor, server_url
 from tests.helpers.fixtures import Make, raises_sqlstate, seal
 from tests.security.conftest import connect_as
@@ -202,6 +203,15 @@ def outcome(
         return ("error", exc.sqlstate)
 
 
+def outcome_without(
+    owner: psycopg.Connection[Any], fn: Function, values: dict[str, str | None], gone: Any
+) -> tuple[str, Any]:
+    """What the owner gets from ``fn`` with client ``gone`` soft-deleted (rolled back)."""
+    with owner.transaction(force_rollback=True):
+        owner.execute("UPDATE crm.clients SET deleted_at = now() WHERE id = %s", (gone,))
+        return outcome(owner, fn, values)
+
+
 @pytest.mark.parametrize("role", ONE_CLIENT)
 def test_through_every_function_a_viewer_sees_another_client_as_if_it_did_not_exist(
     tenants: Tenants, logins: dict[str, str], role: str
@@ -216,6 +226,18 @@ def test_through_every_function_a_viewer_sees_another_client_as_if_it_did_not_ex
             values = {a: good[a] for a in fn.args if a in good}
             missing = [a for i, a in enumerate(fn.args) if a not in good and not fn.has_default(i)]
             assert not missing, f"crm.{fn.name}: no good value for {missing}"
+            if fn.name in AGENCY_WIDE:
+                # Every client the caller sees side by side: each viewer gets what the owner
+                # gets when its client is the only one, nothing of the other client (not even
+                # pooled into the agency's numbers).
+                for me, other in ((tenants.a, tenants.b), (tenants.b, tenants.a)):
+                    alone = outcome_without(owner, fn, values, other)
+                    with viewer.transaction():
+                        as_viewer(viewer, me)
+                        assert outcome(viewer, fn, values) == alone, fn.name
+                    assert alone != outcome(owner, fn, values), fn.name
+                compared += 1
+                continue
             theirs = outcome(owner, fn, values)
             if "p_client_id" in values:
                 unknown = outcome(owner, fn, values | {"p_client_id": nobody})

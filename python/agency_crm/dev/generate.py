@@ -139,6 +139,8 @@ SELECT con.conname, pg_get_constraintdef(con.oid), coalesce(obj_description(con.
        'pg_constraint'), '')
 FROM pg_catalog.pg_constraint AS con
 WHERE con.conrelid = %s
+  -- PostgreSQL 18 lists NOT NULL as constraints too; the columns table shows them already.
+  AND con.contype <> 'n'
 ORDER BY con.contype, con.conname
 """
 Q_INDEXES = """
