@@ -96,7 +96,7 @@ def assert_same(report: dict[str, Any], expected: dict[str, list[dict[str, Any]]
                     assert isinstance(shown, Decimal | int), (key, column)
                     assert str(Decimal(shown)) == str(value), (key, column)
                 elif isinstance(value, int):
-                    assert type(shown) is int, (key, column)
+                    assert type(shown) is type(value), (key, column)  # int, or bool
 
 
 def load_clients(conn: psycopg.Connection[Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -70,6 +70,15 @@ def check_arguments(days: int, as_of: datetime | None, currency: str | None) -> 
             hint="give the end of the window with its offset, e.g. 2026-06-01T00:00:00+00:00",
             field="as_of",
         )
+    if as_of is not None:
+        try:
+            as_of.astimezone(UTC)
+        except OverflowError:  # in UTC, before the year 1 or after 9999
+            raise Invalid(
+                f"as_of {as_of.isoformat()} is not a time of the years 1 to 9999",
+                hint="give the end of the window, e.g. 2026-06-01T00:00:00+00:00",
+                field="as_of",
+            ) from None
     if currency is not None and not CURRENCY.fullmatch(currency):
         raise Invalid(
             f"currency {currency!r} is not an ISO-4217 code",
