@@ -107,7 +107,44 @@ def load_clients(conn: psycopg.Connection[Any]) -> tuple[dict[str, Any], dict[st
     mixed = make.client(name="Two Currencies Ltd")
     for currency in ("AUD", "USD"):
         make.deal(make.lead(mixed), currency=currency, created_at=AS_OF - timedelta(days=10))
+    load_agency(make)
     return empty, mixed
+
+
+def load_agency(make: Make) -> None:
+    """Two clients far apart for the agency view: Highshow Co (27 of 30 meetings held, 10 of
+    12 deals won) and Lowshow Ltd (5 of 25 held, 1 of 10 won), whose show and win rates are
+    significantly below the other clients'."""
+    for name, held, no_show, won, lost in (
+        ("Highshow Co", 27, 3, 10, 2),
+        ("Lowshow Ltd", 5, 20, 1, 9),
+    ):
+        client = make.client(name=name, auto_create_deals=False)
+        for i in range(held + no_show):
+            when = AS_OF - timedelta(days=5 + i)
+            lead = make.lead(client, created_at=when - timedelta(days=20))
+            make.activity(
+                lead, channel=("email", "linkedin")[i % 2], occurred_at=when - timedelta(days=9)
+            )
+            make.meeting(
+                lead,
+                booked_at=when - timedelta(days=3),
+                scheduled_at=when,
+                showed_up=i < held,
+            )
+            if i < won + lost:
+                values = (
+                    {"stage": "closed_won", "probability": 100}
+                    if i < won
+                    else {"stage": "closed_lost", "probability": 0, "lost_reason": "no_budget"}
+                )
+                make.deal(
+                    lead,
+                    value=Decimal(1000 + 100 * i),
+                    created_at=when - timedelta(days=8),
+                    closed_at=when - timedelta(days=1),
+                    **values,
+                )
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,9 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from agency_crm.report import CLIENT_SECTIONS
 from agency_crm.report.encode import cell
@@ -171,3 +173,38 @@ def test_several_currencies_are_reported_one_at_a_time(clients: Clients) -> None
     done = report_cli(clients, "--client", "Two Currencies Ltd", "--currency", "usd")
     assert done.returncode == 0, done.stderr
     assert "amounts in USD" in done.stdout
+
+
+def test_agency_json_equals_the_function_and_tables_flag_the_clients(clients: Clients) -> None:
+    done = report_cli(
+        clients, "--agency", "--days", "120", "--as-of", AS_OF.isoformat(), "--format", "json"
+    )
+    assert done.returncode == 0, done.stderr
+    report = parse(done.stdout)
+    assert (report["report"], report["client"], report["currency"]) == ("agency", None, None)
+    with psycopg.connect(clients.url) as conn, conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT * FROM crm.get_agency_comparison(%s, %s, NULL)", (120, AS_OF)
+        ).fetchall()
+    sections = report["sections"]
+    assert isinstance(sections, dict)
+    assert_same(sections, {"comparison": rows})
+    assert {r["client_name"] for r in rows} >= {"Acme Dental", "Highshow Co", "Lowshow Ltd"}
+    text = report_cli(clients, "--agency", "--days", "120", "--as-of", AS_OF.isoformat()).stdout
+    for title in (
+        "Show rate",
+        "Win rate",
+        "Pipeline and won value",
+        "Sales cycle",
+        "Channel yield",
+    ):
+        assert f"\n{title}\n" in text, title
+    flagged = text.split("Significantly below the agency")[1]
+    assert "Lowshow Ltd: show rate 20.00 % (95 % CI 8.86-39.13 %), n = 25" in flagged
+    assert "Lowshow Ltd: win rate 10.00 %" in flagged and "Highshow" not in flagged
+    assert "AUD" in text and "1 of" in text  # each client's currency; ranks out of so many
+
+
+def test_the_agency_takes_no_section(clients: Clients) -> None:
+    line = one_line(report_cli(clients, "--agency", "--section", "funnel"), 2)
+    assert "--section" in line

@@ -125,3 +125,29 @@ def test_html_without_out_writes_a_file_named_for_the_client(
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "report-acme-dental-2026-06-01.html"
     assert (tmp_path / done.stdout.strip()).read_text().startswith("<!doctype html>")
+
+
+def test_the_agency_report_draws_every_chart_offline(
+    clients: Clients, browser: Browser, tmp_path: Path
+) -> None:
+    path = tmp_path / "agency.html"
+    page = write_html(clients, path, "--agency", "--days", "120", "--as-of", AS_OF.isoformat())
+    self_contained(page)
+    drawn = open_page(browser, path)
+    assert [name for name, *_ in drawn] == ["show_rate", "win_rate", "value", "cycle", "channel"]
+    for name, marks, area in drawn:
+        assert marks > 0 and area > 10_000, (name, marks, area)
+    assert browser.requests_outside_loopback() == []
+    shot = screenshot(browser, tmp_path / "agency.png")
+    print(f"screenshot: {shot}")
+    flags = browser.text("#flags")
+    assert "Lowshow Ltd: show rate 20.00 %" in flags and "Lowshow Ltd: win rate" in flags
+    assert "Highshow" not in flags
+    # the flagged client is marked in the tables, and drawn in the flag's colour
+    rows = browser.driver.execute_script(
+        "return Array.from(document.querySelectorAll('tr.flagged td:first-child'))"
+        ".map(td => td.textContent)"
+    )
+    assert set(rows) == {"Lowshow Ltd"}
+    assert "#c4372b" in page  # the red of "significantly below the agency"
+    assert "Whose show rate is significantly below the rest of the agency?" in page

@@ -9,7 +9,7 @@ public, for the demo: :func:`print_client_report` and :func:`print_agency_report
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -120,6 +120,7 @@ def _table(
     empty: str,
     *,
     money_in_headers: bool = True,
+    flagged: Callable[[Row], bool] | None = None,
 ) -> None:
     from rich import box
     from rich.table import Table
@@ -138,7 +139,8 @@ def _table(
             header = f"{header} ({currency})"
         table.add_column(header, justify="right" if column.numeric(rows) else "left")
     for row in rows:
-        table.add_row(*(Text(column.cell(row, None)) for column in shown))
+        style = "bold red" if flagged and flagged(row) else None
+        table.add_row(*(Text(column.cell(row, None)) for column in shown), style=style)
     console.print(table)
 
 
@@ -228,27 +230,39 @@ def print_client_report(console: Console, report: Report) -> None:
 
 
 def print_agency_report(console: Console, report: Report) -> None:
-    """The agency's report as terminal tables: every client side by side, with the agency's
-    figures and medians, and the clients flagged below the agency."""
+    """The agency's report as terminal tables: every client side by side (a table per
+    measure: the client's figure with its interval and n, the other clients pooled, the
+    agency's median, its rank), then the clients significantly below the agency, in red."""
     from rich.text import Text
 
-    from agency_crm.report.agency import agency_columns, flagged
+    from agency_crm.report.agency import agency_columns, flagged, is_flagged
+    from agency_crm.report.format import columns
 
     _header(console, report)
     table = report.sections.get("comparison")
     if table is None:
         return
+    if not table.rows:
+        console.print(Text(EMPTY["comparison"], style="dim"))
+        return
+    console.print(
+        Text(
+            f"{len(table.rows)} client(s), each against the other clients pooled (agency_*) "
+            "and the agency's median (median_*); amounts in each client's currency"
+        )
+    )
+    console.print()
     for title, names in agency_columns(table.columns):
-        shown = _agency_shown(names)
-        _table(console, title, table.rows, shown, None, EMPTY["comparison"])
-    for line in flagged(table.rows):
-        console.print(Text(f"! {line}", style="bold red"))
-
-
-def _agency_shown(names: Sequence[str]) -> list[Column]:
-    from agency_crm.report.format import columns
-
-    return columns(names)
+        _table(
+            console, title, table.rows, columns(names), None, EMPTY["comparison"],
+            flagged=is_flagged,
+        )  # fmt: skip
+    lines = flagged(table.rows)
+    console.print(
+        Text("Significantly below the agency (95 % intervals that do not overlap)", style="bold")
+    )
+    for line in lines or ["no client"]:
+        console.print(Text(f"  {line}", style="bold red" if lines else "dim"))
 
 
 # ----------------------------------------------------------------------------- the command

@@ -46,7 +46,7 @@ def kind(column: str) -> Kind:
         return "fraction"
     if column in PERCENT or column.endswith(("_rate", "_ci_low", "_ci_high", "_percentage")):
         return "percent"
-    if column in MONEY or column in MODELS or column.endswith("_value"):
+    if column in MONEY or column in MODELS or column.endswith(("_value", "_yield")):
         return "money"
     if column.endswith("_days") or "_days_" in column or column.startswith("days_"):
         return "days"
@@ -114,18 +114,25 @@ class Column:
 
     header: str
     names: tuple[str, ...]
+    # how its names make one cell: the value, an interval (low, high), a rank (rank, of)
+    shape: Literal["value", "interval", "rank"] = "value"
 
     @property
     def money(self) -> bool:
-        return len(self.names) == 1 and kind(self.names[0]) == "money"
+        return self.shape == "value" and kind(self.names[0]) == "money"
 
     def cell(self, row: Row, currency: str | None) -> str:
-        if len(self.names) == 2:
+        if self.shape == "interval":
             return interval(row.get(self.names[0]), row.get(self.names[1]))
+        if self.shape == "rank":
+            rank, of = row.get(self.names[0]), row.get(self.names[1])
+            return NOTHING if rank is None else f"{rank:,} of {of:,}"
         return show(self.names[0], row.get(self.names[0]), currency)
 
     def numeric(self, rows: Sequence[Row]) -> bool:
         """Whether the column holds numbers (shown right-aligned)."""
+        if self.shape == "rank":
+            return True
         values = [row.get(self.names[0]) for row in rows]
         found = [v for v in values if v is not None]
         return bool(found) and all(
@@ -141,11 +148,16 @@ def columns(names: Sequence[str], *, hide: Sequence[str] = ()) -> list[Column]:
     for name in names:
         if name in hide or name.endswith("ci_high"):
             continue
+        if name.endswith("_rank_of") and name[: -len("_of")] in names:
+            continue
+        if name.endswith("_rank") and f"{name}_of" in names:
+            shown.append(Column(name.replace("_", " "), (name, f"{name}_of"), "rank"))
+            continue
         if name.endswith("ci_low"):
             high = name[: -len("low")] + "high"
             if high in names:
                 prefix = name[: -len("ci_low")].rstrip("_").replace("_", " ")
-                shown.append(Column(f"{prefix} 95 % CI".strip(), (name, high)))
+                shown.append(Column(f"{prefix} 95 % CI".strip(), (name, high), "interval"))
                 continue
         shown.append(Column(heading(name), (name,)))
     return shown

@@ -52,6 +52,9 @@ white-space:nowrap}
 th{color:var(--muted);font-weight:600}
 td.num,th.num{text-align:right}
 tr.flagged td{color:var(--warn);font-weight:600}
+ul.flags li{color:var(--warn);font-weight:600;margin:.2rem 0}
+p.lead{color:var(--muted);margin:1rem 0}
+h3{font-size:.95rem;margin:1rem 0 .25rem}
 footer{color:var(--muted);font-size:.8rem;padding:0 2rem 2rem}
 """
 # vl-convert writes no ids today; were a chart to, each inlined SVG's would be made its own.
