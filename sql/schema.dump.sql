@@ -3526,32 +3526,23 @@ CREATE FUNCTION crm.get_show_rate_by_week(p_client_id uuid, p_days integer DEFAU
           SELECT k.week_start,
              count(*) AS total,
              count(*) FILTER (WHERE (k.state = 'unresolved'::text)) AS unresolved,
-             count(*) FILTER (WHERE (k.state = ANY (ARRAY['held'::text, 'no_show'::text]))) AS n,
+             count(*) FILTER (WHERE (k.state = ANY (ARRAY['held'::text, 'no_show'::text]))) AS resolved,
              count(*) FILTER (WHERE (k.state = 'held'::text)) AS held
             FROM classified k
            GROUP BY k.week_start
-         ), wilson AS (
-          SELECT n.week_start,
-             n.total,
-             n.unresolved,
-             n.n,
-             n.held,
-             (NULLIF(n.n, 0))::double precision AS nn,
-             ((n.held)::double precision / (NULLIF(n.n, 0))::double precision) AS p,
-             (3.841458820694124)::double precision AS z2
-            FROM counts n
          )
-  SELECT w.week_start,
-     w.total AS total_meetings,
-     w.unresolved AS unresolved_meetings,
-     w.n AS meetings,
-     w.held,
-     round(((100.0 * (w.held)::numeric) / (NULLIF(w.n, 0))::numeric), 2) AS show_rate,
-     round(((((100)::double precision * ((w.p + (w.z2 / ((2)::double precision * w.nn))) - (sqrt(w.z2) * sqrt((((w.p * ((1)::double precision - w.p)) / w.nn) + (w.z2 / (((4.0)::double precision * w.nn) * w.nn))))))) / ((1)::double precision + (w.z2 / w.nn))))::numeric, 2) AS ci_low,
-     round(((((100)::double precision * ((w.p + (w.z2 / ((2)::double precision * w.nn))) + (sqrt(w.z2) * sqrt((((w.p * ((1)::double precision - w.p)) / w.nn) + (w.z2 / (((4.0)::double precision * w.nn) * w.nn))))))) / ((1)::double precision + (w.z2 / w.nn))))::numeric, 2) AS ci_high
-    FROM wilson w
+  SELECT wk.week_start,
+     wk.total AS total_meetings,
+     wk.unresolved AS unresolved_meetings,
+     wk.resolved AS meetings,
+     wk.held,
+     round(((100.0 * (wk.held)::numeric) / (NULLIF(wk.resolved, 0))::numeric), 2) AS show_rate,
+     w.low AS ci_low,
+     w.high AS ci_high
+    FROM (counts wk
+      CROSS JOIN LATERAL crm_private.wilson_interval(wk.held, wk.resolved) w(low, high))
    WHERE (crm_private.analytics_scope_check('get_show_rate_by_week'::text, get_show_rate_by_week.p_client_id, NULL::text) AND (crm_private.analytics_window_start('get_show_rate_by_week'::text, get_show_rate_by_week.p_days, get_show_rate_by_week.p_as_of) IS NOT NULL))
-   ORDER BY w.week_start;
+   ORDER BY wk.week_start;
 END;
 
 --

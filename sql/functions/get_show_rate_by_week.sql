@@ -1,5 +1,6 @@
 -- SELECT * FROM crm.get_show_rate_by_week('6f1c…', 90);
 -- SELECT * FROM crm.get_show_rate_by_week('6f1c…', 180, '2026-06-01');
+-- requires: wilson_interval.sql
 
 CREATE OR REPLACE FUNCTION crm.get_show_rate_by_week(
     p_client_id uuid,
@@ -52,49 +53,30 @@ BEGIN ATOMIC
             k.week_start,
             count(*) AS total,
             count(*) FILTER (WHERE k.state = 'unresolved') AS unresolved,
-            count(*) FILTER (WHERE k.state IN ('held', 'no_show')) AS n,
+            count(*) FILTER (WHERE k.state IN ('held', 'no_show')) AS resolved,
             count(*) FILTER (WHERE k.state = 'held') AS held
         FROM classified AS k
         GROUP BY k.week_start
-    ),
-
-    -- Wilson score interval, 95 % (z = 1.959964), as in get_show_rate_drivers
-    wilson AS (
-        SELECT
-            n.*,
-            -- NULL for a week with no resolved meeting: no rate, no interval
-            nullif(n.n, 0)::double precision AS nn,
-            n.held::double precision / nullif(n.n, 0) AS p,
-            3.841458820694124::double precision AS z2
-        FROM counts AS n
     )
 
     SELECT
-        w.week_start,
-        w.total AS total_meetings,
-        w.unresolved AS unresolved_meetings,
-        w.n AS meetings,
-        w.held,
-        round(100.0 * w.held / nullif(w.n, 0), 2) AS show_rate,
-        round(
-            (100 * (w.p + w.z2 / (2 * w.nn) - sqrt(w.z2) * sqrt(
-                w.p * (1 - w.p) / w.nn + w.z2 / (4.0 * w.nn * w.nn)
-            )) / (1 + w.z2 / w.nn))::numeric,
-            2
-        ) AS ci_low,
-        round(
-            (100 * (w.p + w.z2 / (2 * w.nn) + sqrt(w.z2) * sqrt(
-                w.p * (1 - w.p) / w.nn + w.z2 / (4.0 * w.nn * w.nn)
-            )) / (1 + w.z2 / w.nn))::numeric,
-            2
-        ) AS ci_high
-    FROM wilson AS w
+        wk.week_start,
+        wk.total AS total_meetings,
+        wk.unresolved AS unresolved_meetings,
+        wk.resolved AS meetings,
+        wk.held,
+        round(100.0 * wk.held / nullif(wk.resolved, 0), 2) AS show_rate,
+        w.low AS ci_low,
+        w.high AS ci_high
+    FROM counts AS wk
+    -- Wilson 95 % interval, as get_show_rate_drivers's (NULL for a week with none resolved)
+    CROSS JOIN LATERAL crm_private.wilson_interval(wk.held, wk.resolved) AS w
     -- Runs once, before any scan: p_days is checked even when nothing is in scope.
     WHERE
         crm_private.analytics_scope_check('get_show_rate_by_week', p_client_id, NULL)
         AND crm_private.analytics_window_start('get_show_rate_by_week', p_days, p_as_of)
         IS NOT NULL
-    ORDER BY w.week_start;
+    ORDER BY wk.week_start;
 END;
 
 COMMENT ON FUNCTION crm.get_show_rate_by_week(uuid, integer, timestamptz) IS
