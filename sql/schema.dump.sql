@@ -3572,13 +3572,13 @@ CREATE FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer DEFAU
          ), resolved AS (
           SELECT (m.showed_up IS TRUE) AS held,
              (EXTRACT(epoch FROM (m.scheduled_at - m.booked_at)) / (86400)::numeric) AS lead_days,
-             (EXTRACT(isodow FROM (m.scheduled_at AT TIME ZONE c.timezone)))::integer AS weekday,
+             (EXTRACT(isodow FROM (m.scheduled_at AT TIME ZONE c_1.timezone)))::integer AS weekday,
              m.meeting_type,
              m.booking_method,
              m.converting_channel
             FROM ((params p
               JOIN crm.meetings m ON (((m.client_id = get_show_rate_drivers.p_client_id) AND (m.scheduled_at >= p.start_at) AND (m.scheduled_at < get_show_rate_drivers.p_as_of))))
-              JOIN crm.clients c ON ((c.id = m.client_id)))
+              JOIN crm.clients c_1 ON ((c_1.id = m.client_id)))
            WHERE ((m.deleted_at IS NULL) AND (COALESCE(m.meeting_outcome, ''::text) <> ALL (ARRAY['cancelled'::text, 'rescheduled'::text])) AND ((m.showed_up IS NOT NULL) OR (m.meeting_outcome = 'no_show'::text)))
          ), buckets AS (
           SELECT r.held,
@@ -3611,27 +3611,18 @@ CREATE FUNCTION crm.get_show_rate_drivers(p_client_id uuid, p_days integer DEFAU
              count(*) FILTER (WHERE b.held) AS held
             FROM buckets b
            GROUP BY b.dimension, b.dimension_order, b.bucket, b.bucket_order
-         ), wilson AS (
-          SELECT c.dimension,
-             c.dimension_order,
-             c.bucket,
-             c.bucket_order,
-             c.n,
-             c.held,
-             ((c.held)::double precision / (c.n)::double precision) AS p,
-             (3.841458820694124)::double precision AS z2
-            FROM counts c
          )
-  SELECT w.dimension,
-     w.bucket,
-     w.n AS meetings,
-     w.held,
-     round(((100.0 * (w.held)::numeric) / (w.n)::numeric), 2) AS show_rate,
-     round(((((100)::double precision * ((w.p + (w.z2 / ((2 * w.n))::double precision)) - (sqrt(w.z2) * sqrt((((w.p * ((1)::double precision - w.p)) / (w.n)::double precision) + (w.z2 / (((4.0 * (w.n)::numeric) * (w.n)::numeric))::double precision)))))) / ((1)::double precision + (w.z2 / (w.n)::double precision))))::numeric, 2) AS ci_low,
-     round(((((100)::double precision * ((w.p + (w.z2 / ((2 * w.n))::double precision)) + (sqrt(w.z2) * sqrt((((w.p * ((1)::double precision - w.p)) / (w.n)::double precision) + (w.z2 / (((4.0 * (w.n)::numeric) * (w.n)::numeric))::double precision)))))) / ((1)::double precision + (w.z2 / (w.n)::double precision))))::numeric, 2) AS ci_high
-    FROM wilson w
+  SELECT c.dimension,
+     c.bucket,
+     c.n AS meetings,
+     c.held,
+     round(((100.0 * (c.held)::numeric) / (c.n)::numeric), 2) AS show_rate,
+     w.low AS ci_low,
+     w.high AS ci_high
+    FROM (counts c
+      CROSS JOIN LATERAL crm_private.wilson_interval(c.held, c.n) w(low, high))
    WHERE (crm_private.analytics_scope_check('get_show_rate_drivers'::text, get_show_rate_drivers.p_client_id, NULL::text) AND (crm_private.analytics_window_start('get_show_rate_drivers'::text, get_show_rate_drivers.p_days, get_show_rate_drivers.p_as_of) IS NOT NULL))
-   ORDER BY w.dimension_order, w.bucket_order, w.bucket;
+   ORDER BY c.dimension_order, c.bucket_order, c.bucket;
 END;
 
 --

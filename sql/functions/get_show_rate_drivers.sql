@@ -1,4 +1,5 @@
 -- SELECT * FROM crm.get_show_rate_drivers('6f1c…', 180);
+-- requires: wilson_interval.sql
 
 CREATE OR REPLACE FUNCTION crm.get_show_rate_drivers(
     p_client_id uuid,
@@ -97,41 +98,24 @@ BEGIN ATOMIC
             count(*) FILTER (WHERE b.held) AS held
         FROM buckets AS b
         GROUP BY b.dimension, b.dimension_order, b.bucket, b.bucket_order
-    ),
-
-    -- Wilson score interval, 95 % (z = 1.959964)
-    wilson AS (
-        SELECT
-            c.*,
-            c.held::double precision / c.n AS p,
-            3.841458820694124::double precision AS z2
-        FROM counts AS c
     )
 
     SELECT
-        w.dimension,
-        w.bucket,
-        w.n AS meetings,
-        w.held,
-        round((100.0 * w.held / w.n)::numeric, 2) AS show_rate,
-        round(
-            (100 * (w.p + w.z2 / (2 * w.n) - sqrt(w.z2) * sqrt(
-                w.p * (1 - w.p) / w.n + w.z2 / (4.0 * w.n * w.n)
-            )) / (1 + w.z2 / w.n))::numeric,
-            2
-        ) AS ci_low,
-        round(
-            (100 * (w.p + w.z2 / (2 * w.n) + sqrt(w.z2) * sqrt(
-                w.p * (1 - w.p) / w.n + w.z2 / (4.0 * w.n * w.n)
-            )) / (1 + w.z2 / w.n))::numeric,
-            2
-        ) AS ci_high
-    FROM wilson AS w
+        c.dimension,
+        c.bucket,
+        c.n AS meetings,
+        c.held,
+        round(100.0 * c.held / c.n, 2) AS show_rate,
+        w.low AS ci_low,
+        w.high AS ci_high
+    FROM counts AS c
+    -- Wilson score interval, 95 %
+    CROSS JOIN LATERAL crm_private.wilson_interval(c.held, c.n) AS w
     WHERE
         crm_private.analytics_scope_check('get_show_rate_drivers', p_client_id, NULL)
         AND crm_private.analytics_window_start('get_show_rate_drivers', p_days, p_as_of)
         IS NOT NULL
-    ORDER BY w.dimension_order, w.bucket_order, w.bucket;
+    ORDER BY c.dimension_order, c.bucket_order, c.bucket;
 END;
 
 COMMENT ON FUNCTION crm.get_show_rate_drivers(uuid, integer, timestamptz) IS

@@ -206,6 +206,13 @@ def check_per_client(
         resolved, held = resolved_meetings(db, c, days, as_of)
         assert (r["meetings"], r["held_meetings"]) == (resolved, held)
         assert r["show_rate"] == ref.rate(held, resolved)
+        # the n get_show_rate_drivers reports behind its rates (each meeting in one lead_time)
+        drivers = db.execute(
+            "SELECT coalesce(sum(meetings), 0), coalesce(sum(held), 0)"
+            " FROM crm.get_show_rate_drivers(%s, %s, %s) WHERE dimension = 'lead_time'",
+            (c, days, as_of),
+        ).fetchone()
+        assert drivers == (resolved, held)
         velocity = one(db, "SELECT * FROM crm.get_pipeline_velocity(%s, %s, %s, %s)",
                        c, days, as_of, cur)  # fmt: skip
         assert r["win_rate"] == velocity["win_rate"]
@@ -224,7 +231,7 @@ def check_per_client(
 # --- random agencies --------------------------------------------------------------------------
 
 EXAMPLES = settings(
-    max_examples=30,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -238,15 +245,19 @@ EXAMPLES = settings(
     ),
     days=st.sampled_from([None, 30, 90, 365]),
     back=st.sampled_from([0, 0, 100]),
+    reported=st.sampled_from([None, None, "AUD", "USD"]),
 )
 def test_every_number_is_the_per_client_functions_and_the_agency_adds_up(
-    db: psycopg.Connection[Any], agencies: list[Any], days: int | None, back: int
-) -> None:
+    db: psycopg.Connection[Any], agencies: list[Any], days: int | None, back: int,
+    reported: str | None,
+) -> None:  # fmt: skip
     as_of = AS_OF - back * D
     with db.transaction(force_rollback=True):
         for specs, currency in agencies:
             load(db, specs, currency)
-        rows = agency(db, days, as_of)
+        rows = agency(db, days, as_of, reported)
+        expected = [reported or currency for _, currency in agencies]
+        assert sorted(r["currency"] for r in rows) == sorted(expected)
         assert len(rows) == len(agencies)
         assert [(r["client_name"], r["client_id"]) for r in rows] == sorted(
             (r["client_name"], r["client_id"]) for r in rows
