@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -161,7 +161,7 @@ def _record(console: Console, title: str, row: Row, currency: str | None) -> Non
     console.print(table)
 
 
-def _section(console: Console, report: Report, key: str, title: str, **hide: Any) -> None:
+def _section(console: Console, report: Report, key: str, title: str) -> None:
     from agency_crm.report.format import columns
 
     table = report.sections.get(key)
@@ -170,34 +170,27 @@ def _section(console: Console, report: Report, key: str, title: str, **hide: Any
     if key in RECORDS and len(table.rows) == 1:
         _record(console, title, table.rows[0], report.currency)
         return
-    shown = columns(table.columns, hide=tuple(hide.get("hide", ())))
+    shown = columns(table.columns)
     empty = EMPTY.get(key, "Nothing in the window.")
     _table(console, title, table.rows, shown, report.currency, empty)
 
 
 def _attribution(console: Console, report: Report) -> None:
     """Every model side by side, Markov beside them, one row per channel."""
-    from agency_crm.report.format import Column, columns
+    from agency_crm.report.format import attribution_table, columns
 
-    models = report.sections.get("attribution")
-    markov = report.sections.get("markov")
-    if models is None and markov is None:
+    if "attribution" not in report.sections and "markov" not in report.sections:
         return
-    by_channel: dict[str, Row] = {}
-    for row in models.rows if models else []:
-        by_channel.setdefault(row["channel"], {}).update(row)
-    for row in markov.rows if markov else []:
-        by_channel.setdefault(row["channel"], {"channel": row["channel"]}).update(
-            markov=row["total_value"], removal_effect=row["removal_effect"]
-        )
-    names = list(models.columns if models else ("channel",))
-    shown = columns(names)
-    if markov is not None:
-        shown += [Column("markov", ("markov",)), Column("removal effect %", ("removal_effect",))]
-    rows = list(by_channel.values())
+    table = attribution_table(report)
     title = f"Revenue by channel under each attribution model ({report.currency})"
     _table(
-        console, title, rows, shown, report.currency, EMPTY["attribution"], money_in_headers=False
+        console,
+        title,
+        table.rows,
+        columns(table.columns),
+        report.currency,
+        EMPTY["attribution"],
+        money_in_headers=False,
     )
 
 

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
-from agency_crm.report.model import Row
+from agency_crm.report.model import Report, Row, Table
 
 Kind = Literal["percent", "fraction", "money", "days", "date", "number"]
 
@@ -161,3 +161,20 @@ def columns(names: Sequence[str], *, hide: Sequence[str] = ()) -> list[Column]:
                 continue
         shown.append(Column(heading(name), (name,)))
     return shown
+
+
+def attribution_table(report: Report) -> Table:
+    """Every model's credit per channel with Markov's beside them, one row per channel."""
+    models = report.sections.get("attribution")
+    markov = report.sections.get("markov")
+    by_channel: dict[str, Row] = {}
+    for row in models.rows if models else []:
+        by_channel.setdefault(row["channel"], {}).update(row)
+    for row in markov.rows if markov else []:
+        by_channel.setdefault(row["channel"], {"channel": row["channel"]}).update(
+            markov=row["total_value"], removal_effect=row["removal_effect"]
+        )
+    names = list(models.columns if models else ("channel",))
+    if markov is not None:
+        names += ["markov", "removal_effect"]
+    return Table(tuple(names), list(by_channel.values()))

@@ -17,7 +17,7 @@ from html import escape
 
 from agency_crm import __version__
 from agency_crm.report import charts
-from agency_crm.report.format import Column, columns, show
+from agency_crm.report.format import Column, attribution_table, columns, show
 from agency_crm.report.model import BY_KEY, Report, Row, Table
 
 # The page may load nothing at all: its styles are inline, its charts inline SVG.
@@ -179,23 +179,6 @@ def record_html(row: Row, currency: str | None) -> str:
         for c in columns(list(row))
     )
     return f"<table><tbody>{body}</tbody></table>"
-
-
-def attribution_table(report: Report) -> Table:
-    """Every model's credit per channel with Markov's beside them, one row per channel."""
-    models = report.sections.get("attribution")
-    markov = report.sections.get("markov")
-    by_channel: dict[str, Row] = {}
-    for row in models.rows if models else []:
-        by_channel.setdefault(row["channel"], {}).update(row)
-    for row in markov.rows if markov else []:
-        by_channel.setdefault(row["channel"], {"channel": row["channel"]}).update(
-            markov=row["total_value"], removal_effect=row["removal_effect"]
-        )
-    names = list(models.columns if models else ("channel",))
-    if markov is not None:
-        names += ["markov", "removal_effect"]
-    return Table(tuple(names), list(by_channel.values()))
 
 
 def _source(report: Report, keys: Sequence[str]) -> str:
