@@ -3294,6 +3294,58 @@ years 1-9999, a p_currency that is not three upper-case letters, or when the dea
 currencies and p_currency is not given. See docs/analytics.md.';
 
 --
+-- Name: get_lost_reasons_by_stage(uuid, integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_lost_reasons_by_stage(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now(), p_currency text DEFAULT NULL::text) RETURNS TABLE(stage crm.deal_stage_type, lost_reason crm.deal_lost_reason_type, deals bigint, lost_value numeric)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_lost_reasons_by_stage'::text, get_lost_reasons_by_stage.p_days, get_lost_reasons_by_stage.p_as_of) AS start_at
+         ), lost AS (
+          SELECT (d.lost_reason)::crm.deal_lost_reason_type AS lost_reason,
+             d.value,
+             d.currency,
+             ( SELECT h.from_stage
+                    FROM crm.deal_stage_history h
+                   WHERE ((h.client_id = get_lost_reasons_by_stage.p_client_id) AND (h.deal_id = d.id) AND (h.to_stage = 'closed_lost'::crm.deal_stage_type))
+                   ORDER BY h.seq DESC
+                  LIMIT 1) AS stage_lost
+            FROM (params p
+              JOIN crm.deals d ON (((d.client_id = get_lost_reasons_by_stage.p_client_id) AND (d.closed_at >= p.start_at) AND (d.closed_at < get_lost_reasons_by_stage.p_as_of))))
+           WHERE ((d.stage = 'closed_lost'::crm.deal_stage_type) AND (d.deleted_at IS NULL) AND ((get_lost_reasons_by_stage.p_currency IS NULL) OR (d.currency = get_lost_reasons_by_stage.p_currency)))
+         ), currency_check AS (
+          SELECT crm_private.analytics_one_currency('get_lost_reasons_by_stage'::text, array_agg(DISTINCT l_1.currency)) AS one_currency
+            FROM lost l_1
+         )
+  SELECT l.stage_lost AS stage,
+     l.lost_reason,
+     count(*) AS deals,
+     sum(l.value) AS lost_value
+    FROM (lost l
+      CROSS JOIN currency_check cc)
+   WHERE (crm_private.analytics_scope_check('get_lost_reasons_by_stage'::text, get_lost_reasons_by_stage.p_client_id, get_lost_reasons_by_stage.p_currency) AND (crm_private.analytics_window_start('get_lost_reasons_by_stage'::text, get_lost_reasons_by_stage.p_days, get_lost_reasons_by_stage.p_as_of) IS NOT NULL) AND cc.one_currency)
+   GROUP BY l.stage_lost, l.lost_reason
+   ORDER BY l.stage_lost, (count(*)) DESC, (sum(l.value)) DESC, l.lost_reason;
+END;
+
+--
+-- Name: FUNCTION get_lost_reasons_by_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_lost_reasons_by_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) IS 'Where and why deals are lost: the lost deals of crm.get_lost_deal_analysis (closed_lost with
+closed_at in [p_as_of - p_days days, p_as_of), p_days NULL: all time) by the stage they were in
+when they last moved to closed_lost (from crm.deal_stage_history; stage NULL when a deal has no
+such history, e.g. one inserted already lost) and lost_reason: deals and lost_value (the sum of
+their value). Per lost_reason the rows sum to get_lost_deal_analysis''s count and
+total_lost_value. Rows by stage in pipeline order (NULL last), deals descending, lost_value
+descending, then lost_reason in its type''s order. Raises 22023 for a NULL p_client_id, p_days <=
+0 or > 1000000, a p_as_of that is NULL, infinite or outside the years 1-9999, a p_currency that
+is not three upper-case letters, or when the deals carry several currencies and p_currency is not
+given.';
+
+--
 -- Name: get_markov_attribution(uuid, integer, timestamp with time zone, text); Type: FUNCTION; Schema: crm; Owner: -
 --
 
@@ -3447,6 +3499,65 @@ deals and value with at least one touch are split over channels in proportion to
 Raises 22023 for a NULL p_client_id, p_days <= 0 or > 1000000, a p_as_of that is NULL, infinite
 or outside the years 1-9999, a p_currency that is not three upper-case letters, or several
 currencies without p_currency.';
+
+--
+-- Name: get_show_rate_by_week(uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.get_show_rate_by_week(p_client_id uuid, p_days integer DEFAULT 90, p_as_of timestamp with time zone DEFAULT now()) RETURNS TABLE(week_start date, total_meetings bigint, unresolved_meetings bigint, meetings bigint, held bigint, show_rate numeric, ci_low numeric, ci_high numeric)
+    LANGUAGE sql STABLE
+    SET search_path TO ''
+    BEGIN ATOMIC
+ WITH params AS (
+          SELECT crm_private.analytics_window_start('get_show_rate_by_week'::text, get_show_rate_by_week.p_days, get_show_rate_by_week.p_as_of) AS start_at
+         ), classified AS (
+          SELECT (date_trunc('week'::text, (m.scheduled_at AT TIME ZONE c.timezone)))::date AS week_start,
+                 CASE
+                     WHEN (m.meeting_outcome = ANY (ARRAY['cancelled'::text, 'rescheduled'::text])) THEN 'excluded'::text
+                     WHEN m.showed_up THEN 'held'::text
+                     WHEN ((NOT m.showed_up) OR (m.meeting_outcome = 'no_show'::text)) THEN 'no_show'::text
+                     ELSE 'unresolved'::text
+                 END AS state
+            FROM ((params p
+              JOIN crm.meetings m ON (((m.client_id = get_show_rate_by_week.p_client_id) AND (m.scheduled_at >= p.start_at) AND (m.scheduled_at < get_show_rate_by_week.p_as_of))))
+              JOIN crm.clients c ON ((c.id = m.client_id)))
+           WHERE (m.deleted_at IS NULL)
+         ), counts AS (
+          SELECT k.week_start,
+             count(*) AS total,
+             count(*) FILTER (WHERE (k.state = 'unresolved'::text)) AS unresolved,
+             count(*) FILTER (WHERE (k.state = ANY (ARRAY['held'::text, 'no_show'::text]))) AS resolved,
+             count(*) FILTER (WHERE (k.state = 'held'::text)) AS held
+            FROM classified k
+           GROUP BY k.week_start
+         )
+  SELECT wk.week_start,
+     wk.total AS total_meetings,
+     wk.unresolved AS unresolved_meetings,
+     wk.resolved AS meetings,
+     wk.held,
+     round(((100.0 * (wk.held)::numeric) / (NULLIF(wk.resolved, 0))::numeric), 2) AS show_rate,
+     w.low AS ci_low,
+     w.high AS ci_high
+    FROM (counts wk
+      CROSS JOIN LATERAL crm_private.wilson_interval(wk.held, wk.resolved) w(low, high))
+   WHERE (crm_private.analytics_scope_check('get_show_rate_by_week'::text, get_show_rate_by_week.p_client_id, NULL::text) AND (crm_private.analytics_window_start('get_show_rate_by_week'::text, get_show_rate_by_week.p_days, get_show_rate_by_week.p_as_of) IS NOT NULL))
+   ORDER BY wk.week_start;
+END;
+
+--
+-- Name: FUNCTION get_show_rate_by_week(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.get_show_rate_by_week(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) IS 'Show rate week by week: the meetings of crm.get_show_rate_analysis (scheduled in [p_as_of -
+p_days days, p_as_of), p_days NULL: all time) by the week of scheduled_at, weeks starting on
+Monday in the client''s time zone (week_start; the first and last weeks may be cut by the
+window). Per week: total_meetings and unresolved_meetings (they sum to get_show_rate_analysis''s),
+meetings = the resolved ones (held + no-show: the n behind the rate, as in
+crm.get_show_rate_drivers), held, show_rate = held / meetings and its Wilson 95 % interval (ci_low,
+ci_high), in percent to 2 decimals, NULL when no meeting of the week is resolved. Weeks without a
+meeting have no row. Rows by week_start. Raises 22023 for a NULL p_client_id, p_days <= 0 or >
+1000000, or a p_as_of that is NULL, infinite or outside the years 1-9999.';
 
 --
 -- Name: get_show_rate_drivers(uuid, integer, timestamp with time zone); Type: FUNCTION; Schema: crm; Owner: -
@@ -11003,6 +11114,16 @@ GRANT ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days intege
 GRANT ALL ON FUNCTION crm.get_lost_deal_analysis(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
 
 --
+-- Name: FUNCTION get_lost_reasons_by_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_lost_reasons_by_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_lost_reasons_by_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_lost_reasons_by_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_api;
+GRANT ALL ON FUNCTION crm.get_lost_reasons_by_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_lost_reasons_by_stage(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
+
+--
 -- Name: FUNCTION get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text); Type: ACL; Schema: crm; Owner: -
 --
 
@@ -11011,6 +11132,16 @@ GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days intege
 GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_api;
 GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_app;
 GRANT ALL ON FUNCTION crm.get_markov_attribution(p_client_id uuid, p_days integer, p_as_of timestamp with time zone, p_currency text) TO crm_client_viewer;
+
+--
+-- Name: FUNCTION get_show_rate_by_week(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.get_show_rate_by_week(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.get_show_rate_by_week(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_analyst;
+GRANT ALL ON FUNCTION crm.get_show_rate_by_week(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_api;
+GRANT ALL ON FUNCTION crm.get_show_rate_by_week(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_app;
+GRANT ALL ON FUNCTION crm.get_show_rate_by_week(p_client_id uuid, p_days integer, p_as_of timestamp with time zone) TO crm_client_viewer;
 
 --
 -- Name: FUNCTION get_show_rate_drivers(p_client_id uuid, p_days integer, p_as_of timestamp with time zone); Type: ACL; Schema: crm; Owner: -

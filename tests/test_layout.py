@@ -47,7 +47,7 @@ def test_the_sandbox_imports_neither_push_nor_the_cli() -> None:
     assert not [m for m in modules if m.startswith(("agency_crm.push", "agency_crm.cli"))]
 
 
-@pytest.mark.parametrize("part", ["push", "sandbox", "dev", "api", "service"])
+@pytest.mark.parametrize("part", ["push", "sandbox", "dev", "api", "service", "report"])
 def test_only_the_cli_knows_a_terminal(part: str) -> None:
     modules = imported_modules(PACKAGE / part)
     assert not [m for m in modules if m.split(".")[0] in ("typer", "rich", "agency_crm.cli")]
@@ -180,6 +180,18 @@ def test_push_status_help_loads_no_http_client() -> None:
     _, loaded = loaded_modules("push", "status", "--help")
     assert "agency_crm.cli.push" in loaded
     assert [m for m in loaded if m.split(".")[0] == "httpx" or "sandbox" in m] == []
+
+
+def test_report_help_loads_no_chart_library() -> None:
+    """altair and vl-convert are loaded for an HTML report only."""
+    _, loaded = loaded_modules("report", "--help")
+    assert "agency_crm.cli.report" in loaded
+    assert [
+        m
+        for m in loaded
+        if m.split(".")[0] in ("altair", "vl_convert", "httpx", "psycopg_pool")
+        or m.startswith(("agency_crm.report", "agency_crm.service.crm", "agency_crm.push"))
+    ] == []
 
 
 def test_crm_help_loads_neither_the_service_nor_an_http_client() -> None:

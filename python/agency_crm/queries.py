@@ -88,5 +88,6 @@ class Queries(Mapping[str, LiteralString]):
 
 
 PUSH = Queries("push")
+REPORT = Queries("report")
 SECRETS = Queries("secrets")
 SERVICE = Queries("service")

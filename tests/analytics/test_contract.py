@@ -32,9 +32,10 @@ def analytics(db: psycopg.Connection[Any]) -> list[tuple[str, list[str], list[st
 def test_there_are_the_spec_functions_and_the_pipeline_ones(db: psycopg.Connection[Any]) -> None:
     assert [name for name, *_ in analytics(db)] == [
         "get_agency_comparison", "get_attribution_comparison", "get_channel_revenue_attribution",
-        "get_funnel_analytics", "get_lost_deal_analysis", "get_markov_attribution",
-        "get_pipeline_velocity", "get_show_rate_analysis", "get_show_rate_drivers",
-        "get_stage_conversion", "get_time_in_stage", "get_weighted_forecast",
+        "get_funnel_analytics", "get_lost_deal_analysis", "get_lost_reasons_by_stage",
+        "get_markov_attribution", "get_pipeline_velocity", "get_show_rate_analysis",
+        "get_show_rate_by_week", "get_show_rate_drivers", "get_stage_conversion",
+        "get_time_in_stage", "get_weighted_forecast",
     ]  # fmt: skip
 
 

@@ -37,7 +37,7 @@ def test_every_route_of_the_document_has_a_worked_request() -> None:
         for method in item:
             url = "https://crm.example.com" + path.replace(
                 "{client_id}", "00000000-0000-4000-a000-000000000001"
-            ).replace("{pipeline_id}", "1")
+            ).replace("{pipeline_id}", "1").replace("{section}", "funnel")
             command = "$ curl -s" + ("" if method == "get" else f" -X {method.upper()}")
             assert f"{command} {url}" in worked or f"{command} '{url}" in worked, (method, path)
             # ... and it is in the table of routes.

@@ -51,6 +51,11 @@ def test_the_spec_routes_and_no_others() -> None:
             ("GET", "/api/v1/crm/stages/{pipeline_id}"),
             ("GET", "/api/v1/crm/users"),
             ("GET", "/api/v1/crm/logs"),
+            ("GET", "/api/v1/clients/{client_id}/analytics"),
+            ("GET", "/api/v1/clients/{client_id}/analytics/{section}"),
+            ("GET", "/api/v1/clients/{client_id}/report"),
+            ("GET", "/api/v1/agency/analytics/comparison"),
+            ("GET", "/api/v1/agency/report"),
         ]
     )
 

@@ -40,6 +40,7 @@ COMMANDS = [
     ("api-token", "list"),
     ("api-token", "revoke"),
     ("sandbox",),
+    ("report",),
 ]
 # Commands acting for one client: a --client value is given where one is needed.
 CLIENT = ("--client", "Acme")

@@ -158,6 +158,10 @@ def create_app(
             {"name": "meetings", "description": "A client's meetings."},
             {"name": "connect", "description": "Connecting and disconnecting the CRM."},
             {"name": "crm", "description": "The connected CRM: settings, catalog, push log."},
+            {
+                "name": "analytics",
+                "description": "A client's analytics and report; every client side by side.",
+            },
         ],
     )
     install(app)

@@ -22,7 +22,7 @@ from agency_crm.api.params import Uuid
 from agency_crm.api.problems import FieldError, Unauthorized, ValidationProblem
 from agency_crm.api.routing import check_query
 from agency_crm.service.crm import CrmService
-from agency_crm.service.errors import NotFound
+from agency_crm.service.errors import Forbidden, NotFound
 from agency_crm.service.tokens import Scope, looks_like_token
 
 # Where create_app (or the agency's own application) keeps the service.
@@ -138,5 +138,18 @@ async def path_client(
     return client_id
 
 
+async def agency_caller(scope: Caller) -> Scope:
+    """The caller of an ``/agency`` route, which reads every client: an agency-wide token's
+    only (a client's token: 403, as what it asks for is no secret)."""
+    if scope.client_id is not None:
+        raise Forbidden(
+            "this route reads every client: it needs an agency-wide token",
+            hint="agency-crm api-token create --agency makes one",
+            code="agency_token_required",
+        )
+    return scope
+
+
 CrmClient = Annotated[uuid.UUID, Depends(crm_client)]
 PathClient = Annotated[uuid.UUID, Depends(path_client)]
+AgencyCaller = Annotated[Scope, Depends(agency_caller)]

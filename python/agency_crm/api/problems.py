@@ -206,6 +206,7 @@ def validation_problem(exc: RequestValidationError) -> ServiceError:
 _DESCRIPTIONS = {
     400: "The request body is not JSON.",
     401: "No bearer token, or one that is unknown or revoked.",
+    403: "The token may not do this: the route needs an agency-wide token.",
     404: "The client does not exist, or is not the caller's to see.",
     409: "The request contradicts the client's state.",
     415: "The request body is not declared as JSON (Content-Type: application/json).",

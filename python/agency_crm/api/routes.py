@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse
 
 from agency_crm.api import pages
 from agency_crm.api.auth import (
+    AgencyCaller,
     CrmClient,
     PathClient,
     Service,
@@ -23,7 +25,7 @@ from agency_crm.api.auth import (
 from agency_crm.api.params import TEXT_PATTERN, Bool, Timestamp, Uuid
 from agency_crm.api.problems import problem_responses
 from agency_crm.api.routing import PageRoute, ProblemRoute, wants_html
-from agency_crm.service import models
+from agency_crm.service import models, reports
 from agency_crm.service.tokens import Scope
 
 PREFIX = "/api/v1"
@@ -409,3 +411,236 @@ async def logs(
         limit=limit,
         offset=offset,
     )
+
+
+# --------------------------------------------------------------------------- reports
+
+# The sections of a client's report, as its path names them (agency_crm.report.CLIENT_SECTIONS).
+SectionSlug = Literal[
+    "show-rate",
+    "show-rate-by-week",
+    "show-rate-drivers",
+    "funnel",
+    "attribution",
+    "markov",
+    "lost-deals",
+    "lost-reasons-by-stage",
+    "stage-conversion",
+    "time-in-stage",
+    "velocity",
+    "forecast",
+]
+Days = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=1_000_000,
+        description="The window: the days up to `as_of` (1 to 1,000,000; default 90).",
+    ),
+]
+AsOf = Annotated[
+    Timestamp | None,
+    Query(description="The end of the window (RFC 3339, with its offset). Default: now."),
+]
+Currency = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[A-Z]{3}$",
+        description="Only the deals in this currency (ISO 4217). Default: the one the "
+        "client's deals carry; needed when they carry several.",
+    ),
+]
+_VALUE = {"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "boolean"}, {"type": "null"}]}
+REPORT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["report", "client", "currency", "days", "as_of", "sections"],
+    "properties": {
+        "report": {"type": "string", "enum": ["client", "agency"]},
+        "client": {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "required": ["id", "name"],
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "name": {"type": "string"},
+                    },
+                },
+                {"type": "null"},
+            ]
+        },
+        "currency": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "days": {"type": "integer"},
+        "as_of": {"type": "string", "format": "date-time"},
+        "sections": {
+            "type": "object",
+            "description": "Each section's rows as its function returned them: numbers exact "
+            "(numeric as its decimal text), dates and times ISO 8601, NULL null.",
+            "additionalProperties": {
+                "type": "array",
+                "items": {"type": "object", "additionalProperties": _VALUE},
+            },
+        },
+    },
+}
+REPORT_JSON: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The report: its arguments and each section's rows.",
+        "content": {"application/json": {"schema": REPORT_SCHEMA}},
+    }
+}
+REPORT_PAGE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One self-contained HTML page: charts inlined as SVG, no script, "
+        "nothing loaded.",
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    }
+}
+REPORT_422 = (
+    "A parameter is refused (`field` names it), or the client's deals carry several "
+    "currencies and `currency` is not given."
+)
+AGENCY_503 = (
+    "The database is unavailable, or the server's login may not read as crm_analyst, the role "
+    "agency reports read every client as."
+)
+
+
+class ReportJson(Response):
+    """A report as JSON, its numbers exact (:func:`agency_crm.report.to_json`)."""
+
+    media_type = "application/json"
+
+
+def _json(report: Any) -> ReportJson:
+    from agency_crm.report import to_json
+
+    return ReportJson(to_json(report), headers={"Cache-Control": "no-store"})
+
+
+async def _page(report: Any) -> HTMLResponse:
+    from agency_crm.report.html import POLICY
+
+    headers = {**pages.HEADERS, "Content-Security-Policy": POLICY}
+    return HTMLResponse(await reports.page(report), headers=headers)
+
+
+@router.get(
+    "/clients/{client_id}/analytics",
+    operation_id="get_client_analytics",
+    summary="A client's analytics, every section",
+    tags=["analytics"],
+    response_class=ReportJson,
+    responses={**REPORT_JSON, **problem_responses(401, 404, 503, says={422: REPORT_422})},
+)
+async def client_analytics(
+    client_id: PathClient,
+    service: Service,
+    days: Days = 90,
+    as_of: AsOf = None,
+    currency: Currency = None,
+) -> ReportJson:
+    """Every section of the client's report: each one analytics function's rows for the window
+    of `days` up to `as_of`, as `agency-crm report --format json` prints them."""
+    report = await reports.client_report(
+        service, client_id, days=days, as_of=as_of, currency=currency
+    )
+    return _json(report)
+
+
+@router.get(
+    "/clients/{client_id}/analytics/{section}",
+    operation_id="get_client_analytics_section",
+    summary="One section of a client's analytics",
+    tags=["analytics"],
+    response_class=ReportJson,
+    responses={**REPORT_JSON, **problem_responses(401, 404, 503, says={422: REPORT_422})},
+)
+async def client_analytics_section(
+    client_id: PathClient,
+    service: Service,
+    section: Annotated[
+        SectionSlug, Path(description="The section: which analytics function (docs/reports.md).")
+    ],
+    days: Days = 90,
+    as_of: AsOf = None,
+    currency: Currency = None,
+) -> ReportJson:
+    """One section of the client's report (show-rate: crm.get_show_rate_analysis, funnel:
+    crm.get_funnel_analytics, ...): the function's rows, in the report's JSON."""
+    report = await reports.client_report(
+        service, client_id, days=days, as_of=as_of, currency=currency, sections=[section]
+    )
+    return _json(report)
+
+
+@router.get(
+    "/clients/{client_id}/report",
+    operation_id="get_client_report",
+    summary="A client's report as one HTML page",
+    tags=["analytics"],
+    response_class=HTMLResponse,
+    responses={**REPORT_PAGE, **problem_responses(401, 404, 503, says={422: REPORT_422})},
+)
+async def client_report_page(
+    client_id: PathClient,
+    service: Service,
+    days: Days = 90,
+    as_of: AsOf = None,
+    currency: Currency = None,
+) -> HTMLResponse:
+    """The client's report as `agency-crm report --format html` writes it: charts and key
+    numbers of every section, one file that opens offline."""
+    report = await reports.client_report(
+        service, client_id, days=days, as_of=as_of, currency=currency
+    )
+    return await _page(report)
+
+
+@router.get(
+    "/agency/analytics/comparison",
+    operation_id="get_agency_comparison",
+    summary="Every client side by side",
+    tags=["analytics"],
+    response_class=ReportJson,
+    responses={
+        **REPORT_JSON,
+        **problem_responses(401, 403, says={422: REPORT_422, 503: AGENCY_503}),
+    },
+)
+async def agency_comparison(
+    caller: AgencyCaller,
+    service: Service,
+    days: Days = 90,
+    as_of: AsOf = None,
+    currency: Currency = None,
+) -> ReportJson:
+    """crm.get_agency_comparison's rows: every client with the agency's figures and medians,
+    and the clients whose show or win rate is significantly below the agency's. An agency-wide
+    token only."""
+    report = await reports.agency_report(service, days=days, as_of=as_of, currency=currency)
+    return _json(report)
+
+
+@router.get(
+    "/agency/report",
+    operation_id="get_agency_report",
+    summary="Every client side by side, as one HTML page",
+    tags=["analytics"],
+    response_class=HTMLResponse,
+    responses={
+        **REPORT_PAGE,
+        **problem_responses(401, 403, says={422: REPORT_422, 503: AGENCY_503}),
+    },
+)
+async def agency_report_page(
+    caller: AgencyCaller,
+    service: Service,
+    days: Days = 90,
+    as_of: AsOf = None,
+    currency: Currency = None,
+) -> HTMLResponse:
+    """The agency's report as `agency-crm report --agency --format html` writes it. An
+    agency-wide token only."""
+    report = await reports.agency_report(service, days=days, as_of=as_of, currency=currency)
+    return await _page(report)

@@ -1,9 +1,9 @@
 """The agency-crm command line.
 
 One module per command group (``db``, ``push``, ``crm``, ``api-token``, ``secrets``,
-``sandbox``, ``serve``; the last two single commands), each imported only when its group runs,
-and each importing its own machinery lazily: ``agency-crm db upgrade`` loads neither the push
-runner nor the CRM sandbox.
+``sandbox``, ``serve``, ``report``; the last three single commands), each imported only when
+its group runs, and each importing its own machinery lazily: ``agency-crm db upgrade`` loads
+neither the push runner nor the CRM sandbox.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ GROUPS = {
     "secrets": "agency_crm.cli.secrets",
     "sandbox": "agency_crm.cli.sandbox",
     "serve": "agency_crm.cli.serve",
+    "report": "agency_crm.cli.report",
 }
 
 

@@ -22,6 +22,8 @@ from agency_crm.crypto import ENV_VAR, GENERATE_HINT, KeyRing
 
 # The role every request's queries run as (sql/access.sql).
 API_ROLE = "crm_api"
+# The role the /agency routes read every client as.
+AGENCY_ROLE = "crm_analyst"
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -42,6 +44,16 @@ def check_role(conn: psycopg.Connection[Any], role: str = API_ROLE) -> None:
             f"role {role} does not exist (hint: run agency-crm db upgrade as a login with "
             f"CREATEROLE, which creates it, then GRANT {role} TO {login};)"
         )
+
+
+def may_act_as(conn: psycopg.Connection[Any], role: str) -> bool:
+    """Whether the login may ``SET ROLE`` to ``role``."""
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.InvalidParameterValue):
+        return False
+    return True
 
 
 def check_keys() -> None:
@@ -112,7 +124,8 @@ def serve(
     """Run the HTTP API under /api/v1 until Ctrl-C or SIGTERM.
 
     Requests need a bearer token (agency-crm api-token create); their queries run as
-    crm_api, so the login needs GRANT crm_api TO <login>. The HubSpot OAuth app comes from
+    crm_api, so the login needs GRANT crm_api TO <login> (and crm_analyst for the /agency
+    report routes, which read every client). The HubSpot OAuth app comes from
     AGENCY_CRM_HUBSPOT_CLIENT_ID, _CLIENT_SECRET, _REDIRECT_URI and _SCOPES; the CRM
     credentials are encrypted with AGENCY_CRM_SECRET_KEYS. The OpenAPI document is served at
     /api/v1/openapi.json, its pages at /api/v1/docs.
@@ -120,6 +133,13 @@ def serve(
     check_keys()
     with connect_ready(database_url) as conn:
         check_role(conn)
+        if not may_act_as(conn, AGENCY_ROLE):
+            typer.echo(
+                f"agency-crm: note: the login {conn.info.user} may not act as {AGENCY_ROLE}: the "
+                f"/agency report routes answer 503 (hint: GRANT {AGENCY_ROLE} TO "
+                f"{conn.info.user}; as the database owner)",
+                err=True,
+            )
     if not all(
         os.environ.get(f"AGENCY_CRM_HUBSPOT_{name}")
         for name in ("CLIENT_ID", "CLIENT_SECRET", "REDIRECT_URI")

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
@@ -31,6 +32,7 @@ import psycopg
 
 from agency_crm import crypto, schema
 from agency_crm.push.settings import Settings
+from agency_crm.report.encode import dumps
 from agency_crm.service import tokens
 from agency_crm.service.crm import OAuthSettings
 
@@ -44,6 +46,24 @@ SANDBOX_PORTS = {"hubspot": 8701, "pipedrive": 8702, "close": 8703}
 PIPEDRIVE_KEY = "sbx_pipedrive_0123456789abcdef"
 REFUSED_KEY = "9f2c41d7e4b84c3f9a1d2e3f4a5b6c7d"
 APP_ID, APP_SECRET = "sbx-client", "sbx-secret"
+# The report routes' window: fixed, so that the page's answers do not change with the day.
+WINDOW = "days=120&as_of=2026-06-01T00:00:00Z"
+SECTIONS = (
+    "show-rate",
+    "show-rate-by-week",
+    "show-rate-drivers",
+    "funnel",
+    "attribution",
+    "markov",
+    "lost-deals",
+    "lost-reasons-by-stage",
+    "stage-conversion",
+    "time-in-stage",
+    "velocity",
+    "forecast",
+)
+# A page longer than this (the report, with its charts) is shown up to its title.
+PAGE_EXCERPT = 2000
 
 
 @dataclass
@@ -212,6 +232,57 @@ def scenario() -> list[tuple[str, list[Step]]]:
                     token=None,
                     headers={"Accept": "text/html"},
                     status=400,
+                ),
+            ],
+        ),
+        (
+            "Analytics and reports",
+            [
+                Call(
+                    "One section of the client's analytics",
+                    "The rows of one analytics function (here `crm.get_funnel_analytics`) for "
+                    "the window of `days` up to `as_of` (default: 90 days up to now, and the "
+                    "answer says which now), numbers exact: a `numeric` is written as its "
+                    "decimal text. The sections: " + ", ".join(f"`{s}`" for s in SECTIONS) + ".",
+                    "GET",
+                    f"/api/v1/clients/{ACME}/analytics/funnel?{WINDOW}",
+                ),
+                Call(
+                    "Every section at once",
+                    "What `agency-crm report --format json` prints, keyed by section.",
+                    "GET",
+                    f"/api/v1/clients/{ACME}/analytics?{WINDOW}",
+                ),
+                Call(
+                    "The report as one HTML page",
+                    "Charts inlined as SVG, no script, nothing loaded: save it and open it "
+                    "offline. (The page is long: its first lines here.)",
+                    "GET",
+                    f"/api/v1/clients/{ACME}/report?{WINDOW}",
+                ),
+                Call(
+                    "Every client side by side",
+                    "`crm.get_agency_comparison`'s rows, one per client: its show and win rates "
+                    "with their intervals and the n behind them, the agency's (the other "
+                    "clients pooled), the medians, its rank, and whether it is significantly "
+                    "below the agency. It reads every client: an agency-wide token only.",
+                    "GET",
+                    f"/api/v1/agency/analytics/comparison?{WINDOW}",
+                    token="$AGENCY_TOKEN",
+                ),
+                Call(
+                    "... and as one HTML page",
+                    "",
+                    "GET",
+                    f"/api/v1/agency/report?{WINDOW}",
+                    token="$AGENCY_TOKEN",
+                ),
+                Call(
+                    "A client's token on an agency route",
+                    "",
+                    "GET",
+                    "/api/v1/agency/report",
+                    status=403,
                 ),
             ],
         ),
@@ -409,6 +480,8 @@ def render(database_url: str) -> str:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(example.read_text(encoding="utf-8").encode())
         token, _ = tokens.create(conn, uuid.UUID(ACME), "docs/api.md")
+        agency, _ = tokens.create(conn, None, "docs/api.md agency")
+    bearer = {"$TOKEN": token, "$AGENCY_TOKEN": agency}
     out = [EXAMPLES_BEGIN, ""]
     with Sandbox() as sandbox, serve(database_url, sandbox.urls) as base:
         ctx = Context(base, sandbox.urls)
@@ -421,7 +494,7 @@ def render(database_url: str) -> str:
                     if call is None:
                         ctx.callback = consent(http, ctx, shown)
                         continue
-                    out += request(http, call, ctx, token, shown)
+                    out += request(http, call, ctx, bearer, shown)
     out.append(EXAMPLES_END)
     return "\n".join(out) + "\n"
 
@@ -445,7 +518,7 @@ def consent(http: httpx.Client, ctx: Context, shown: Normaliser) -> str:
 
 
 def request(
-    http: httpx.Client, call: Call, ctx: Context, token: str, shown: Normaliser
+    http: httpx.Client, call: Call, ctx: Context, bearer: dict[str, str], shown: Normaliser
 ) -> list[str]:
     body = call.content
     if call.body is not None:
@@ -455,7 +528,7 @@ def request(
         body = text.encode()
     headers = dict(call.headers)
     if call.token:
-        headers["Authorization"] = f"Bearer {token}"
+        headers["Authorization"] = f"Bearer {bearer[call.token]}"
     if call.body is not None:
         headers.setdefault("Content-Type", "application/json")
     response = http.request(call.method, ctx.base + call.path, content=body, headers=headers)
@@ -466,12 +539,17 @@ def request(
         )
     media = response.headers.get("content-type", "").split(";")[0]
     if media.endswith("json"):
-        parsed = response.json()
+        # numbers as written: the analytics' numeric values are exact decimals
+        parsed = json.loads(response.text, parse_float=Decimal)
         learn(ctx, call, parsed, shown)
-        answer = json.dumps(shown.json(parsed), indent=2, ensure_ascii=False)
+        answer = dumps(shown.json(parsed), indent=2)
         language = "json"
     else:
-        answer, language = shown.text(response.text.strip()), "html"
+        text = response.text.strip()
+        if len(text) > PAGE_EXCERPT:  # the report: its head, up to its title
+            end = text.find("</title>")
+            text = text[: end + len("</title>")] + "\n..."
+        answer, language = shown.text(text), "html"
     command = shown.text(curl(call, SHOWN_SERVER, body))
     lines = [f"#### {call.title}", ""]
     if call.text:

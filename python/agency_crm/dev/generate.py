@@ -248,6 +248,8 @@ EXAMPLE_CALLS = [
     ("Pipeline velocity", "crm.get_pipeline_velocity(:acme, 120, :as_of)"),
     ("Weighted forecast", "crm.get_weighted_forecast(:acme, '2026-04-15')"),
     ("Show-rate drivers", "crm.get_show_rate_drivers(:acme, 120, :as_of)"),
+    ("Show rate by week", "crm.get_show_rate_by_week(:acme, 120, :as_of)"),
+    ("Lost reasons by stage", "crm.get_lost_reasons_by_stage(:acme, 120, :as_of)"),
 ]
 
 

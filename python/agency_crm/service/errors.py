@@ -39,6 +39,14 @@ class NotFound(ServiceError):
     title = "Not found"
 
 
+class Forbidden(ServiceError):
+    """The caller is known but may not do this (a client's token on an agency-wide route)."""
+
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
 class Invalid(ServiceError):
     """A request field the CRM or our rules refuse (422, naming the field)."""
 
