@@ -12,8 +12,9 @@ BENCH_ANALYTICS_ARGS ?=
 BENCH_ANALYTICS_ROLES_ARGS ?=
 BENCH_QUEUE_ARGS ?=
 BENCH_PUSH_ARGS ?=
+DEMO_ARGS ?=
 # The slow tiers, each marked with why (pyproject.toml): make test-fast leaves them out.
-SLOW_MARKERS := not crash and not property and not packaging and not stress
+SLOW_MARKERS := not crash and not property and not packaging and not stress and not demo
 
 .PHONY: help install test test-fast lint fmt db-upgrade db-status schema-dump schema-check docs docs-check bench demo clean
 
@@ -34,7 +35,7 @@ test: install ## Run the whole test suite (starts a throwaway PostgreSQL unless 
 # Bytecode is written even where PYTHONDONTWRITEBYTECODE is set: the five processes (and the
 # next run) then share compiled modules and pytest's rewritten tests instead of each
 # compiling them again.
-test-fast: install ## The inner loop: all but the crash, property (Hypothesis) and packaging tests, 4 workers
+test-fast: install ## The inner loop: all but the crash, property (Hypothesis), packaging, stress and demo tests, 4 workers
 	PYTHONDONTWRITEBYTECODE= $(BIN)/pytest -m "$(SLOW_MARKERS)" -n 4 --dist worksteal $(PYTEST_ARGS)
 
 lint: install ## ruff, ruff format --check, mypy, sqlfluff (plpgsql_check runs in the suite)
@@ -65,12 +66,14 @@ docs: install ## Regenerate docs/sql-api.md, docs/openapi.json and the worked ex
 	$(BIN)/python -m agency_crm.dev analytics-examples docs/analytics.md
 	$(BIN)/python -m agency_crm.dev openapi docs/openapi.json
 	$(BIN)/python -m agency_crm.dev api-examples docs/api.md
+	$(BIN)/python -m agency_crm.dev readme-examples README.md
 
 docs-check: install ## Fail when docs/sql-api.md, docs/openapi.json or the examples of docs/analytics.md or docs/api.md are stale
 	$(BIN)/python -m agency_crm.dev sql-api --check docs/sql-api.md
 	$(BIN)/python -m agency_crm.dev analytics-examples --check docs/analytics.md
 	$(BIN)/python -m agency_crm.dev openapi --check docs/openapi.json
 	$(BIN)/python -m agency_crm.dev api-examples --check docs/api.md
+	$(BIN)/python -m agency_crm.dev readme-examples --check README.md
 
 bench: install ## Benchmarks: lifecycle triggers, analytics at scale and under row-level security, the push queue, end-to-end push; results in docs/benchmarks.md
 	@# Every benchmark runs; the target fails at the end if one missed its target.
@@ -82,9 +85,8 @@ bench: install ## Benchmarks: lifecycle triggers, analytics at scale and under r
 	$(BIN)/python bench/bench_push.py $(BENCH_PUSH_ARGS) || status=1; \
 	exit $$status
 
-demo: ## The demo (not built yet: it arrives with the demo issue)
-	@echo "make demo: no demo yet; it arrives once meetings, deals and the push runner exist" >&2
-	@exit 2
+demo: install ## Run agency-crm end to end: a private PostgreSQL, fake CRMs, demo data, analytics, HTML report
+	$(BIN)/agency-crm demo $(DEMO_ARGS)
 
 clean: ## Remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist .agency-crm

@@ -7,6 +7,8 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 from psycopg import conninfo
 
 from agency_crm import schema
-from agency_crm.dev.generate import EXAMPLE_CLIENT, find_pg_tool
+from agency_crm.dev.generate import find_pg_tool, seed_readme_data
 from tests.helpers.cli import run
 from tests.helpers.fixtures import Make
 
@@ -59,17 +61,29 @@ def analyst_examples() -> list[tuple[str, str]]:
 
 
 def test_the_readme_shows_analyst_queries() -> None:
-    assert len(analyst_examples()) >= 2
+    assert len(analyst_examples()) >= 4
+
+
+@pytest.fixture(scope="module")
+def demo_data(postgresql_noproc: Any) -> Iterator[tuple[psycopg.Connection[Any], str]]:
+    """A clone of the template with the demo's data as of the README's date, and the id of
+    the client the README's examples are of."""
+    from tests.conftest import janitor, server_url
+
+    template = postgresql_noproc.template_dbname
+    with janitor(postgresql_noproc, f"readme_{uuid.uuid4().hex[:8]}", template) as clone:
+        with psycopg.connect(server_url(postgresql_noproc, clone.dbname)) as conn:
+            client = seed_readme_data(conn)
+            yield conn, client
 
 
 @pytest.mark.parametrize("query, output", analyst_examples(), ids=lambda v: v.split("(")[0][-40:])
 def test_each_analyst_example_gives_the_output_shown(
-    fresh_db: psycopg.Connection[Any], query: str, output: str
+    demo_data: tuple[psycopg.Connection[Any], str], query: str, output: str
 ) -> None:
-    example = (ROOT / "sql" / "examples" / "analytics_example.sql").read_text()
-    fresh_db.execute(example.encode())
-    fresh_db.commit()
-    done = psql(fresh_db, query, client=EXAMPLE_CLIENT)
+    conn, client = demo_data
+    assert f"client={client}" in README, "the README names another client id"
+    done = psql(conn, query, client=client)
     assert done.returncode == 0, done.stderr
     assert lines(done.stdout) == lines(output)
 

@@ -135,7 +135,7 @@ def open_local_database(
     ``server`` forces the installed or the pip binaries; ``dbname`` is the database created for
     the demo; ``os_user`` is the OS user the server runs as when this process is root (default:
     ``postgres``, else ``nobody``); ``stop_with`` is the command that stops a kept server, as
-    the caller spells it (``agency-crm demo stop``), for messages.
+    the caller spells it (``agency-crm demo --stop``), for messages.
     """
     if database_url:
         params = conninfo.conninfo_to_dict(database_url)

@@ -87,6 +87,7 @@ class Queries(Mapping[str, LiteralString]):
         return len(self._load())
 
 
+DEMO = Queries("demo")
 PUSH = Queries("push")
 REPORT = Queries("report")
 SECRETS = Queries("secrets")

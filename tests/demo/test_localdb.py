@@ -266,7 +266,7 @@ def test_the_installed_server_takes_the_schema_and_stop_removes_everything(
         data_dir=data_dir,
         server="installed",
         log=lines.append,
-        stop_with="agency-crm demo stop",
+        stop_with="agency-crm demo --stop",
     )
     try:
         assert database.kind == "installed"
@@ -274,7 +274,7 @@ def test_the_installed_server_takes_the_schema_and_stop_removes_everything(
         assert database.cluster_dir == data_dir / "cluster"
         assert database.description.startswith(f"PostgreSQL {database.version} (installed,")
         assert str(bindir) in database.description
-        assert database.stop_command() == "agency-crm demo stop"
+        assert database.stop_command() == "agency-crm demo --stop"
         assert lines[0] == f"using the installed PostgreSQL ({bindir})"
         assert lines[1].startswith(f"starting PostgreSQL {database.version} (installed) in ")
         assert lines[-1].startswith("ready in ")
@@ -396,17 +396,17 @@ def test_a_kept_server_is_refused_and_stop_local_database_stops_it(workdir: Path
     installed_bindir()
     data_dir = workdir / "demo-db"
     kept = open_local_database(
-        database_url=None, data_dir=data_dir, server="installed", stop_with="agency-crm demo stop"
+        database_url=None, data_dir=data_dir, server="installed", stop_with="agency-crm demo --stop"
     )
     with pytest.raises(LocalDatabaseError) as refused:
         open_local_database(
             database_url=None,
             data_dir=data_dir,
             server="installed",
-            stop_with="agency-crm demo stop",
+            stop_with="agency-crm demo --stop",
         )
     assert "a demo database kept earlier still runs in" in refused.value.message
-    assert refused.value.hint == "Stop it first: agency-crm demo stop"
+    assert refused.value.hint == "Stop it first: agency-crm demo --stop"
     with psycopg.connect(kept.url) as conn:  # the refusal left it alone
         assert conn.execute("SELECT 1").fetchone() == (1,)
     state = json.loads((data_dir / localdb.STATE_FILE).read_text())

@@ -27,6 +27,7 @@ GROUPS = {
     "sandbox": "agency_crm.cli.sandbox",
     "serve": "agency_crm.cli.serve",
     "report": "agency_crm.cli.report",
+    "demo": "agency_crm.cli.demo",
 }
 
 

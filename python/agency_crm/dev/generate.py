@@ -18,6 +18,7 @@ import argparse
 import difflib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import conninfo, sql
@@ -290,6 +292,50 @@ def replace_examples(page: str, examples: str) -> str:
     return page[:start] + examples + page[end + len(EXAMPLES_END) :]
 
 
+#: The README's analyst examples: the demo's data as of this time, for its first client.
+README_AS_OF = "2026-11-30 00:00+00"
+README_EXAMPLE = re.compile(
+    r"(```sql\n(SELECT \* FROM crm\.get_[^\n]*\n)```\n\n```text\n)(.*?)(```\n)", re.DOTALL
+)
+README_CLIENT = re.compile(r"client=[0-9a-f-]{36}")
+
+
+def seed_readme_data(conn: psycopg.Connection[Any]) -> str:
+    """The demo's data as of README_AS_OF into a fresh install; the first client's id."""
+    from datetime import datetime
+
+    from agency_crm.demo import seed
+
+    clients = seed.create_clients(conn)
+    seed.seed(conn, clients, as_of=datetime.fromisoformat(README_AS_OF))
+    conn.commit()
+    return str(clients[0].client_id)
+
+
+def psql_output(url: str, query: str, **variables: str) -> str:
+    """What psql prints for a query (-X -q, no footer), as a user runs it."""
+    with psycopg.connect(url) as conn:
+        version = conn.info.server_version
+    command = [find_pg_tool("psql", version), "-X", "-q", "-P", "footer=off"]
+    for name, value in variables.items():
+        command += ["-v", f"{name}={value}"]
+    command += ["-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"]
+    done = subprocess.run(
+        command, input=query, capture_output=True, text=True, check=False, timeout=120
+    )
+    if done.returncode != 0:
+        raise DevToolError(f"psql failed on {query.strip()}: {done.stderr.strip()}")
+    return "\n".join(line.rstrip() for line in done.stdout.strip("\n").splitlines()) + "\n"
+
+
+def render_readme_examples(url: str, page: str) -> str:
+    """The README with each analyst example's output as psql prints it on the demo's data."""
+    with psycopg.connect(url) as conn:
+        client = seed_readme_data(conn)
+    page = README_CLIENT.sub(f"client={client}", page)
+    return README_EXAMPLE.sub(lambda m: m[1] + psql_output(url, m[2], client=client) + m[4], page)
+
+
 def render_openapi() -> str:
     """The HTTP API's OpenAPI document: keys sorted, two-space indent, a final newline."""
     from agency_crm.api import create_app  # FastAPI only for this tool
@@ -319,7 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agency_crm.dev")
     parser.add_argument(
         "tool",
-        choices=["schema-dump", "sql-api", "analytics-examples", "openapi", "api-examples"],
+        choices=[
+            "schema-dump",
+            "sql-api",
+            "analytics-examples",
+            "openapi",
+            "api-examples",
+            "readme-examples",
+        ],
     )
     parser.add_argument("path", type=Path)
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
@@ -339,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
             (lambda url: api_examples.replace_examples(page, api_examples.render(url))),
             "make docs",
         )
+    elif args.tool == "readme-examples":
+        page = args.path.read_text(encoding="utf-8")
+        render, remedy = (lambda url: render_readme_examples(url, page)), "make docs"
     else:
         page = args.path.read_text(encoding="utf-8") if args.path.exists() else ""
         render, remedy = (
