@@ -2657,8 +2657,8 @@ CREATE FUNCTION crm_private.wilson_interval(p_successes bigint, p_n bigint, OUT 
     BEGIN ATOMIC
  SELECT round(((((100)::double precision * ((w.p + (w.z2 / ((2 * w.n))::double precision)) - (sqrt(w.z2) * sqrt((((w.p * ((1)::double precision - w.p)) / (w.n)::double precision) + (w.z2 / (((4.0 * (w.n)::numeric) * (w.n)::numeric))::double precision)))))) / ((1)::double precision + (w.z2 / (w.n)::double precision))))::numeric, 2) AS low,
      round(((((100)::double precision * ((w.p + (w.z2 / ((2 * w.n))::double precision)) + (sqrt(w.z2) * sqrt((((w.p * ((1)::double precision - w.p)) / (w.n)::double precision) + (w.z2 / (((4.0 * (w.n)::numeric) * (w.n)::numeric))::double precision)))))) / ((1)::double precision + (w.z2 / (w.n)::double precision))))::numeric, 2) AS high
-    FROM ( SELECT wilson_interval.p_n AS n,
-             ((wilson_interval.p_successes)::double precision / (wilson_interval.p_n)::double precision) AS p,
+    FROM ( SELECT NULLIF(wilson_interval.p_n, 0) AS n,
+             ((wilson_interval.p_successes)::double precision / (NULLIF(wilson_interval.p_n, 0))::double precision) AS p,
              (3.841458820694124)::double precision AS z2
            WHERE ((wilson_interval.p_n > 0) AND ((wilson_interval.p_successes >= 0) AND (wilson_interval.p_successes <= wilson_interval.p_n)))) w;
 END;

@@ -27,8 +27,9 @@ BEGIN ATOMIC
         ) AS high
     FROM (
         SELECT
-            p_n AS n,
-            p_successes::double precision / p_n AS p,
+            -- nullif: PostgreSQL 18 may compute these before the WHERE filters a p_n of 0
+            nullif(p_n, 0) AS n,
+            p_successes::double precision / nullif(p_n, 0) AS p,
             3.841458820694124::double precision AS z2
         WHERE p_n > 0 AND p_successes BETWEEN 0 AND p_n
     ) AS w;
