@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -506,6 +505,8 @@ class Demo:
     def print_holdings(self, checks: Sequence[CrmCheck], names: dict[uuid.UUID, str]) -> None:
         from rich.table import Table
 
+        from agency_crm.report.format import money
+
         table = Table(box=None, pad_edge=False, padding=(0, 2))
         for header in ("client", "CRM", "records", "in the CRM", "expected", ""):
             table.add_column(
@@ -529,7 +530,7 @@ class Demo:
                         h, e = kind.count(status)
                         table.add_row("", "", f"  {status}", f"{h:,}", f"{e:,}", "")
                     hv, ev = kind.value("won")
-                    table.add_row("", "", "  won value", money(hv), money(ev), "")
+                    table.add_row("", "", "  won value", money(hv, None), money(ev, None), "")
         self.console.print(table)
 
     def print_rules(self, rules: dict[str, int]) -> None:
@@ -559,6 +560,7 @@ class Demo:
         report_cli.print_agency_report(self.console, agency)
 
     def write_reports(self, conn: psycopg.Connection[Any], clients: Sequence[Any]) -> None:
+        from agency_crm.cli.report import slug
         from agency_crm.report import agency_report, client_report, snapshot
         from agency_crm.report.html import render
 
@@ -585,11 +587,3 @@ def problems(kind: Any) -> str:
         if found:
             parts.append(f"{len(found)} {what}")
     return ", ".join(parts)
-
-
-def money(value: Decimal) -> str:
-    return f"{value:,.2f}"
-
-
-def slug(name: str) -> str:
-    return "-".join("".join(ch if ch.isalnum() else " " for ch in name.lower()).split())
