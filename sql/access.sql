@@ -43,7 +43,8 @@ DECLARE
     -- The public functions of each role beyond the analytics (crm.get_*, every role but the
     -- runner).
     c_runner_functions CONSTANT text [] := ARRAY[
-        'claim_pushes', 'complete_pushes', 'finish_push', 'hold_pushes', 'retry_pushes',
+        'claim_pushes', 'complete_pushes', 'finish_push', 'finish_pushes', 'hold_pushes',
+        'retry_pushes',
         'push_target', 'record_crm_id', 'claim_crm_create', 'release_crm_create',
         'push_queue_status'
     ];

@@ -1007,6 +1007,75 @@ lease_lost, changing nothing, unless that very claim still holds the push (its l
 and the push was claimed again, by another runner or by this one).';
 
 --
+-- Name: finish_pushes(uuid, text, bigint[], integer[], text[], text[], timestamp with time zone[]); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.finish_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[] DEFAULT NULL::text[], p_retry_ats timestamp with time zone[] DEFAULT NULL::timestamp with time zone[]) RETURNS TABLE(push_id bigint, status text)
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+DECLARE
+    v_n integer := pg_catalog.cardinality(p_push_ids);
+    v_item record;
+BEGIN
+    IF p_push_ids IS NULL OR p_attempts IS NULL OR p_outcomes IS NULL
+       OR pg_catalog.cardinality(p_attempts) <> v_n
+       OR pg_catalog.cardinality(p_outcomes) <> v_n
+       OR (p_errors IS NOT NULL AND pg_catalog.cardinality(p_errors) <> v_n)
+       OR (p_retry_ats IS NOT NULL AND pg_catalog.cardinality(p_retry_ats) <> v_n) THEN
+        RAISE EXCEPTION 'finish_pushes: p_attempts, p_outcomes, p_errors and p_retry_ats must '
+            'each have one entry per push of p_push_ids, got %, %, %, % and %',
+            coalesce(v_n::text, 'NULL'),
+            coalesce(pg_catalog.cardinality(p_attempts)::text, 'NULL'),
+            coalesce(pg_catalog.cardinality(p_outcomes)::text, 'NULL'),
+            coalesce(pg_catalog.cardinality(p_errors)::text, 'NULL'),
+            coalesce(pg_catalog.cardinality(p_retry_ats)::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Pass, in the same order, each push''s id, the attempts '
+                      'crm.claim_pushes returned for it, its outcome and (or NULL arrays) its '
+                      'error and retry time.';
+    END IF;
+    IF v_n <> (SELECT count(DISTINCT t.id) FROM pg_catalog.unnest(p_push_ids) AS t (id)) THEN
+        RAISE EXCEPTION 'finish_pushes: p_push_ids names a push twice: %', p_push_ids
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Each claim is finished once: pass every push id at most once.';
+    END IF;
+    -- Each push exactly as crm.finish_push finishes it (the same checks, lease test, supersede
+    -- and attempt rules), in push-id order so that concurrent finishers lock rows in one order;
+    -- one call of the whole batch, so one round trip and one transaction for the runner.
+    FOR v_item IN
+        SELECT t.*
+        FROM ROWS FROM (
+            pg_catalog.unnest(p_push_ids),
+            pg_catalog.unnest(p_attempts),
+            pg_catalog.unnest(p_outcomes),
+            pg_catalog.unnest(p_errors),
+            pg_catalog.unnest(p_retry_ats)
+        ) AS t (id, attempt, outcome, error, retry_at)
+        ORDER BY t.id
+    LOOP
+        push_id := v_item.id;
+        status := crm.finish_push(
+            p_client_id, v_item.id, p_lease_owner, v_item.attempt, v_item.outcome,
+            v_item.error, v_item.retry_at
+        );
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+--
+-- Name: FUNCTION finish_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_retry_ats timestamp with time zone[]); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.finish_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_retry_ats timestamp with time zone[]) IS 'Finish many claims of one client in one call: for each of p_push_ids (in the same order:
+p_attempts, p_outcomes, and optionally p_errors and p_retry_ats) exactly what
+crm.finish_push(p_client_id, id, p_lease_owner, attempt, outcome, error, retry_at) does, with
+the same checks, in push-id order, all in the caller''s transaction (one bad argument refuses
+the whole batch and finishes none). Returns each push''s new status (done, pending, failed,
+dead, held, superseded or lease_lost), one row per push.';
+
+--
 -- Name: analytics_one_currency(text, text[]); Type: FUNCTION; Schema: crm_private; Owner: -
 --
 
@@ -10884,6 +10953,13 @@ GRANT ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_leas
 
 REVOKE ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_attempt integer, p_outcome text, p_error text, p_retry_at timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.finish_push(p_client_id uuid, p_push_id bigint, p_lease_owner text, p_attempt integer, p_outcome text, p_error text, p_retry_at timestamp with time zone) TO crm_runner;
+
+--
+-- Name: FUNCTION finish_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_retry_ats timestamp with time zone[]); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.finish_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_retry_ats timestamp with time zone[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.finish_pushes(p_client_id uuid, p_lease_owner text, p_push_ids bigint[], p_attempts integer[], p_outcomes text[], p_errors text[], p_retry_ats timestamp with time zone[]) TO crm_runner;
 
 --
 -- Name: FUNCTION analytics_one_currency(p_function text, p_currencies text[]); Type: ACL; Schema: crm_private; Owner: -

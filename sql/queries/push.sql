@@ -70,6 +70,98 @@ WHERE q.client_id = %(client_id)s AND q.status = 'pending';
 SELECT t.*  -- noqa: AM04
 FROM crm.push_target(%(client_id)s, %(push_id)s) AS t;
 
+-- name: push_targets
+-- crm.push_target of each push of a claim, in one query: its position in push_ids (ord) and
+-- its row (no row: the push does not exist).
+SELECT
+    p.ord,
+    t.*  -- noqa: AM04
+FROM unnest(%(push_ids)s::bigint[]) WITH ORDINALITY AS p (id, ord)
+CROSS JOIN LATERAL crm.push_target(%(client_id)s, p.id) AS t
+ORDER BY p.ord ASC;
+
+-- name: finish_pushes
+-- The audit rows of a batch of pushes (a JSON array of crm_push_log rows) and the outcomes of
+-- their claims (crm.finish_pushes), in one statement: both or neither.
+WITH logged AS (
+    INSERT INTO crm.crm_push_log (
+        client_id,
+        crm_config_id,
+        push_id,
+        operation,
+        lead_id,
+        meeting_id,
+        deal_id,
+        crm_contact_id,
+        crm_deal_id,
+        crm_org_id,
+        request_payload,
+        response_payload,
+        status,
+        http_status,
+        error_code,
+        error_message,
+        duration_ms,
+        created_at
+    )
+    SELECT
+        r.client_id,
+        r.crm_config_id,
+        r.push_id,
+        r.operation,
+        r.lead_id,
+        r.meeting_id,
+        r.deal_id,
+        r.crm_contact_id,
+        r.crm_deal_id,
+        r.crm_org_id,
+        r.request_payload,
+        r.response_payload,
+        r.status,
+        r.http_status,
+        r.error_code,
+        r.error_message,
+        r.duration_ms,
+        r.created_at
+    FROM
+        jsonb_to_recordset(%(logs)s::jsonb)
+            AS r (
+                client_id uuid,
+                crm_config_id uuid,
+                push_id bigint,
+                operation text,
+                lead_id uuid,
+                meeting_id uuid,
+                deal_id uuid,
+                crm_contact_id text,
+                crm_deal_id text,
+                crm_org_id text,
+                request_payload jsonb,
+                response_payload jsonb,
+                status text,
+                http_status integer,
+                error_code text,
+                error_message text,
+                duration_ms integer,
+                created_at timestamptz
+            )
+    RETURNING 1
+)
+
+SELECT
+    f.push_id,
+    f.status,
+    (SELECT count(*) FROM logged) AS logged
+FROM crm.finish_pushes(
+    %(client_id)s,
+    %(owner)s,
+    %(push_ids)s,
+    %(attempts)s,
+    %(outcomes)s,
+    %(errors)s,
+    %(retry_ats)s
+) AS f;
+
 -- name: insert_push_log
 INSERT INTO crm.crm_push_log (
     client_id,
@@ -133,6 +225,27 @@ SELECT crm.record_crm_id(
     %(crm_id)s,
     %(create_sent_at)s
 );
+
+-- name: record_crm_ids
+-- crm.record_crm_id of many (entity type, external key) of one config, in one statement.
+SELECT
+    crm.record_crm_id(
+        %(client_id)s,
+        %(crm_config_id)s,
+        r.entity_type,
+        r.external_key,
+        r.entity_id,
+        r.crm_id,
+        r.create_sent_at
+    )
+FROM
+    unnest(
+        %(entity_types)s::text[],
+        %(external_keys)s::text[],
+        %(entity_ids)s::uuid[],
+        %(crm_ids)s::text[],
+        %(create_sent_ats)s::timestamptz[]
+    ) AS r (entity_type, external_key, entity_id, crm_id, create_sent_at);
 
 -- name: claim_crm_create
 SELECT

@@ -245,6 +245,10 @@ def seed(db: psycopg.Connection[Any]) -> Dataset:
         "p_push_ids": ["{" + ",".join(str(r[0]) for r in claimed) + "}"],
         "p_attempts": ["{" + ",".join(str(r[1]) for r in claimed) + "}"],
         "p_outcome": ["done", "retry", "defer", "failed", "held"],
+        # finish_pushes: one entry per claimed push (done all, or retry all)
+        "p_outcomes": ["{" + ",".join(o for _ in claimed) + "}" for o in ("done", "retry")],
+        "p_errors": ["{" + ",".join('"CRM said no"' for _ in claimed) + "}"],
+        "p_retry_ats": ["{" + ",".join(f'"{now + timedelta(minutes=5)}"' for _ in claimed) + "}"],
         "p_error": ["CRM said no"],
         "p_retry_at": [str(now + timedelta(minutes=5))],
         "p_log_status": ["success", "skipped"],

@@ -20,7 +20,7 @@ from agency_crm.push.redact import Redactor
 from agency_crm.push.settings import Settings
 
 if TYPE_CHECKING:
-    from agency_crm.push.store import Store
+    from agency_crm.push.store import Ended, Store
     from agency_crm.push.sync import Push
 
 
@@ -61,6 +61,8 @@ class Connection:
     default_interval: ClassVar[float]
     # Where our external key is written, per CRM entity, when the config does not say.
     default_key_fields: ClassVar[dict[str, str]]
+    # The most pushes the runner hands ``push_batch`` at once; 1: each push alone (``push``).
+    batch_limit: int = 1
 
     def __init__(
         self,
@@ -126,6 +128,11 @@ class Connection:
 
     def push(self, ctx: PushContext, http: CrmHttp) -> Push:
         """One push through this connection."""
+        raise NotImplementedError
+
+    async def push_batch(self, ctxs: list[PushContext]) -> list[Ended]:
+        """Several pushes of this client at once (at most ``batch_limit``, none of them of
+        the same lead): each push's outcome, not yet recorded."""
         raise NotImplementedError
 
     async def whoami(self, http: CrmHttp) -> Identity:

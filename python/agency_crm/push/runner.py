@@ -15,7 +15,7 @@ import random
 import socket
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,10 +36,11 @@ from agency_crm.push.model import (
     Finished,
     LogStatus,
     Outcome,
+    PushContext,
     Reported,
 )
 from agency_crm.push.settings import Settings
-from agency_crm.push.store import MissingEntity, Store
+from agency_crm.push.store import Ended, MissingEntity, Store
 from agency_crm.queries import PUSH
 
 logger = logging.getLogger("agency_crm.push")
@@ -237,33 +238,80 @@ class Drainer:
             await conn.close()
 
     async def lane(self, connection: Connection) -> None:
-        """Claim and run one client's pushes until nothing is due (or stopped)."""
+        """Claim and run one client's pushes until nothing is due (or stopped).
+
+        A claim takes up to ``batch_size`` due pushes and reads all their contexts in one
+        query; up to ``per_client`` of them run at once (a CRM that takes batches gets them
+        as batches of up to its batch limit). Outcomes are finished in sets: one statement
+        records every outcome (and audit row) that ended since the last one, while the next
+        pushes run, so a lone push is finished at once and a busy lane in few round trips.
+        """
         assert self.store is not None
         s = self.settings
         client_id = connection.config.client_id
         wake = self.wake[client_id]
-        running: set[asyncio.Task[tuple[Finished, Outcome]]] = set()
+        queue: deque[tuple[Claimed, PushContext | MissingEntity]] = deque()
+        running: set[asyncio.Task[list[Ended]]] = set()
+        ended: list[Ended] = []
+        flushing: asyncio.Task[None] | None = None
         held = False
+        drained = False
         while True:
             stopping = self.stopping.is_set() or time.monotonic() >= self.deadline
-            free = s.per_client - len(running)
-            claimed: list[Claimed] = []
-            if not stopping and not held and free > 0:
-                claimed = await self.store.claim(
-                    client_id, s.owner, min(free, s.batch_size), s.lease_seconds
-                )
+            if (stopping or held) and queue:
+                # Claimed but not started: back to pending at once, the attempt given back.
+                ended.extend(self.release(connection, queue, held))
+                queue.clear()
+            if (
+                not stopping
+                and not held
+                and not queue
+                and not drained
+                and len(running) < s.per_client
+            ):
+                # What ended is recorded first: a claim must see those pushes finished (not
+                # take back one whose lease lapsed while it ran), and their leads' next
+                # pushes become claimable.
+                if flushing is not None:
+                    await flushing
+                    flushing = None
+                if ended:
+                    await self.flush(connection, ended)
+                    ended = []
+                claimed = await self.store.claim(client_id, s.owner, s.batch_size, s.lease_seconds)
+                # Fewer than asked: the rest wait for pushes in flight (their leads' earlier
+                # pushes) or for their time; claim again once an outcome is recorded.
+                drained = len(claimed) < s.batch_size
                 if claimed:
                     crashpoints.reached("after_claim")
-                for push in claimed:
-                    running.add(asyncio.create_task(self.process(connection, push)))
-            if running:
-                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                # Our credentials were refused: claim nothing more this round, even when the
-                # config was fixed meanwhile (the push went back to pending): the fix is not
-                # what this lane holds, and sending with the old credentials would only put
-                # the fixed config in error again.
-                if any(t.result()[1] is Outcome.HELD for t in done):
-                    held = True
+                    contexts = await self.store.contexts(claimed, connection.config)
+                    queue.extend(zip(claimed, contexts, strict=True))
+            while queue and len(running) < s.per_client:
+                size = min(connection.batch_limit, len(queue))
+                batch = [queue.popleft() for _ in range(size)]
+                running.add(asyncio.create_task(self.run_batch(connection, batch)))
+            if flushing is None and ended:
+                flushing = asyncio.create_task(self.flush(connection, ended))
+                ended = []
+            waiting: set[asyncio.Task[Any]] = set(running)
+            if flushing is not None:
+                waiting.add(flushing)
+            if waiting:
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is flushing:
+                        flushing = None
+                        task.result()
+                        drained = False
+                        continue
+                    running.discard(task)
+                    results = task.result()
+                    ended.extend(results)
+                    # Our credentials were refused: claim nothing more this round, even when
+                    # the config was fixed meanwhile (the push went back to pending): the fix
+                    # is not what this lane holds, and sending with the old credentials would
+                    # only put the fixed config in error again.
+                    held = held or any(r.outcome is Outcome.HELD for r in results)
                 continue
             if stopping or held:
                 return
@@ -286,20 +334,111 @@ class Drainer:
                 await asyncio.wait_for(wake.wait(), timeout=wait)
             except TimeoutError:
                 pass
+            drained = False
 
-    async def process(self, connection: Connection, push: Claimed) -> tuple[Finished, Outcome]:
-        """Run one push and record its outcome; returns the push's new status and the
-        outcome it was finished with."""
+    def release(
+        self,
+        connection: Connection,
+        queue: deque[tuple[Claimed, PushContext | MissingEntity]],
+        held: bool,
+    ) -> list[Ended]:
+        """Claimed pushes this lane will not start: held (the config's credentials were
+        refused) or deferred to now (the drain is stopping); either gives the attempt back."""
+        outcome = Outcome.HELD if held else Outcome.DEFER
+        error = (
+            f"{connection.config.crm_type}: not sent: the client's credentials were refused"
+            if held
+            else "not sent: the drain stopped before this push's turn"
+        )
+        now = datetime.now(UTC)
+        return [
+            Ended(
+                push,
+                outcome,
+                error,
+                None if held else now,
+                ctx if isinstance(ctx, PushContext) else None,
+                [],
+                started=time.perf_counter(),
+            )
+            for push, ctx in queue
+        ]
+
+    async def run_batch(
+        self,
+        connection: Connection,
+        batch: list[tuple[Claimed, PushContext | MissingEntity]],
+    ) -> list[Ended]:
+        """Run pushes: one alone, or (a CRM that takes batches) together through its batch
+        API, a lone push too; the outcome of each, not yet recorded."""
+        if connection.batch_limit <= 1:
+            return [await self.process(connection, push, ctx) for push, ctx in batch]
+        ready: list[PushContext] = []
+        out: list[Ended] = []
+        for push, ctx in batch:
+            if isinstance(ctx, PushContext) and not ctx.skip_reason:
+                ready.append(ctx)
+            else:
+                out.append(await self.process(connection, push, ctx))
+        if not ready:
+            return out
+        try:
+            results = await connection.push_batch(ready)
+        except Exception as exc:
+            # The batch could not finish (our database, or a bug): every push of it is
+            # retried with backoff (its writes are keyed: sending them again is safe).
+            if not isinstance(exc, psycopg.Error | OSError):
+                logger.exception(
+                    "a batch of client %s failed unexpectedly", connection.config.client_id
+                )
+            error = connection.redactor.text(f"runner error: {type(exc).__name__}: {exc}")
+            results = [
+                Ended(
+                    ctx.push,
+                    Outcome.RETRY,
+                    error,
+                    None,
+                    ctx,
+                    [],
+                    exc=CrmError(Outcome.RETRY, "runner_error", error),
+                )
+                for ctx in ready
+            ]
+        held = False
+        for item in results:
+            failure = item.exc
+            if isinstance(failure, CrmError):
+                if item.outcome is Outcome.HELD and not held:
+                    held = True
+                    await self.store_hold(connection, item.error or failure.describe())
+                elif item.outcome is Outcome.DEFER:
+                    wait = timedelta(seconds=failure.retry_after or 1.0)
+                    item.retry_at = datetime.now(UTC) + wait
+                elif item.outcome is Outcome.RETRY:
+                    item.retry_at = backoff(failure, item.push.attempts, self.settings)
+        return out + results
+
+    async def store_hold(self, connection: Connection, error: str) -> None:
+        """crm.hold_pushes: the client's credentials were refused."""
+        assert self.store is not None
+        config = connection.config
+        await self.store.hold(config.client_id, f"{config.crm_type}: {error}")
+
+    async def process(
+        self, connection: Connection, push: Claimed, ctx: PushContext | MissingEntity
+    ) -> Ended:
+        """Run one push; its outcome, not yet recorded."""
         assert self.store is not None
         s = self.settings
         started = time.perf_counter()
         config = connection.config
         http = connection.calls()
-        ctx = None
         outcome, error, retry_at = Outcome.DONE, None, None
         skipped = False
+        target = ctx if isinstance(ctx, PushContext) else None
         try:
-            ctx = await self.store.context(push, config)
+            if isinstance(ctx, MissingEntity):
+                raise ctx
             if ctx.skip_reason:
                 http.records.append(_skipped(ctx.skip_reason))
                 skipped = True
@@ -327,28 +466,43 @@ class Drainer:
             error = connection.redactor.text(f"internal error: {type(exc).__name__}: {exc}")
             retry_at = backoff(CrmError(outcome, "internal_error", error), push.attempts, s)
             logger.exception("push %s of client %s failed unexpectedly", push.id, push.client_id)
-        status = await self.store.finish(
-            push, config.id, s.owner, outcome, error, retry_at, ctx, http.take_records()
+        return Ended(
+            push,
+            outcome,
+            error,
+            retry_at,
+            target,
+            http.take_records(),
+            calls=http.calls,
+            rate_limited=http.rate_limited,
+            skipped=skipped,
+            started=started,
         )
+
+    async def flush(self, connection: Connection, items: list[Ended]) -> None:
+        """Record the outcomes (and remaining audit rows) of ended pushes in one statement."""
+        assert self.store is not None
+        config = connection.config
+        statuses = await self.store.finish_many(config.id, self.settings.owner, items)
         crashpoints.reached("after_commit")
-        self.summary.calls += http.calls
-        self.summary.rate_limited += http.rate_limited
-        reported = report(status, outcome, skipped)
-        self.summary.outcomes[reported] += 1
-        self.on_event(
-            PushEvent(
-                client_id=push.client_id,
-                crm_type=config.crm_type,
-                push_id=push.id,
-                operation=push.operation,
-                attempt=push.attempts,
-                outcome=reported,
-                error=error,
-                duration_ms=int((time.perf_counter() - started) * 1000),
-                calls=http.calls,
+        for item, status in zip(items, statuses, strict=True):
+            self.summary.calls += item.calls
+            self.summary.rate_limited += item.rate_limited
+            reported = report(status, item.outcome, item.skipped)
+            self.summary.outcomes[reported] += 1
+            self.on_event(
+                PushEvent(
+                    client_id=item.push.client_id,
+                    crm_type=config.crm_type,
+                    push_id=item.push.id,
+                    operation=item.push.operation,
+                    attempt=item.push.attempts,
+                    outcome=reported,
+                    error=item.error,
+                    duration_ms=int((time.perf_counter() - item.started) * 1000),
+                    calls=item.calls,
+                )
             )
-        )
-        return status, outcome
 
 
 def report(status: Finished, outcome: Outcome, skipped: bool) -> Reported:

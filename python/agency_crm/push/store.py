@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -84,6 +85,38 @@ def audit_rows(
         log_params(push.client_id, config_id, rec, push.id, lead_id, push.meeting_id, deal_id)
         for rec in logs
     ]
+
+
+def log_json(params: dict[str, Any]) -> dict[str, Any]:
+    """One ``log_params`` row as JSON for the ``finish_pushes`` query's jsonb_to_recordset."""
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if isinstance(value, Jsonb):
+            value = value.obj
+        elif isinstance(value, uuid.UUID | datetime):
+            value = value.isoformat() if isinstance(value, datetime) else str(value)
+        out[name] = value
+    return out
+
+
+@dataclass
+class Ended:
+    """How one claimed push ended, for ``Store.finish_many``."""
+
+    push: Claimed
+    outcome: Outcome
+    error: str | None
+    retry_at: datetime | None
+    ctx: PushContext | None
+    logs: Sequence[CallRecord]
+    # For the drain's progress output: CRM calls made, of which rate-limited; a push done
+    # without a call (its lead, meeting or deal is deleted); when it started (perf_counter).
+    calls: int = 0
+    rate_limited: int = 0
+    skipped: bool = False
+    started: float = 0.0
+    # The CRM's error when the outcome is not done and its retry time is still to be set.
+    exc: Exception | None = None
 
 
 def context_from_target(push: Claimed, config: Config, row: dict[str, Any] | None) -> PushContext:
@@ -184,6 +217,30 @@ class Store:
             cur = await conn.execute(PUSH["next_run_after"], {"client_id": client_id})
             row = await cur.fetchone()
             return row[0] if row else None
+
+    async def contexts(
+        self, pushes: Sequence[Claimed], config: Config
+    ) -> list[PushContext | MissingEntity]:
+        """The context of each push of a claim (in the same order), read in one query; a
+        MissingEntity in place of a push whose target says fail (or that does not exist)."""
+        if not pushes:
+            return []
+        client_id = pushes[0].client_id
+        assert all(p.client_id == client_id for p in pushes), "one client per claim"
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                PUSH["push_targets"],
+                {"client_id": client_id, "push_ids": [p.id for p in pushes]},
+            )
+            rows = {r["ord"]: r for r in await cur.fetchall()}
+        out: list[PushContext | MissingEntity] = []
+        for ord_, push in enumerate(pushes, start=1):
+            try:
+                out.append(context_from_target(push, config, rows.get(ord_)))
+            except MissingEntity as exc:
+                out.append(exc)
+        return out
 
     async def context(self, push: Claimed, config: Config) -> PushContext:
         """What the push must make the CRM hold, and the CRM ids already known."""
@@ -286,6 +343,55 @@ class Store:
             cur = await conn.execute(PUSH["finish_push"], params)
             row = await cur.fetchone()
             return Finished(row[0]) if row else Finished.LEASE_LOST
+
+    async def finish_many(
+        self, config_id: uuid.UUID, owner: str, items: Sequence[Ended]
+    ) -> list[Finished]:
+        """The remaining audit rows and the outcomes of many claims of one client
+        (``crm.finish_pushes``) in one statement; each push's new status, in order."""
+        if not items:
+            return []
+        client_id = items[0].push.client_id
+        logs = [
+            log_json(row)
+            for item in items
+            for row in audit_rows(item.push, config_id, item.ctx, item.logs)
+        ]
+        params = {
+            "client_id": client_id,
+            "owner": owner,
+            "push_ids": [i.push.id for i in items],
+            "attempts": [i.push.attempts for i in items],
+            "outcomes": [str(i.outcome) for i in items],
+            "errors": [i.error for i in items],
+            "retry_ats": [i.retry_at for i in items],
+            "logs": Jsonb(logs),
+        }
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(PUSH["finish_pushes"], params)
+            statuses = {row[0]: Finished(row[1]) for row in await cur.fetchall()}
+        return [statuses.get(i.push.id, Finished.LEASE_LOST) for i in items]
+
+    async def record_ids(
+        self,
+        ctx_rows: Sequence[tuple[PushContext, str, str, uuid.UUID | None, str, datetime | None]],
+    ) -> None:
+        """crm.record_crm_id of many (entity, key) of one client in one statement: each row
+        (context, entity type, key, entity id, CRM id, create_sent_at)."""
+        if not ctx_rows:
+            return
+        first = ctx_rows[0][0]
+        params = {
+            "client_id": first.push.client_id,
+            "crm_config_id": first.config.id,
+            "entity_types": [r[1] for r in ctx_rows],
+            "external_keys": [r[2] for r in ctx_rows],
+            "entity_ids": [r[3] for r in ctx_rows],
+            "crm_ids": [r[4] for r in ctx_rows],
+            "create_sent_ats": [r[5] for r in ctx_rows],
+        }
+        async with self.pool.connection() as conn:
+            await conn.execute(PUSH["record_crm_ids"], params)
 
     async def record_check(
         self,
