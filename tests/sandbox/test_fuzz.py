@@ -181,6 +181,13 @@ def seed_bodies(vendor: str, ids: dict[str, str]) -> dict[tuple[str, str], Any]:
                     "idProperty": "hs_object_id",
                 }
                 out["POST", f"/crm/v3/properties/{alias}"] = prop
+        pair = {"from": {"id": ids["deal"]}, "to": {"id": ids["contact"]}}
+        out["POST", "/crm/v4/associations/deals/contacts/batch/associate/default"] = {
+            "inputs": [pair]
+        }
+        out["POST", "/crm/v4/associations/contacts/deals/batch/associate/default"] = {
+            "inputs": [{"from": pair["to"], "to": pair["from"]}]
+        }
         return out
     if vendor == "pipedrive":
         person = {

@@ -1,4 +1,4 @@
-"""Fake HubSpot batch endpoints over real HTTP: upsert, update, read.
+"""Fake HubSpot batch endpoints over real HTTP: upsert, update, read, v4 associate/default.
 
 What the push runner will rely on: the 100-input limit, duplicate ids refused, 207 with
 per-input errors (natural ones with trace ids, missing ids, injected ``item_error`` faults),
@@ -18,6 +18,8 @@ from tests.sandbox import add_faults, base, configure, state
 Client = Callable[..., httpx.Client]
 CONTACTS = "/crm/v3/objects/contacts"
 DEALS = "/crm/v3/objects/deals"
+DEALS_TO_CONTACTS = "/crm/v4/associations/deals/contacts/batch/associate/default"
+CONTACTS_TO_DEALS = "/crm/v4/associations/contacts/deals/batch/associate/default"
 KEY = "agency_crm_key"
 TOO_MANY = (
     "The maximum number of inputs supported in a batch is 100. "
@@ -68,7 +70,7 @@ def assert_complete(r: httpx.Response, status: int) -> dict[str, Any]:
     assert r.status_code == status, r.text
     body: dict[str, Any] = r.json()
     assert body["status"] == "COMPLETE" and body["startedAt"] and body["completedAt"]
-    if status == 200:
+    if status == 200 and "associations" not in str(r.request.url):
         assert "errors" not in body and "numErrors" not in body
     return body
 
@@ -246,15 +248,24 @@ def many(endpoint: str, hs: httpx.Client, n: int) -> tuple[str, dict[str, Any]]:
     if endpoint == "upsert":
         return f"{DEALS}/batch/upsert", {"inputs": [deal_input(f"k{i}") for i in range(n)]}
     ids = made_deals(hs, min(n, 100))
-    ids += [str(i) for i in range(n - 100)]
+    ids += ids[: n - len(ids)] if endpoint == "associate" else [str(i) for i in range(n - 100)]
     if endpoint == "update":
         inputs = [{"id": i, "properties": {"amount": "1"}} for i in ids]
         return f"{DEALS}/batch/update", {"inputs": inputs}
-    body = {"inputs": [{"id": i} for i in ids], "properties": [], "propertiesWithHistory": []}
-    return f"{DEALS}/batch/read", body
+    if endpoint == "read":
+        body = {"inputs": [{"id": i} for i in ids], "properties": [], "propertiesWithHistory": []}
+        return f"{DEALS}/batch/read", body
+    contact_id = made_contact(hs, f"many-{n}@x.com")
+    if n > 100:  # distinct pairs: a second contact for the repeated deals
+        other = made_contact(hs, "more@x.com")
+        pairs = [(d, contact_id if k < 100 else other) for k, d in enumerate(ids)]
+    else:
+        pairs = [(d, contact_id) for d in ids]
+    inputs = [{"from": {"id": d}, "to": {"id": c}} for d, c in pairs]
+    return DEALS_TO_CONTACTS, {"inputs": inputs}
 
 
-@pytest.mark.parametrize("endpoint", ["upsert", "update", "read"])
+@pytest.mark.parametrize("endpoint", ["upsert", "update", "read", "associate"])
 def test_100_inputs_pass_and_101_are_400(hs: httpx.Client, token: str, endpoint: str) -> None:
     path, body = many(endpoint, hs, 100)
     ok = assert_complete(hs.post(path, json=body), 200)
@@ -264,6 +275,7 @@ def test_100_inputs_pass_and_101_are_400(hs: httpx.Client, token: str, endpoint:
     assert_400(hs.post(path, json=body), TOO_MANY)
     after = state(hs, token)
     assert after["deals"] == before["deals"]
+    assert after["associations"] == before["associations"]
 
 
 def test_read_with_history_takes_at_most_50(hs: httpx.Client) -> None:
@@ -280,7 +292,7 @@ def test_read_with_history_takes_at_most_50(hs: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [f"{DEALS}/batch/upsert", f"{DEALS}/batch/update", f"{CONTACTS}/batch/read"],
+    [f"{DEALS}/batch/upsert", f"{DEALS}/batch/update", f"{CONTACTS}/batch/read", CONTACTS_TO_DEALS],
 )
 @pytest.mark.parametrize("body", [{"inputs": []}, {}, {"inputs": {}}, {"inputs": [7]}, []])
 def test_empty_or_malformed_inputs_are_400(hs: httpx.Client, path: str, body: Any) -> None:
@@ -388,6 +400,60 @@ def test_read_archived(hs: httpx.Client) -> None:
     assert [(r["id"], r["archived"]) for r in out["results"]] == [(gone, True)]
 
 
+# --------------------------------------------------------------------------- associations
+
+
+def test_associate_default_both_directions(hs: httpx.Client, token: str) -> None:
+    d1, d2 = made_deals(hs, 2)
+    c1, c2 = made_contact(hs, "c1@x.com"), made_contact(hs, "c2@x.com")
+    inputs = [{"from": {"id": d1}, "to": {"id": c1}}, {"from": {"id": d2}, "to": {"id": c1}}]
+    body = assert_complete(hs.post(DEALS_TO_CONTACTS, json={"inputs": inputs}), 200)
+    assert body["results"][0] == {
+        "from": {"id": d1},
+        "to": {"id": c1},
+        "associationSpec": {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3},
+    }
+    assert "errors" not in body
+    back = [{"from": {"id": c2}, "to": {"id": d1}}]
+    body = assert_complete(hs.post(CONTACTS_TO_DEALS, json={"inputs": back}), 200)
+    assert body["results"][0]["associationSpec"]["associationTypeId"] == 4
+    pairs = {(a["deal_id"], a["contact_id"]) for a in state(hs, token)["associations"]}
+    assert pairs == {(d1, c1), (d2, c1), (d1, c2)}
+    listed = hs.get(f"/crm/v4/objects/deals/{d1}/associations/contacts").json()["results"]
+    assert sorted(str(a["toObjectId"]) for a in listed) == sorted([c1, c2])
+    # Again, with a pair given twice and numeric aliases: idempotent, one result per pair.
+    twice = [{"from": {"id": d1}, "to": {"id": c1}}] * 2
+    again = hs.post("/crm/v4/associations/0-3/0-1/batch/associate/default", json={"inputs": twice})
+    assert len(assert_complete(again, 200)["results"]) == 1
+    assert len(state(hs, token)["associations"]) == 3
+
+
+def test_associate_default_reports_missing_records(hs: httpx.Client, token: str) -> None:
+    (deal_id,) = made_deals(hs, 1)
+    contact_id = made_contact(hs, "here@x.com")
+    inputs = [
+        {"from": {"id": deal_id}, "to": {"id": "123"}},
+        {"from": {"id": deal_id}, "to": {"id": contact_id}},
+        {"from": {"id": "456"}, "to": {"id": contact_id}},
+    ]
+    r = hs.post(DEALS_TO_CONTACTS, json={"inputs": inputs})
+    body = assert_complete(r, 200)  # the spec's only status for this endpoint
+    assert [(x["from"]["id"], x["to"]["id"]) for x in body["results"]] == [(deal_id, contact_id)]
+    assert body["numErrors"] == 2
+    first, second = body["errors"]
+    assert first["category"] == "OBJECT_NOT_FOUND" == second["category"]
+    assert first["message"] == "No contact with id 123 exists"
+    assert first["context"] == {"fromObjectId": [deal_id], "toObjectId": ["123"]}
+    assert second["context"] == {"fromObjectId": ["456"], "toObjectId": [contact_id]}
+    assert len(state(hs, token)["associations"]) == 1
+
+
+def test_associate_default_needs_from_and_to(hs: httpx.Client) -> None:
+    for bad in ({"from": {"id": "1"}}, {"from": "1", "to": {"id": "2"}}, {"from": {}, "to": {}}):
+        assert_400(hs.post(DEALS_TO_CONTACTS, json={"inputs": [bad]}))
+    assert hs.post("/crm/v4/associations/deals/deals/batch/associate/default").status_code == 404
+
+
 # --------------------------------------------------------------------------- faults
 
 
@@ -435,8 +501,9 @@ def test_item_error_with_a_trace_id_names_it(hs: httpx.Client) -> None:
     assert error["context"] == {"ids": ["k1"], "objectWriteTraceId": ["t-1"]}
 
 
-def test_item_error_on_update_and_read(hs: httpx.Client) -> None:
+def test_item_error_on_update_read_and_associate(hs: httpx.Client, token: str) -> None:
     first, second = made_deals(hs, 2)
+    contact_id = made_contact(hs, "f@x.com")
     add_faults(hs, item_fault(second, times=-1))
     update = [{"id": i, "properties": {"amount": "3"}} for i in (first, second)]
     body = assert_complete(hs.post(f"{DEALS}/batch/update", json={"inputs": update}), 207)
@@ -450,27 +517,42 @@ def test_item_error_on_update_and_read(hs: httpx.Client) -> None:
     }
     body = assert_complete(hs.post(f"{DEALS}/batch/read", json=read), 207)
     assert [r["id"] for r in body["results"]] == [first]
+    pairs = [{"from": {"id": d}, "to": {"id": contact_id}} for d in (first, second)]
+    body = assert_complete(hs.post(DEALS_TO_CONTACTS, json={"inputs": pairs}), 200)
+    assert only_error(body)["context"] == {"fromObjectId": [second], "toObjectId": [contact_id]}
+    assert [a["deal_id"] for a in state(hs, token)["associations"]] == [first]
     # A deal upserted by its key is also matched by its HubSpot id.
     body = assert_complete(upsert_deals(hs, deal_input("d1")), 207)
     assert only_error(body)["context"] == {"ids": ["d1"]}
 
 
+@pytest.mark.parametrize("path", [f"{DEALS}/batch/upsert", DEALS_TO_CONTACTS])
 def test_drop_after_on_a_batch_writes_and_a_resend_is_idempotent(
-    hs: httpx.Client, token: str
+    hs: httpx.Client, token: str, path: str
 ) -> None:
-    path = f"{DEALS}/batch/upsert"
-    body = {"inputs": [deal_input("k1"), deal_input("k2")]}
+    if path == DEALS_TO_CONTACTS:
+        deals = made_deals(hs, 2)
+        contact_id = made_contact(hs, "drop@x.com")
+        body: dict[str, Any] = {
+            "inputs": [{"from": {"id": d}, "to": {"id": contact_id}} for d in deals]
+        }
+    else:
+        body = {"inputs": [deal_input("k1"), deal_input("k2")]}
     add_faults(hs, {"method": "POST", "path": path, "kind": "drop_after"})
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         hs.post(path, json=body)
     written = state(hs, token)
     assert len(written["deals"]) == 2
+    assert len(written["associations"]) == (2 if path == DEALS_TO_CONTACTS else 0)
     assert written["request_log"][-1]["fault"] == "drop_after"
     assert written["request_log"][-1]["status"] is None
     again = assert_complete(hs.post(path, json=body), 200)
-    assert [r["new"] for r in again["results"]] == [False, False]
+    assert len(again["results"]) == 2
     after = state(hs, token)
     assert [d["id"] for d in after["deals"]] == [d["id"] for d in written["deals"]]
+    assert after["associations"] == written["associations"]
+    if path != DEALS_TO_CONTACTS:
+        assert [r["new"] for r in again["results"]] == [False, False]
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ Reads (GET by id, search, batch read) return HubSpot's default properties plus t
 ``properties``; a requested property without a value comes back as ``null``, as HubSpot does.
 Writes (create, PATCH, batch upsert and update) return every property the record has.
 
-Batch endpoints (``batch/upsert``, ``batch/update``, ``batch/read`` of contacts and deals)
-take at most 100 inputs, refuse duplicate ids and answer 207 with per-input ``errors`` where
-HubSpot does; the "batch endpoints" section of :class:`HubSpotApp` says which input problems
-fail one input and which fail the call.
+Batch endpoints (``batch/upsert``, ``batch/update``, ``batch/read`` of contacts and deals, v4
+``batch/associate/default`` between them) take at most 100 inputs, refuse duplicate ids and
+answer 207 with per-input ``errors`` where HubSpot does; the "batch endpoints" section of
+:class:`HubSpotApp` says which input problems fail one input and which fail the call.
 """
 
 from __future__ import annotations
@@ -643,9 +643,11 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
                 ]
                 v4 = f"/crm/v4/objects/{name}/{{fromId}}/associations"
                 for to in other.path_names:
+                    batch = f"/crm/v4/associations/{name}/{to}/batch/associate/default"
                     routes += [
                         R("PUT", f"{v4}/default/{to}/{{toId}}", self._bind(self.associate, otype)),
                         R("GET", f"{v4}/{to}", self._bind(self.list_associations, otype)),
+                        R("POST", batch, self._bind(self.batch_associate_default, otype)),
                     ]
         return routes
 
@@ -1472,7 +1474,9 @@ your HubSpot account. It will be able to:</p>
     #
     # Objects answer 200 when every input succeeded, else 207 with ``results`` (the
     # successes, in input order), ``errors`` and ``numErrors`` (the spec's ...WithErrors
-    # schemas; HubSpot's changelog: batch/update answers 200, or 207 when one fails).
+    # schemas; HubSpot's changelog: batch/update answers 200, or 207 when one fails). The v4
+    # batch/associate/default declares only a 200, whose schema carries ``errors`` and
+    # ``numErrors``: pairs naming a missing record are reported there, in a 200.
 
     def _not_unique(self, account: HubSpotAccount, otype: ObjectType, id_property: Any) -> ApiError:
         unique = ", ".join(account.unique_properties(otype))
@@ -1701,6 +1705,61 @@ your HubSpot account. It will be able to:</p>
             )
         return _batch_response(started, results, errors)
 
+    def batch_associate_default(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``POST /crm/v4/associations/{from}/{to}/batch/associate/default``: inputs
+        ``{from: {id}, to: {id}}`` (``otype`` is the from type; deals->contacts and
+        contacts->deals). Idempotent like the PUT: a pair already associated, or given twice,
+        is one association and one result. A pair naming a missing (or archived) record is
+        an OBJECT_NOT_FOUND error whose ``context`` is ``{fromObjectId: [..], toObjectId:
+        [..]}``; the spec declares only 200 for this endpoint, with ``errors`` and
+        ``numErrors`` in its schema, so such pairs are reported in a 200 and the others are
+        associated. HubSpot's behaviour for missing records and repeated pairs here is not
+        documented: callers should read ``numErrors`` on any 2xx and not repeat pairs."""
+        started = iso_millis_z(utcnow())
+        inputs = _batch_inputs(ctx.json_object())
+        pairs: list[tuple[str, str]] = []
+        for n, item in enumerate(inputs):
+            ends = []
+            for side in ("from", "to"):
+                end = item.get(side)
+                if not isinstance(end, dict):
+                    raise _error(400, "VALIDATION_ERROR", f"inputs[{n}].{side} must be {{id}}")
+                ends.append(_input_id(end.get("id"), f"inputs[{n}].{side}.id"))
+            pairs.append((ends[0], ends[1]))
+        account = ctx.account
+        results: list[JSONDict] = []
+        errors: list[JSONDict] = []
+        seen: set[tuple[str, str]] = set()
+        for from_id, to_id in pairs:
+            if (from_id, to_id) in seen:
+                continue
+            seen.add((from_id, to_id))
+            context = {"fromObjectId": [from_id], "toObjectId": [to_id]}
+            absent = [
+                f"No {type_name[:-1]} with id {key} exists"
+                for type_name, key in ((otype.name, from_id), (otype.other, to_id))
+                if (found := account.records[type_name].get(key)) is None or found.archived
+            ]
+            if absent:
+                errors.append(_item_error("OBJECT_NOT_FOUND", "; ".join(absent), context))
+                continue
+            fault = self._item_fault(ctx, {from_id, to_id}, context)
+            if fault is not None:
+                errors.append(fault)
+                continue
+            self._link(account, otype, from_id, to_id)
+            results.append(
+                {
+                    "from": {"id": from_id},
+                    "to": {"id": to_id},
+                    "associationSpec": {
+                        "associationCategory": "HUBSPOT_DEFINED",
+                        "associationTypeId": otype.association_type,
+                    },
+                }
+            )
+        return _batch_response(started, results, errors, partial_status=200)
+
 
 # --------------------------------------------------------------------------- batch helpers
 
@@ -1833,9 +1892,11 @@ def _item_error_from(exc: ApiError, context: Mapping[str, list[str]]) -> JSONDic
     return _item_error(payload["category"], payload["message"], merged, payload.get("errors"))
 
 
-def _batch_response(started: str, results: list[JSONDict], errors: list[JSONDict]) -> Response:
-    """200 ``{status: COMPLETE, results, startedAt, completedAt}``; with errors a 207 that
-    also has ``numErrors`` and ``errors``."""
+def _batch_response(
+    started: str, results: list[JSONDict], errors: list[JSONDict], partial_status: int = 207
+) -> Response:
+    """200 ``{status: COMPLETE, results, startedAt, completedAt}``; with errors also
+    ``numErrors`` and ``errors``, answered with ``partial_status``."""
     body: JSONDict = {
         "status": "COMPLETE",
         "results": results,
@@ -1846,7 +1907,7 @@ def _batch_response(started: str, results: list[JSONDict], errors: list[JSONDict
         return Response.json(200, body)
     body["numErrors"] = len(errors)
     body["errors"] = errors
-    return Response.json(207, body)
+    return Response.json(partial_status, body)
 
 
 def _scopes(raw: str) -> list[str]:
