@@ -341,6 +341,22 @@ def test_fault_matching_rules(client: Client, hs: httpx.Client, token: str) -> N
     assert hs.get("/crm/v3/owners").status_code == 200
 
 
+def test_item_error_is_never_a_request_fault(hs: httpx.Client) -> None:
+    """``item_error`` rules fail inputs of a batch (tests/sandbox/test_hubspot_batch.py); a
+    request only meets the other kinds, even when the rule's match is in its body."""
+    path, body, status, _ = WRITE["hubspot"]
+    add_faults(
+        hs,
+        {"kind": "item_error", "match": body["properties"]["email"], "times": -1},
+        {"kind": "status", "status": 503},
+    )
+    assert hs.post(path, json=body).status_code == 503
+    assert hs.post(path, json=body).status_code == status
+    listed = hs.get(base(hs) + "/_sandbox/faults").json()["faults"]
+    assert [(f["kind"], f["fired"]) for f in listed] == [("item_error", 0), ("status", 1)]
+    assert listed[0]["match"] == body["properties"]["email"]
+
+
 @pytest.mark.parametrize(
     "fault",
     [
@@ -352,8 +368,14 @@ def test_fault_matching_rules(client: Client, hs: httpx.Client, token: str) -> N
         {"kind": "drop", "path_regex": "("},
         {"kind": "slow", "delay_ms": -1},
         {"kind": "drop", "colour": "red"},
-        {"kind": "drop", "message": "only for status and malformed"},
+        {"kind": "drop", "message": "only for status, malformed and item_error"},
         {"kind": "status", "status": 500, "message": 7},
+        {"kind": "item_error"},
+        {"kind": "item_error", "match": ""},
+        {"kind": "item_error", "match": 7},
+        {"kind": "item_error", "match": "a", "status": 200},
+        {"kind": "item_error", "match": "a", "message": 1},
+        {"kind": "status", "status": 500, "match": "a"},
     ],
 )
 def test_bad_fault_rules_are_400(hs: httpx.Client, fault: dict[str, Any]) -> None:

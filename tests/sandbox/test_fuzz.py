@@ -162,13 +162,32 @@ def seed_bodies(vendor: str, ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         }
         out: dict[tuple[str, str], Any] = {}
         for obj, body in (("contacts", contact), ("deals", deal)):
+            own = ids["contact"] if obj == "contacts" else ids["deal"]
             for alias in (obj, "0-1" if obj == "contacts" else "0-3"):
                 base = f"/crm/v3/objects/{alias}"
                 out["POST", base] = body
                 out["PATCH", base + "/{id}"] = {"properties": body["properties"]}
                 out["POST", base + "/search"] = search
                 out["POST", base + "/batch/upsert"] = upsert
+                out["POST", base + "/batch/update"] = {
+                    "inputs": [
+                        {"id": own, "properties": body["properties"], "objectWriteTraceId": "t"}
+                    ]
+                }
+                out["POST", base + "/batch/read"] = {
+                    "inputs": [{"id": own}, {"id": "1"}],
+                    "properties": ["email"],
+                    "propertiesWithHistory": ["email"],
+                    "idProperty": "hs_object_id",
+                }
                 out["POST", f"/crm/v3/properties/{alias}"] = prop
+        pair = {"from": {"id": ids["deal"]}, "to": {"id": ids["contact"]}}
+        out["POST", "/crm/v4/associations/deals/contacts/batch/associate/default"] = {
+            "inputs": [pair]
+        }
+        out["POST", "/crm/v4/associations/contacts/deals/batch/associate/default"] = {
+            "inputs": [{"from": pair["to"], "to": pair["from"]}]
+        }
         return out
     if vendor == "pipedrive":
         person = {

@@ -9,6 +9,12 @@ vendor's handlers and applies, in this order, for every API request:
 4. the first matching fault rule,
 5. the vendor handler (under the app's lock), then rate-limit headers and bookkeeping.
 
+A batch request is one request in all of that: one slot of the rate-limit window, one entry in
+the request log and counters, one request-level fault. ``item_error`` rules are the exception:
+they never fire for a whole request; a vendor's batch handler asks
+:meth:`VendorApp.take_item_fault` about each input, and an input they match fails on its own
+(HubSpot: listed in ``errors`` of a 207) while the others are written.
+
 Admin endpoints under ``/_sandbox/`` bypass all of that. The HTTP side is a stdlib
 :class:`~http.server.ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive.
 """
@@ -43,8 +49,13 @@ JSONDict = dict[str, Any]
 AUTO_PREFIX = "sbx_"
 #: How many request-log entries each account keeps.
 REQUEST_LOG_SIZE = 1000
-#: Fault kinds understood by every vendor.
-FAULT_KINDS = frozenset({"status", "rate_limit", "slow", "drop", "drop_after", "malformed"})
+#: Fault kinds understood by every vendor (``item_error``: by the batch endpoints that have
+#: per-input outcomes, HubSpot's).
+FAULT_KINDS = frozenset(
+    {"status", "rate_limit", "slow", "drop", "drop_after", "malformed", "item_error"}
+)
+#: The fault kind that fails single inputs of a batch instead of a whole request.
+ITEM_ERROR = "item_error"
 REDACTED = "<redacted>"
 
 
@@ -355,7 +366,10 @@ class FaultRule:
     delay_ms: float = 1000.0
     # ``status``: the error message of the vendor's error body; ``malformed``: the whole
     # body sent instead of the JSON. What a vendor that echoes a request would answer.
+    # ``item_error``: the message of the failing input's error.
     message: str | None = None
+    # ``item_error``: the input value (an id, an email, an idProperty value) that fails.
+    match: str | None = None
     fired: int = 0
 
     def matches(self, req: Request, account: AccountBase | None) -> bool:
@@ -381,7 +395,7 @@ class FaultRule:
     def to_json(self) -> JSONDict:
         """The rule as the admin API lists it (``times`` = remaining, -1 = forever)."""
         out: JSONDict = {"id": self.id, "kind": self.kind, "times": self.times, "fired": self.fired}
-        for key in ("method", "path", "token", "account", "status", "message"):
+        for key in ("method", "path", "token", "account", "status", "message", "match"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.path_regex is not None:
@@ -425,6 +439,7 @@ def parse_fault(raw: Any, rule_id: int) -> FaultRule:
         "retry_after",
         "delay_ms",
         "message",
+        "match",
     }
     unknown = set(raw) - known
     if unknown:
@@ -457,11 +472,18 @@ def parse_fault(raw: Any, rule_id: int) -> FaultRule:
     if isinstance(times, bool) or not isinstance(times, int) or times < -1 or times == 0:
         raise AdminError(400, "times must be a positive integer or -1 (forever)")
     rule.times = times
-    if kind == "status":
+    if kind == "status" or (kind == ITEM_ERROR and "status" in raw):
         status = raw.get("status")
         if isinstance(status, bool) or not isinstance(status, int) or not 400 <= status <= 599:
-            raise AdminError(400, "kind 'status' needs an integer status 400..599")
+            raise AdminError(400, f"kind {kind!r} needs an integer status 400..599")
         rule.status = status
+    if kind == ITEM_ERROR:
+        match = raw.get("match")
+        if not isinstance(match, str) or not match:
+            raise AdminError(400, "kind 'item_error' needs match: the input's id (or email) value")
+        rule.match = match
+    elif "match" in raw:
+        raise AdminError(400, "match is for kind 'item_error'")
     if "retry_after" in raw:
         retry = raw["retry_after"]
         if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
@@ -474,8 +496,10 @@ def parse_fault(raw: Any, rule_id: int) -> FaultRule:
         rule.delay_ms = float(delay)
     if "message" in raw:
         message = raw["message"]
-        if kind not in ("status", "malformed") or not isinstance(message, str):
-            raise AdminError(400, "message is a string, for kinds 'status' and 'malformed'")
+        if kind not in ("status", "malformed", ITEM_ERROR) or not isinstance(message, str):
+            raise AdminError(
+                400, "message is a string, for kinds 'status', 'malformed' and 'item_error'"
+            )
         rule.message = message
     return rule
 
@@ -940,9 +964,23 @@ class VendorApp(Generic[A]):
 
     def _take_fault(self, req: Request, account: A | None) -> FaultRule | None:
         for rule in self.faults:
-            if rule.matches(req, account):
+            if rule.kind != ITEM_ERROR and rule.matches(req, account):
                 rule.fire()
                 return rule
+        return None
+
+    def take_item_fault(
+        self, req: Request, account: A | None, values: Iterable[str]
+    ) -> FaultRule | None:
+        """The first ``item_error`` rule for ``req`` whose ``match`` is one of ``values`` (the
+        identifying values of one batch input), fired; None when the input is not to fail.
+        Batch handlers call it once per input they would otherwise write."""
+        wanted = set(values)
+        with self.lock:
+            for rule in self.faults:
+                if rule.kind == ITEM_ERROR and rule.match in wanted and rule.matches(req, account):
+                    rule.fire()
+                    return rule
         return None
 
     def _check_rate(self, account: A, limit: RateLimit | None, mono: float) -> int | None:

@@ -4,9 +4,14 @@ Shapes follow ``crm-specs/hubspot/v3/*.json``, ``v4/associations.json`` and
 ``oauth-v1/oauth.json``; error bodies follow what HubSpot sends in practice
 (``{status: "error", message, correlationId, category}``; 429 has ``errorType``/``policyName``).
 
-Reads (GET by id, search) return HubSpot's default properties plus those named in
+Reads (GET by id, search, batch read) return HubSpot's default properties plus those named in
 ``properties``; a requested property without a value comes back as ``null``, as HubSpot does.
-Writes (create, PATCH, batch upsert) return every property the record has.
+Writes (create, PATCH, batch upsert and update) return every property the record has.
+
+Batch endpoints (``batch/upsert``, ``batch/update``, ``batch/read`` of contacts and deals, v4
+``batch/associate/default`` between them) take at most 100 inputs, refuse duplicate ids and
+answer 207 with per-input ``errors`` where HubSpot does; the "batch endpoints" section of
+:class:`HubSpotApp` says which input problems fail one input and which fail the call.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from agency_crm.sandbox.core import (
     VendorApp,
     ascii_int,
     iso_millis_z,
+    json_bool,
     new_correlation_id,
     utcnow,
 )
@@ -626,6 +632,8 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
                     R("GET", base, self._bind(self.list_objects, otype)),
                     R("POST", f"{base}/search", self._bind(self.search, otype)),
                     R("POST", f"{base}/batch/upsert", self._bind(self.batch_upsert, otype)),
+                    R("POST", f"{base}/batch/update", self._bind(self.batch_update, otype)),
+                    R("POST", f"{base}/batch/read", self._bind(self.batch_read, otype)),
                     R("GET", f"{base}/{{id}}", self._bind(self.get_object, otype)),
                     R("PATCH", f"{base}/{{id}}", self._bind(self.update, otype)),
                     R("DELETE", f"{base}/{{id}}", self._bind(self.archive, otype)),
@@ -635,9 +643,11 @@ class HubSpotApp(VendorApp[HubSpotAccount]):
                 ]
                 v4 = f"/crm/v4/objects/{name}/{{fromId}}/associations"
                 for to in other.path_names:
+                    batch = f"/crm/v4/associations/{name}/{to}/batch/associate/default"
                     routes += [
                         R("PUT", f"{v4}/default/{to}/{{toId}}", self._bind(self.associate, otype)),
                         R("GET", f"{v4}/{to}", self._bind(self.list_associations, otype)),
+                        R("POST", batch, self._bind(self.batch_associate_default, otype)),
                     ]
         return routes
 
@@ -1159,8 +1169,15 @@ your HubSpot account. It will be able to:</p>
         return props
 
     def _check_unique(
-        self, account: HubSpotAccount, otype: ObjectType, props: Mapping[str, str], me: str | None
+        self,
+        account: HubSpotAccount,
+        otype: ObjectType,
+        props: Mapping[str, str],
+        me: str | None,
+        batch: bool = False,
     ) -> None:
+        """409 CONFLICT when a unique value of ``props`` belongs to another record (in a
+        batch, with ``context.existingId`` as HubSpot's multi-status conflicts have)."""
         for prop in account.unique_properties(otype):
             value = props.get(prop)
             if not value:
@@ -1174,6 +1191,8 @@ your HubSpot account. It will be able to:</p>
                         f"A {otype.singular.lower()} with {prop}={value} already exists. "
                         f"Existing ID: {other.id}"
                     )
+                if batch:
+                    raise _error(409, "CONFLICT", message, context={"existingId": [other.id]})
                 raise _error(409, "CONFLICT", message)
 
     def _write(
@@ -1308,53 +1327,6 @@ your HubSpot account. It will be able to:</p>
             record.index.put(None, ctx.searchable_from())
         return Response(204, content_type="application/json")
 
-    def batch_upsert(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
-        """``POST /crm/v3/objects/{type}/batch/upsert`` by a unique ``idProperty``."""
-        started = iso_millis_z(utcnow())
-        inputs = ctx.json_object().get("inputs")
-        if not isinstance(inputs, list) or not inputs:
-            raise _error(400, "VALIDATION_ERROR", "inputs must be a non-empty array")
-        if len(inputs) > 100:
-            raise _error(400, "VALIDATION_ERROR", "Batch input is limited to 100 inputs")
-        plan: list[tuple[Record | None, dict[str, str]]] = []
-        seen: set[str] = set()
-        for item in inputs:
-            if not isinstance(item, dict):
-                raise _error(400, "VALIDATION_ERROR", "each input must be an object")
-            key, id_property = item.get("id"), item.get("idProperty")
-            if not isinstance(key, str) or not key:
-                raise _error(400, "VALIDATION_ERROR", "each input needs a string id")
-            unique = ctx.account.unique_properties(otype)
-            if not isinstance(id_property, str) or id_property not in unique:
-                raise _error(
-                    400,
-                    "VALIDATION_ERROR",
-                    f"idProperty must be a unique-value property of {otype.name} "
-                    f"({', '.join(unique)}); got {id_property!r}",
-                )
-            if key in seen:
-                raise _error(400, "VALIDATION_ERROR", f"Duplicate IDs found in batch input: {key}")
-            seen.add(key)
-            existing = self._find_unique(ctx.account, otype, id_property, key)
-            props = self._check_strings(item.get("properties"))
-            props[id_property] = key
-            props = self._validate(ctx.account, otype, props, existing)
-            self._check_unique(ctx.account, otype, props, existing.id if existing else None)
-            plan.append((existing, props))
-        results = []
-        for existing, props in plan:
-            record = self._write(ctx, otype, props, existing)
-            results.append({**record.to_json(), "new": existing is None})
-        return Response.json(
-            200,
-            {
-                "status": "COMPLETE",
-                "results": results,
-                "startedAt": started,
-                "completedAt": iso_millis_z(utcnow()),
-            },
-        )
-
     def search(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
         """``POST /crm/v3/objects/{type}/search`` over the (lagged) search index."""
         body = ctx.json_object()
@@ -1473,6 +1445,469 @@ your HubSpot account. It will be able to:</p>
                 ]
             },
         )
+
+    # ----------------------------------------------------------------- batch endpoints
+    #
+    # What fails one input (listed in ``errors``, the others written) and what fails the
+    # whole call (400/409, nothing written), after what HubSpot answers:
+    #
+    # * The whole call: a body that is not ``{"inputs": [...]}``, no inputs, more than 100
+    #   (HubSpot's 400 wording, as recorded from a live batch/read of 107 inputs), an input
+    #   that is not an object or has no id, an ``idProperty`` that is not a unique property
+    #   ("Unable to perform update/upsert by non-unique 0-3 property ...", also for
+    #   hs_object_id), and the same id twice ("Duplicate IDs found in batch input: [..].
+    #   IDs must be unique", ``context.ids``: HubSpot's recorded 400 of batch/update and
+    #   batch/upsert, with or without trace ids). Two inputs that reach one record by
+    #   different ids (an email and a key) are duplicates too.
+    # * A property value HubSpot refuses (dealstage, email, owner, number, date) or a unique
+    #   value another record holds (409 CONFLICT): the whole call when the input has no
+    #   ``objectWriteTraceId``, that input alone when it has one (``context``:
+    #   ``objectWriteTraceId``, and ``existingId`` for a conflict). HubSpot documents
+    #   multi-status (207) for batch create with a unique objectWriteTraceId per input
+    #   (developers.hubspot.com/docs/api-reference/error-handling, "Multi-status errors");
+    #   live probes of batch/upsert reported the same: without trace ids one invalid record
+    #   rejects the request and nothing is written, with them a 207 that writes the rest.
+    # * An id of batch/update or batch/read that names no record (or an archived one):
+    #   per input always, one OBJECT_NOT_FOUND error whose ``context.ids`` lists them all,
+    #   worded as HubSpot's recorded 207 of batch/update.
+    # * ``item_error`` faults (admin API): per input always, trace id or not.
+    #
+    # Objects answer 200 when every input succeeded, else 207 with ``results`` (the
+    # successes, in input order), ``errors`` and ``numErrors`` (the spec's ...WithErrors
+    # schemas; HubSpot's changelog: batch/update answers 200, or 207 when one fails). The v4
+    # batch/associate/default declares only a 200, whose schema carries ``errors`` and
+    # ``numErrors``: pairs naming a missing record are reported there, in a 200.
+
+    def _not_unique(self, account: HubSpotAccount, otype: ObjectType, id_property: Any) -> ApiError:
+        unique = ", ".join(account.unique_properties(otype))
+        return _error(
+            400,
+            "VALIDATION_ERROR",
+            f"Unable to perform update/upsert by non-unique {otype.type_id} property "
+            f"{id_property} in portal ID {account.portal_id} (unique: {unique})",
+        )
+
+    def _item_fault(
+        self, ctx: Ctx[HubSpotAccount], values: set[str], context: dict[str, list[str]]
+    ) -> JSONDict | None:
+        """The per-input error of an ``item_error`` fault matching ``values``, if any."""
+        rule = self.take_item_fault(ctx.request, ctx.account, values)
+        if rule is None:
+            return None
+        status = rule.status or 400
+        category = STATUS_CATEGORIES.get(status, "INTERNAL_ERROR" if status >= 500 else "ERROR")
+        message = rule.message or f"{category}: this input was not processed (injected fault)"
+        return _item_error(category, message, context)
+
+    def _write_inputs(
+        self,
+        ctx: Ctx[HubSpotAccount],
+        otype: ObjectType,
+        entries: list[_BatchEntry],
+        upsert: bool,
+    ) -> tuple[list[JSONDict], list[JSONDict]]:
+        """Validate every entry (raising the first error of an entry without a trace id),
+        then write those that pass and no fault fails. (results, errors) in input order."""
+        account = ctx.account
+        failed: dict[int, JSONDict] = {}
+        claimed: dict[tuple[str, str], int] = {}
+        unique = account.unique_properties(otype)
+        for n, entry in enumerate(entries):
+            if entry.record is None and not upsert:
+                continue
+            try:
+                props = self._check_strings(entry.item.get("properties"))
+                if upsert:
+                    assert entry.id_property is not None
+                    props[entry.id_property] = entry.key
+                props = self._validate(account, otype, props, entry.record)
+                me = entry.record.id if entry.record else None
+                self._check_unique(account, otype, props, me, batch=True)
+                for prop in unique:
+                    value = props.get(prop)
+                    if not value:
+                        continue
+                    slot = (prop, value.lower() if prop == "email" else value)
+                    if claimed.setdefault(slot, n) != n:
+                        raise _error(
+                            409,
+                            "CONFLICT",
+                            f"Another input of this batch also sets {prop}={value}",
+                            context={"ids": [entries[claimed[slot]].key, entry.key]},
+                        )
+                entry.props = props
+            except ApiError as exc:
+                if entry.trace is None:
+                    raise
+                failed[n] = _item_error_from(exc, {"objectWriteTraceId": [entry.trace]})
+        results: list[JSONDict] = []
+        errors: list[JSONDict] = []
+        missing = [e.key for e in entries if e.record is None and not upsert]
+        if missing:
+            errors.append(
+                _item_error(
+                    "OBJECT_NOT_FOUND",
+                    f"Could not get some {otype.singular.upper()} objects, they may be deleted "
+                    "or not exist. Check that ids are valid.",
+                    {"ids": missing},
+                )
+            )
+        for n, entry in enumerate(entries):
+            if n in failed:
+                errors.append(failed[n])
+                continue
+            if entry.props is None:
+                continue
+            context = {"ids": [entry.key]}
+            if entry.trace is not None:
+                context["objectWriteTraceId"] = [entry.trace]
+            fault = self._item_fault(ctx, entry.match_values(), context)
+            if fault is not None:
+                errors.append(fault)
+                continue
+            existed = entry.record is not None
+            record = self._write(ctx, otype, entry.props, entry.record)
+            result = record.to_json()
+            if upsert:
+                result["new"] = not existed
+            if entry.trace is not None:
+                result["objectWriteTraceId"] = entry.trace
+            results.append(result)
+        return results, errors
+
+    def _entries(
+        self, ctx: Ctx[HubSpotAccount], otype: ObjectType, inputs: list[JSONDict], upsert: bool
+    ) -> list[_BatchEntry]:
+        """The inputs of batch/upsert or batch/update, parsed and resolved to records, with the
+        whole-call checks (ids, idProperty, trace ids, duplicates) done."""
+        account = ctx.account
+        unique = account.unique_properties(otype)
+        entries: list[_BatchEntry] = []
+        for n, item in enumerate(inputs):
+            key = _input_id(item.get("id"), f"inputs[{n}].id")
+            id_property = item.get("idProperty")
+            if upsert or id_property is not None:
+                if not isinstance(id_property, str) or id_property not in unique:
+                    raise self._not_unique(account, otype, id_property)
+            entries.append(_BatchEntry(item, key, id_property, _trace_id(item, n)))
+        _refuse_duplicates(entries)
+        traces = [e.trace for e in entries if e.trace is not None]
+        if len(set(traces)) != len(traces):
+            raise _error(400, "VALIDATION_ERROR", "objectWriteTraceId values must be unique")
+        targets: dict[str, _BatchEntry] = {}
+        for entry in entries:
+            if entry.id_property is None:
+                record = account.records[otype.name].get(entry.key)
+                entry.record = None if record is None or record.archived else record
+            else:
+                entry.record = self._find_unique(account, otype, entry.id_property, entry.key)
+            if entry.record is None:
+                continue
+            first = targets.setdefault(entry.record.id, entry)
+            if first is not entry:
+                raise _duplicate_ids([first.key, entry.key])
+        return entries
+
+    def batch_upsert(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``POST /crm/v3/objects/{type}/batch/upsert``: inputs ``{id, idProperty, properties,
+        objectWriteTraceId?}``; ``idProperty`` is a unique property (contacts: ``email``,
+        matched without regard to case as HubSpot does, or a ``hasUniqueValue`` one such as
+        ``agency_crm_key``). Results are SimplePublicUpsertObjects (``new``: created now).
+        200, or 207 with per-input errors; see the section comment for what fails what."""
+        started = iso_millis_z(utcnow())
+        inputs = _batch_inputs(ctx.json_object())
+        entries = self._entries(ctx, otype, inputs, upsert=True)
+        results, errors = self._write_inputs(ctx, otype, entries, upsert=True)
+        return _batch_response(started, results, errors)
+
+    def batch_update(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``POST /crm/v3/objects/{type}/batch/update``: inputs ``{id, properties, idProperty?,
+        objectWriteTraceId?}`` (``id`` the record id unless ``idProperty`` names a unique
+        property). Ids naming no record are one OBJECT_NOT_FOUND error in a 207, the others
+        are written; results are SimplePublicObjects."""
+        started = iso_millis_z(utcnow())
+        inputs = _batch_inputs(ctx.json_object())
+        entries = self._entries(ctx, otype, inputs, upsert=False)
+        results, errors = self._write_inputs(ctx, otype, entries, upsert=False)
+        return _batch_response(started, results, errors)
+
+    def batch_read(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``POST /crm/v3/objects/{type}/batch/read``: ``{inputs: [{id}], properties,
+        propertiesWithHistory, idProperty?}`` (``?archived=true``: archived records only).
+        Records come back once each with the default properties plus ``properties``; ids
+        naming no record are one OBJECT_NOT_FOUND error in a 207. With
+        ``propertiesWithHistory`` HubSpot takes at most 50 inputs; the fake keeps no history,
+        so each such property lists its current value only."""
+        started = iso_millis_z(utcnow())
+        body = ctx.json_object()
+        names = _string_list(body.get("properties"), "properties")
+        history = _string_list(body.get("propertiesWithHistory"), "propertiesWithHistory")
+        inputs = _batch_inputs(body, HISTORY_BATCH_LIMIT if history else BATCH_LIMIT)
+        id_property = body.get("idProperty")
+        if id_property in ("", "hs_object_id"):
+            id_property = None
+        account = ctx.account
+        if id_property is not None and (
+            not isinstance(id_property, str) or id_property not in account.unique_properties(otype)
+        ):
+            raise self._not_unique(account, otype, id_property)
+        archived = bool(json_bool(ctx.request.arg("archived")))
+        keys = [_input_id(item.get("id"), f"inputs[{n}].id") for n, item in enumerate(inputs)]
+        results: list[JSONDict] = []
+        errors: list[JSONDict] = []
+        missing: list[str] = []
+        seen: set[str] = set()
+        records = account.records[otype.name]
+        for key in keys:
+            record: Record | None = None
+            if id_property is None:
+                record = records.get(key)
+            else:
+                wanted = _fold(id_property, key)
+                record = next(
+                    (
+                        r
+                        for r in records.values()
+                        if r.archived == archived
+                        and _fold(id_property, r.properties.get(id_property) or "") == wanted
+                    ),
+                    None,
+                )
+            if record is None or record.archived != archived:
+                if key not in missing:
+                    missing.append(key)
+                continue
+            if record.id in seen:
+                continue
+            seen.add(record.id)
+            fault = self._item_fault(ctx, {key, record.id}, {"ids": [key]})
+            if fault is not None:
+                errors.append(fault)
+                continue
+            out = record.selected(names)
+            if history:
+                stamp = iso_millis_z(record.updated)
+                out["propertiesWithHistory"] = {
+                    n: [{"value": v, "timestamp": stamp, "sourceType": "API"}]
+                    for n in history
+                    if (v := record.properties.get(n)) is not None
+                }
+            results.append(out)
+        if missing:
+            errors.insert(
+                0,
+                _item_error(
+                    "OBJECT_NOT_FOUND",
+                    f"Could not get some {otype.singular.upper()} objects, they may be deleted "
+                    "or not exist. Check that ids are valid.",
+                    {"ids": missing},
+                ),
+            )
+        return _batch_response(started, results, errors)
+
+    def batch_associate_default(self, ctx: Ctx[HubSpotAccount], otype: ObjectType) -> Response:
+        """``POST /crm/v4/associations/{from}/{to}/batch/associate/default``: inputs
+        ``{from: {id}, to: {id}}`` (``otype`` is the from type; deals->contacts and
+        contacts->deals). Idempotent like the PUT: a pair already associated, or given twice,
+        is one association and one result. A pair naming a missing (or archived) record is
+        an OBJECT_NOT_FOUND error whose ``context`` is ``{fromObjectId: [..], toObjectId:
+        [..]}``; the spec declares only 200 for this endpoint, with ``errors`` and
+        ``numErrors`` in its schema, so such pairs are reported in a 200 and the others are
+        associated. HubSpot's behaviour for missing records and repeated pairs here is not
+        documented: callers should read ``numErrors`` on any 2xx and not repeat pairs."""
+        started = iso_millis_z(utcnow())
+        inputs = _batch_inputs(ctx.json_object())
+        pairs: list[tuple[str, str]] = []
+        for n, item in enumerate(inputs):
+            ends = []
+            for side in ("from", "to"):
+                end = item.get(side)
+                if not isinstance(end, dict):
+                    raise _error(400, "VALIDATION_ERROR", f"inputs[{n}].{side} must be {{id}}")
+                ends.append(_input_id(end.get("id"), f"inputs[{n}].{side}.id"))
+            pairs.append((ends[0], ends[1]))
+        account = ctx.account
+        results: list[JSONDict] = []
+        errors: list[JSONDict] = []
+        seen: set[tuple[str, str]] = set()
+        for from_id, to_id in pairs:
+            if (from_id, to_id) in seen:
+                continue
+            seen.add((from_id, to_id))
+            context = {"fromObjectId": [from_id], "toObjectId": [to_id]}
+            absent = [
+                f"No {type_name[:-1]} with id {key} exists"
+                for type_name, key in ((otype.name, from_id), (otype.other, to_id))
+                if (found := account.records[type_name].get(key)) is None or found.archived
+            ]
+            if absent:
+                errors.append(_item_error("OBJECT_NOT_FOUND", "; ".join(absent), context))
+                continue
+            fault = self._item_fault(ctx, {from_id, to_id}, context)
+            if fault is not None:
+                errors.append(fault)
+                continue
+            self._link(account, otype, from_id, to_id)
+            results.append(
+                {
+                    "from": {"id": from_id},
+                    "to": {"id": to_id},
+                    "associationSpec": {
+                        "associationCategory": "HUBSPOT_DEFINED",
+                        "associationTypeId": otype.association_type,
+                    },
+                }
+            )
+        return _batch_response(started, results, errors, partial_status=200)
+
+
+# --------------------------------------------------------------------------- batch helpers
+
+#: Most inputs a batch call takes; more is HubSpot's 400 (same wording).
+BATCH_LIMIT = 100
+#: Most inputs of a batch/read that asks for ``propertiesWithHistory``.
+HISTORY_BATCH_LIMIT = 50
+
+
+@dataclass
+class _BatchEntry:
+    """One input of batch/upsert or batch/update while the call is checked and written."""
+
+    item: JSONDict
+    key: str  # the input's id: a record id or the idProperty's value
+    id_property: str | None
+    trace: str | None  # objectWriteTraceId
+    record: Record | None = None  # the record it names (None: to create, or missing)
+    props: dict[str, str] | None = None  # validated properties (None: not to be written)
+
+    def fold(self, value: str) -> str:
+        """``value`` as compared for this input's idProperty (emails without case)."""
+        return _fold(self.id_property, value)
+
+    def match_values(self) -> set[str]:
+        """Values an ``item_error`` fault's ``match`` may name this input by."""
+        values = {self.key, self.fold(self.key)}
+        if self.record is not None:
+            values.add(self.record.id)
+        return values
+
+
+def _fold(id_property: str | None, value: str) -> str:
+    return value.lower() if id_property == "email" else value
+
+
+def _batch_inputs(body: JSONDict, limit: int = BATCH_LIMIT) -> list[JSONDict]:
+    """``body["inputs"]``: a non-empty array of at most ``limit`` objects (400 otherwise)."""
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise _error(400, "VALIDATION_ERROR", "inputs must be a non-empty array")
+    if len(inputs) > limit:
+        scope = "" if limit == BATCH_LIMIT else " request for property histories"
+        raise _error(
+            400,
+            "VALIDATION_ERROR",
+            f"The maximum number of inputs supported in a batch{scope} is {limit}. "
+            "Please reduce the number of items and try again",
+        )
+    for n, item in enumerate(inputs):
+        if not isinstance(item, dict):
+            raise _error(400, "VALIDATION_ERROR", f"inputs[{n}] must be an object")
+    return inputs
+
+
+def _input_id(raw: Any, where: str) -> str:
+    """An input's id: a non-empty string (or an integer, which HubSpot's parser coerces)."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    if not isinstance(raw, str) or not raw:
+        raise _error(400, "VALIDATION_ERROR", f"{where} must be a non-empty string")
+    return raw
+
+
+def _trace_id(item: JSONDict, n: int) -> str | None:
+    trace = item.get("objectWriteTraceId")
+    if trace is None:
+        return None
+    if not isinstance(trace, str) or not trace:
+        raise _error(
+            400, "VALIDATION_ERROR", f"inputs[{n}].objectWriteTraceId must be a non-empty string"
+        )
+    return trace
+
+
+def _string_list(raw: Any, name: str) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise _error(400, "VALIDATION_ERROR", f"{name} must be an array of strings")
+    return raw
+
+
+def _duplicate_ids(keys: list[str]) -> ApiError:
+    """HubSpot's 400 for a batch naming a record twice."""
+    return _error(
+        400,
+        "VALIDATION_ERROR",
+        f"Duplicate IDs found in batch input: [{', '.join(keys)}]. IDs must be unique",
+        context={"ids": keys},
+    )
+
+
+def _refuse_duplicates(entries: list[_BatchEntry]) -> None:
+    seen: set[tuple[str, str]] = set()
+    duplicated: list[str] = []
+    for entry in entries:
+        slot = (entry.id_property or "", entry.fold(entry.key))
+        if slot not in seen:
+            seen.add(slot)
+        elif entry.key not in duplicated:
+            duplicated.append(entry.key)
+    if duplicated:
+        raise _duplicate_ids(duplicated)
+
+
+def _item_error(
+    category: str,
+    message: str,
+    context: Mapping[str, list[str]],
+    details: list[JSONDict] | None = None,
+) -> JSONDict:
+    """One entry of a batch response's ``errors``: HubSpot's per-input error (``status``
+    is the word "error"), with the ``errors`` and ``links`` the spec's StandardError
+    requires (HubSpot itself often leaves them out)."""
+    return {
+        "status": "error",
+        "category": category,
+        "message": message,
+        "context": dict(context),
+        "errors": list(details or []),
+        "links": {},
+    }
+
+
+def _item_error_from(exc: ApiError, context: Mapping[str, list[str]]) -> JSONDict:
+    """The per-input form of an error that would otherwise fail the whole call."""
+    payload: JSONDict = exc.payload
+    merged = {**(payload.get("context") or {}), **context}
+    return _item_error(payload["category"], payload["message"], merged, payload.get("errors"))
+
+
+def _batch_response(
+    started: str, results: list[JSONDict], errors: list[JSONDict], partial_status: int = 207
+) -> Response:
+    """200 ``{status: COMPLETE, results, startedAt, completedAt}``; with errors also
+    ``numErrors`` and ``errors``, answered with ``partial_status``."""
+    body: JSONDict = {
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": started,
+        "completedAt": iso_millis_z(utcnow()),
+    }
+    if not errors:
+        return Response.json(200, body)
+    body["numErrors"] = len(errors)
+    body["errors"] = errors
+    return Response.json(partial_status, body)
 
 
 def _scopes(raw: str) -> list[str]:
