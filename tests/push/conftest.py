@@ -224,6 +224,7 @@ def fast_settings(url: str, **kw: Any) -> DrainSettings:
     client_kw = {
         "search_lag": kw.pop("search_lag", timedelta(seconds=0.3)),
         "http_timeout": kw.pop("http_timeout", 0.5),
+        "batches": kw.pop("batches", True),
         "hubspot_client_id": "sbx-client",
         "hubspot_client_secret": "sbx-secret",
     }

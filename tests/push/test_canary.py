@@ -401,8 +401,8 @@ def phase_2_deal_changes_in_process(run: Run) -> None:
     )
     run.fault(
         "hubspot",
-        method="PATCH",
-        path="/crm/v3/objects/deals/{id}",
+        method="POST",
+        path="/crm/v3/objects/deals/batch/update",
         kind="status",
         status=502,
         message=forwarded,

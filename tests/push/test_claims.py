@@ -78,7 +78,8 @@ def test_a_lease_shorter_than_a_slow_crm_never_lets_the_lapsed_claim_finish_the_
     ).fetchone()
     assert p_push is not None
     events: list[PushEvent] = []
-    settings = fast_settings(url, lease_seconds=2, http_timeout=3.4, per_client=4)
+    # Each push on its own (no batch calls), so that P's and Q's calls can be told apart.
+    settings = fast_settings(url, lease_seconds=2, http_timeout=3.4, per_client=4, batches=False)
     summary = asyncio.run(Drainer(settings, events.append).run())
 
     p_events = [(e.attempt, e.outcome) for e in events if e.push_id == p_push[0]]

@@ -143,6 +143,14 @@ def drain(
         ),
     ] = Settings.search_lag.total_seconds(),
     http_timeout: HttpTimeout = DEFAULT_HTTP_TIMEOUT,
+    batches: Annotated[
+        bool,
+        typer.Option(
+            "--batches/--no-batches",
+            help="Send a client's claimed pushes together through the CRM's batch API "
+            "(HubSpot: up to 100 per call); --no-batches sends each push on its own.",
+        ),
+    ] = True,
     progress: Annotated[
         ProgressMode,
         typer.Option(
@@ -165,7 +173,7 @@ def drain(
     ids = client_ids(clients)
     dsn = _dsn(database_url)
     client = Settings.from_environment(
-        search_lag=timedelta(seconds=search_lag), http_timeout=http_timeout
+        search_lag=timedelta(seconds=search_lag), http_timeout=http_timeout, batches=batches
     )
     if dry_run:
         from agency_crm.push.plan import plan

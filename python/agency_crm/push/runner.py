@@ -500,7 +500,7 @@ class Drainer:
                     outcome=reported,
                     error=item.error,
                     duration_ms=int((time.perf_counter() - item.started) * 1000),
-                    calls=item.calls,
+                    calls=item.calls if item.rode is None else item.rode,
                 )
             )
 

@@ -24,6 +24,9 @@ class Settings:
     token_refresh_margin: timedelta = timedelta(minutes=5)
     # Seconds one CRM call may take; a call may still land this long after it was sent.
     http_timeout: float = DEFAULT_HTTP_TIMEOUT
+    # Send a client's due pushes together through the CRM's batch API where it has one
+    # (HubSpot): up to 100 pushes in one call per step. Off: each push on its own.
+    batches: bool = True
 
     @classmethod
     def from_environment(cls, **overrides: Any) -> Settings:

@@ -117,6 +117,8 @@ class Ended:
     started: float = 0.0
     # The CRM's error when the outcome is not done and its retry time is still to be set.
     exc: Exception | None = None
+    # Batch calls the push rode in (``calls`` counts each call once, for its first push).
+    rode: int | None = None
 
 
 def context_from_target(push: Claimed, config: Config, row: dict[str, Any] | None) -> PushContext:
