@@ -143,6 +143,8 @@ NOISY = 0.10  # other load, as a share of the machine, above which a measurement
 NOISY_CPU = 0.05  # ... if it also came to this many CPU seconds (below: clock-tick noise)
 RETRIES = 2
 RUNNER_CLIENTS = (1, 8)  # clients (lanes) per runner process
+# The runner's claim: push drain's default --batch-size.
+RUNNER_BATCH = 100
 RUNNER_PER_CLIENT = (1, 4, 16)
 CONNECTION_HEADROOM = 10  # connections left free for the bench itself and superusers
 
@@ -250,7 +252,7 @@ def runner_settings(url: str, clients: list[uuid.UUID], per_client: int) -> Drai
     return DrainSettings(
         database_url=url,
         watch=False,
-        batch_size=per_client,
+        batch_size=RUNNER_BATCH,
         concurrency=len(clients) * per_client,
         per_client=per_client,
         max_seconds=TIMEOUT,

@@ -1017,6 +1017,11 @@ CREATE FUNCTION crm.finish_pushes(p_client_id uuid, p_lease_owner text, p_push_i
 DECLARE
     v_n integer := pg_catalog.cardinality(p_push_ids);
     v_item record;
+    v_now timestamptz := pg_catalog.clock_timestamp();
+    v_done_ids bigint [];
+    v_done_attempts integer [];
+    v_finished bigint [];
+    v_missing bigint;
 BEGIN
     IF p_push_ids IS NULL OR p_attempts IS NULL OR p_outcomes IS NULL
        OR pg_catalog.cardinality(p_attempts) <> v_n
@@ -1040,9 +1045,81 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Each claim is finished once: pass every push id at most once.';
     END IF;
-    -- Each push exactly as crm.finish_push finishes it (the same checks, lease test, supersede
-    -- and attempt rules), in push-id order so that concurrent finishers lock rows in one order;
-    -- one call of the whole batch, so one round trip and one transaction for the runner.
+    -- Every row of the batch locked first, in push-id order: two finishers whose claims
+    -- overlap (a lapsed claim and the one that took it over) lock in one order, never each
+    -- waiting for the other.
+    PERFORM 1
+    FROM crm.crm_push_queue AS q
+    WHERE q.client_id = p_client_id AND q.id = ANY(p_push_ids)
+    ORDER BY q.id
+    FOR UPDATE;
+
+    -- done, the usual outcome, for the whole set in one statement: exactly what
+    -- crm.finish_push does for a done claim (only the claim named, still in flight under this
+    -- owner, is finished; another is lease_lost).
+    SELECT pg_catalog.array_agg(t.id), pg_catalog.array_agg(t.attempt)
+    INTO v_done_ids, v_done_attempts
+    FROM ROWS FROM (
+        pg_catalog.unnest(p_push_ids),
+        pg_catalog.unnest(p_attempts),
+        pg_catalog.unnest(p_outcomes),
+        pg_catalog.unnest(p_retry_ats)
+    ) AS t (id, attempt, outcome, retry_at)
+    WHERE t.outcome = 'done' AND t.attempt >= 1 AND t.retry_at IS NULL;
+    IF v_done_ids IS NOT NULL THEN
+        SELECT m.id INTO v_missing
+        FROM pg_catalog.unnest(v_done_ids) AS m (id)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM crm.crm_push_queue AS q
+            WHERE q.client_id = p_client_id AND q.id = m.id
+        )
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'finish_push: push % of client % does not exist', v_missing,
+                p_client_id
+                USING ERRCODE = 'no_data_found',
+                      HINT = 'Pass the client_id and id returned by crm.claim_pushes.';
+        END IF;
+        WITH finished AS (
+            UPDATE crm.crm_push_queue AS q
+            SET status = 'done',
+                lease_owner = NULL,
+                lease_expires_at = NULL,
+                finished_at = v_now,
+                updated_at = v_now
+            FROM ROWS FROM (pg_catalog.unnest(v_done_ids), pg_catalog.unnest(v_done_attempts))
+                AS d (id, attempt)
+            WHERE q.client_id = p_client_id
+              AND q.id = d.id
+              AND q.status = 'in_flight'
+              AND q.lease_owner = p_lease_owner
+              AND q.attempts = d.attempt
+            RETURNING q.id
+        )
+        SELECT pg_catalog.array_agg(f.id) INTO v_finished FROM finished AS f;
+        IF v_finished IS NOT NULL THEN
+            -- The config's health, once for the set (as crm.finish_push keeps it).
+            UPDATE crm.client_crm_configs AS cfg
+            SET last_successful_push_at = v_now,
+                connection_status = 'connected',
+                last_error = NULL
+            WHERE cfg.client_id = p_client_id
+              AND cfg.deleted_at IS NULL
+              AND cfg.connection_status <> 'error'
+              AND (
+                  cfg.last_successful_push_at IS NULL
+                  OR cfg.last_successful_push_at < v_now - interval '1 second'
+                  OR cfg.connection_status <> 'connected'
+                  OR cfg.last_error IS NOT NULL
+              );
+        END IF;
+        RETURN QUERY
+        SELECT d.id, CASE WHEN d.id = ANY(v_finished) THEN 'done' ELSE 'lease_lost' END
+        FROM pg_catalog.unnest(v_done_ids) AS d (id);
+    END IF;
+
+    -- Every other outcome (and a done with odd arguments, for its refusal) as
+    -- crm.finish_push finishes it, in push-id order.
     FOR v_item IN
         SELECT t.*
         FROM ROWS FROM (
@@ -1052,6 +1129,7 @@ BEGIN
             pg_catalog.unnest(p_errors),
             pg_catalog.unnest(p_retry_ats)
         ) AS t (id, attempt, outcome, error, retry_at)
+        WHERE t.id <> ALL(coalesce(v_done_ids, '{}'))
         ORDER BY t.id
     LOOP
         push_id := v_item.id;
@@ -4059,6 +4137,41 @@ CREATE FUNCTION crm.push_target(p_client_id uuid, p_push_id bigint) RETURNS TABL
     AS $$
 BEGIN
     RETURN QUERY
+    SELECT t.*
+    FROM crm.push_targets(p_client_id, ARRAY[p_push_id]) AS t;
+END;
+$$;
+
+--
+-- Name: FUNCTION push_target(p_client_id uuid, p_push_id bigint); Type: COMMENT; Schema: crm; Owner: -
+--
+
+COMMENT ON FUNCTION crm.push_target(p_client_id uuid, p_push_id bigint) IS 'What one push must make the client''s CRM hold, read when the push is sent (the push runner
+and push drain --dry-run both use it). action: send; skip (its lead, deal or meeting is
+deleted; reason says which) or fail (an entity the push names does not exist). The contact:
+our stable key acrm-lead-<lead id>, the lead''s fields, contact_name (the person''s name, else
+the email, the company, or Lead <id prefix>) and org_key (the company, lower case with
+whitespace collapsed, or its SHA-256 when longer than 180 characters). The deal: the push''s
+deal, or for a meeting without one the deal the booking opens (key acrm-meeting-<meeting id>,
+named after the lead and the meeting''s date in the client''s time zone, amount 0 in the
+client''s currency, lost when the meeting was cancelled or bad); deal_status open, won or lost;
+deal_crm_stage is the config''s stage_map entry for the stage (closed_won or closed_lost for a
+closed deal), NULL when unmapped; deal_lost_reason is the label the CRM shows; deal_close_date
+the close day in the client''s time zone, else the expected one. The *_crm_id and
+*_create_sent_at columns are what crm_external_ids already knows for the live config (lead:
+the contact, person or Close lead; contact: the Close contact). No row when the push does not
+exist.';
+
+--
+-- Name: push_targets(uuid, bigint[]); Type: FUNCTION; Schema: crm; Owner: -
+--
+
+CREATE FUNCTION crm.push_targets(p_client_id uuid, p_push_ids bigint[]) RETURNS TABLE(push_id bigint, operation text, crm_config_id uuid, action text, reason text, lead_id uuid, contact_key text, email text, first_name text, last_name text, contact_name text, company text, title text, phone text, org_key text, deal_key text, deal_entity_id uuid, deal_id uuid, deal_name text, deal_amount numeric, deal_currency text, deal_stage text, deal_crm_stage text, deal_probability integer, deal_status text, deal_lost_reason text, deal_close_date date, lead_crm_id text, lead_create_sent_at timestamp with time zone, contact_crm_id text, contact_create_sent_at timestamp with time zone, org_crm_id text, org_create_sent_at timestamp with time zone, deal_crm_id text, deal_create_sent_at timestamp with time zone)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+BEGIN
+    RETURN QUERY
     WITH push AS (
         SELECT
             q.client_id,
@@ -4068,7 +4181,7 @@ BEGIN
             q.meeting_id,
             q.deal_id
         FROM crm.crm_push_queue AS q
-        WHERE q.client_id = p_client_id AND q.id = p_push_id
+        WHERE q.client_id = p_client_id AND q.id = ANY(p_push_ids)
     ),
 
     -- The push's deal: the one it names, else the live deal of the meeting it names.
@@ -4272,24 +4385,11 @@ END;
 $$;
 
 --
--- Name: FUNCTION push_target(p_client_id uuid, p_push_id bigint); Type: COMMENT; Schema: crm; Owner: -
+-- Name: FUNCTION push_targets(p_client_id uuid, p_push_ids bigint[]); Type: COMMENT; Schema: crm; Owner: -
 --
 
-COMMENT ON FUNCTION crm.push_target(p_client_id uuid, p_push_id bigint) IS 'What one push must make the client''s CRM hold, read when the push is sent (the push runner
-and push drain --dry-run both use it). action: send; skip (its lead, deal or meeting is
-deleted; reason says which) or fail (an entity the push names does not exist). The contact:
-our stable key acrm-lead-<lead id>, the lead''s fields, contact_name (the person''s name, else
-the email, the company, or Lead <id prefix>) and org_key (the company, lower case with
-whitespace collapsed, or its SHA-256 when longer than 180 characters). The deal: the push''s
-deal, or for a meeting without one the deal the booking opens (key acrm-meeting-<meeting id>,
-named after the lead and the meeting''s date in the client''s time zone, amount 0 in the
-client''s currency, lost when the meeting was cancelled or bad); deal_status open, won or lost;
-deal_crm_stage is the config''s stage_map entry for the stage (closed_won or closed_lost for a
-closed deal), NULL when unmapped; deal_lost_reason is the label the CRM shows; deal_close_date
-the close day in the client''s time zone, else the expected one. The *_crm_id and
-*_create_sent_at columns are what crm_external_ids already knows for the live config (lead:
-the contact, person or Close lead; contact: the Close contact). No row when the push does not
-exist.';
+COMMENT ON FUNCTION crm.push_targets(p_client_id uuid, p_push_ids bigint[]) IS 'crm.push_target of many pushes of one client, in one query: one row per push of p_push_ids
+that exists (in no particular order; push_id says which).';
 
 --
 -- Name: crm_external_ids; Type: TABLE; Schema: crm; Owner: -
@@ -11294,6 +11394,13 @@ GRANT ALL ON FUNCTION crm.push_queue_status(p_client_id uuid) TO crm_runner;
 
 REVOKE ALL ON FUNCTION crm.push_target(p_client_id uuid, p_push_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION crm.push_target(p_client_id uuid, p_push_id bigint) TO crm_runner;
+
+--
+-- Name: FUNCTION push_targets(p_client_id uuid, p_push_ids bigint[]); Type: ACL; Schema: crm; Owner: -
+--
+
+REVOKE ALL ON FUNCTION crm.push_targets(p_client_id uuid, p_push_ids bigint[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.push_targets(p_client_id uuid, p_push_ids bigint[]) TO crm_runner;
 
 --
 -- Name: TABLE crm_external_ids; Type: ACL; Schema: crm; Owner: -

@@ -71,14 +71,9 @@ SELECT t.*  -- noqa: AM04
 FROM crm.push_target(%(client_id)s, %(push_id)s) AS t;
 
 -- name: push_targets
--- crm.push_target of each push of a claim, in one query: its position in push_ids (ord) and
--- its row (no row: the push does not exist).
-SELECT
-    p.ord,
-    t.*  -- noqa: AM04
-FROM unnest(%(push_ids)s::bigint[]) WITH ORDINALITY AS p (id, ord)
-CROSS JOIN LATERAL crm.push_target(%(client_id)s, p.id) AS t
-ORDER BY p.ord ASC;
+-- crm.push_target of each push of a claim, in one query (no row: the push does not exist).
+SELECT t.*  -- noqa: AM04
+FROM crm.push_targets(%(client_id)s, %(push_ids)s::bigint[]) AS t;
 
 -- name: finish_pushes
 -- The audit rows of a batch of pushes (a JSON array of crm_push_log rows) and the outcomes of

@@ -107,6 +107,12 @@ class DrainSummary:
 LONGEST_WAIT = MAX_RETRY_DELAY - timedelta(hours=1)
 
 
+# Outcomes recorded in one statement: at most this many, and none kept waiting longer than
+# FLUSH_DELAY seconds for others to end (a lane with nothing else running records at once).
+FLUSH_AT = 100
+FLUSH_DELAY = 0.05
+
+
 def backoff(exc: CrmError, attempt: int, settings: DrainSettings) -> datetime:
     """When a push whose attempt ``attempt`` failed with ``exc`` is tried again: the one
     backoff policy of every retried push. A rate-limited call as soon as the CRM's
@@ -253,6 +259,7 @@ class Drainer:
         queue: deque[tuple[Claimed, PushContext | MissingEntity]] = deque()
         running: set[asyncio.Task[list[Ended]]] = set()
         ended: list[Ended] = []
+        ended_since = 0.0  # when the oldest of ``ended`` ended (monotonic)
         flushing: asyncio.Task[None] | None = None
         held = False
         drained = False
@@ -260,6 +267,8 @@ class Drainer:
             stopping = self.stopping.is_set() or time.monotonic() >= self.deadline
             if (stopping or held) and queue:
                 # Claimed but not started: back to pending at once, the attempt given back.
+                if not ended:
+                    ended_since = time.monotonic()
                 ended.extend(self.release(connection, queue, held))
                 queue.clear()
             if (
@@ -290,14 +299,23 @@ class Drainer:
                 size = min(connection.batch_limit, len(queue))
                 batch = [queue.popleft() for _ in range(size)]
                 running.add(asyncio.create_task(self.run_batch(connection, batch)))
-            if flushing is None and ended:
-                flushing = asyncio.create_task(self.flush(connection, ended))
-                ended = []
+            # Outcomes are recorded in sets: when nothing else is about to end, when a set is
+            # full, or once the oldest has waited FLUSH_DELAY (a lone push is not held up).
+            timeout: float | None = None
+            if ended and flushing is None:
+                waited = time.monotonic() - ended_since
+                if not running or len(ended) >= FLUSH_AT or waited >= FLUSH_DELAY:
+                    flushing = asyncio.create_task(self.flush(connection, ended))
+                    ended = []
+                else:
+                    timeout = FLUSH_DELAY - waited
             waiting: set[asyncio.Task[Any]] = set(running)
             if flushing is not None:
                 waiting.add(flushing)
             if waiting:
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
                 for task in done:
                     if task is flushing:
                         flushing = None
@@ -306,6 +324,8 @@ class Drainer:
                         continue
                     running.discard(task)
                     results = task.result()
+                    if not ended:
+                        ended_since = time.monotonic()
                     ended.extend(results)
                     # Our credentials were refused: claim nothing more this round, even when
                     # the config was fixed meanwhile (the push went back to pending): the fix

@@ -87,16 +87,42 @@ def audit_rows(
     ]
 
 
-def log_json(params: dict[str, Any]) -> dict[str, Any]:
-    """One ``log_params`` row as JSON for the ``finish_pushes`` query's jsonb_to_recordset."""
-    out: dict[str, Any] = {}
-    for name, value in params.items():
-        if isinstance(value, Jsonb):
-            value = value.obj
-        elif isinstance(value, uuid.UUID | datetime):
-            value = value.isoformat() if isinstance(value, datetime) else str(value)
-        out[name] = value
-    return out
+def audit_json(
+    push: Claimed, config_id: uuid.UUID, ctx: PushContext | None, logs: Sequence[CallRecord]
+) -> list[dict[str, Any]]:
+    """``audit_rows`` as JSON, for the ``finish_pushes`` query's jsonb_to_recordset."""
+    if not logs:
+        return []
+    lead_id, deal_id = push.lead_id, push.deal_id
+    if ctx is not None:
+        lead_id = ctx.lead.id
+        deal_id = push.deal_id or (ctx.deal.deal_id if ctx.deal is not None else None)
+    common = {
+        "client_id": str(push.client_id),
+        "crm_config_id": str(config_id),
+        "push_id": push.id,
+        "lead_id": None if lead_id is None else str(lead_id),
+        "meeting_id": None if push.meeting_id is None else str(push.meeting_id),
+        "deal_id": None if deal_id is None else str(deal_id),
+    }
+    return [
+        {
+            **common,
+            "operation": rec.operation,
+            "crm_contact_id": rec.crm_contact_id,
+            "crm_deal_id": rec.crm_deal_id,
+            "crm_org_id": rec.crm_org_id,
+            "request_payload": rec.request_payload,
+            "response_payload": rec.response_payload,
+            "status": str(rec.status),
+            "http_status": rec.http_status,
+            "error_code": rec.error_code,
+            "error_message": rec.error_message[:2000] if rec.error_message else None,
+            "duration_ms": rec.duration_ms,
+            "created_at": rec.at.isoformat(),
+        }
+        for rec in logs
+    ]
 
 
 @dataclass
@@ -235,11 +261,11 @@ class Store:
                 PUSH["push_targets"],
                 {"client_id": client_id, "push_ids": [p.id for p in pushes]},
             )
-            rows = {r["ord"]: r for r in await cur.fetchall()}
+            rows = {r["push_id"]: r for r in await cur.fetchall()}
         out: list[PushContext | MissingEntity] = []
-        for ord_, push in enumerate(pushes, start=1):
+        for push in pushes:
             try:
-                out.append(context_from_target(push, config, rows.get(ord_)))
+                out.append(context_from_target(push, config, rows.get(push.id)))
             except MissingEntity as exc:
                 out.append(exc)
         return out
@@ -355,9 +381,7 @@ class Store:
             return []
         client_id = items[0].push.client_id
         logs = [
-            log_json(row)
-            for item in items
-            for row in audit_rows(item.push, config_id, item.ctx, item.logs)
+            row for item in items for row in audit_json(item.push, config_id, item.ctx, item.logs)
         ]
         params = {
             "client_id": client_id,
