@@ -185,7 +185,10 @@ def test_a_lost_deal_is_lost_in_the_crm(
     assert lost["amount"] == 900
 
 
-@pytest.mark.parametrize("vendor", CRMS)
+# HubSpot only: contacts are unique by email there, so adopting one costs no extra call.
+# Pipedrive and Close search only for a create whose answer was lost, so a person made by
+# hand is not adopted (test_calls_per_push.py, test_a_person_made_by_hand_is_not_searched_for).
+@pytest.mark.parametrize("vendor", ["hubspot"])
 def test_an_existing_contact_is_reused(
     pushdb: tuple[psycopg.Connection[Any], str], pmake: Make, sandbox: Sandbox, vendor: str
 ) -> None:

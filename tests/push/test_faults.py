@@ -291,7 +291,9 @@ def test_the_limit_learned_from_headers_avoids_429(
     assert summary.outcomes["done"] == 6
     assert summary.rate_limited == 0
     assert crm.state()["status_counts"].get("429", 0) == 0
-    assert summary.calls >= 18  # enough calls that the limit of 6/s was binding
+    # Enough calls that the limit of 6/s was binding: at least two windows' worth (Close
+    # needs 2 calls per new lead, Pipedrive 2 plus the shared organisation, HubSpot 4).
+    assert summary.calls >= 12
 
 
 def test_one_slow_crm_does_not_stall_the_others(

@@ -1,8 +1,8 @@
 """Close: a lead holds its contacts; deals are opportunities (value in cents).
 
-HTTP basic auth with the API key as user name. Contacts are found by email with the Advanced
-Filtering search (``POST /api/v1/data/search/``); our external key goes into a lead and an
-opportunity custom field, searched before a create whose earlier outcome is unknown.
+HTTP basic auth with the API key as user name. Our external key goes into a lead and an
+opportunity custom field; only a create whose earlier outcome is unknown is searched for, by
+that key, with the Advanced Filtering search (``POST /api/v1/data/search/``).
 """
 
 from __future__ import annotations
@@ -22,34 +22,6 @@ from agency_crm.push.connection import (
 from agency_crm.push.http import CrmError, CrmHttp
 from agency_crm.push.model import DealState, Outcome, PushContext
 from agency_crm.push.sync import Push
-
-
-def email_query(email: str) -> dict[str, Any]:
-    """Advanced Filtering: contacts with this email address."""
-    return {
-        "query": {
-            "type": "and",
-            "queries": [
-                {"type": "object_type", "object_type": "contact"},
-                {
-                    "type": "has_related",
-                    "this_object_type": "contact",
-                    "related_object_type": "contact_email",
-                    "related_query": {
-                        "type": "field_condition",
-                        "field": {
-                            "type": "regular_field",
-                            "object_type": "contact_email",
-                            "field_name": "email",
-                        },
-                        "condition": {"type": "text", "mode": "exact_value", "value": email},
-                    },
-                },
-            ],
-        },
-        "_fields": {"contact": ["id", "lead_id"]},
-        "_limit": 10,
-    }
 
 
 def custom_field_query(object_type: str, field_id: str, value: str) -> dict[str, Any]:
@@ -188,18 +160,15 @@ class ClosePush(Push):
         return data[0] if data else None
 
     async def ensure_lead(self) -> tuple[str, str]:
-        """The Close lead and contact of our lead: known, found, or created together."""
+        """The Close lead and contact of our lead: known, or created together in one call
+        (the contact nested in the lead). Searched for (by our key) only when an earlier
+        create of it may have landed."""
         lead = self.ctx.lead
         lead_id = self.ids.known("lead", lead.key)
         contact_id = self.ids.known("contact", lead.key)
         if lead_id and contact_id:
             return lead_id, contact_id
-        hit = None
-        if lead.email:
-            hit = await self.search("find_contact", email_query(lead.email))
-            if hit:
-                contact_id, lead_id = str(hit["id"]), str(hit.get("lead_id") or "")
-        if hit is None and self.ids.unknown_outcome("lead", lead.key):
+        if self.ids.unknown_outcome("lead", lead.key):
             found = await self.search(
                 "find_lead_by_key",
                 custom_field_query("lead", self.connection.key_field("lead"), lead.key),

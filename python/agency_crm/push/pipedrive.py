@@ -49,6 +49,13 @@ class Pipedrive(Connection):
     def push(self, ctx: PushContext, http: CrmHttp) -> PipedrivePush:
         return PipedrivePush(self, ctx, http)
 
+    @property
+    def org_ids(self) -> dict[str, str]:
+        """Our organisation key -> Pipedrive organisation id, as learned in this run (filled
+        under ``key_lock("organisation", key)``): each company is matched once per run."""
+        orgs: dict[str, str] = self.cache.setdefault("organisations", {})
+        return orgs
+
     async def headers(self, http: CrmHttp) -> dict[str, str]:
         """The API token header."""
         self.require_readable_secrets()
@@ -148,6 +155,8 @@ class Pipedrive(Connection):
 class PipedrivePush(Push):
     """One push into Pipedrive."""
 
+    connection: Pipedrive
+
     async def sync(self) -> None:
         org_id = await self.ensure_org()
         person_id = await self.ensure_person(org_id)
@@ -173,29 +182,39 @@ class PipedrivePush(Push):
         return str(data["id"])
 
     async def ensure_org(self) -> str | None:
-        """The organisation of the lead's company: known, found by name, or created."""
+        """The organisation of the lead's company: known (in this run, or in our id map), or
+        matched once per company per run (:meth:`match_org`), under ``key_lock``, by the
+        first push that needs it; every later push of the run takes it from the cache."""
         key = self.ctx.lead.org_key
         if key is None:
             return None
-        company = (self.ctx.lead.company or "").strip()
+        orgs = self.connection.org_ids
+        if (cached := orgs.get(key)) is not None:
+            return cached
         if known := self.ids.known("organisation", key):
+            orgs[key] = known
             return known
         # Leads of one company share the organisation: one push at a time decides.
         async with self.connection.key_lock("organisation", key):
-            ext = await self.ids.refresh("organisation", key)
-            if ext and ext.crm_id:
-                return ext.crm_id
-            org_id = await self.search("find_org", "organizations", company, "name")
-            if org_id is None and ext and ext.create_sent_at:
-                org_id = await self.search("find_org_by_key", "organizations", key, "custom_fields")
-            if org_id is None:
-                org_id = await self.ids.claim_create(
-                    "organisation",
-                    key,
-                    None,
-                    self.unknown_outcome_window,
-                    f"organisation {company!r}",
-                )
+            if (cached := orgs.get(key)) is None:
+                cached = orgs[key] = await self.match_org(key)
+            return cached
+
+    async def match_org(self, key: str) -> str:
+        """The organisation's id as our map now says (another runner may have stored it since
+        the push began), else found by our key when an earlier create of it may have landed,
+        else created. No search by name: one made by hand is not adopted (docs/push.md)."""
+        ext = await self.ids.refresh("organisation", key)
+        if ext is not None and ext.crm_id is not None and ext.create_sent_at is None:
+            return ext.crm_id
+        org_id = ext.crm_id if ext else None
+        if org_id is None and self.ids.unknown_outcome("organisation", key):
+            org_id = await self.search("find_org_by_key", "organizations", key, "custom_fields")
+        if org_id is None:
+            company = (self.ctx.lead.company or "").strip()
+            org_id = await self.ids.claim_create(
+                "organisation", key, None, self.unknown_outcome_window, f"organisation {company!r}"
+            )
             if org_id is None:
                 body: dict[str, Any] = {
                     "name": company,
@@ -206,19 +225,18 @@ class PipedrivePush(Push):
                 org_id = await self.ids.create(
                     "organisation", key, lambda: self.create("create_org", "organizations", body)
                 )
-            self.http.tag_last(crm_org_id=org_id)
-            await self.ids.record("organisation", key, None, org_id)
-            return org_id
+        self.http.tag_last(crm_org_id=org_id)
+        await self.ids.record("organisation", key, None, org_id)
+        return org_id
 
     async def ensure_person(self, org_id: str | None) -> str:
-        """The lead's person: known, found by email (or our key), or created."""
+        """The lead's person: known, or created with its organisation in the same call.
+        Searched for (by our key) only when an earlier create of it may have landed."""
         lead = self.ctx.lead
         if known := self.ids.known("lead", lead.key):
             return known
         person_id = None
-        if lead.email:
-            person_id = await self.search("find_contact", "persons", lead.email, "email")
-        if person_id is None and self.ids.unknown_outcome("lead", lead.key):
+        if self.ids.unknown_outcome("lead", lead.key):
             person_id = await self.search(
                 "find_contact_by_key", "persons", lead.key, "custom_fields"
             )
