@@ -336,9 +336,10 @@ def run_drain(
 
 def calls_per_push(
     conn: psycopg.Connection[Any], accounts: list[Account]
-) -> dict[str, dict[str, tuple[int, int]]]:
+) -> dict[str, dict[str, tuple[int, float]]]:
     """Per CRM: (pushes, CRM calls) of a lead's first push ("new lead"), of its later ones
-    ("known lead") and of all, from the push log (one row per CRM call)."""
+    ("known lead") and of all, from the push log (one row per CRM call and push; a batch
+    call counts 1 / its inputs for each push that rode in it)."""
     vendor = {a.client_id: a.crm.vendor for a in accounts}
     rows = conn.execute(
         """
@@ -349,8 +350,12 @@ def calls_per_push(
                 q.id = min(q.id) OVER (PARTITION BY q.client_id, q.lead_id) AS first_of_lead
             FROM crm.crm_push_queue AS q
         ),
+        -- A batch call is shared by the pushes that rode in it: each gets its share.
         calls AS (
-            SELECT l.push_id, count(*) AS calls
+            SELECT
+                l.push_id,
+                sum(1.0 / coalesce((l.request_payload -> 'batch' ->> 'inputs')::numeric, 1))
+                    AS calls
             FROM crm.crm_push_log AS l
             WHERE l.push_id IS NOT NULL
             GROUP BY l.push_id
@@ -361,12 +366,12 @@ def calls_per_push(
         GROUP BY p.client_id, p.first_of_lead
         """
     ).fetchall()
-    out: dict[str, dict[str, tuple[int, int]]] = {}
+    out: dict[str, dict[str, tuple[int, float]]] = {}
     for client_id, first, pushes, calls in rows:
         per = out.setdefault(vendor[client_id], {})
         for kind in ("new lead" if first else "known lead", "all"):
             had = per.get(kind, (0, 0))
-            per[kind] = (had[0] + int(pushes), had[1] + int(calls))
+            per[kind] = (had[0] + int(pushes), had[1] + float(calls))
     return out
 
 
