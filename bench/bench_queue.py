@@ -25,13 +25,14 @@ when the last worker has found the queue empty (enqueue and connection set-up ex
   what `push drain` does.
 * runner ("push drain path, no-op CRM"): the code path `agency-crm push drain` takes. Per
   process, one real `agency_crm.push.runner.Drainer` (DrainSettings watch=False, client_ids =
-  the clients that process owns, per_client from the setting, batch_size = per_client (a lane
-  never claims more than per_client - running anyway), concurrency = clients x per_client,
-  retry_horizon 0 so the drain ends when the queue is empty) on asyncio, as the CLI runs it.
-  One lane per client claims 1..per_client pushes at a time (`Store.claim`, named query
-  claim_pushes), and each push reads its target (`Store.context`, crm.push_target), goes
-  through the client's `Connection` and `Push`, and is finished in a transaction of its own
-  (`Store.finish`: its audit rows, then crm.finish_push); an idle lane asks next_run_after
+  the clients that process owns, per_client from the setting, batch_size 100 (push drain's
+  default --batch-size), concurrency = clients x per_client, retry_horizon 0 so the drain ends
+  when the queue is empty) on asyncio, as the CLI runs it. One lane per client claims up to
+  100 pushes at a time (`Store.claim`, named query claim_pushes), reads their targets in one
+  query (`Store.contexts`, crm.push_targets), runs up to per_client of them at once through the
+  client's `Connection` and `Push`, and records the outcomes of the pushes that ended in one
+  statement (`Store.finish_many`: crm.write_push_log and crm.finish_pushes) while the next ones
+  run, and always before claiming again; an idle lane asks next_run_after
   once and ends. Only the CRM is replaced: the worker registers a no-op Connection for the
   configs' crm_type ('pipedrive') in `agency_crm.push.crms.CONNECTIONS`, whose push's sync()
   makes no HTTP call and records one successful call (operation noop_sync, HTTP 200), so

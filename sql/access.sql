@@ -45,7 +45,7 @@ DECLARE
     c_runner_functions CONSTANT text [] := ARRAY[
         'claim_pushes', 'complete_pushes', 'finish_push', 'finish_pushes', 'hold_pushes',
         'retry_pushes',
-        'push_target', 'push_targets', 'record_crm_id', 'claim_crm_create', 'release_crm_create',
+        'push_target', 'push_targets', 'record_crm_id', 'write_push_log', 'claim_crm_create', 'release_crm_create',
         'push_queue_status'
     ];
     c_app_functions CONSTANT text [] := ARRAY['reopen_deal', 'push_queue_status'];

@@ -76,77 +76,15 @@ SELECT t.*  -- noqa: AM04
 FROM crm.push_targets(%(client_id)s, %(push_ids)s::bigint[]) AS t;
 
 -- name: finish_pushes
--- The audit rows of a batch of pushes (a JSON array of crm_push_log rows) and the outcomes of
--- their claims (crm.finish_pushes), in one statement: both or neither.
+-- The audit rows of a batch of pushes and the outcomes of their claims (crm.finish_pushes), in
+-- one statement: both or neither.
 WITH logged AS (
-    INSERT INTO crm.crm_push_log (
-        client_id,
-        crm_config_id,
-        push_id,
-        operation,
-        lead_id,
-        meeting_id,
-        deal_id,
-        crm_contact_id,
-        crm_deal_id,
-        crm_org_id,
-        request_payload,
-        response_payload,
-        status,
-        http_status,
-        error_code,
-        error_message,
-        duration_ms,
-        created_at
-    )
-    SELECT
-        r.client_id,
-        r.crm_config_id,
-        r.push_id,
-        r.operation,
-        r.lead_id,
-        r.meeting_id,
-        r.deal_id,
-        r.crm_contact_id,
-        r.crm_deal_id,
-        r.crm_org_id,
-        r.request_payload,
-        r.response_payload,
-        r.status,
-        r.http_status,
-        r.error_code,
-        r.error_message,
-        r.duration_ms,
-        r.created_at
-    FROM
-        jsonb_to_recordset(%(logs)s::jsonb)
-            AS r (
-                client_id uuid,
-                crm_config_id uuid,
-                push_id bigint,
-                operation text,
-                lead_id uuid,
-                meeting_id uuid,
-                deal_id uuid,
-                crm_contact_id text,
-                crm_deal_id text,
-                crm_org_id text,
-                request_payload jsonb,
-                response_payload jsonb,
-                status text,
-                http_status integer,
-                error_code text,
-                error_message text,
-                duration_ms integer,
-                created_at timestamptz
-            )
-    RETURNING 1
+    SELECT crm.write_push_log(%(client_id)s, %(logs)s) AS n
 )
 
 SELECT
     f.push_id,
-    f.status,
-    (SELECT count(*) FROM logged) AS logged
+    f.status
 FROM crm.finish_pushes(
     %(client_id)s,
     %(owner)s,
@@ -155,7 +93,9 @@ FROM crm.finish_pushes(
     %(outcomes)s,
     %(errors)s,
     %(retry_ats)s
-) AS f;
+) AS f
+-- written first, whatever the outcomes (a one-time filter)
+WHERE (SELECT l.n FROM logged AS l) >= 0;
 
 -- name: insert_push_log
 INSERT INTO crm.crm_push_log (
@@ -211,15 +151,22 @@ WHERE
     AND x.external_key = %(external_key)s;
 
 -- name: record_crm_id
-SELECT crm.record_crm_id(
-    %(client_id)s,
-    %(crm_config_id)s,
-    %(entity_type)s,
-    %(external_key)s,
-    %(entity_id)s,
-    %(crm_id)s,
-    %(create_sent_at)s
-);
+-- crm.record_crm_id with the audit rows of the calls so far, in one statement.
+WITH logged AS (
+    SELECT crm.write_push_log(%(client_id)s, %(logs)s) AS n
+)
+
+SELECT
+    crm.record_crm_id(
+        %(client_id)s,
+        %(crm_config_id)s,
+        %(entity_type)s,
+        %(external_key)s,
+        %(entity_id)s,
+        %(crm_id)s,
+        %(create_sent_at)s
+    )
+FROM logged;
 
 -- name: record_crm_ids
 -- crm.record_crm_id of many (entity type, external key) of one config, in one statement.
@@ -243,6 +190,11 @@ FROM
     ) AS r (entity_type, external_key, entity_id, crm_id, create_sent_at);
 
 -- name: claim_crm_create
+-- crm.claim_crm_create with the audit rows of the calls so far, in one statement.
+WITH logged AS (
+    SELECT crm.write_push_log(%(client_id)s, %(logs)s) AS n
+)
+
 SELECT
     c.claimed,
     c.crm_id,
@@ -254,12 +206,21 @@ FROM crm.claim_crm_create(
     %(external_key)s,
     %(entity_id)s,
     %(unknown_outcome_window)s
-) AS c;
+) AS c
+-- written first, whatever the claim (a one-time filter)
+WHERE (SELECT l.n FROM logged AS l) >= 0;
 
 -- name: release_crm_create
-SELECT crm.release_crm_create(
-    %(client_id)s, %(crm_config_id)s, %(entity_type)s, %(external_key)s
-);
+-- crm.release_crm_create with the audit rows of the calls so far, in one statement.
+WITH logged AS (
+    SELECT crm.write_push_log(%(client_id)s, %(logs)s) AS n
+)
+
+SELECT
+    crm.release_crm_create(
+        %(client_id)s, %(crm_config_id)s, %(entity_type)s, %(external_key)s
+    )
+FROM logged;
 
 -- name: finish_push
 -- The claim finished is named by its attempt number (what claim_pushes returned).

@@ -245,6 +245,11 @@ def seed(db: psycopg.Connection[Any]) -> Dataset:
         "p_push_ids": ["{" + ",".join(str(r[0]) for r in claimed) + "}"],
         "p_attempts": ["{" + ",".join(str(r[1]) for r in claimed) + "}"],
         "p_outcome": ["done", "retry", "defer", "failed", "held"],
+        # write_push_log: one audit row of a call made with the client's config
+        "p_rows": [
+            '[{"crm_config_id": "%s", "operation": "fuzz_call", "status": "success"}]'
+            % mine["config"]["id"]
+        ],
         # finish_pushes: one entry per claimed push (done all, or retry all)
         "p_outcomes": ["{" + ",".join(o for _ in claimed) + "}" for o in ("done", "retry")],
         "p_errors": ["{" + ",".join('"CRM said no"' for _ in claimed) + "}"],

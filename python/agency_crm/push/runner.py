@@ -149,7 +149,7 @@ class Drainer:
             time.monotonic() + settings.max_seconds if settings.max_seconds else float("inf")
         )
         self.pool: AsyncConnectionPool[Any] | None = None
-        self.http: httpx.AsyncClient | None = None
+        self.clients: dict[uuid.UUID, httpx.AsyncClient] = {}
         self.store: Store | None = None
 
     def stop(self) -> None:
@@ -171,7 +171,6 @@ class Drainer:
         )
         await self.pool.open(wait=True, timeout=15)
         self.store = Store(self.pool)
-        self.http = crms.http_client(s.client, s.concurrency)
         try:
             configs = await self.store.configs(s.client_ids)
             for config in configs:
@@ -186,7 +185,8 @@ class Drainer:
             self.stop()
             if self.lanes:
                 await asyncio.gather(*self.lanes.values(), return_exceptions=True)
-            await self.http.aclose()
+            for client in self.clients.values():
+                await client.aclose()
             await self.pool.close()
         self.summary.seconds = time.monotonic() - start
         self.summary.clients = len(self.connections)
@@ -194,12 +194,18 @@ class Drainer:
 
     def start_lane(self, config: Config) -> None:
         """Start (or restart) the lane of one config."""
-        assert self.store is not None and self.http is not None
+        assert self.store is not None
         connection = self.connections.get(config.client_id)
         if connection is None or connection.config.id != config.id:
-            connection = crms.connect(
-                config, self.http, self.settings.client, self.store, self.slots
-            )
+            # A connection pool per lane, sized to the lane's calls in flight: httpx's pool
+            # looks at every connection it holds on every request, so one pool for the whole
+            # run (64 connections) cost about 0.9 ms of CPU per CRM call.
+            http = self.clients.get(config.client_id)
+            if http is None:
+                http = self.clients[config.client_id] = crms.http_client(
+                    self.settings.client, self.settings.per_client
+                )
+            connection = crms.connect(config, http, self.settings.client, self.store, self.slots)
             self.connections[config.client_id] = connection
         else:
             connection.update(config)

@@ -72,25 +72,12 @@ def log_params(
     }
 
 
-def audit_rows(
-    push: Claimed, config_id: uuid.UUID, ctx: PushContext | None, logs: Sequence[CallRecord]
-) -> list[dict[str, Any]]:
-    """The audit rows of a push's CRM calls: with its target read, the lead and the deal it is
-    about; without (a missing entity), the ids the push names."""
-    lead_id, deal_id = push.lead_id, push.deal_id
-    if ctx is not None:
-        lead_id = ctx.lead.id
-        deal_id = push.deal_id or (ctx.deal.deal_id if ctx.deal is not None else None)
-    return [
-        log_params(push.client_id, config_id, rec, push.id, lead_id, push.meeting_id, deal_id)
-        for rec in logs
-    ]
-
-
 def audit_json(
     push: Claimed, config_id: uuid.UUID, ctx: PushContext | None, logs: Sequence[CallRecord]
 ) -> list[dict[str, Any]]:
-    """``audit_rows`` as JSON, for the ``finish_pushes`` query's jsonb_to_recordset."""
+    """The audit rows of a push's CRM calls, as JSON for ``crm.write_push_log``: with its
+    target read, the lead and the deal it is about; without (a missing entity), the ids the
+    push names."""
     if not logs:
         return []
     lead_id, deal_id = push.lead_id, push.deal_id
@@ -285,12 +272,17 @@ class Store:
             await conn.cursor().executemany(PUSH["insert_push_log"], rows)
 
     @staticmethod
-    def _id_params(ctx: PushContext, entity: str, key: str) -> dict[str, Any]:
+    def _id_params(
+        ctx: PushContext, entity: str, key: str, logs: Sequence[CallRecord] = ()
+    ) -> dict[str, Any]:
+        """The parameters of a CRM-id statement, with the audit rows of the calls so far
+        (written by the same statement: crm.write_push_log)."""
         return {
             "client_id": ctx.push.client_id,
             "crm_config_id": ctx.config.id,
             "entity_type": entity,
             "external_key": key,
+            "logs": Jsonb(audit_json(ctx.push, ctx.config.id, ctx, logs)),
         }
 
     async def record_id(
@@ -303,11 +295,10 @@ class Store:
         create_sent_at: datetime | None,
         logs: Sequence[CallRecord],
     ) -> None:
-        """crm.record_crm_id and the audit rows so far, in one transaction."""
-        params = self._id_params(ctx, entity, key)
+        """crm.record_crm_id and the audit rows so far, in one statement."""
+        params = self._id_params(ctx, entity, key, logs)
         params.update(entity_id=entity_id, crm_id=crm_id, create_sent_at=create_sent_at)
-        async with self.pool.connection() as conn, conn.transaction():
-            await self._write_logs(conn, audit_rows(ctx.push, ctx.config.id, ctx, logs))
+        async with self.pool.connection() as conn:
             await conn.execute(PUSH["record_crm_id"], params)
 
     async def claim_create(
@@ -319,11 +310,11 @@ class Store:
         window: timedelta,
         logs: Sequence[CallRecord],
     ) -> tuple[bool, ExternalId]:
-        """crm.claim_crm_create: (whether we may create, the id row as it now is)."""
-        params = self._id_params(ctx, entity, key)
+        """crm.claim_crm_create and the audit rows so far, in one statement: (whether we
+        may create, the id row as it now is)."""
+        params = self._id_params(ctx, entity, key, logs)
         params.update(entity_id=entity_id, unknown_outcome_window=window)
-        async with self.pool.connection() as conn, conn.transaction():
-            await self._write_logs(conn, audit_rows(ctx.push, ctx.config.id, ctx, logs))
+        async with self.pool.connection() as conn:
             cur = await conn.execute(PUSH["claim_crm_create"], params)
             row = await cur.fetchone()
             assert row is not None, "claim_crm_create returns a row"
@@ -332,45 +323,19 @@ class Store:
     async def release_create(
         self, ctx: PushContext, entity: str, key: str, logs: Sequence[CallRecord]
     ) -> None:
-        """crm.release_crm_create: the CRM refused the create, nothing was created."""
-        async with self.pool.connection() as conn, conn.transaction():
-            await self._write_logs(conn, audit_rows(ctx.push, ctx.config.id, ctx, logs))
-            await conn.execute(PUSH["release_crm_create"], self._id_params(ctx, entity, key))
+        """crm.release_crm_create (the CRM refused the create, nothing was created) and the
+        audit rows so far, in one statement."""
+        async with self.pool.connection() as conn:
+            await conn.execute(PUSH["release_crm_create"], self._id_params(ctx, entity, key, logs))
 
     async def lookup_id(self, ctx: PushContext, entity: str, key: str) -> ExternalId | None:
         """Re-read one id (another push of this run may have just stored it)."""
+        params = self._id_params(ctx, entity, key)
+        del params["logs"]
         async with self.pool.connection() as conn:
-            cur = await conn.execute(PUSH["crm_id"], self._id_params(ctx, entity, key))
+            cur = await conn.execute(PUSH["crm_id"], params)
             row = await cur.fetchone()
             return ExternalId(row[0], row[1]) if row else None
-
-    async def finish(
-        self,
-        push: Claimed,
-        config_id: uuid.UUID,
-        owner: str,
-        outcome: Outcome,
-        error: str | None,
-        retry_at: datetime | None,
-        ctx: PushContext | None,
-        logs: Sequence[CallRecord],
-    ) -> Finished:
-        """The remaining audit rows and crm.finish_push of our claim (``push.attempts``), in
-        one transaction (``ctx`` is None when the push's target could not be read)."""
-        params = {
-            "client_id": push.client_id,
-            "push_id": push.id,
-            "owner": owner,
-            "attempt": push.attempts,
-            "outcome": outcome,
-            "error": error,
-            "retry_at": retry_at,
-        }
-        async with self.pool.connection() as conn, conn.transaction():
-            await self._write_logs(conn, audit_rows(push, config_id, ctx, logs))
-            cur = await conn.execute(PUSH["finish_push"], params)
-            row = await cur.fetchone()
-            return Finished(row[0]) if row else Finished.LEASE_LOST
 
     async def finish_many(
         self, config_id: uuid.UUID, owner: str, items: Sequence[Ended]
