@@ -85,15 +85,16 @@ WITH logged AS (
 SELECT
     f.push_id,
     f.status
-FROM crm.finish_pushes(
-    %(client_id)s,
-    %(owner)s,
-    %(push_ids)s,
-    %(attempts)s,
-    %(outcomes)s,
-    %(errors)s,
-    %(retry_ats)s
-) AS f
+FROM
+    crm.finish_pushes(
+        %(client_id)s,
+        %(owner)s,
+        %(push_ids)s,
+        %(attempts)s,
+        %(outcomes)s,
+        %(errors)s,
+        %(retry_ats)s
+    ) AS f
 -- written first, whatever the outcomes (a one-time filter)
 WHERE (SELECT l.n FROM logged AS l) >= 0;
 
@@ -199,14 +200,15 @@ SELECT
     c.claimed,
     c.crm_id,
     c.create_sent_at
-FROM crm.claim_crm_create(
-    %(client_id)s,
-    %(crm_config_id)s,
-    %(entity_type)s,
-    %(external_key)s,
-    %(entity_id)s,
-    %(unknown_outcome_window)s
-) AS c
+FROM
+    crm.claim_crm_create(
+        %(client_id)s,
+        %(crm_config_id)s,
+        %(entity_type)s,
+        %(external_key)s,
+        %(entity_id)s,
+        %(unknown_outcome_window)s
+    ) AS c
 -- written first, whatever the claim (a one-time filter)
 WHERE (SELECT l.n FROM logged AS l) >= 0;
 

@@ -16,6 +16,7 @@ runs in its own savepoint, rolled back even when it succeeds, so calls never see
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import uuid
@@ -247,8 +248,10 @@ def seed(db: psycopg.Connection[Any]) -> Dataset:
         "p_outcome": ["done", "retry", "defer", "failed", "held"],
         # write_push_log: one audit row of a call made with the client's config
         "p_rows": [
-            '[{"crm_config_id": "%s", "operation": "fuzz_call", "status": "success"}]'
-            % mine["config"]["id"]
+            json.dumps(
+                [{"crm_config_id": str(mine["config"]["id"]), "operation": "fuzz_call",
+                  "status": "success"}]
+            )
         ],
         # finish_pushes: one entry per claimed push (done all, or retry all)
         "p_outcomes": ["{" + ",".join(o for _ in claimed) + "}" for o in ("done", "retry")],
