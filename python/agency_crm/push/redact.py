@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -15,6 +16,13 @@ _SECRET_KEY = re.compile(
     r"(token|secret|password|passwd|api[_-]?key|authorization|auth|credential|cookie)",
     re.IGNORECASE,
 )
+
+
+@lru_cache(maxsize=4096)
+def secret_key(name: str) -> bool:
+    """Whether a JSON key names a secret (its value is replaced whatever it is); the same few
+    hundred key names come back in every payload, so the answer is kept."""
+    return _SECRET_KEY.search(name) is not None
 
 
 def forms(secret: str) -> set[str]:
@@ -55,7 +63,7 @@ class Redactor:
         """A deep copy of a JSON-like value with secrets masked."""
         if isinstance(value, dict):
             return {
-                str(k): (REDACTED if _SECRET_KEY.search(str(k)) else self.value(v))
+                str(k): (REDACTED if secret_key(str(k)) else self.value(v))
                 for k, v in value.items()
             }
         if isinstance(value, list):
