@@ -149,3 +149,39 @@ def test_backoff_never_waits_longer_than_finish_push_accepts() -> None:
     for when in (later, backoff(slow, 10_000, settings)):
         wait = when - when.now(when.tzinfo)
         assert timedelta(days=6) < wait < MAX_RETRY_DELAY
+
+
+def test_a_stopped_drain_gives_back_the_pushes_it_claimed_and_did_not_start(
+    pushdb: tuple[psycopg.Connection[Any], str], pmake: Make, sandbox: Sandbox
+) -> None:
+    """A lane claims 20 pushes at once but runs one at a time; the drain stops (its
+    --max-seconds) after the first few: the pushes it never started are pending again at
+    once, their attempt given back, not left in flight until their lease lapses."""
+    conn, url = pushdb
+    client = pmake.client()
+    crm = connect_crm(pmake, sandbox, client, "pipedrive")
+    crm.configure(latency_ms=150)
+    for _ in range(20):
+        pmake.meeting(pmake.lead(client, company=None))
+    settings = fast_settings(url, per_client=1, batch_size=20, max_seconds=0.8, http_timeout=5)
+    summary = asyncio.run(Drainer(settings).run())
+    cur = conn.cursor(row_factory=dict_row)
+    pushes = cur.execute(
+        "SELECT status, attempts, lease_owner, last_error, run_after <= now() AS due"
+        " FROM crm.crm_push_queue WHERE client_id = %s ORDER BY id",
+        (client["id"],),
+    ).fetchall()
+    done = [p for p in pushes if p["status"] == "done"]
+    given_back = [p for p in pushes if p["status"] == "pending"]
+    assert done and given_back, pushes
+    assert len(done) + len(given_back) == 20  # nothing left in flight
+    assert len(done) == summary.outcomes["done"]
+    for push in given_back:
+        assert push["attempts"] == 0 and push["lease_owner"] is None and push["due"]
+        assert "drain stopped" in push["last_error"]
+    # The next drain sends them.
+    run_drain(url)
+    assert conn.execute(
+        "SELECT count(*) FROM crm.crm_push_queue WHERE client_id = %s AND status = 'done'",
+        (client["id"],),
+    ).fetchone() == (20,)
