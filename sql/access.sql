@@ -44,14 +44,13 @@ DECLARE
     -- runner).
     c_runner_functions CONSTANT text [] := ARRAY[
         'claim_pushes', 'complete_pushes', 'finish_push', 'finish_pushes', 'hold_pushes',
-        'retry_pushes',
-        'push_target', 'push_targets', 'record_crm_id', 'write_push_log', 'claim_crm_create', 'release_crm_create',
-        'push_queue_status'
+        'retry_pushes', 'push_target', 'push_targets', 'record_crm_id', 'write_push_log',
+        'claim_crm_create', 'release_crm_create', 'push_queue_status'
     ];
     c_app_functions CONSTANT text [] := ARRAY['reopen_deal', 'push_queue_status'];
     c_api_functions CONSTANT text [] := ARRAY[
         'save_crm_connection', 'disconnect_crm', 'backfill_pushes', 'begin_oauth_state',
-        'push_queue_status'
+        'write_push_log', 'push_queue_status'
     ];
     c_shared_functions CONSTANT text [] := ARRAY['push_queue_status'];
     -- Internal helpers only the lifecycle triggers of app code's writes call.

@@ -11751,6 +11751,7 @@ GRANT ALL ON FUNCTION crm.scoped_crm_config() TO crm_api;
 --
 
 REVOKE ALL ON FUNCTION crm.write_push_log(p_client_id uuid, p_rows jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION crm.write_push_log(p_client_id uuid, p_rows jsonb) TO crm_api;
 GRANT ALL ON FUNCTION crm.write_push_log(p_client_id uuid, p_rows jsonb) TO crm_runner;
 
 --

@@ -98,46 +98,9 @@ FROM
 -- written first, whatever the outcomes (a one-time filter)
 WHERE (SELECT l.n FROM logged AS l) >= 0;
 
--- name: insert_push_log
-INSERT INTO crm.crm_push_log (
-    client_id,
-    crm_config_id,
-    push_id,
-    operation,
-    lead_id,
-    meeting_id,
-    deal_id,
-    crm_contact_id,
-    crm_deal_id,
-    crm_org_id,
-    request_payload,
-    response_payload,
-    status,
-    http_status,
-    error_code,
-    error_message,
-    duration_ms,
-    created_at
-) VALUES (
-    %(client_id)s,
-    %(crm_config_id)s,
-    %(push_id)s,
-    %(operation)s,
-    %(lead_id)s,
-    %(meeting_id)s,
-    %(deal_id)s,
-    %(crm_contact_id)s,
-    %(crm_deal_id)s,
-    %(crm_org_id)s,
-    %(request_payload)s,
-    %(response_payload)s,
-    %(status)s,
-    %(http_status)s,
-    %(error_code)s,
-    %(error_message)s,
-    %(duration_ms)s,
-    %(created_at)s
-);
+-- name: write_push_log
+-- Audit rows of CRM calls made outside a push (push check, connect), in one statement.
+SELECT crm.write_push_log(%(client_id)s, %(logs)s);
 
 -- name: crm_id
 -- What crm_external_ids holds for one (entity type, external key) of a config.
@@ -223,12 +186,6 @@ SELECT
         %(client_id)s, %(crm_config_id)s, %(entity_type)s, %(external_key)s
     )
 FROM logged;
-
--- name: finish_push
--- The claim finished is named by its attempt number (what claim_pushes returned).
-SELECT crm.finish_push(
-    %(client_id)s, %(push_id)s, %(owner)s, %(attempt)s, %(outcome)s, %(error)s, %(retry_at)s
-);
 
 -- name: hold_pushes
 SELECT crm.hold_pushes(%(client_id)s, %(error)s);

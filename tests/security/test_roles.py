@@ -157,7 +157,7 @@ def test_a_one_client_role_reads_its_own_rows_and_none_of_another_client(
 # (tests/sql/test_connections.py calls each as crm_api, for its client and for another).
 API_CONNECTION_FUNCTIONS = {
     "save_crm_connection", "disconnect_crm", "backfill_pushes", "begin_oauth_state",
-    "consume_oauth_state", "authenticate_api_token", "scoped_crm_config",
+    "consume_oauth_state", "authenticate_api_token", "scoped_crm_config", "write_push_log",
 }  # fmt: skip
 
 

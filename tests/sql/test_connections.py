@@ -876,6 +876,16 @@ def api_clients(conn: Conn, make: Make) -> Iterator[tuple[Row, Row]]:
     yield a, b
 
 
+def write_log(conn: Conn, client_id: Any) -> int:
+    """crm.write_push_log: one audit row of a connect's call (as the API writes them)."""
+    row = conn.execute(
+        "SELECT crm.write_push_log(%s, %s)",
+        (client_id, Jsonb([{"operation": "get_pipelines", "status": "success"}])),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def test_the_api_connects_backfills_and_disconnects_its_own_client(
     conn: Conn,
     dsn: str,
@@ -891,6 +901,7 @@ def test_the_api_connects_backfills_and_disconnects_its_own_client(
         assert save(api, a["id"], "pipedrive", key="pd-new")[1] is True
         expires = begin(api, a["id"], digest("a's state"))
         assert expires is not None
+        assert write_log(api, a["id"]) == 1
         api.commit()
 
         acting_for(api, a["id"])
@@ -929,6 +940,8 @@ def test_for_another_client_the_api_gets_what_a_client_that_does_not_exist_gets(
         "disconnect": (lambda c, who: disconnect(c, who), "P0002"),
         "backfill": (lambda c, who: backfill(c, who), "55000"),
         "begin an OAuth flow": (lambda c, who: begin(c, who, digest(f"x{who}")), "23503"),
+        # the audit rows of a connect's calls: row-level security refuses them alike
+        "write audit rows": (lambda c, who: write_log(c, who), "42501"),
     }
     with connect_as(dsn, logins["crm_api"]) as api:
         for what, (call, sqlstate) in calls.items():

@@ -40,61 +40,17 @@ class MissingEntity(Exception):
     """The push names a lead, meeting or deal that does not exist."""
 
 
-def log_params(
-    client_id: uuid.UUID,
-    config_id: uuid.UUID,
-    rec: CallRecord,
-    push_id: int | None = None,
-    lead_id: uuid.UUID | None = None,
-    meeting_id: uuid.UUID | None = None,
-    deal_id: uuid.UUID | None = None,
-) -> dict[str, Any]:
-    """The parameters of the ``insert_push_log`` query for one CRM call."""
-    return {
-        "client_id": client_id,
-        "crm_config_id": config_id,
-        "push_id": push_id,
-        "operation": rec.operation,
-        "lead_id": lead_id,
-        "meeting_id": meeting_id,
-        "deal_id": deal_id,
-        "crm_contact_id": rec.crm_contact_id,
-        "crm_deal_id": rec.crm_deal_id,
-        "crm_org_id": rec.crm_org_id,
-        "request_payload": None if rec.request_payload is None else Jsonb(rec.request_payload),
-        "response_payload": None if rec.response_payload is None else Jsonb(rec.response_payload),
-        "status": rec.status,
-        "http_status": rec.http_status,
-        "error_code": rec.error_code,
-        "error_message": rec.error_message[:2000] if rec.error_message else None,
-        "duration_ms": rec.duration_ms,
-        "created_at": rec.at,
-    }
-
-
-def audit_json(
-    push: Claimed, config_id: uuid.UUID, ctx: PushContext | None, logs: Sequence[CallRecord]
+def call_rows(
+    config_id: uuid.UUID | None,
+    logs: Sequence[CallRecord],
+    common: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The audit rows of a push's CRM calls, as JSON for ``crm.write_push_log``: with its
-    target read, the lead and the deal it is about; without (a missing entity), the ids the
-    push names."""
-    if not logs:
-        return []
-    lead_id, deal_id = push.lead_id, push.deal_id
-    if ctx is not None:
-        lead_id = ctx.lead.id
-        deal_id = push.deal_id or (ctx.deal.deal_id if ctx.deal is not None else None)
-    common = {
-        "client_id": str(push.client_id),
-        "crm_config_id": str(config_id),
-        "push_id": push.id,
-        "lead_id": None if lead_id is None else str(lead_id),
-        "meeting_id": None if push.meeting_id is None else str(push.meeting_id),
-        "deal_id": None if deal_id is None else str(deal_id),
-    }
+    """Audit rows of CRM calls as JSON for ``crm.write_push_log``: the config they were made
+    with (None: not saved yet), and what ``common`` says (the push, its lead and deal)."""
+    base = {"crm_config_id": None if config_id is None else str(config_id), **(common or {})}
     return [
         {
-            **common,
+            **base,
             "operation": rec.operation,
             "crm_contact_id": rec.crm_contact_id,
             "crm_deal_id": rec.crm_deal_id,
@@ -110,6 +66,30 @@ def audit_json(
         }
         for rec in logs
     ]
+
+
+def audit_json(
+    push: Claimed, config_id: uuid.UUID, ctx: PushContext | None, logs: Sequence[CallRecord]
+) -> list[dict[str, Any]]:
+    """The audit rows of a push's CRM calls, as JSON for ``crm.write_push_log``: with its
+    target read, the lead and the deal it is about; without (a missing entity), the ids the
+    push names."""
+    if not logs:
+        return []
+    lead_id, deal_id = push.lead_id, push.deal_id
+    if ctx is not None:
+        lead_id = ctx.lead.id
+        deal_id = push.deal_id or (ctx.deal.deal_id if ctx.deal is not None else None)
+    return call_rows(
+        config_id,
+        logs,
+        {
+            "push_id": push.id,
+            "lead_id": None if lead_id is None else str(lead_id),
+            "meeting_id": None if push.meeting_id is None else str(push.meeting_id),
+            "deal_id": None if deal_id is None else str(deal_id),
+        },
+    )
 
 
 @dataclass
@@ -132,6 +112,21 @@ class Ended:
     exc: Exception | None = None
     # Batch calls the push rode in (``calls`` counts each call once, for its first push).
     rode: int | None = None
+
+
+async def write_logs(
+    conn: AsyncConnection[Any],
+    client_id: uuid.UUID,
+    config_id: uuid.UUID | None,
+    logs: Sequence[CallRecord],
+) -> None:
+    """The audit rows of CRM calls made for a config outside a push (a check, a connect),
+    in one statement."""
+    if logs:
+        await conn.execute(
+            PUSH["write_push_log"],
+            {"client_id": client_id, "logs": Jsonb(call_rows(config_id, logs))},
+        )
 
 
 def context_from_target(push: Claimed, config: Config, row: dict[str, Any] | None) -> PushContext:
@@ -267,11 +262,6 @@ class Store:
             return context_from_target(push, config, await cur.fetchone())
 
     @staticmethod
-    async def _write_logs(conn: AsyncConnection[Any], rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            await conn.cursor().executemany(PUSH["insert_push_log"], rows)
-
-    @staticmethod
     def _id_params(
         ctx: PushContext, entity: str, key: str, logs: Sequence[CallRecord] = ()
     ) -> dict[str, Any]:
@@ -397,7 +387,7 @@ class Store:
         with ``record``, the config's connection_status / last_error."""
         params: dict[str, Any] = {"client_id": config.client_id, "config_id": config.id}
         async with self.pool.connection() as conn, conn.transaction():
-            await self._write_logs(conn, [log_params(config.client_id, config.id, r) for r in logs])
+            await write_logs(conn, config.client_id, config.id, logs)
             if record:
                 await conn.execute(
                     PUSH["record_connection_check"], {**params, "ok": ok, "error": problem}

@@ -36,8 +36,9 @@ from agency_crm.push.http import CrmError
 from agency_crm.push.hubspot import HubSpot
 from agency_crm.push.model import Config, CrmType
 from agency_crm.push.settings import Settings
-from agency_crm.push.store import Store, log_params
-from agency_crm.queries import PUSH, SERVICE
+from agency_crm.push.store import Store
+from agency_crm.push.store import write_logs as write_call_logs
+from agency_crm.queries import SERVICE
 from agency_crm.service import models
 from agency_crm.service.errors import (
     Conflict,
@@ -665,10 +666,7 @@ class CrmService:
 
 async def write_logs(conn: AsyncConnection[Any], config: Config, records: Sequence[Any]) -> None:
     """The audit rows of calls made for a config (its id None when it was not saved yet)."""
-    if records:
-        rows = [log_params(config.client_id, config.id, r) for r in records]
-        async with conn.cursor() as cur:
-            await cur.executemany(PUSH["insert_push_log"], rows)
+    await write_call_logs(conn, config.client_id, config.id, records)
 
 
 def blank_config(
