@@ -123,7 +123,8 @@ class Run:
     operations: list[tuple[str, int, int, float]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     functions: list[tuple[str, int, float]] = field(default_factory=list)
-    id_map_analyzed: float | None = None  # seconds into the drain of the last autoanalyze
+    # autovacuum's analyses of the id map during the drain, and when the last one was
+    id_map_analyzed: tuple[int, float] | None = None
 
     @property
     def accepted(self) -> int:
@@ -423,11 +424,14 @@ def backfill_run(
         run.per_push = calls_per_push(conn, [account]).get("hubspot", {})
         run.operations = operations(conn, client.id)
         analyzed = conn.execute(
-            "SELECT last_autoanalyze FROM pg_stat_user_tables"
+            "SELECT autoanalyze_count, last_autoanalyze FROM pg_stat_user_tables"
             " WHERE relid = 'crm.crm_external_ids'::regclass"
         ).fetchone()
-        if analyzed and analyzed[0] and analyzed[0] > drain_started:
-            run.id_map_analyzed = (analyzed[0] - drain_started) / timedelta(seconds=1)
+        if analyzed and analyzed[1] and analyzed[1] > drain_started:
+            run.id_map_analyzed = (
+                int(analyzed[0]),
+                (analyzed[1] - drain_started) / timedelta(seconds=1),
+            )
         run.functions = conn.execute(
             """
             SELECT schemaname || '.' || funcname, sum(calls), sum(self_time) / 1000
@@ -451,11 +455,11 @@ def backfill_run(
         + ", ".join(f"{name} {secs:.1f} ({calls} calls)" for name, calls, secs in run.functions)
     )
     log(
-        "  crm.crm_external_ids (empty when the drain started) last auto-analyzed: "
+        "  crm.crm_external_ids (empty when the drain started) auto-analyzed: "
         + (
             "not during the drain"
             if run.id_map_analyzed is None
-            else f"{run.id_map_analyzed:.0f} s in"
+            else f"{run.id_map_analyzed[0]} time(s), the last {run.id_map_analyzed[1]:.0f} s in"
         )
     )
     log(f"  check: {'passed' if not run.problems else 'FAILED'}")
