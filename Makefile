@@ -12,6 +12,8 @@ BENCH_ANALYTICS_ARGS ?=
 BENCH_ANALYTICS_ROLES_ARGS ?=
 BENCH_QUEUE_ARGS ?=
 BENCH_PUSH_ARGS ?=
+BENCH_BACKFILL_ARGS ?=
+BENCH_DRAINERS_ARGS ?=
 DEMO_ARGS ?=
 # The slow tiers, each marked with why (pyproject.toml): make test-fast leaves them out.
 SLOW_MARKERS := not crash and not property and not packaging and not stress and not demo
@@ -75,7 +77,7 @@ docs-check: install ## Fail when docs/sql-api.md, docs/openapi.json or the examp
 	$(BIN)/python -m agency_crm.dev api-examples --check docs/api.md
 	$(BIN)/python -m agency_crm.dev readme-examples --check README.md
 
-bench: install ## Benchmarks: lifecycle triggers, analytics at scale and under row-level security, the push queue, end-to-end push; results in docs/benchmarks.md
+bench: install ## Benchmarks: lifecycle triggers, analytics at scale and under row-level security, the push queue, end-to-end push, a HubSpot backfill, several drainers; results in docs/benchmarks.md
 	@# Every benchmark runs; the target fails at the end if one missed its target.
 	@status=0; \
 	$(BIN)/python bench/bench_lifecycle.py $(BENCH_LIFECYCLE_ARGS) || status=1; \
@@ -83,6 +85,8 @@ bench: install ## Benchmarks: lifecycle triggers, analytics at scale and under r
 	$(BIN)/python bench/bench_analytics_roles.py $(BENCH_ANALYTICS_ROLES_ARGS) || status=1; \
 	$(BIN)/python bench/bench_queue.py $(BENCH_QUEUE_ARGS) || status=1; \
 	$(BIN)/python bench/bench_push.py $(BENCH_PUSH_ARGS) || status=1; \
+	$(BIN)/python bench/bench_backfill.py $(BENCH_BACKFILL_ARGS) || status=1; \
+	$(BIN)/python bench/bench_drainers.py $(BENCH_DRAINERS_ARGS) || status=1; \
 	exit $$status
 
 demo: install ## Run agency-crm end to end: a private PostgreSQL, fake CRMs, demo data, analytics, HTML report

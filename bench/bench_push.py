@@ -58,6 +58,8 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -237,35 +239,58 @@ class DrainRun(NamedTuple):
     rate_limited: int
     seconds: float  # wall time around the subprocess, or the in-process drain's own
     cpu: float | None  # user + system seconds of the drain process; None in-process
+    summaries: tuple[dict[str, Any], ...] = ()  # each subprocess's JSON summary line
 
 
-def drain_subprocess(url: str, concurrency: int, per_client: int) -> DrainRun:
-    """``python -m agency_crm push drain --once``, with the subprocess's CPU time."""
+def drain_subprocess(
+    url: str,
+    concurrency: int,
+    per_client: int,
+    extra: Sequence[str] = (),
+    processes: int = 1,
+) -> DrainRun:
+    """``python -m agency_crm push drain --once`` (with the options ``extra``), or
+    ``processes`` of them started together; their CPU time and calls, summed."""
     command = [
         sys.executable, "-m", "agency_crm", "push", "drain", "--once", "--progress", "log",
         "--concurrency", str(concurrency), "--per-client", str(per_client),
-        "--database-url", url,
+        "--database-url", url, *extra,
     ]  # fmt: skip
     env = {**os.environ, **OAUTH_APP}
+    # This worktree's package, not whichever one the interpreter has installed.
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT / "python"), env.get("PYTHONPATH")) if p
     )
     started = time.monotonic()
-    with tempfile.TemporaryFile("w+") as stderr:
-        # Children's CPU time counts the children this process has waited for: while it
-        # runs, only the drain (and whatever the drain waits for). The sandbox threads and
-        # the progress thread are this process's own time, not counted here.
+    with ExitStack() as stack:
+        stderrs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in range(processes)]
+        # Children's CPU time counts the children this process has waited for: while they
+        # run, only the drains (and whatever they wait for). The sandbox threads and the
+        # progress thread are this process's own time, not counted here.
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+        running = [
+            subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+            for err in stderrs
+        ]
+        # Each one's stdout is its summary line alone (its progress goes to stderr), so
+        # waiting for them in turn blocks none.
+        outputs = [proc.communicate()[0] for proc in running]
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         seconds = time.monotonic() - started
-        if done.returncode != 0:
-            stderr.seek(0)
-            tail = stderr.read()[-3000:]
-            raise SystemExit(f"push drain exited {done.returncode}:\n{done.stdout}\n{tail}")
+        for proc, out, err in zip(running, outputs, stderrs, strict=True):
+            if proc.returncode != 0:
+                err.seek(0)
+                tail = err.read()[-3000:]
+                raise SystemExit(f"push drain exited {proc.returncode}:\n{out}\n{tail}")
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    line = json.loads(done.stdout.strip().splitlines()[-1])
-    return DrainRun(int(line["crm_calls"]), int(line["rate_limited"]), seconds, cpu)
+    lines = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    return DrainRun(
+        sum(int(line["crm_calls"]) for line in lines),
+        sum(int(line["rate_limited"]) for line in lines),
+        seconds,
+        cpu,
+        tuple(lines),
+    )
 
 
 def drain_inprocess(url: str, concurrency: int, per_client: int) -> DrainRun:

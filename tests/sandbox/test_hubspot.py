@@ -241,6 +241,32 @@ def test_unique_properties_conflict(hs: httpx.Client, token: str) -> None:
     assert len(state(hs, token)["contacts"]) == 2
 
 
+def test_unique_lookups_follow_writes_and_archives(hs: httpx.Client) -> None:
+    """The fake's index of unique values (find_value) follows every change of a value."""
+
+    def by_email(email: str) -> int:
+        return hs.get(f"{CONTACTS}/{email}", params={"idProperty": "email"}).status_code
+
+    first = contact(hs, email="old@x.com", agency_crm_key="key-a")
+    assert by_email("OLD@x.com") == 200
+    r = hs.patch(f"{CONTACTS}/{first['id']}", json={"properties": {"email": "new@x.com"}})
+    assert r.status_code == 200, r.text
+    assert by_email("old@x.com") == 404 and by_email("new@x.com") == 200
+    # The old value is free again; the new one is taken.
+    taker = contact(hs, email="old@x.com")
+    assert assert_error(
+        hs.post(CONTACTS, json={"properties": {"email": "NEW@x.com"}}), 409, "CONFLICT"
+    )["message"].endswith(f"Existing ID: {first['id']}")
+    # Archived: its values are free.
+    assert hs.delete(f"{CONTACTS}/{first['id']}").status_code == 204
+    assert by_email("new@x.com") == 404
+    again = contact(hs, email="new@x.com", agency_crm_key="key-a")
+    assert again["id"] not in (first["id"], taker["id"])
+    upsert = {"inputs": [{"id": "key-a", "idProperty": "agency_crm_key", "properties": {}}]}
+    result = hs.post(f"{CONTACTS}/batch/upsert", json=upsert).json()["results"][0]
+    assert result["id"] == again["id"] and result["new"] is False
+
+
 def test_patch_contact(hs: httpx.Client) -> None:
     created = contact(hs, email="p@x.com")
     r = hs.patch(f"{CONTACTS}/{created['id']}", json={"properties": {"firstname": "Pat"}})
