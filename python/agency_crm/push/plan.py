@@ -61,7 +61,7 @@ async def describe(connection: Connection, push: Claimed) -> dict[str, Any]:
         "name": lead.name,
         "company": lead.company,
         "crm_id": contact.crm_id if contact else None,
-        "would": "reuse" if contact and contact.crm_id else "find by email or create",
+        "would": "reuse" if contact and contact.crm_id else first_contact(connection),
     }
     if ctx.deal is not None:
         deal = ctx.ids.get(("deal", ctx.deal.key))
@@ -75,3 +75,12 @@ async def describe(connection: Connection, push: Claimed) -> dict[str, Any]:
         item["deal"] = fields
     item["would"] = "send"
     return item
+
+
+def first_contact(connection: Connection) -> str:
+    """What a push does with a contact our id map does not know yet."""
+    if connection.batch_limit > 1:  # HubSpot in batches: one upsert finds or creates it
+        return "upsert by email (by our key without one)"
+    if connection.crm_type == "hubspot":
+        return "find by email or create"
+    return "create (searched for by our key only after a create whose answer was lost)"
