@@ -4357,30 +4357,56 @@ BEGIN
         xd.crm_id AS deal_crm_id,
         xd.create_sent_at AS deal_create_sent_at
     FROM target AS t
-    LEFT JOIN crm.crm_external_ids AS xl
-        ON
-            xl.client_id = t.client_id
-            AND xl.crm_config_id = t.config_id
-            AND xl.entity_type = 'lead'
-            AND xl.external_key = 'acrm-lead-' || t.l_id
-    LEFT JOIN crm.crm_external_ids AS xc
-        ON
-            xc.client_id = t.client_id
-            AND xc.crm_config_id = t.config_id
-            AND xc.entity_type = 'contact'
-            AND xc.external_key = 'acrm-lead-' || t.l_id
-    LEFT JOIN crm.crm_external_ids AS xo
-        ON
-            xo.client_id = t.client_id
-            AND xo.crm_config_id = t.config_id
-            AND xo.entity_type = 'organisation'
-            AND xo.external_key = t.org
-    LEFT JOIN crm.crm_external_ids AS xd
-        ON
-            xd.client_id = t.client_id
-            AND xd.crm_config_id = t.config_id
-            AND xd.entity_type = 'deal'
-            AND xd.external_key = t.key;
+    -- Each id looked up by its unique key, push by push (LIMIT 1 keeps every lookup an
+    -- index probe: joined plainly, a map with stale statistics was scanned whole per push).
+    LEFT JOIN LATERAL (
+        SELECT
+            x.crm_id,
+            x.create_sent_at
+        FROM crm.crm_external_ids AS x
+        WHERE
+            x.client_id = t.client_id
+            AND x.crm_config_id = t.config_id
+            AND x.entity_type = 'lead'
+            AND x.external_key = 'acrm-lead-' || t.l_id
+        LIMIT 1
+    ) AS xl ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT
+            x.crm_id,
+            x.create_sent_at
+        FROM crm.crm_external_ids AS x
+        WHERE
+            x.client_id = t.client_id
+            AND x.crm_config_id = t.config_id
+            AND x.entity_type = 'contact'
+            AND x.external_key = 'acrm-lead-' || t.l_id
+        LIMIT 1
+    ) AS xc ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT
+            x.crm_id,
+            x.create_sent_at
+        FROM crm.crm_external_ids AS x
+        WHERE
+            x.client_id = t.client_id
+            AND x.crm_config_id = t.config_id
+            AND x.entity_type = 'organisation'
+            AND x.external_key = t.org
+        LIMIT 1
+    ) AS xo ON TRUE
+    LEFT JOIN LATERAL (
+        SELECT
+            x.crm_id,
+            x.create_sent_at
+        FROM crm.crm_external_ids AS x
+        WHERE
+            x.client_id = t.client_id
+            AND x.crm_config_id = t.config_id
+            AND x.entity_type = 'deal'
+            AND x.external_key = t.key
+        LIMIT 1
+    ) AS xd ON TRUE;
 END;
 $$;
 
