@@ -20,6 +20,7 @@ from agency_crm.push.redact import Redactor
 from agency_crm.push.settings import Settings
 
 if TYPE_CHECKING:
+    from agency_crm.push.aio import AioClient
     from agency_crm.push.store import Ended, Store
     from agency_crm.push.sync import Push
 
@@ -67,7 +68,7 @@ class Connection:
     def __init__(
         self,
         config: Config,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | AioClient,
         settings: Settings,
         store: Store,
         slots: asyncio.Semaphore,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,10 @@ from agency_crm.push import crashpoints
 from agency_crm.push.model import CallRecord, LogStatus, Outcome
 
 if TYPE_CHECKING:
+    from agency_crm.push.aio import AioResponse
     from agency_crm.push.connection import Connection
+
+logger = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 425, 429, 500, 502, 503, 504}
 ERROR_CODES = {
@@ -103,6 +107,18 @@ def error_message(body: Any, text: str) -> str:
     return text[:500] or "no response body"
 
 
+def transport_failure(failure: BaseException | None) -> tuple[str, str]:
+    """The error code (timeout or connection_error) and the name of the failure of a call
+    that got no response. push drain's client (agency_crm.push.aio) raises httpx exceptions
+    chained to aiohttp's: the aiohttp error they came from decides."""
+    cause = failure.__cause__ if failure is not None else None
+    if cause is not None and type(cause).__module__.startswith("aiohttp"):
+        code = "timeout" if isinstance(cause, TimeoutError) else "connection_error"
+        return code, type(cause).__name__
+    code = "timeout" if isinstance(failure, httpx.TimeoutException) else "connection_error"
+    return code, type(failure).__name__
+
+
 class CrmHttp:
     """The calls of one push (or one check) through a connection: every call passes the
     connection's rate limiter and the run's concurrency bound, and leaves a redacted
@@ -148,7 +164,7 @@ class CrmHttp:
 
         await conn.limiter.acquire()
         self._started_at = datetime.now(UTC)
-        response: httpx.Response | None = None
+        response: httpx.Response | AioResponse | None = None
         failure: BaseException | None = None
         start = time.perf_counter()
         try:
@@ -174,10 +190,8 @@ class CrmHttp:
         assert response is not None or failure is not None
 
         if response is None:
-            code = "timeout" if isinstance(failure, httpx.TimeoutException) else "connection_error"
-            message = (
-                f"{type(failure).__name__}: {failure}" if str(failure) else type(failure).__name__
-            )
+            code, name = transport_failure(failure)
+            message = f"{name}: {failure}" if str(failure) else name
             message = self.redactor.text(message)
             self._record(
                 operation, LogStatus.FAILED, request_payload, None, None, code, message, duration_ms
@@ -274,6 +288,17 @@ class CrmHttp:
         error_message_: str | None,
         duration_ms: int,
     ) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            # Method and path from the redacted request: a secret never reaches the log.
+            logger.debug(
+                "%s %s %s %s -> %s in %d ms",
+                self.connection.config.crm_type,
+                operation,
+                request_payload.get("method"),
+                request_payload.get("path"),
+                http_status or error_code,
+                duration_ms,
+            )
         self.records.append(
             CallRecord(
                 operation=operation,
