@@ -76,10 +76,34 @@ SELECT t.*  -- noqa: AM04
 FROM crm.push_targets(%(client_id)s, %(push_ids)s::bigint[]) AS t;
 
 -- name: finish_pushes
--- The audit rows of a batch of pushes and the outcomes of their claims (crm.finish_pushes), in
--- one statement: both or neither.
+-- The audit rows of a batch of pushes, the CRM ids they learnt since their last statement
+-- (crm.record_crm_id each) and the outcomes of their claims (crm.finish_pushes), in one
+-- statement: all or none.
 WITH logged AS (
     SELECT crm.write_push_log(%(client_id)s, %(logs)s) AS n
+),
+
+recorded AS (
+    SELECT
+        count(
+            crm.record_crm_id(
+                %(client_id)s,
+                %(crm_config_id)s,
+                r.entity_type,
+                r.external_key,
+                r.entity_id,
+                r.crm_id,
+                r.create_sent_at
+            )
+        ) AS n
+    FROM
+        unnest(
+            %(entity_types)s::text[],
+            %(external_keys)s::text[],
+            %(entity_ids)s::uuid[],
+            %(crm_ids)s::text[],
+            %(create_sent_ats)s::timestamptz[]
+        ) AS r (entity_type, external_key, entity_id, crm_id, create_sent_at)
 )
 
 SELECT
@@ -96,7 +120,7 @@ FROM
         %(retry_ats)s
     ) AS f
 -- written first, whatever the outcomes (a one-time filter)
-WHERE (SELECT l.n FROM logged AS l) >= 0;
+WHERE (SELECT l.n FROM logged AS l) >= 0 AND (SELECT r.n FROM recorded AS r) >= 0;
 
 -- name: write_push_log
 -- Audit rows of CRM calls made outside a push (push check, connect), in one statement.
@@ -113,24 +137,6 @@ WHERE
     AND x.crm_config_id = %(crm_config_id)s
     AND x.entity_type = %(entity_type)s
     AND x.external_key = %(external_key)s;
-
--- name: record_crm_id
--- crm.record_crm_id with the audit rows of the calls so far, in one statement.
-WITH logged AS (
-    SELECT crm.write_push_log(%(client_id)s, %(logs)s) AS n
-)
-
-SELECT
-    crm.record_crm_id(
-        %(client_id)s,
-        %(crm_config_id)s,
-        %(entity_type)s,
-        %(external_key)s,
-        %(entity_id)s,
-        %(crm_id)s,
-        %(create_sent_at)s
-    )
-FROM logged;
 
 -- name: record_crm_ids
 -- crm.record_crm_id of many (entity type, external key) of one config, in one statement.
@@ -154,9 +160,33 @@ FROM
     ) AS r (entity_type, external_key, entity_id, crm_id, create_sent_at);
 
 -- name: claim_crm_create
--- crm.claim_crm_create with the audit rows of the calls so far, in one statement.
+-- crm.claim_crm_create with the audit rows of the calls so far and the CRM ids the push has
+-- learnt since its last statement (crm.record_crm_id each), in one statement.
 WITH logged AS (
     SELECT crm.write_push_log(%(client_id)s, %(logs)s) AS n
+),
+
+recorded AS (
+    SELECT
+        count(
+            crm.record_crm_id(
+                %(client_id)s,
+                %(crm_config_id)s,
+                r.entity_type,
+                r.external_key,
+                r.entity_id,
+                r.crm_id,
+                r.create_sent_at
+            )
+        ) AS n
+    FROM
+        unnest(
+            %(entity_types)s::text[],
+            %(external_keys)s::text[],
+            %(entity_ids)s::uuid[],
+            %(crm_ids)s::text[],
+            %(create_sent_ats)s::timestamptz[]
+        ) AS r (entity_type, external_key, entity_id, crm_id, create_sent_at)
 )
 
 SELECT
@@ -173,7 +203,7 @@ FROM
         %(unknown_outcome_window)s
     ) AS c
 -- written first, whatever the claim (a one-time filter)
-WHERE (SELECT l.n FROM logged AS l) >= 0;
+WHERE (SELECT l.n FROM logged AS l) >= 0 AND (SELECT r.n FROM recorded AS r) >= 0;
 
 -- name: release_crm_create
 -- crm.release_crm_create with the audit rows of the calls so far, in one statement.

@@ -192,3 +192,31 @@ def test_an_unknown_charset_is_read_as_utf8() -> None:
 
     response = asyncio.run(serve(handler, call))
     assert response.text == body.decode() and response.json() == {"name": "Zoë"}
+
+
+def test_a_proxy_named_by_the_environment_is_used_unless_no_proxy_names_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines: list[str] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line, _, _ = await read_request(reader)
+        lines.append(line)
+        await answer(writer, b"{}")
+
+    async def call(proxy_url: str) -> None:
+        for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", proxy_url)
+        monkeypatch.setenv("no_proxy", "localhost")
+        http = client()  # reads the environment now
+        try:
+            await http.request("GET", "http://crm.invalid/v1/users", params={"limit": 1})
+            with pytest.raises(httpx.TransportError):  # straight to localhost: nothing there
+                await http.request("GET", "http://localhost:9/v1/users")
+        finally:
+            await http.aclose()
+
+    asyncio.run(serve(proxy, call))
+    # The proxy got the request in absolute form, for the CRM; not the one for localhost.
+    assert lines == ["GET http://crm.invalid/v1/users?limit=1 HTTP/1.1"]

@@ -218,8 +218,8 @@ class ClosePush(Push):
                 raise CrmError(Outcome.RETRY, "malformed_response", "lead create returned no ids")
             lead_id, contact_id = str(body["id"]), str(contacts[0]["id"])
         self.http.tag_last(crm_contact_id=contact_id)
-        await self.ids.record("contact", lead.key, lead.id, contact_id)
-        await self.ids.record("lead", lead.key, lead.id, lead_id)
+        self.ids.record("contact", lead.key, lead.id, contact_id)
+        self.ids.record("lead", lead.key, lead.id, lead_id)
         return lead_id, contact_id
 
     async def status_for(self, deal: DealState) -> str | None:
@@ -268,7 +268,7 @@ class ClosePush(Push):
             )
             if found is not None:
                 opp_id = str(found["id"])
-                await self.ids.record("deal", deal.key, deal.entity_id, opp_id)
+                self.ids.record("deal", deal.key, deal.entity_id, opp_id)
         fields = await self.opportunity_fields(deal)
         if opp_id is not None:
             await self.http.call(
@@ -308,5 +308,5 @@ class ClosePush(Push):
             raise CrmError(Outcome.RETRY, "malformed_response", "opportunity create returned no id")
         opp_id = str(opp["id"])
         self.http.tag_last(crm_deal_id=opp_id, crm_contact_id=contact_id)
-        await self.ids.record("deal", deal.key, deal.entity_id, opp_id)
+        self.ids.record("deal", deal.key, deal.entity_id, opp_id)
         return opp_id

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from agency_crm.push import crashpoints
-from agency_crm.push.model import CallRecord, LogStatus, Outcome
+from agency_crm.push.model import CallRecord, IdWrite, LogStatus, Outcome
 
 if TYPE_CHECKING:
     from agency_crm.push.aio import AioResponse
@@ -128,6 +128,9 @@ class CrmHttp:
         self.connection = connection
         self.redactor = connection.redactor
         self.records: list[CallRecord] = []
+        # CRM ids learnt and not yet written, by (entity type, key): the push's next
+        # statement writes them (Ids.record).
+        self.ids: dict[tuple[str, str], IdWrite] = {}
         self._started_at = datetime.now(UTC)
         self.calls = 0
         self.rate_limited = 0
@@ -136,6 +139,11 @@ class CrmHttp:
         """The records not yet written, handed over to be written."""
         records, self.records = self.records, []
         return records
+
+    def take_ids(self) -> list[IdWrite]:
+        """The CRM ids not yet written, handed over to be written."""
+        ids, self.ids = list(self.ids.values()), {}
+        return ids
 
     async def call(
         self,

@@ -313,7 +313,7 @@ class HubSpotPush(Push):
         if found.status == 200:
             contact_id = str(found.body["id"])
             self.http.tag_last(crm_contact_id=contact_id)
-            await self.ids.record("lead", lead.key, lead.id, contact_id)
+            self.ids.record("lead", lead.key, lead.id, contact_id)
             return contact_id
         created = await self.http.call(
             "create_contact",
@@ -335,7 +335,7 @@ class HubSpotPush(Push):
         else:
             contact_id = str(created.body["id"])
         self.http.tag_last(crm_contact_id=contact_id)
-        await self.ids.record("lead", lead.key, lead.id, contact_id)
+        self.ids.record("lead", lead.key, lead.id, contact_id)
         return contact_id
 
     def deal_properties(self, deal: DealState, *, create: bool) -> dict[str, str]:
@@ -400,7 +400,7 @@ class HubSpotPush(Push):
         deal_id = str(results[0]["id"])
         self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=contact_id)
         # Stored at once, marked incomplete until the association is made.
-        await self.ids.record("deal", deal.key, deal.entity_id, deal_id, complete=False)
+        self.ids.record("deal", deal.key, deal.entity_id, deal_id, complete=False)
         await self.http.call(
             "associate_deal_contact",
             "PUT",
@@ -408,5 +408,5 @@ class HubSpotPush(Push):
             f"{quote(contact_id, safe='')}",
         )
         self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=contact_id)
-        await self.ids.record("deal", deal.key, deal.entity_id, deal_id)
+        self.ids.record("deal", deal.key, deal.entity_id, deal_id)
         return deal_id

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from agency_crm.crypto import SECRET_COLUMNS, KeyRing, SecretError
 
@@ -183,6 +183,17 @@ class ExternalId:
     """A row of ``crm.crm_external_ids``: the CRM id, or a create whose outcome is unknown."""
 
     crm_id: str | None
+    create_sent_at: datetime | None
+
+
+class IdWrite(NamedTuple):
+    """A CRM id a push learnt, for ``crm.record_crm_id`` (create_sent_at: a create not yet
+    complete in every step)."""
+
+    entity_type: str
+    external_key: str
+    entity_id: uuid.UUID | None
+    crm_id: str
     create_sent_at: datetime | None
 
 

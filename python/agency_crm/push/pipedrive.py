@@ -226,7 +226,7 @@ class PipedrivePush(Push):
                     "organisation", key, lambda: self.create("create_org", "organizations", body)
                 )
         self.http.tag_last(crm_org_id=org_id)
-        await self.ids.record("organisation", key, None, org_id)
+        self.ids.record("organisation", key, None, org_id)
         return org_id
 
     async def ensure_person(self, org_id: str | None) -> str:
@@ -261,7 +261,7 @@ class PipedrivePush(Push):
                 "lead", lead.key, lambda: self.create("create_contact", "persons", body)
             )
         self.http.tag_last(crm_contact_id=person_id, crm_org_id=org_id)
-        await self.ids.record("lead", lead.key, lead.id, person_id)
+        self.ids.record("lead", lead.key, lead.id, person_id)
         return person_id
 
     def deal_fields(self, deal: DealState) -> dict[str, Any]:
@@ -290,7 +290,7 @@ class PipedrivePush(Push):
         if deal_id is None and self.ids.unknown_outcome("deal", deal.key):
             deal_id = await self.search("find_deal_by_key", "deals", deal.key, "custom_fields")
             if deal_id is not None:
-                await self.ids.record("deal", deal.key, deal.entity_id, deal_id)
+                self.ids.record("deal", deal.key, deal.entity_id, deal_id)
         if deal_id is None:
             body = self.deal_fields(deal)
             body["person_id"] = int(person_id)
@@ -311,9 +311,9 @@ class PipedrivePush(Push):
                     "deal", deal.key, lambda: self.create("create_deal", "deals", body)
                 )
                 self.http.tag_last(crm_deal_id=deal_id, crm_contact_id=person_id, crm_org_id=org_id)
-                await self.ids.record("deal", deal.key, deal.entity_id, deal_id)
+                self.ids.record("deal", deal.key, deal.entity_id, deal_id)
                 return deal_id
-            await self.ids.record("deal", deal.key, deal.entity_id, deal_id)
+            self.ids.record("deal", deal.key, deal.entity_id, deal_id)
         await self.http.call(
             "update_deal",
             "PATCH",

@@ -505,6 +505,7 @@ class Drainer:
             rate_limited=http.rate_limited,
             skipped=skipped,
             started=started,
+            ids=http.take_ids(),
         )
 
     async def flush(self, connection: Connection, items: list[Ended]) -> None:

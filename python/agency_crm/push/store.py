@@ -26,6 +26,7 @@ from agency_crm.push.model import (
     DealState,
     ExternalId,
     Finished,
+    IdWrite,
     Lead,
     Outcome,
     PushContext,
@@ -92,6 +93,17 @@ def audit_json(
     )
 
 
+def id_arrays(writes: Sequence[IdWrite]) -> dict[str, list[Any]]:
+    """CRM ids to write, as the arrays the named queries unnest for crm.record_crm_id."""
+    return {
+        "entity_types": [w.entity_type for w in writes],
+        "external_keys": [w.external_key for w in writes],
+        "entity_ids": [w.entity_id for w in writes],
+        "crm_ids": [w.crm_id for w in writes],
+        "create_sent_ats": [w.create_sent_at for w in writes],
+    }
+
+
 @dataclass
 class Ended:
     """How one claimed push ended, for ``Store.finish_many``."""
@@ -112,6 +124,8 @@ class Ended:
     exc: Exception | None = None
     # Batch calls the push rode in (``calls`` counts each call once, for its first push).
     rode: int | None = None
+    # CRM ids the push learnt after its last statement (written with its outcome).
+    ids: Sequence[IdWrite] = ()
 
 
 async def write_logs(
@@ -275,22 +289,6 @@ class Store:
             "logs": Jsonb(audit_json(ctx.push, ctx.config.id, ctx, logs)),
         }
 
-    async def record_id(
-        self,
-        ctx: PushContext,
-        entity: str,
-        key: str,
-        entity_id: uuid.UUID | None,
-        crm_id: str,
-        create_sent_at: datetime | None,
-        logs: Sequence[CallRecord],
-    ) -> None:
-        """crm.record_crm_id and the audit rows so far, in one statement."""
-        params = self._id_params(ctx, entity, key, logs)
-        params.update(entity_id=entity_id, crm_id=crm_id, create_sent_at=create_sent_at)
-        async with self.pool.connection() as conn:
-            await conn.execute(PUSH["record_crm_id"], params)
-
     async def claim_create(
         self,
         ctx: PushContext,
@@ -299,11 +297,13 @@ class Store:
         entity_id: uuid.UUID | None,
         window: timedelta,
         logs: Sequence[CallRecord],
+        ids: Sequence[IdWrite] = (),
     ) -> tuple[bool, ExternalId]:
-        """crm.claim_crm_create and the audit rows so far, in one statement: (whether we
-        may create, the id row as it now is)."""
+        """crm.claim_crm_create with the audit rows so far and the CRM ids learnt since the
+        push's last statement, in one statement: (whether we may create, the id row as it
+        now is)."""
         params = self._id_params(ctx, entity, key, logs)
-        params.update(entity_id=entity_id, unknown_outcome_window=window)
+        params.update(entity_id=entity_id, unknown_outcome_window=window, **id_arrays(ids))
         async with self.pool.connection() as conn:
             cur = await conn.execute(PUSH["claim_crm_create"], params)
             row = await cur.fetchone()
@@ -330,8 +330,9 @@ class Store:
     async def finish_many(
         self, config_id: uuid.UUID, owner: str, items: Sequence[Ended]
     ) -> list[Finished]:
-        """The remaining audit rows and the outcomes of many claims of one client
-        (``crm.finish_pushes``) in one statement; each push's new status, in order."""
+        """The remaining audit rows, the CRM ids learnt since each push's last statement
+        and the outcomes of many claims of one client (``crm.finish_pushes``) in one
+        statement; each push's new status, in order."""
         if not items:
             return []
         client_id = items[0].push.client_id
@@ -347,6 +348,8 @@ class Store:
             "errors": [i.error for i in items],
             "retry_ats": [i.retry_at for i in items],
             "logs": Jsonb(logs),
+            "crm_config_id": config_id,
+            **id_arrays([w for i in items for w in i.ids]),
         }
         async with self.pool.connection() as conn:
             cur = await conn.execute(PUSH["finish_pushes"], params)
@@ -365,11 +368,7 @@ class Store:
         params = {
             "client_id": first.push.client_id,
             "crm_config_id": first.config.id,
-            "entity_types": [r[1] for r in ctx_rows],
-            "external_keys": [r[2] for r in ctx_rows],
-            "entity_ids": [r[3] for r in ctx_rows],
-            "crm_ids": [r[4] for r in ctx_rows],
-            "create_sent_ats": [r[5] for r in ctx_rows],
+            **id_arrays([IdWrite(*r[1:]) for r in ctx_rows]),
         }
         async with self.pool.connection() as conn:
             await conn.execute(PUSH["record_crm_ids"], params)

@@ -1,5 +1,5 @@
 """One push's sync: the base every CRM's push implements, and the CRM-id bookkeeping they
-share (ids stored the moment they are known, creates claimed before they are sent)."""
+share (creates claimed before they are sent, ids stored by the push's next statement)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from agency_crm.push.http import CrmError, CrmHttp
-from agency_crm.push.model import ExternalId, Outcome, PushContext
+from agency_crm.push.model import ExternalId, IdWrite, Outcome, PushContext
 from agency_crm.push.store import Store
 
 if TYPE_CHECKING:
@@ -19,7 +19,8 @@ T = TypeVar("T")
 
 
 class Ids:
-    """The CRM ids of one push: read from the context, written the moment they are known."""
+    """The CRM ids of one push: read from the context; one learnt is written by the push's
+    next statement (its next create claim, or its finish), with the audit rows so far."""
 
     def __init__(self, ctx: PushContext, store: Store, http: CrmHttp) -> None:
         self.ctx = ctx
@@ -52,7 +53,7 @@ class Ids:
         unknown, or another runner) was sent within ``window`` and may still land.
         """
         won, ext = await self.store.claim_create(
-            self.ctx, entity, key, entity_id, window, self.http.take_records()
+            self.ctx, entity, key, entity_id, window, self.http.take_records(), self.http.take_ids()
         )
         self.ctx.ids[(entity, key)] = ext
         if won:
@@ -71,7 +72,7 @@ class Ids:
             retry_after=min(wait, 5.0),
         )
 
-    async def record(
+    def record(
         self,
         entity: str,
         key: str,
@@ -80,12 +81,17 @@ class Ids:
         *,
         complete: bool = True,
     ) -> None:
-        """Store a CRM id at once, in its own transaction, with the calls made so far."""
+        """Keep a CRM id for the push's next statement (its next create claim, or its
+        finish) to write, with the calls made so far.
+
+        Until then the create's intent row says its outcome is unknown: a crash in between
+        costs the next attempt a search that finds the record, never a second create. No
+        other push needs the id sooner: another push of this lead waits for this one to
+        finish, and a shared record (an organisation) is followed at once by this push's
+        next claim."""
         ext = self.get(entity, key)
         sent = None if complete else (ext.create_sent_at if ext else None) or datetime.now(UTC)
-        await self.store.record_id(
-            self.ctx, entity, key, entity_id, crm_id, sent, self.http.take_records()
-        )
+        self.http.ids[(entity, key)] = IdWrite(entity, key, entity_id, crm_id, sent)
         self.ctx.ids[(entity, key)] = ExternalId(crm_id, sent)
 
     async def release(self, entity: str, key: str) -> None:
