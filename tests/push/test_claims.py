@@ -5,17 +5,21 @@ runs always reaches the CRM."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import time
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 from agency_crm.push.http import CrmError
 from agency_crm.push.model import MAX_RETRY_DELAY, Outcome, Reported
 from agency_crm.push.runner import Drainer, DrainSettings, PushEvent, backoff
+from agency_crm.push.store import Store
 from agency_crm.sandbox import Sandbox
 from tests.helpers.fixtures import TLS, Make
 from tests.push.conftest import connect_crm, fast_settings, run_drain
@@ -185,3 +189,55 @@ def test_a_stopped_drain_gives_back_the_pushes_it_claimed_and_did_not_start(
         "SELECT count(*) FROM crm.crm_push_queue WHERE client_id = %s AND status = 'done'",
         (client["id"],),
     ).fetchone() == (20,)
+
+
+def test_an_idle_lane_asks_less_and_less_often_for_pushes_another_process_holds_up(
+    pushdb: tuple[psycopg.Connection[Any], str],
+    pmake: Make,
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lead's second push is due, but another process is still sending its first: the lane
+    can claim nothing. It asks again after 50 ms, then 100, 200, 400 ms (not every 50 ms for
+    as long as the other process takes), and takes the push soon after the first is done."""
+    conn, url = pushdb
+    client = pmake.client()
+    connect_crm(pmake, sandbox, client, "pipedrive")
+    lead = pmake.lead(client)
+    pmake.meeting(lead)
+    second = pmake.meeting(lead)
+    first = conn.execute(
+        "SELECT p.id, p.attempts FROM crm.claim_pushes(%s, 'other-process', 1, 300) AS p",
+        (client["id"],),
+    ).fetchone()
+    assert first is not None
+
+    claims: list[float] = []
+    real_claim = Store.claim
+
+    async def claim(self: Store, *args: Any, **kwargs: Any) -> Any:
+        claimed = await real_claim(self, *args, **kwargs)
+        claims.append(time.monotonic())
+        if len(claims) == 5:
+            # The other process finishes its push now: right after the 5th claim found none.
+            assert claimed == []
+            await asyncio.to_thread(
+                conn.execute,
+                "SELECT crm.finish_push(%s, %s, 'other-process', %s, 'done', NULL, NULL)",
+                (client["id"], first[0], first[1]),
+            )
+        return claimed
+
+    monkeypatch.setattr(Store, "claim", claim)
+    summary = asyncio.run(Drainer(fast_settings(url, batches=False)).run())
+
+    assert summary.outcomes[Reported.DONE] == 1
+    row = conn.execute(
+        "SELECT status FROM crm.crm_push_queue WHERE meeting_id = %s", (second["id"],)
+    ).fetchone()
+    assert row == ("done",)
+    gaps = [b - a for a, b in itertools.pairwise(claims[:5])]
+    # Each wait is a lower bound (10 ms of slack for the clock).
+    assert [g >= 0.05 * 2**i - 0.01 for i, g in enumerate(gaps)] == [True] * 4, gaps
+    # Once unblocked, the push is taken by the next claim, at most a second later.
+    assert claims[5] - claims[4] < 1.5, claims

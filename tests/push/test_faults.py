@@ -80,7 +80,8 @@ def test_a_retryable_fault_on_deal_create_ends_in_one_deal(
 
     push = push_row(conn, client["id"])
     assert push["status"] == "done", push
-    assert push["attempts"] >= 2
+    # A 429 that says when to come back defers the push: no attempt spent.
+    assert push["attempts"] == 1 if code == "rate_limited" else push["attempts"] >= 2
     assert len(crm.deals()) == 1, crm.deals()
     assert len(crm.contacts()) == 1
     rows = logs(conn, client["id"])
@@ -92,6 +93,36 @@ def test_a_retryable_fault_on_deal_create_ends_in_one_deal(
         assert failed[0]["http_status"] == 429
         assert summary.rate_limited == 1
     assert rows[-1]["status"] == "success"
+
+
+@pytest.mark.parametrize("vendor", CRMS)
+def test_more_429s_than_attempts_never_kill_a_push(
+    pushdb: tuple[psycopg.Connection[Any], str],
+    pmake: Make,
+    sandbox: Sandbox,
+    vendor: str,
+) -> None:
+    """Several drainers sharing a client's limit (each limiter counts its own calls) can
+    draw many 429s in a row for one push: each says when to come back, so each defers the
+    push and none spends one of its attempts (3 here)."""
+    conn, url = pushdb
+    client = pmake.client()
+    crm = connect_crm(pmake, sandbox, client, vendor)
+    conn.execute(
+        "UPDATE crm.client_crm_configs SET max_attempts = 3 WHERE client_id = %s", (client["id"],)
+    )
+    pmake.meeting(pmake.lead(client))
+    method, path = CREATE_DEAL[vendor]
+    crm.fault(method=method, path=path, times=5, kind="rate_limit", retry_after=0)
+
+    summary = run_drain(url)
+
+    push = push_row(conn, client["id"])
+    assert (push["status"], push["attempts"]) == ("done", 1), push
+    assert summary.rate_limited == 5
+    assert len(crm.deals()) == 1, crm.deals()
+    limited = [r for r in logs(conn, client["id"]) if r["error_code"] == "rate_limited"]
+    assert [r["http_status"] for r in limited] == [429] * 5
 
 
 @pytest.mark.parametrize("vendor", CRMS)

@@ -271,6 +271,11 @@ class CrmHttp:
             kind = Outcome.RETRY
             if status == 429:
                 self.rate_limited += 1
+                if retry_after is not None:
+                    # The CRM did no work and said when to come back: the push waits until
+                    # then without spending an attempt (several drainers sharing a client's
+                    # limit must not run its pushes out of attempts).
+                    kind = Outcome.DEFER
         else:
             code, kind = ERROR_CODES.get(status, f"http_{status}"), Outcome.FAILED
         self._record(

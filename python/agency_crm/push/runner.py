@@ -114,6 +114,11 @@ LONGEST_WAIT = MAX_RETRY_DELAY - timedelta(hours=1)
 FLUSH_AT = 100
 FLUSH_DELAY = 0.05
 
+# An idle lane whose client has pushes due that it could not claim (they wait behind pushes of
+# their leads that another process is sending) asks again after 50 ms, then twice as long each
+# time it finds none, up to this many seconds: not every 50 ms for as long as those take.
+BLOCKED_WAIT_MAX = 1.0
+
 
 def backoff(exc: CrmError, attempt: int, settings: DrainSettings) -> datetime:
     """When a push whose attempt ``attempt`` failed with ``exc`` is tried again: the one
@@ -129,6 +134,19 @@ def backoff(exc: CrmError, attempt: int, settings: DrainSettings) -> datetime:
         delay = max(delay, exc.retry_after or 0.0)
     delay = min(delay, LONGEST_WAIT.total_seconds())
     return datetime.now(UTC) + timedelta(seconds=delay)
+
+
+def deferral(exc: CrmError) -> datetime:
+    """When a deferred push is tried again: when the CRM said (a 429's Retry-After, plus up
+    to 250 ms so that pushes told the same time do not all come back at once), or in a
+    second; never later than a retry may be."""
+    if exc.retry_after is None:
+        delay = 1.0
+    elif exc.code == "rate_limited":
+        delay = exc.retry_after + random.uniform(0.0, 0.25)
+    else:
+        delay = exc.retry_after
+    return datetime.now(UTC) + timedelta(seconds=min(delay, LONGEST_WAIT.total_seconds()))
 
 
 class Drainer:
@@ -271,6 +289,7 @@ class Drainer:
         flushing: asyncio.Task[None] | None = None
         held = False
         drained = False
+        empty_claims = 0  # claims in a row that found nothing
         while True:
             stopping = self.stopping.is_set() or time.monotonic() >= self.deadline
             if (stopping or held) and queue:
@@ -299,6 +318,7 @@ class Drainer:
                 # Fewer than asked: the rest wait for pushes in flight (their leads' earlier
                 # pushes) or for their time; claim again once an outcome is recorded.
                 drained = len(claimed) < s.batch_size
+                empty_claims = 0 if claimed else empty_claims + 1
                 if claimed:
                     crashpoints.reached("after_claim")
                     contexts = await self.store.contexts(claimed, connection.config)
@@ -345,17 +365,21 @@ class Drainer:
                 return
             # Idle: nothing claimable now.
             next_at = await self.store.next_run_after(client_id)
-            now = datetime.now(UTC)
+            due = None if next_at is None else (next_at - datetime.now(UTC)).total_seconds()
             if s.watch:
                 wait = s.poll_seconds
-                if next_at is not None:
-                    wait = min(wait, max(0.05, (next_at - now).total_seconds()))
+                if due is not None:
+                    wait = min(wait, max(0.05, due))
             else:
-                if next_at is None:
+                if due is None:
                     return
-                wait = max(0.05, (next_at - now).total_seconds())
+                wait = max(0.05, due)
                 if wait > s.retry_horizon:
                     return
+            if due is not None and due <= 0 and empty_claims:
+                # Due, yet the claim found none: behind pushes of their leads in flight in
+                # another process. Ask less and less often until those are finished.
+                wait = max(wait, min(BLOCKED_WAIT_MAX, 0.05 * 2 ** (empty_claims - 1)))
             wait = min(wait, max(0.0, self.deadline - time.monotonic()))
             wake.clear()
             try:
@@ -440,8 +464,7 @@ class Drainer:
                     held = True
                     await self.store_hold(connection, item.error or failure.describe())
                 elif item.outcome is Outcome.DEFER:
-                    wait = timedelta(seconds=failure.retry_after or 1.0)
-                    item.retry_at = datetime.now(UTC) + wait
+                    item.retry_at = deferral(failure)
                 elif item.outcome is Outcome.RETRY:
                     item.retry_at = backoff(failure, item.push.attempts, self.settings)
         return out + results
@@ -480,7 +503,7 @@ class Drainer:
             if outcome is Outcome.HELD:
                 await self.store.hold(push.client_id, f"{config.crm_type}: {error}")
             elif outcome is Outcome.DEFER:
-                retry_at = datetime.now(UTC) + timedelta(seconds=exc.retry_after or 1.0)
+                retry_at = deferral(exc)
             elif outcome is Outcome.RETRY:
                 retry_at = backoff(exc, push.attempts, s)
         except (psycopg.Error, OSError) as exc:
