@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import json
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,7 +18,15 @@ from psycopg.rows import dict_row
 
 from agency_crm.push.http import CrmError
 from agency_crm.push.model import MAX_RETRY_DELAY, Outcome, Reported
-from agency_crm.push.runner import Drainer, DrainSettings, PushEvent, backoff
+from agency_crm.push.runner import (
+    LONGEST_WAIT,
+    RATE_LIMITED_MIN_WAIT,
+    Drainer,
+    DrainSettings,
+    PushEvent,
+    backoff,
+    deferral,
+)
 from agency_crm.push.store import Store
 from agency_crm.sandbox import Sandbox
 from tests.helpers.fixtures import TLS, Make
@@ -241,3 +249,22 @@ def test_an_idle_lane_asks_less_and_less_often_for_pushes_another_process_holds_
     assert [g >= 0.05 * 2**i - 0.01 for i, g in enumerate(gaps)] == [True] * 4, gaps
     # Once unblocked, the push is taken by the next claim, at most a second later.
     assert claims[5] - claims[4] < 1.5, claims
+
+
+def test_a_deferred_429_waits_as_told_within_bounds() -> None:
+    """A 429's Retry-After, whatever it says, defers its push by at least
+    RATE_LIMITED_MIN_WAIT (no busy loop on "come back now"), at most LONGEST_WAIT (never
+    parked for good), with up to 250 ms of jitter; a deferral without a time waits 1 s."""
+
+    def wait(retry_after: float | None, code: str = "rate_limited") -> float:
+        before = datetime.now(UTC)
+        exc = CrmError(Outcome.DEFER, code, "429", status=429, retry_after=retry_after)
+        return (deferral(exc) - before).total_seconds()
+
+    for told in (0.0, 0.1):
+        assert RATE_LIMITED_MIN_WAIT <= wait(told) <= RATE_LIMITED_MIN_WAIT + 0.3
+    assert 7.0 <= wait(7.0) <= 7.3
+    for huge in (1e15, float("inf")):
+        assert wait(huge) <= LONGEST_WAIT.total_seconds() + 0.05
+    assert 0.95 <= wait(None) <= 1.05
+    assert 2.0 <= wait(2.0, code="create_in_doubt") <= 2.05  # no jitter, no floor

@@ -136,14 +136,20 @@ def backoff(exc: CrmError, attempt: int, settings: DrainSettings) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=delay)
 
 
+# A 429 defers its push for at least this long, whatever its Retry-After says (0, or a
+# negative or unreadable value read as 0): a CRM that keeps answering "429, come back now"
+# costs a deferred push at most two calls a second, not a busy loop.
+RATE_LIMITED_MIN_WAIT = 0.5
+
+
 def deferral(exc: CrmError) -> datetime:
-    """When a deferred push is tried again: when the CRM said (a 429's Retry-After, plus up
-    to 250 ms so that pushes told the same time do not all come back at once), or in a
-    second; never later than a retry may be."""
+    """When a deferred push is tried again: when the CRM said (a 429's Retry-After, at least
+    RATE_LIMITED_MIN_WAIT, plus up to 250 ms so that pushes told the same time do not all
+    come back at once), or in a second; never later than a retry may be."""
     if exc.retry_after is None:
         delay = 1.0
     elif exc.code == "rate_limited":
-        delay = exc.retry_after + random.uniform(0.0, 0.25)
+        delay = max(exc.retry_after, RATE_LIMITED_MIN_WAIT) + random.uniform(0.0, 0.25)
     else:
         delay = exc.retry_after
     return datetime.now(UTC) + timedelta(seconds=min(delay, LONGEST_WAIT.total_seconds()))
