@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from agency_crm.push.http import CrmError
+from agency_crm.push.http import CrmError, retry_after_seconds
 from agency_crm.push.model import MAX_RETRY_DELAY, Outcome, Reported
 from agency_crm.push.runner import (
     LONGEST_WAIT,
@@ -268,3 +268,20 @@ def test_a_deferred_429_waits_as_told_within_bounds() -> None:
         assert wait(huge) <= LONGEST_WAIT.total_seconds() + 0.05
     assert 0.95 <= wait(None) <= 1.05
     assert 2.0 <= wait(2.0, code="create_in_doubt") <= 2.05  # no jitter, no floor
+
+
+def test_a_wait_a_crm_gives_is_a_number_of_seconds_or_none() -> None:
+    """Retry-After and Close's rate_reset, however odd: NaN (a header, or a JSON body, which
+    Python reads NaN from) is no time at all; a past or negative time is now; infinity stays
+    infinite (the deferral clamps it); a boolean is no number."""
+    body = json.loads('{"error": {"rate_reset": NaN}}')
+    assert retry_after_seconds({"retry-after": "nan"}, None) is None
+    assert retry_after_seconds({}, body) is None
+    assert retry_after_seconds({}, {"error": {"rate_reset": True}}) is None
+    assert retry_after_seconds({"retry-after": "-3"}, None) == 0.0
+    assert retry_after_seconds({}, {"error": {"rate_reset": -2}}) == 0.0
+    assert retry_after_seconds({"retry-after": "Mon, 01 Jan 2001 00:00:00 GMT"}, None) == 0.0
+    assert retry_after_seconds({"retry-after": "2.5"}, None) == 2.5
+    assert retry_after_seconds({"retry-after": "inf"}, None) == float("inf")
+    limited = CrmError(Outcome.DEFER, "rate_limited", "429", status=429, retry_after=float("inf"))
+    assert deferral(limited) - datetime.now(UTC) <= LONGEST_WAIT

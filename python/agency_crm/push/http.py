@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -76,21 +77,27 @@ class Response:
 
 
 def retry_after_seconds(headers: Mapping[str, str], body: Any) -> float | None:
-    """Seconds to wait from Retry-After (seconds or HTTP date), or Close's rate_reset."""
+    """Seconds to wait from Retry-After (seconds or HTTP date), or Close's rate_reset: never
+    negative (a past time means now), and None where the value is no number of seconds
+    (NaN, which Python's JSON reads from a body, included)."""
     value = headers.get("retry-after")
     if value:
         try:
-            return max(0.0, float(value))
+            return _wait(float(value))
         except ValueError:
             try:
-                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+                return _wait(parsedate_to_datetime(value).timestamp() - time.time())
             except (TypeError, ValueError):
                 pass
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         reset = body["error"].get("rate_reset")
-        if isinstance(reset, int | float):
-            return float(reset)
+        if isinstance(reset, int | float) and not isinstance(reset, bool):
+            return _wait(float(reset))
     return None
+
+
+def _wait(seconds: float) -> float | None:
+    return None if math.isnan(seconds) else max(0.0, seconds)
 
 
 def error_message(body: Any, text: str) -> str:
